@@ -1,0 +1,210 @@
+//! Where each component's tensors are stored: one single file with a key prefix per component,
+//! or one file per component in a diffusers folder, plus the hints the files themselves give
+//! about what shapes cannot show (head width, activations, prediction type).
+
+use std::path::{Path, PathBuf};
+
+use super::error::CheckpointError;
+use super::keys::Layout;
+use super::safetensors_file::{Header, SafetensorsFile};
+use super::Component;
+
+/// The stored tensors of one component: which file, and the prefix of its keys there.
+#[derive(Clone, Copy, Debug)]
+pub struct ComponentFile {
+    pub file: usize,
+    pub prefix: &'static str,
+}
+
+/// Facts about the architecture that shapes cannot show, where the checkpoint states them.
+#[derive(Clone, Debug, Default)]
+pub struct Hints {
+    /// Attention head width (single file: our `sdxl_wgpu.head_dim` metadata, for every
+    /// component; folder: `unet/config.json`, for the UNet).
+    pub head_dim: Option<usize>,
+    /// Heads and activation from `text_encoder*/config.json`.
+    pub text_encoder_heads: [Option<usize>; 2],
+    pub text_encoder_act: [Option<String>; 2],
+}
+
+/// The files of a checkpoint, opened and header-checked.
+pub struct Source {
+    pub path: PathBuf,
+    pub layout: Layout,
+    pub files: Vec<SafetensorsFile>,
+    /// Indexed by `Component as usize`; `None` when the folder lacks the component.
+    pub components: [Option<ComponentFile>; 4],
+    pub hints: Hints,
+    /// Folder only: `model_index.json`'s `_class_name` and the scheduler config.
+    pub class_name: String,
+    pub scheduler: serde_json::Value,
+}
+
+/// The metadata key our fixtures (and anyone with a non-64 head width) use.
+pub const HEAD_DIM_METADATA: &str = "sdxl_wgpu.head_dim";
+
+impl Source {
+    pub fn open(path: &Path) -> Result<Source, CheckpointError> {
+        if !path.exists() {
+            return Err(CheckpointError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        if path.is_dir() {
+            Self::open_folder(path)
+        } else {
+            Ok(Self::single_file(SafetensorsFile::open(path)?))
+        }
+    }
+
+    /// A single file, opened or known only by its header.
+    pub fn single_file(file: SafetensorsFile) -> Source {
+        let hints = Hints {
+            head_dim: file
+                .header()
+                .metadata
+                .get(HEAD_DIM_METADATA)
+                .and_then(|v| v.parse().ok()),
+            ..Hints::default()
+        };
+        Source {
+            path: file.path().to_path_buf(),
+            layout: Layout::SingleFile,
+            components: Component::ALL.map(|c| {
+                Some(ComponentFile {
+                    file: 0,
+                    prefix: c.single_file_prefix(),
+                })
+            }),
+            files: vec![file],
+            hints,
+            class_name: String::new(),
+            scheduler: serde_json::Value::Null,
+        }
+    }
+
+    /// A header-only single file, for checking tables against a manifest without weights.
+    pub fn from_header(path: &Path, header: Header) -> Source {
+        Self::single_file(SafetensorsFile::header_only(path, header))
+    }
+
+    fn open_folder(path: &Path) -> Result<Source, CheckpointError> {
+        let index_path = path.join("model_index.json");
+        if !index_path.is_file() {
+            return Err(CheckpointError::NotADiffusersFolder {
+                path: path.to_path_buf(),
+            });
+        }
+        let index = read_json(&index_path)?;
+        let class_name = index
+            .get("_class_name")
+            .and_then(|c| c.as_str())
+            .unwrap_or("unknown pipeline")
+            .to_string();
+
+        let mut files = Vec::new();
+        let mut components = [None; 4];
+        for component in Component::ALL {
+            let dir = path.join(component.name());
+            let Some(file) = component
+                .diffusers_files()
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|p| p.is_file())
+            else {
+                if dir.is_dir() {
+                    return Err(CheckpointError::BadFolder {
+                        path: dir,
+                        reason: format!(
+                            "no {} (only .safetensors weights are read; convert .bin files first)",
+                            component.diffusers_files().join(" or ")
+                        ),
+                    });
+                }
+                continue;
+            };
+            components[component as usize] = Some(ComponentFile {
+                file: files.len(),
+                prefix: "",
+            });
+            files.push(SafetensorsFile::open(&file)?);
+        }
+
+        let config = |component: Component| -> Result<serde_json::Value, CheckpointError> {
+            let p = path.join(component.name()).join("config.json");
+            if p.is_file() {
+                read_json(&p)
+            } else {
+                Ok(serde_json::Value::Null)
+            }
+        };
+        let unet = config(Component::Unet)?;
+        let te = [
+            config(Component::TextEncoder)?,
+            config(Component::TextEncoder2)?,
+        ];
+        let scheduler_path = path.join("scheduler").join("scheduler_config.json");
+        let scheduler = if scheduler_path.is_file() {
+            read_json(&scheduler_path)?
+        } else {
+            serde_json::Value::Null
+        };
+        let hints = Hints {
+            head_dim: unet_head_dim(&unet),
+            text_encoder_heads: te.each_ref().map(|c| {
+                c.get("num_attention_heads")
+                    .and_then(|h| h.as_u64())
+                    .map(|h| h as usize)
+            }),
+            text_encoder_act: te.each_ref().map(|c| {
+                c.get("hidden_act")
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            }),
+        };
+        Ok(Source {
+            path: path.to_path_buf(),
+            layout: Layout::Diffusers,
+            files,
+            components,
+            hints,
+            class_name,
+            scheduler,
+        })
+    }
+
+    /// The file and key prefix of `component`, if the checkpoint has it.
+    pub fn component(&self, component: Component) -> Option<(&SafetensorsFile, &'static str)> {
+        let c = self.components[component as usize]?;
+        Some((&self.files[c.file], c.prefix))
+    }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
+    let text = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|e| CheckpointError::BadFolder {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON: {e}"),
+    })
+}
+
+/// diffusers' UNet config names the head *count* per level `attention_head_dim` (a historical
+/// misnomer) unless `num_attention_heads` is set; the head width is the deepest level's width
+/// over its head count.
+fn unet_head_dim(config: &serde_json::Value) -> Option<usize> {
+    let last = |v: &serde_json::Value| -> Option<u64> {
+        match v {
+            serde_json::Value::Array(a) => a.last()?.as_u64(),
+            v => v.as_u64(),
+        }
+    };
+    let heads = config
+        .get("num_attention_heads")
+        .and_then(last)
+        .or_else(|| config.get("attention_head_dim").and_then(last))?;
+    let width = last(config.get("block_out_channels")?)?;
+    (heads > 0 && width % heads == 0).then_some((width / heads) as usize)
+}

@@ -1,0 +1,258 @@
+//! `sdxl-wgpu inspect PATH`: what a checkpoint is, from its headers alone (well under a second
+//! on a 7 GB file); `--scan` reads every tensor for NaN/Inf, `--load` uploads it to the GPU.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use sdxl_wgpu::checkpoint::{
+    Checkpoint, Component, ComponentStats, Layout, LoadReport, NonFinite, WeightDtype,
+};
+use sdxl_wgpu::device::{self, Backend};
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A single-file `.safetensors` checkpoint or a diffusers model folder.
+    path: PathBuf,
+    /// Read every tensor and list those holding NaN or infinite values.
+    #[arg(long)]
+    scan: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also upload every component to the GPU and report the time and device memory it took.
+    #[arg(long)]
+    load: bool,
+    /// Graphics API for --load.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+}
+
+#[derive(Serialize)]
+struct Inspection<'a> {
+    path: PathBuf,
+    layout: Layout,
+    files: Vec<PathBuf>,
+    verdict: String,
+    variant: sdxl_wgpu::checkpoint::Variant,
+    metadata: BTreeMap<String, String>,
+    config: &'a sdxl_wgpu::ModelConfig,
+    components: Vec<ComponentStats>,
+    report: &'a LoadReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    non_finite: Option<Vec<NonFinite>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<LoadFigures>,
+}
+
+#[derive(Serialize)]
+struct LoadFigures {
+    adapter: String,
+    seconds: f64,
+    bytes: u64,
+    device_bytes_in_use: Option<u64>,
+    device_bytes_reserved: Option<u64>,
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    let checkpoint = Checkpoint::open(&args.path)?;
+    let stats = checkpoint.stats();
+    let non_finite = args.scan.then(|| checkpoint.scan_non_finite());
+    let load = if args.load && checkpoint.ensure_complete().is_ok() {
+        Some(load_all(&checkpoint, args.backend)?)
+    } else {
+        None
+    };
+    let inspection = Inspection {
+        path: args.path.clone(),
+        layout: checkpoint.layout(),
+        files: checkpoint.files(),
+        verdict: checkpoint.variant.to_string(),
+        variant: checkpoint.variant,
+        metadata: checkpoint
+            .metadata()
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("modelspec.")
+                    || k.starts_with("ss_base_model")
+                    || k.starts_with("sdxl_wgpu.")
+            })
+            .collect(),
+        config: &checkpoint.config,
+        components: stats,
+        report: checkpoint.report(),
+        non_finite,
+        load,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        print_text(&inspection);
+    }
+    checkpoint.ensure_complete()?;
+    Ok(())
+}
+
+fn load_all(checkpoint: &Checkpoint, backend: Backend) -> anyhow::Result<LoadFigures> {
+    let (gpu, warning) = device::open(backend)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    let start = Instant::now();
+    let dtype = WeightDtype::AsStored;
+    let unet = checkpoint.load_unet(&gpu.device, dtype)?;
+    let te1 = checkpoint.load_text_encoder(Component::TextEncoder, &gpu.device, dtype)?;
+    let te2 = checkpoint.load_text_encoder(Component::TextEncoder2, &gpu.device, dtype)?;
+    let vae = checkpoint.load_vae(&gpu.device, dtype)?;
+    gpu.device
+        .sync()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .context("device failed while loading")?;
+    let seconds = start.elapsed().as_secs_f64();
+    let usage = device::memory_in_use(&gpu.device);
+    drop((unet, te1, te2, vae));
+    Ok(LoadFigures {
+        adapter: format!("{} ({})", gpu.adapter.name, gpu.adapter.api),
+        seconds,
+        bytes: checkpoint
+            .files()
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum(),
+        device_bytes_in_use: usage.map(|u| u.0),
+        device_bytes_reserved: usage.map(|u| u.1),
+    })
+}
+
+fn millions(n: usize) -> String {
+    format!("{:.2} M", n as f64 / 1e6)
+}
+
+fn joined(values: &[usize]) -> String {
+    values
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn print_text(i: &Inspection) {
+    println!("{}", i.path.display());
+    let layout = match i.layout {
+        Layout::SingleFile => "single file (SGM/LDM keys)",
+        Layout::Diffusers => "diffusers folder",
+    };
+    println!("  layout     {layout}");
+    println!("  verdict    {}", i.verdict);
+    for (k, v) in &i.metadata {
+        println!("  metadata   {k} = {v}");
+    }
+    println!();
+    let (u, t1, t2, v) = (
+        &i.config.unet,
+        &i.config.text_encoder,
+        &i.config.text_encoder_2,
+        &i.config.vae,
+    );
+    for s in &i.components {
+        let dtypes: Vec<String> = s
+            .dtypes
+            .iter()
+            .map(|(d, n)| format!("{d} {}", millions(*n)))
+            .collect();
+        println!(
+            "  {:<28} {:>10} parameters ({})",
+            s.component.describe(),
+            millions(s.parameters),
+            dtypes.join(", ")
+        );
+        let detail = match s.component {
+            Component::Unet => format!(
+                "levels {}, {} resnets per level, transformer depth {} (mid {}, up {}), heads {} wide, \
+                 context {}, time embedding {}, text_time input {} ({} pooled + 6 x {}), channels in/out {}/{}",
+                joined(&u.block_out_channels), u.layers_per_block, joined(&u.transformer_depth),
+                u.mid_transformer_depth, joined(&u.transformer_depth_up), u.head_dim, u.context_dim,
+                u.time_embed_dim, u.addition_embed_dim, u.addition_embed_dim - 6 * u.addition_time_embed_dim,
+                u.addition_time_embed_dim, u.in_channels, u.out_channels
+            ),
+            Component::TextEncoder | Component::TextEncoder2 => {
+                let c = if s.component == Component::TextEncoder { t1 } else { t2 };
+                format!(
+                    "width {}, {} layers, {} heads, MLP {}, vocabulary {}, {} positions, {:?}{}",
+                    c.width, c.layers, c.heads, c.intermediate, c.vocab_size, c.max_positions, c.activation,
+                    c.projection.map(|p| format!(", projection {p}")).unwrap_or_default()
+                )
+            }
+            Component::Vae => format!(
+                "levels {}, {} resnets per level, latent channels {}, scaling factor {}",
+                joined(&v.block_out_channels), v.layers_per_block, v.latent_channels, v.scaling_factor
+            ),
+        };
+        println!("      {detail}");
+    }
+    println!();
+    let r = i.report;
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &r.transformed {
+        *kinds.entry(t.transform.name()).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "  tensors    {} applied ({} transformed{}{}), {} ignored, {} unused, {} missing, {} mismatched",
+        r.applied,
+        r.transformed.len(),
+        if kinds.is_empty() { "" } else { ": " },
+        kinds.join(", "),
+        r.ignored.len(),
+        r.unused.len(),
+        r.missing.len(),
+        r.mismatched.len()
+    );
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &r.ignored {
+        *reasons.entry(t.reason).or_default() += 1;
+    }
+    for (reason, n) in reasons {
+        println!("    ignored  {n} x {reason}");
+    }
+    for key in r.unused.iter().take(10) {
+        println!("    unused   {key}");
+    }
+    for m in r.missing.iter().take(10) {
+        println!(
+            "    missing  {} ({} {})",
+            m.key,
+            m.component.name(),
+            m.canonical
+        );
+    }
+    for m in r.mismatched.iter().take(10) {
+        println!(
+            "    mismatch {} is {} {:?}, expected {:?}",
+            m.key, m.dtype, m.found, m.expected
+        );
+    }
+    if let Some(found) = &i.non_finite {
+        if found.is_empty() {
+            println!("  scan       every float tensor is finite");
+        }
+        for t in found {
+            println!("  scan       {}: {} NaN, {} Inf", t.key, t.nan, t.inf);
+        }
+    }
+    if let Some(l) = &i.load {
+        println!(
+            "  load       {:.2} s onto {} ({:.2} GB/s), device memory in use {} MiB, reserved {} MiB",
+            l.seconds,
+            l.adapter,
+            l.bytes as f64 / l.seconds / 1e9,
+            l.device_bytes_in_use.unwrap_or(0) >> 20,
+            l.device_bytes_reserved.unwrap_or(0) >> 20
+        );
+    }
+}

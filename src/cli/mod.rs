@@ -1,0 +1,32 @@
+//! clap commands. The library does the work; this module parses flags and prints.
+
+mod devices;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sdxl-wgpu",
+    version,
+    about = "Stable Diffusion XL on wgpu (Vulkan, Metal, DX12)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a checkpoint: layout, variant, architecture, parameters, load report.
+    Inspect(inspect::InspectArgs),
+    /// List the GPU adapters wgpu sees and which one --backend picks.
+    Devices(devices::DevicesArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Devices(args) => devices::run(args),
+    }
+}

@@ -1,0 +1,228 @@
+//! Choosing the GPU: which adapters wgpu sees on each graphics API, what they can do (f16,
+//! buffer limits), bringing one up as a burn device, and the device's pooled memory.
+//!
+//! `auto` prefers a hardware GPU on any API and falls back to a software adapter (Mesa lavapipe)
+//! with a warning; a named API that has no adapter is an error that lists what was found instead.
+
+use burn::tensor::wgpu::WgpuBackend;
+use burn::tensor::{Device, DeviceKind};
+use serde::Serialize;
+
+/// The graphics API to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum Backend {
+    /// The best adapter on any API, hardware before software.
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    /// OpenGL / GLES.
+    Gl,
+}
+
+impl Backend {
+    fn wgpu(self) -> wgpu::Backends {
+        match self {
+            Backend::Auto => {
+                wgpu::Backends::VULKAN
+                    | wgpu::Backends::METAL
+                    | wgpu::Backends::DX12
+                    | wgpu::Backends::GL
+            }
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Vulkan => "vulkan",
+            Backend::Metal => "metal",
+            Backend::Dx12 => "dx12",
+            Backend::Gl => "gl",
+        })
+    }
+}
+
+/// Why no device came up.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("no GPU adapter found on any graphics API (Vulkan, Metal, DX12, GL); install a GPU driver, or Mesa's software Vulkan driver (Debian: apt install mesa-vulkan-drivers)")]
+    NoAdapter,
+    #[error("--backend {requested}: no adapter on that API; found: {found}")]
+    Unavailable { requested: Backend, found: String },
+    #[error("cannot start {adapter}: {reason}")]
+    Init { adapter: String, reason: String },
+}
+
+/// One adapter as wgpu reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterInfo {
+    pub name: String,
+    /// "Vulkan", "Metal", "Dx12", "Gl".
+    pub api: String,
+    /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" (software), "Other".
+    pub device_type: String,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    #[serde(skip)]
+    backend: wgpu::Backend,
+    #[serde(skip)]
+    kind: wgpu::DeviceType,
+    /// Position among adapters of the same API and type: how burn addresses it.
+    #[serde(skip)]
+    index: usize,
+}
+
+impl AdapterInfo {
+    /// A software rasteriser such as lavapipe or llvmpipe.
+    pub fn is_software(&self) -> bool {
+        self.kind == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest single buffer the device can bind: the cap on any one tensor.
+    pub fn max_tensor_bytes(&self) -> u64 {
+        self.max_buffer_size
+            .min(self.max_storage_buffer_binding_size)
+    }
+
+    fn rank(&self) -> u8 {
+        match self.kind {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({}, {})", self.name, self.api, self.device_type)
+    }
+}
+
+/// Every adapter wgpu sees on the APIs `backend` covers, in enumeration order per API.
+pub fn adapters(backend: Backend) -> Vec<AdapterInfo> {
+    let mut found = Vec::new();
+    for api in [
+        wgpu::Backend::Vulkan,
+        wgpu::Backend::Metal,
+        wgpu::Backend::Dx12,
+        wgpu::Backend::Gl,
+    ] {
+        let backends = wgpu::Backends::from(api);
+        if !backend.wgpu().contains(backends) {
+            continue;
+        }
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let listed = futures_lite::future::block_on(instance.enumerate_adapters(backends));
+        let mut per_type: Vec<(wgpu::DeviceType, usize)> = Vec::new();
+        for adapter in listed {
+            let info = adapter.get_info();
+            let limits = adapter.limits();
+            let index = match per_type.iter_mut().find(|(t, _)| *t == info.device_type) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n - 1
+                }
+                None => {
+                    per_type.push((info.device_type, 1));
+                    0
+                }
+            };
+            found.push(AdapterInfo {
+                name: info.name.clone(),
+                api: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
+                shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
+                max_buffer_size: limits.max_buffer_size,
+                max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+                backend: info.backend,
+                kind: info.device_type,
+                index,
+            });
+        }
+    }
+    found
+}
+
+/// A device brought up for computing, and the adapter behind it.
+#[derive(Clone, Debug)]
+pub struct Gpu {
+    pub device: Device,
+    pub adapter: AdapterInfo,
+}
+
+/// The adapter `backend` picks: the best hardware GPU, else a software one, with a warning
+/// in that case when the user asked for `auto`.
+pub fn choose(backend: Backend) -> Result<(AdapterInfo, Option<String>), DeviceError> {
+    let candidates = adapters(backend);
+    let Some(best) = candidates.iter().min_by_key(|a| a.rank()).cloned() else {
+        let others = adapters(Backend::Auto);
+        if others.is_empty() {
+            return Err(DeviceError::NoAdapter);
+        }
+        return Err(DeviceError::Unavailable {
+            requested: backend,
+            found: others
+                .iter()
+                .map(AdapterInfo::describe)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let warning = (best.is_software() && backend == Backend::Auto).then(|| {
+        format!(
+            "no hardware GPU found; using the software adapter {}: expect it to be very slow",
+            best.describe()
+        )
+    });
+    Ok((best, warning))
+}
+
+/// Brings up the adapter `backend` picks as a burn device. Call once per process.
+pub fn open(backend: Backend) -> Result<(Gpu, Option<String>), DeviceError> {
+    let (adapter, warning) = choose(backend)?;
+    let api = match adapter.backend {
+        wgpu::Backend::Metal => WgpuBackend::Metal,
+        wgpu::Backend::Dx12 => WgpuBackend::Dx12,
+        wgpu::Backend::Gl => WgpuBackend::Gl,
+        _ => WgpuBackend::Vulkan,
+    };
+    let kind = match adapter.kind {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(adapter.index),
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(adapter.index),
+        wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(adapter.index),
+        wgpu::DeviceType::Cpu => DeviceKind::Cpu,
+        wgpu::DeviceType::Other => DeviceKind::DefaultDevice,
+    };
+    let device = Device::wgpu_options()
+        .graphics_api(api)
+        .device_kind(kind)
+        .init()
+        .map_err(|e| DeviceError::Init {
+            adapter: adapter.describe(),
+            reason: e.to_string(),
+        })?;
+    Ok((Gpu { device, adapter }, warning))
+}
+
+/// Bytes the device's memory pools hold for live tensors, and have reserved in all.
+pub fn memory_in_use(device: &Device) -> Option<(u64, u64)> {
+    device
+        .memory_pool_usage()
+        .map(|u| (u.bytes_in_use, u.bytes_reserved))
+}

@@ -1,0 +1,12 @@
+//! The crate's error: one typed error per subsystem, wrapped here for callers that touch several.
+
+use crate::checkpoint::CheckpointError;
+use crate::device::DeviceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+}

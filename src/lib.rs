@@ -1,0 +1,18 @@
+//! sdxl-wgpu: Stable Diffusion XL on burn's wgpu backend (Vulkan, Metal, DX12).
+//!
+//! - [`checkpoint`] reads single-file and diffusers-folder SDXL checkpoints: classification,
+//!   architecture detection from tensor shapes, exact key tables, and loading onto a device.
+//! - [`device`] lists adapters and brings one up (`--backend auto|vulkan|metal|dx12|gl`).
+//! - [`unet`], [`text_encoder`], [`vae`] hold the models, named like diffusers' modules.
+
+pub mod checkpoint;
+pub mod device;
+pub mod error;
+pub mod nn;
+pub mod text_encoder;
+pub mod unet;
+pub mod vae;
+
+pub use checkpoint::{Checkpoint, CheckpointError, Component, ModelConfig};
+pub use device::{Backend, DeviceError, Gpu};
+pub use error::Error;

@@ -1,0 +1,35 @@
+//! A 2-D convolution with PyTorch's weight layout `[out, in, kh, kw]`.
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+
+use crate::checkpoint::{CheckpointError, ComponentWeights};
+
+#[derive(Module, Debug)]
+pub struct Conv2d {
+    /// `[out, in, kh, kw]`
+    pub weight: Param<Tensor<4>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// Loads `{name}.weight` (and `.bias`); padding keeps the spatial size at stride 1, as every
+    /// convolution in SDXL does (3x3 with padding 1, 1x1 with padding 0).
+    pub fn load(
+        w: &mut ComponentWeights,
+        name: &str,
+        stride: usize,
+    ) -> Result<Self, CheckpointError> {
+        let weight: Param<Tensor<4>> = w.param(&format!("{name}.weight"))?;
+        let bias_name = format!("{name}.bias");
+        let kernel = weight.lazy_shape()[2];
+        Ok(Conv2d {
+            bias: w.has(&bias_name).then(|| w.param(&bias_name)).transpose()?,
+            weight,
+            stride,
+            padding: kernel / 2,
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! The residual block shared by the UNet (with a timestep projection) and the VAE (without).
+//! Reproduces diffusers' `ResnetBlock2D`:
+//! <https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/resnet.py>
+
+use burn::module::Module;
+
+use super::{Conv2d, GroupNorm, Linear};
+use crate::checkpoint::{CheckpointError, ComponentWeights};
+
+#[derive(Module, Debug)]
+pub struct ResnetBlock {
+    pub norm1: GroupNorm,
+    pub conv1: Conv2d,
+    /// UNet only: projects the timestep embedding onto the channels.
+    pub time_emb_proj: Option<Linear>,
+    pub norm2: GroupNorm,
+    pub conv2: Conv2d,
+    /// Present where input and output widths differ.
+    pub conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    pub fn load(
+        w: &mut ComponentWeights,
+        name: &str,
+        groups: usize,
+        eps: f64,
+    ) -> Result<Self, CheckpointError> {
+        let time = format!("{name}.time_emb_proj");
+        let shortcut = format!("{name}.conv_shortcut");
+        Ok(ResnetBlock {
+            norm1: GroupNorm::load(w, &format!("{name}.norm1"), groups, eps)?,
+            conv1: Conv2d::load(w, &format!("{name}.conv1"), 1)?,
+            time_emb_proj: w
+                .has(&format!("{time}.weight"))
+                .then(|| Linear::load(w, &time))
+                .transpose()?,
+            norm2: GroupNorm::load(w, &format!("{name}.norm2"), groups, eps)?,
+            conv2: Conv2d::load(w, &format!("{name}.conv2"), 1)?,
+            conv_shortcut: w
+                .has(&format!("{shortcut}.weight"))
+                .then(|| Conv2d::load(w, &shortcut, 1))
+                .transpose()?,
+        })
+    }
+}

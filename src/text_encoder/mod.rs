@@ -1,0 +1,7 @@
+//! SDXL's two text encoders: CLIP ViT-L/14's text tower (`text_encoder`) and OpenCLIP
+//! ViT-bigG/14's (`text_encoder_2`, with the pooled projection), both with the module names of
+//! transformers' `CLIPTextModel` / `CLIPTextModelWithProjection`.
+
+mod clip;
+
+pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, HiddenAct};

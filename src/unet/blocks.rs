@@ -1,0 +1,121 @@
+//! The UNet's down, mid and up blocks: resnets, optional spatial transformers, and the
+//! strided-conv down / nearest-upsample-conv up samplers.
+//! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/unets/unet_2d_blocks.py>)
+
+use burn::module::Module;
+
+use super::{Transformer2d, UnetConfig, RESNET_EPS};
+use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::{Conv2d, ResnetBlock};
+
+#[derive(Module, Debug)]
+pub struct DownBlock {
+    pub resnets: Vec<ResnetBlock>,
+    /// Empty for a level without attention (DownBlock2D).
+    pub attentions: Vec<Transformer2d>,
+    /// `downsamplers.0.conv`, absent on the deepest level.
+    pub downsampler: Option<Conv2d>,
+}
+
+impl DownBlock {
+    pub fn load(
+        cfg: &UnetConfig,
+        w: &mut ComponentWeights,
+        level: usize,
+    ) -> Result<Self, CheckpointError> {
+        let name = format!("down_blocks.{level}");
+        let heads = cfg.heads(cfg.block_out_channels[level]);
+        let depth = cfg.transformer_depth[level];
+        Ok(DownBlock {
+            resnets: (0..cfg.layers_per_block)
+                .map(|j| {
+                    ResnetBlock::load(
+                        w,
+                        &format!("{name}.resnets.{j}"),
+                        cfg.norm_groups,
+                        RESNET_EPS,
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+            attentions: (0..if depth > 0 { cfg.layers_per_block } else { 0 })
+                .map(|j| {
+                    let attn = format!("{name}.attentions.{j}");
+                    Transformer2d::load(w, &attn, depth, cfg.norm_groups, heads)
+                })
+                .collect::<Result<_, _>>()?,
+            downsampler: (level + 1 < cfg.levels())
+                .then(|| Conv2d::load(w, &format!("{name}.downsamplers.0.conv"), 2))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MidBlock {
+    /// Two resnets around the attention.
+    pub resnets: Vec<ResnetBlock>,
+    pub attention: Transformer2d,
+}
+
+impl MidBlock {
+    pub fn load(cfg: &UnetConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+        let width = cfg.block_out_channels[cfg.levels() - 1];
+        Ok(MidBlock {
+            resnets: (0..2)
+                .map(|k| {
+                    let resnet = format!("mid_block.resnets.{k}");
+                    ResnetBlock::load(w, &resnet, cfg.norm_groups, RESNET_EPS)
+                })
+                .collect::<Result<_, _>>()?,
+            attention: Transformer2d::load(
+                w,
+                "mid_block.attentions.0",
+                cfg.mid_transformer_depth,
+                cfg.norm_groups,
+                cfg.heads(width),
+            )?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    pub resnets: Vec<ResnetBlock>,
+    pub attentions: Vec<Transformer2d>,
+    /// `upsamplers.0.conv`, absent on the last (full-resolution) level.
+    pub upsampler: Option<Conv2d>,
+}
+
+impl UpBlock {
+    pub fn load(
+        cfg: &UnetConfig,
+        w: &mut ComponentWeights,
+        level: usize,
+    ) -> Result<Self, CheckpointError> {
+        let name = format!("up_blocks.{level}");
+        let heads = cfg.heads(cfg.up_channels(level));
+        let depth = cfg.transformer_depth_up[level];
+        let count = cfg.layers_per_block + 1;
+        Ok(UpBlock {
+            resnets: (0..count)
+                .map(|j| {
+                    ResnetBlock::load(
+                        w,
+                        &format!("{name}.resnets.{j}"),
+                        cfg.norm_groups,
+                        RESNET_EPS,
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+            attentions: (0..if depth > 0 { count } else { 0 })
+                .map(|j| {
+                    let attn = format!("{name}.attentions.{j}");
+                    Transformer2d::load(w, &attn, depth, cfg.norm_groups, heads)
+                })
+                .collect::<Result<_, _>>()?,
+            upsampler: (level + 1 < cfg.levels())
+                .then(|| Conv2d::load(w, &format!("{name}.upsamplers.0.conv"), 1))
+                .transpose()?,
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! The SDXL UNet, with the block structure of diffusers' `UNet2DConditionModel`
+//! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/unets/unet_2d_condition.py>),
+//! so every parameter's canonical name is its diffusers name (`down_blocks.1.attentions.0...`).
+//!
+//! This module holds the architecture (config) and the weights; the forward pass is built on it.
+
+mod blocks;
+mod embeddings;
+mod transformer;
+
+use burn::module::Module;
+
+pub use blocks::{DownBlock, MidBlock, UpBlock};
+pub use embeddings::TimestepEmbedding;
+pub use transformer::{Attention, BasicTransformerBlock, FeedForward, Transformer2d};
+
+use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::{Conv2d, GroupNorm};
+
+/// SDXL's UNet architecture as detected from a checkpoint's tensors (SDXL base 1.0 values in
+/// the comments). Everything but the norm groups and the head width is read from shapes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnetConfig {
+    /// Latent channels in (4) and out (4).
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Width of each resolution level (320, 640, 1280).
+    pub block_out_channels: Vec<usize>,
+    /// Resnets per down level (2); up levels have one more.
+    pub layers_per_block: usize,
+    /// Transformer blocks in each attention of each down level (0, 2, 10); 0: no attention.
+    pub transformer_depth: Vec<usize>,
+    /// The same for the up levels, in up-block order, deepest level first (10, 2, 0).
+    pub transformer_depth_up: Vec<usize>,
+    /// Transformer blocks in the mid block's attention (10).
+    pub mid_transformer_depth: usize,
+    /// Width of one attention head (64): not visible in shapes; SDXL's `num_head_channels`.
+    pub head_dim: usize,
+    /// Width of the cross-attention context (2048 = CLIP-L 768 + bigG 1280).
+    pub context_dim: usize,
+    /// Width of the timestep embedding (1280).
+    pub time_embed_dim: usize,
+    /// Input width of the additional (text_time) embedding (2816 = pooled 1280 + 6 x 256).
+    pub addition_embed_dim: usize,
+    /// Sinusoidal width of each of the six `add_time_ids` (256).
+    pub addition_time_embed_dim: usize,
+    /// GroupNorm groups (32), a constant of the architecture.
+    pub norm_groups: usize,
+}
+
+/// GroupNorm epsilon of the resnets and the output norm.
+pub const RESNET_EPS: f64 = 1e-5;
+
+impl UnetConfig {
+    pub fn levels(&self) -> usize {
+        self.block_out_channels.len()
+    }
+
+    /// Input width of down level `level`'s first resnet.
+    pub fn down_in_channels(&self, level: usize) -> usize {
+        self.block_out_channels[level.saturating_sub(1)]
+    }
+
+    /// Output width of up level `level` (levels counted deepest first).
+    pub fn up_channels(&self, level: usize) -> usize {
+        self.block_out_channels[self.levels() - 1 - level]
+    }
+
+    /// Input width of resnet `j` of up level `level`: the previous output plus the skip
+    /// connection it concatenates (diffusers' `prev_output_channel` / `res_skip_channels`).
+    pub fn up_resnet_in_channels(&self, level: usize, j: usize) -> usize {
+        let levels = self.levels();
+        let out = self.up_channels(level);
+        let prev = if j > 0 {
+            out
+        } else if level == 0 {
+            self.block_out_channels[levels - 1]
+        } else {
+            self.up_channels(level - 1)
+        };
+        let skip = if j == self.layers_per_block {
+            self.block_out_channels[(levels - 1 - level).saturating_sub(1)]
+        } else {
+            out
+        };
+        prev + skip
+    }
+
+    /// Attention heads of a transformer `channels` wide.
+    pub fn heads(&self, channels: usize) -> usize {
+        channels / self.head_dim
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Unet {
+    pub conv_in: Conv2d,
+    pub time_embedding: TimestepEmbedding,
+    pub add_embedding: TimestepEmbedding,
+    pub down_blocks: Vec<DownBlock>,
+    pub mid_block: MidBlock,
+    pub up_blocks: Vec<UpBlock>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+}
+
+impl Unet {
+    pub fn load(cfg: &UnetConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+        Ok(Unet {
+            conv_in: Conv2d::load(w, "conv_in", 1)?,
+            time_embedding: TimestepEmbedding::load(w, "time_embedding")?,
+            add_embedding: TimestepEmbedding::load(w, "add_embedding")?,
+            down_blocks: (0..cfg.levels())
+                .map(|level| DownBlock::load(cfg, w, level))
+                .collect::<Result<_, _>>()?,
+            mid_block: MidBlock::load(cfg, w)?,
+            up_blocks: (0..cfg.levels())
+                .map(|level| UpBlock::load(cfg, w, level))
+                .collect::<Result<_, _>>()?,
+            conv_norm_out: GroupNorm::load(w, "conv_norm_out", cfg.norm_groups, RESNET_EPS)?,
+            conv_out: Conv2d::load(w, "conv_out", 1)?,
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! The spatial transformer of SDXL's cross-attention blocks: diffusers' `Transformer2DModel`
+//! with linear projections and its `BasicTransformerBlock`s
+//! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/attention.py>).
+
+use burn::module::Module;
+
+use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::{GroupNorm, LayerNorm, Linear};
+
+/// GroupNorm epsilon in front of `proj_in`.
+pub const TRANSFORMER_NORM_EPS: f64 = 1e-6;
+/// LayerNorm epsilon inside the transformer blocks.
+pub const BLOCK_NORM_EPS: f64 = 1e-5;
+
+#[derive(Module, Debug)]
+pub struct Transformer2d {
+    pub norm: GroupNorm,
+    pub proj_in: Linear,
+    pub transformer_blocks: Vec<BasicTransformerBlock>,
+    pub proj_out: Linear,
+}
+
+impl Transformer2d {
+    pub fn load(
+        w: &mut ComponentWeights,
+        name: &str,
+        depth: usize,
+        groups: usize,
+        heads: usize,
+    ) -> Result<Self, CheckpointError> {
+        Ok(Transformer2d {
+            norm: GroupNorm::load(w, &format!("{name}.norm"), groups, TRANSFORMER_NORM_EPS)?,
+            proj_in: Linear::load(w, &format!("{name}.proj_in"))?,
+            transformer_blocks: (0..depth)
+                .map(|k| {
+                    BasicTransformerBlock::load(w, &format!("{name}.transformer_blocks.{k}"), heads)
+                })
+                .collect::<Result<_, _>>()?,
+            proj_out: Linear::load(w, &format!("{name}.proj_out"))?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BasicTransformerBlock {
+    pub norm1: LayerNorm,
+    /// Self-attention.
+    pub attn1: Attention,
+    pub norm2: LayerNorm,
+    /// Cross-attention over the text context.
+    pub attn2: Attention,
+    pub norm3: LayerNorm,
+    pub ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    pub fn load(
+        w: &mut ComponentWeights,
+        name: &str,
+        heads: usize,
+    ) -> Result<Self, CheckpointError> {
+        let norm = |w: &mut ComponentWeights, n: &str| {
+            LayerNorm::load(w, &format!("{name}.{n}"), BLOCK_NORM_EPS)
+        };
+        Ok(BasicTransformerBlock {
+            norm1: norm(w, "norm1")?,
+            attn1: Attention::load(w, &format!("{name}.attn1"), heads)?,
+            norm2: norm(w, "norm2")?,
+            attn2: Attention::load(w, &format!("{name}.attn2"), heads)?,
+            norm3: norm(w, "norm3")?,
+            ff: FeedForward::load(w, &format!("{name}.ff"))?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    /// `to_out.0` in diffusers (index 1 is a dropout).
+    pub to_out: Linear,
+    pub heads: usize,
+}
+
+impl Attention {
+    pub fn load(
+        w: &mut ComponentWeights,
+        name: &str,
+        heads: usize,
+    ) -> Result<Self, CheckpointError> {
+        Ok(Attention {
+            to_q: Linear::load(w, &format!("{name}.to_q"))?,
+            to_k: Linear::load(w, &format!("{name}.to_k"))?,
+            to_v: Linear::load(w, &format!("{name}.to_v"))?,
+            to_out: Linear::load(w, &format!("{name}.to_out.0"))?,
+            heads,
+        })
+    }
+}
+
+/// GEGLU feed-forward: `net.0.proj` doubles into value and gate, `net.2` projects back.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    /// `net.0.proj`: `[2 * inner, width]`.
+    pub geglu: Linear,
+    /// `net.2`: `[width, inner]`.
+    pub out: Linear,
+}
+
+impl FeedForward {
+    pub fn load(w: &mut ComponentWeights, name: &str) -> Result<Self, CheckpointError> {
+        Ok(FeedForward {
+            geglu: Linear::load(w, &format!("{name}.net.0.proj"))?,
+            out: Linear::load(w, &format!("{name}.net.2"))?,
+        })
+    }
+}

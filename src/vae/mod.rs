@@ -1,0 +1,208 @@
+//! SDXL's VAE with the structure of diffusers' `AutoencoderKL`
+//! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/autoencoders/vae.py>).
+//! Canonical names: `encoder.down_blocks.{i}.resnets.{j}...`, `encoder.mid_block.attentions.0.to_q`,
+//! `quant_conv`, `post_quant_conv`, `decoder.up_blocks.{i}...`.
+
+use burn::module::Module;
+
+use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::{Conv2d, GroupNorm, Linear, ResnetBlock};
+
+/// The VAE's architecture as detected from its tensors (SDXL values in the comments).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct VaeConfig {
+    /// Image channels (3).
+    pub in_channels: usize,
+    /// Latent channels (4).
+    pub latent_channels: usize,
+    /// Width of each encoder level (128, 256, 512, 512); the decoder mirrors them.
+    pub block_out_channels: Vec<usize>,
+    /// Resnets per encoder level (2); decoder levels have one more.
+    pub layers_per_block: usize,
+    /// GroupNorm groups (32), a constant of the architecture.
+    pub norm_groups: usize,
+    /// Latents are multiplied by this after encoding (SDXL: 0.13025; not stored in files).
+    pub scaling_factor: f64,
+}
+
+/// SDXL's latent scaling factor (SD 1.x used 0.18215).
+pub const SDXL_SCALING_FACTOR: f64 = 0.13025;
+/// GroupNorm epsilon throughout the VAE.
+pub const VAE_NORM_EPS: f64 = 1e-6;
+
+impl VaeConfig {
+    pub fn levels(&self) -> usize {
+        self.block_out_channels.len()
+    }
+
+    /// Output width of decoder level `level` (levels counted from the latent side).
+    pub fn decoder_channels(&self, level: usize) -> usize {
+        self.block_out_channels[self.levels() - 1 - level]
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct AutoencoderKl {
+    pub encoder: Encoder,
+    pub quant_conv: Conv2d,
+    pub post_quant_conv: Conv2d,
+    pub decoder: Decoder,
+}
+
+impl AutoencoderKl {
+    pub fn load(cfg: &VaeConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+        Ok(AutoencoderKl {
+            encoder: Encoder::load(cfg, w)?,
+            quant_conv: Conv2d::load(w, "quant_conv", 1)?,
+            post_quant_conv: Conv2d::load(w, "post_quant_conv", 1)?,
+            decoder: Decoder::load(cfg, w)?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub conv_in: Conv2d,
+    pub down_blocks: Vec<SampleBlock>,
+    pub mid_block: VaeMidBlock,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+}
+
+impl Encoder {
+    fn load(cfg: &VaeConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+        Ok(Encoder {
+            conv_in: Conv2d::load(w, "encoder.conv_in", 1)?,
+            down_blocks: (0..cfg.levels())
+                .map(|i| {
+                    let sampler = (i + 1 < cfg.levels()).then_some(("downsamplers", 2));
+                    let block = format!("encoder.down_blocks.{i}");
+                    SampleBlock::load(cfg, w, &block, cfg.layers_per_block, sampler)
+                })
+                .collect::<Result<_, _>>()?,
+            mid_block: VaeMidBlock::load(cfg, w, "encoder.mid_block")?,
+            conv_norm_out: GroupNorm::load(
+                w,
+                "encoder.conv_norm_out",
+                cfg.norm_groups,
+                VAE_NORM_EPS,
+            )?,
+            conv_out: Conv2d::load(w, "encoder.conv_out", 1)?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub conv_in: Conv2d,
+    pub mid_block: VaeMidBlock,
+    pub up_blocks: Vec<SampleBlock>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+}
+
+impl Decoder {
+    fn load(cfg: &VaeConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+        Ok(Decoder {
+            conv_in: Conv2d::load(w, "decoder.conv_in", 1)?,
+            mid_block: VaeMidBlock::load(cfg, w, "decoder.mid_block")?,
+            up_blocks: (0..cfg.levels())
+                .map(|i| {
+                    let sampler = (i + 1 < cfg.levels()).then_some(("upsamplers", 1));
+                    let block = format!("decoder.up_blocks.{i}");
+                    SampleBlock::load(cfg, w, &block, cfg.layers_per_block + 1, sampler)
+                })
+                .collect::<Result<_, _>>()?,
+            conv_norm_out: GroupNorm::load(
+                w,
+                "decoder.conv_norm_out",
+                cfg.norm_groups,
+                VAE_NORM_EPS,
+            )?,
+            conv_out: Conv2d::load(w, "decoder.conv_out", 1)?,
+        })
+    }
+}
+
+/// An encoder down level or a decoder up level: resnets, then a down- or up-sampling conv.
+#[derive(Module, Debug)]
+pub struct SampleBlock {
+    pub resnets: Vec<ResnetBlock>,
+    pub sampler: Option<Conv2d>,
+}
+
+impl SampleBlock {
+    fn load(
+        cfg: &VaeConfig,
+        w: &mut ComponentWeights,
+        name: &str,
+        resnets: usize,
+        sampler: Option<(&str, usize)>,
+    ) -> Result<Self, CheckpointError> {
+        Ok(SampleBlock {
+            resnets: (0..resnets)
+                .map(|j| {
+                    ResnetBlock::load(
+                        w,
+                        &format!("{name}.resnets.{j}"),
+                        cfg.norm_groups,
+                        VAE_NORM_EPS,
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+            sampler: sampler
+                .map(|(kind, stride)| Conv2d::load(w, &format!("{name}.{kind}.0.conv"), stride))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct VaeMidBlock {
+    pub resnets: Vec<ResnetBlock>,
+    pub attention: VaeAttention,
+}
+
+impl VaeMidBlock {
+    fn load(
+        cfg: &VaeConfig,
+        w: &mut ComponentWeights,
+        name: &str,
+    ) -> Result<Self, CheckpointError> {
+        let attn = format!("{name}.attentions.0");
+        Ok(VaeMidBlock {
+            resnets: (0..2)
+                .map(|k| {
+                    ResnetBlock::load(
+                        w,
+                        &format!("{name}.resnets.{k}"),
+                        cfg.norm_groups,
+                        VAE_NORM_EPS,
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+            attention: VaeAttention {
+                group_norm: GroupNorm::load(
+                    w,
+                    &format!("{attn}.group_norm"),
+                    cfg.norm_groups,
+                    VAE_NORM_EPS,
+                )?,
+                to_q: Linear::load(w, &format!("{attn}.to_q"))?,
+                to_k: Linear::load(w, &format!("{attn}.to_k"))?,
+                to_v: Linear::load(w, &format!("{attn}.to_v"))?,
+                to_out: Linear::load(w, &format!("{attn}.to_out.0"))?,
+            },
+        })
+    }
+}
+
+/// Single-head self-attention over the pixels of the lowest-resolution feature map.
+#[derive(Module, Debug)]
+pub struct VaeAttention {
+    pub group_norm: GroupNorm,
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub to_out: Linear,
+}

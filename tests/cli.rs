@@ -1,0 +1,111 @@
+//! The command line as users run it: `inspect` text and JSON on the tiny checkpoint, and
+//! `devices` listing the adapter the tests run on.
+
+use std::process::Command;
+
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tiny-sdxl.safetensors"
+);
+const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_prints_the_detected_architecture() {
+    let (code, out, err) = run(&["inspect", TINY]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("single file (SGM/LDM keys)"), "{out}");
+    assert!(out.contains("SDXL base-type, epsilon prediction"), "{out}");
+    assert!(
+        out.contains("levels 32/64/64, 2 resnets per level, transformer depth 0/1/2"),
+        "{out}"
+    );
+    assert!(out.contains("width 32, 4 layers, 4 heads"), "{out}");
+    assert!(out.contains("0 unused, 0 missing, 0 mismatched"), "{out}");
+}
+
+#[test]
+fn inspect_json_parses_for_both_layouts() {
+    for path in [TINY, TINY_FOLDER] {
+        let (code, out, err) = run(&["inspect", "--json", path]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect --json is JSON");
+        assert_eq!(
+            v["config"]["unet"]["block_out_channels"],
+            serde_json::json!([32, 64, 64])
+        );
+        assert_eq!(v["config"]["text_encoder_2"]["projection"], 24);
+        assert_eq!(v["variant"]["prediction"], "Epsilon");
+        assert_eq!(v["report"]["missing"].as_array().map(Vec::len), Some(0));
+        assert_eq!(v["components"][0]["component"], "unet");
+    }
+}
+
+#[test]
+fn inspect_scan_reports_non_finite_tensors() {
+    let (code, out, err) = run(&["inspect", "--scan", TINY]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("every float tensor is finite"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = std::fs::read(TINY).expect("tiny");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + header_len]).expect("json");
+    let key = "conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc2.weight";
+    let start = header[key]["data_offsets"][0].as_u64().expect("offset") as usize + 8 + header_len;
+    bytes[start..start + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
+    let path = dir.path().join("nan.safetensors");
+    std::fs::write(&path, bytes).expect("write");
+    let (code, out, err) = run(&["inspect", "--scan", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{key}: 1 NaN, 0 Inf")), "{out}");
+}
+
+#[test]
+fn inspect_load_uploads_to_the_device() {
+    let (code, out, err) = run(&["inspect", "--load", TINY]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  load       "), "{out}");
+}
+
+#[test]
+fn devices_lists_the_adapter() {
+    let (code, out, err) = run(&["devices", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("devices --json is JSON");
+    let first = &v.as_array().expect("a list")[0];
+    assert!(first["max_buffer_size"].as_u64().is_some_and(|b| b > 0));
+    let (code, out, err) = run(&["devices"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("--backend auto uses:"), "{out}");
+}
+
+#[test]
+fn unavailable_backend_is_a_clear_error() {
+    // No test machine runs Metal and DX12 at once: one of them is always unavailable.
+    let backend = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let (code, _, err) = run(&["inspect", "--load", "--backend", backend, TINY]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "--backend {backend}: no adapter on that API; found:"
+        )),
+        "{err}"
+    );
+}

@@ -1,0 +1,237 @@
+//! The tiny reference model loads onto the device from the single file and from the diffusers
+//! folder, and every uploaded tensor equals the diffusers tensor exactly (the folder was written
+//! by diffusers; the single file by our converter, itself checked by diffusers' loader). Runs on
+//! whatever adapter `--backend auto` picks: lavapipe in CI.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use burn::tensor::DType;
+use half::{bf16, f16};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype as StDtype;
+use sdxl_wgpu::checkpoint::{Checkpoint, Component, Uploaded, WeightDtype};
+use sdxl_wgpu::device::{self, Backend, Gpu};
+use sdxl_wgpu::text_encoder::ClipTextModel;
+use sdxl_wgpu::unet::Unet;
+use sdxl_wgpu::vae::AutoencoderKl;
+
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tiny-sdxl.safetensors"
+);
+const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let (gpu, _) = device::open(Backend::Auto)
+            .expect("a wgpu adapter: install a GPU driver or mesa-vulkan-drivers (lavapipe)");
+        gpu
+    })
+}
+
+/// The diffusers folder's f16 tensors of one component: name -> values as f32.
+fn reference(component: Component) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let file = match component {
+        Component::Unet | Component::Vae => "diffusion_pytorch_model.fp16.safetensors",
+        _ => "model.fp16.safetensors",
+    };
+    let bytes =
+        std::fs::read(Path::new(TINY_FOLDER).join(component.name()).join(file)).expect("fixture");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
+    st.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            assert_eq!(t.dtype(), StDtype::F16);
+            let values = t
+                .data()
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect();
+            (name, (t.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+fn load(ckpt: &Checkpoint, component: Component, dtype: WeightDtype) -> Uploaded {
+    let device = &gpu().device;
+    let cfg = &ckpt.config;
+    let uploaded = match component {
+        Component::Unet => ckpt
+            .load_component(component, device, dtype, true, |w| Unet::load(&cfg.unet, w))
+            .map(|r| r.1),
+        Component::TextEncoder => ckpt
+            .load_component(component, device, dtype, true, |w| {
+                ClipTextModel::load(&cfg.text_encoder, w)
+            })
+            .map(|r| r.1),
+        Component::TextEncoder2 => ckpt
+            .load_component(component, device, dtype, true, |w| {
+                ClipTextModel::load(&cfg.text_encoder_2, w)
+            })
+            .map(|r| r.1),
+        Component::Vae => ckpt
+            .load_component(component, device, dtype, true, |w| {
+                AutoencoderKl::load(&cfg.vae, w)
+            })
+            .map(|r| r.1),
+    };
+    uploaded.expect("loads").expect("kept")
+}
+
+/// Every uploaded tensor of every component equals `expected(reference value)` exactly, in
+/// `dtype`, and every reference tensor was uploaded.
+fn assert_loaded_equal(
+    ckpt: &Checkpoint,
+    dtype: WeightDtype,
+    want: DType,
+    expected: impl Fn(f32) -> f32,
+) {
+    for component in Component::ALL {
+        let reference = reference(component);
+        let uploaded = load(ckpt, component, dtype);
+        assert_eq!(
+            uploaded.len(),
+            reference.len(),
+            "{component:?}: tensor count"
+        );
+        for (name, shape, tensor) in uploaded {
+            let (ref_shape, ref_values) = reference
+                .get(&name)
+                .unwrap_or_else(|| panic!("{component:?}: `{name}` is not a diffusers tensor"));
+            // diffusers keeps the VAE attention as [C, C] linears, so shapes agree directly.
+            assert_eq!(&shape, ref_shape, "{component:?} {name}: shape");
+            let data = tensor.into_data();
+            assert_eq!(data.dtype(), want, "{component:?} {name}: dtype");
+            let got: Vec<f32> = data.convert::<f32>().try_to_vec::<f32>().expect("f32");
+            let want_values: Vec<f32> = ref_values.iter().map(|v| expected(*v)).collect();
+            assert!(
+                got.iter()
+                    .zip(&want_values)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{component:?} {name}: values differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn single_file_loads_equal_to_diffusers() {
+    let ckpt = Checkpoint::open(TINY).expect("opens");
+    assert!(ckpt.report().is_clean());
+    assert_loaded_equal(&ckpt, WeightDtype::AsStored, DType::F16, |v| v);
+}
+
+#[test]
+fn diffusers_folder_loads_equal_to_diffusers() {
+    let ckpt = Checkpoint::open(TINY_FOLDER).expect("opens");
+    assert!(ckpt.report().is_clean());
+    assert_eq!(ckpt.config, Checkpoint::open(TINY).expect("opens").config);
+    assert_loaded_equal(&ckpt, WeightDtype::AsStored, DType::F16, |v| v);
+}
+
+#[test]
+fn weights_can_be_widened_to_f32() {
+    let ckpt = Checkpoint::open(TINY).expect("opens");
+    assert_loaded_equal(&ckpt, WeightDtype::F32, DType::F32, |v| v);
+}
+
+/// Rewrites the tiny single file with every f16 tensor converted by `to`.
+fn converted(dir: &Path, dtype: StDtype, to: impl Fn(f16) -> Vec<u8>) -> std::path::PathBuf {
+    let bytes = std::fs::read(TINY).expect("tiny");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let out = t
+                .data()
+                .chunks_exact(2)
+                .flat_map(|b| to(f16::from_le_bytes([b[0], b[1]])))
+                .collect();
+            (n, t.shape().to_vec(), out)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(dtype, s.clone(), b).expect("view"),
+            )
+        })
+        .collect();
+    let path = dir.join("converted.safetensors");
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).expect("metadata");
+    safetensors::serialize_to_file(views, metadata.metadata().clone(), &path).expect("write");
+    path
+}
+
+#[test]
+fn bf16_file_loads_as_f16() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = converted(dir.path(), StDtype::BF16, |v| {
+        bf16::from_f32(v.to_f32()).to_le_bytes().to_vec()
+    });
+    let ckpt = Checkpoint::open(&path).expect("opens");
+    assert_loaded_equal(&ckpt, WeightDtype::AsStored, DType::F16, |v| {
+        f16::from_f32(bf16::from_f32(v).to_f32()).to_f32()
+    });
+}
+
+#[test]
+fn f32_file_loads_as_f32() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = converted(dir.path(), StDtype::F32, |v| {
+        v.to_f32().to_le_bytes().to_vec()
+    });
+    let ckpt = Checkpoint::open(&path).expect("opens");
+    assert_loaded_equal(&ckpt, WeightDtype::AsStored, DType::F32, |v| v);
+}
+
+#[test]
+fn module_tree_follows_the_detected_architecture() {
+    let ckpt = Checkpoint::open(TINY).expect("opens");
+    let unet = ckpt
+        .load_unet(&gpu().device, WeightDtype::AsStored)
+        .expect("unet");
+    assert_eq!(unet.down_blocks.len(), 3);
+    assert!(unet.down_blocks[0].attentions.is_empty());
+    assert_eq!(
+        unet.down_blocks[2].attentions[0].transformer_blocks.len(),
+        2
+    );
+    assert!(unet.down_blocks[2].downsampler.is_none());
+    assert_eq!(
+        unet.mid_block.attention.transformer_blocks[0].attn1.heads,
+        8
+    );
+    assert_eq!(unet.up_blocks[0].resnets.len(), 3);
+    assert_eq!(
+        unet.up_blocks[0].attentions[0].transformer_blocks[0]
+            .attn2
+            .to_k
+            .in_features(),
+        48
+    );
+    assert!(unet.up_blocks[2].upsampler.is_none());
+    let big_g = ckpt
+        .load_text_encoder(
+            Component::TextEncoder2,
+            &gpu().device,
+            WeightDtype::AsStored,
+        )
+        .expect("bigG");
+    assert_eq!(big_g.layers[0].self_attn.heads, 4);
+    assert_eq!(
+        big_g.text_projection.as_ref().map(|p| p.out_features()),
+        Some(24)
+    );
+    let vae = ckpt
+        .load_vae(&gpu().device, WeightDtype::AsStored)
+        .expect("vae");
+    assert_eq!(vae.decoder.up_blocks.len(), 4);
+    assert_eq!(vae.decoder.up_blocks[0].resnets.len(), 3);
+}
