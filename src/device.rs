@@ -1,8 +1,9 @@
 //! Choosing the GPU: which adapters wgpu sees on each graphics API, what they can do (f16,
 //! buffer limits), bringing one up as a burn device, and the device's pooled memory.
 //!
-//! `auto` prefers a hardware GPU on any API and falls back to a software adapter (Mesa lavapipe)
-//! with a warning; a named API that has no adapter is an error that lists what was found instead.
+//! `auto` prefers a hardware GPU on Vulkan, Metal or DX12 and falls back to a software adapter
+//! (Mesa lavapipe) with a warning, and to OpenGL only where those APIs have no adapter at all; a
+//! named API that has no adapter is an error that lists what was found instead.
 
 use burn::tensor::wgpu::WgpuBackend;
 use burn::tensor::{Device, DeviceKind};
@@ -11,7 +12,7 @@ use serde::Serialize;
 /// The graphics API to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum Backend {
-    /// The best adapter on any API, hardware before software.
+    /// The best adapter on Vulkan, Metal or DX12, hardware before software (GL if none).
     Auto,
     Vulkan,
     Metal,
@@ -108,19 +109,27 @@ impl AdapterInfo {
     }
 }
 
+/// The APIs `auto` uses; it falls back to OpenGL only when these have no adapter at all (asking
+/// GL's EGL on a headless machine prints warnings of its own; `--backend gl` asks it directly).
+const NATIVE_APIS: [wgpu::Backend; 3] = [
+    wgpu::Backend::Vulkan,
+    wgpu::Backend::Metal,
+    wgpu::Backend::Dx12,
+];
+
 /// Every adapter wgpu sees on the APIs `backend` covers, in enumeration order per API.
 pub fn adapters(backend: Backend) -> Vec<AdapterInfo> {
+    let apis = [NATIVE_APIS.as_slice(), &[wgpu::Backend::Gl]].concat();
+    adapters_on(
+        apis.into_iter()
+            .filter(|api| backend.wgpu().contains(wgpu::Backends::from(*api))),
+    )
+}
+
+fn adapters_on(apis: impl IntoIterator<Item = wgpu::Backend>) -> Vec<AdapterInfo> {
     let mut found = Vec::new();
-    for api in [
-        wgpu::Backend::Vulkan,
-        wgpu::Backend::Metal,
-        wgpu::Backend::Dx12,
-        wgpu::Backend::Gl,
-    ] {
+    for api in apis {
         let backends = wgpu::Backends::from(api);
-        if !backend.wgpu().contains(backends) {
-            continue;
-        }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends,
             ..wgpu::InstanceDescriptor::new_without_display_handle()
@@ -169,7 +178,11 @@ pub struct Gpu {
 /// The adapter `backend` picks: the best hardware GPU, else a software one, with a warning
 /// in that case when the user asked for `auto`.
 pub fn choose(backend: Backend) -> Result<(AdapterInfo, Option<String>), DeviceError> {
-    let candidates = adapters(backend);
+    let native = adapters_on(NATIVE_APIS);
+    let candidates = match backend {
+        Backend::Auto if !native.is_empty() => native,
+        _ => adapters(backend),
+    };
     let Some(best) = candidates.iter().min_by_key(|a| a.rank()).cloned() else {
         let others = adapters(Backend::Auto);
         if others.is_empty() {

@@ -46,10 +46,7 @@ const CLIP_L: &str = "conditioner.embedders.0.transformer.";
 const BIG_G: &str = "conditioner.embedders.1.model.";
 const VAE: &str = "first_stage_model.";
 
-fn first_with(
-    tensors: &BTreeMap<String, TensorInfo>,
-    test: impl Fn(&str) -> bool,
-) -> Option<&str> {
+fn first_with(tensors: &BTreeMap<String, TensorInfo>, test: impl Fn(&str) -> bool) -> Option<&str> {
     tensors.keys().map(String::as_str).find(|k| test(k))
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use burn::module::Param;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{AllocationProperty, Bytes, DType, Device, Tensor, TensorData};
 use half::{bf16, f16};
 
 use super::error::CheckpointError;
@@ -88,15 +88,30 @@ impl<'a> ComponentWeights<'a> {
             )));
         }
         let file = self.checkpoint.file(r.file);
-        let bytes = file.bytes(&r.info).ok_or_else(|| {
-            self.internal(format!("`{}` has no data (header-only checkpoint)", r.key))
-        })?;
-        let data = tensor_data(bytes, r, self.dtype).ok_or_else(|| {
-            CheckpointError::UnsupportedWeightDtype {
-                path: file.path().to_path_buf(),
-                name: r.key.clone(),
-                dtype: r.info.dtype.name().to_string(),
-            }
+        let no_data = || self.internal(format!("`{}` has no data (header-only checkpoint)", r.key));
+        let stored = r.info.dtype;
+        let zero_copy = matches!(r.transform, Transform::None | Transform::Squeeze1x1)
+            && matches!(
+                (self.dtype, stored),
+                (WeightDtype::AsStored | WeightDtype::F16, Dtype::F16)
+                    | (WeightDtype::AsStored | WeightDtype::F32, Dtype::F32)
+            );
+        let data = if zero_copy {
+            let shared = file.shared_bytes(&r.info).ok_or_else(no_data)?;
+            let dtype = if stored == Dtype::F16 {
+                DType::F16
+            } else {
+                DType::F32
+            };
+            let bytes = Bytes::from_shared(shared, AllocationProperty::File);
+            Some(TensorData::from_bytes(bytes, r.shape.clone(), dtype))
+        } else {
+            tensor_data(file.bytes(&r.info).ok_or_else(no_data)?, r, self.dtype)
+        };
+        let data = data.ok_or_else(|| CheckpointError::UnsupportedWeightDtype {
+            path: file.path().to_path_buf(),
+            name: r.key.clone(),
+            dtype: r.info.dtype.name().to_string(),
         })?;
         let dtype = data.dtype();
         let tensor = Tensor::<D>::from_data(data, (self.device, dtype));

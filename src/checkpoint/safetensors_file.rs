@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use serde::Deserialize;
@@ -207,7 +208,7 @@ impl Header {
 /// An open, validated safetensors file (or only its header, for tests that have no data).
 pub struct SafetensorsFile {
     path: PathBuf,
-    map: Option<Mmap>,
+    map: Option<Arc<Mmap>>,
     data_start: usize,
     header: Header,
 }
@@ -255,7 +256,7 @@ impl SafetensorsFile {
         let header = Header::parse(&map[8..data_start], file_len - data_start as u64, path)?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
-            map: Some(map),
+            map: Some(Arc::new(map)),
             data_start,
             header,
         })
@@ -284,5 +285,29 @@ impl SafetensorsFile {
     pub fn bytes(&self, info: &TensorInfo) -> Option<&[u8]> {
         let map = self.map.as_ref()?;
         map.get(self.data_start + info.start..self.data_start + info.end)
+    }
+
+    /// The same bytes as a shared buffer that keeps the map alive: uploads read straight from
+    /// the mapped file, without a copy on the heap.
+    pub fn shared_bytes(&self, info: &TensorInfo) -> Option<bytes::Bytes> {
+        let range = self.data_start + info.start..self.data_start + info.end;
+        let map = self.map.as_ref()?;
+        map.get(range.clone())?;
+        Some(bytes::Bytes::from_owner(MappedRange {
+            map: map.clone(),
+            range,
+        }))
+    }
+}
+
+/// A byte range of a shared map, owned by a `bytes::Bytes`.
+struct MappedRange {
+    map: Arc<Mmap>,
+    range: std::ops::Range<usize>,
+}
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
     }
 }
