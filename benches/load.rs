@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
+use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
 use sdxl_wgpu::device::{self, Backend};
 
 const MANIFEST: &str = include_str!("../tests/data/sdxl_base_1.0_single_file_keys.tsv");
@@ -50,16 +50,12 @@ fn main() -> anyhow::Result<()> {
 
     let sampler = RssSampler::start();
     let start = Instant::now();
-    let dtype = WeightDtype::AsStored;
-    let unet = checkpoint.load_unet(&gpu.device, dtype)?;
-    let te1 = checkpoint.load_text_encoder(Component::TextEncoder, &gpu.device, dtype)?;
-    let te2 = checkpoint.load_text_encoder(Component::TextEncoder2, &gpu.device, dtype)?;
-    let vae = checkpoint.load_vae(&gpu.device, dtype)?;
+    let models = checkpoint.load(&gpu.device, WeightDtype::AsStored)?;
     gpu.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let load = start.elapsed();
     let peak_anon = sampler.stop();
     let usage = device::memory_in_use(&gpu.device);
-    drop((unet, te1, te2, vae));
+    drop(models);
 
     println!(
         "checkpoint   {} ({:.2} GB)",

@@ -7,15 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use burn::tensor::DType;
+use burn::tensor::{DType, Tensor};
 use half::{bf16, f16};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype as StDtype;
-use sdxl_wgpu::checkpoint::{Checkpoint, Component, Uploaded, WeightDtype};
+use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
 use sdxl_wgpu::device::{self, Backend, Gpu};
-use sdxl_wgpu::text_encoder::ClipTextModel;
-use sdxl_wgpu::unet::Unet;
-use sdxl_wgpu::vae::AutoencoderKl;
 
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -55,30 +52,24 @@ fn reference(component: Component) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
         .collect()
 }
 
-fn load(ckpt: &Checkpoint, component: Component, dtype: WeightDtype) -> Uploaded {
-    let device = &gpu().device;
-    let cfg = &ckpt.config;
-    let uploaded = match component {
-        Component::Unet => ckpt
-            .load_component(component, device, dtype, true, |w| Unet::load(&cfg.unet, w))
-            .map(|r| r.1),
-        Component::TextEncoder => ckpt
-            .load_component(component, device, dtype, true, |w| {
-                ClipTextModel::load(&cfg.text_encoder, w)
-            })
-            .map(|r| r.1),
-        Component::TextEncoder2 => ckpt
-            .load_component(component, device, dtype, true, |w| {
-                ClipTextModel::load(&cfg.text_encoder_2, w)
-            })
-            .map(|r| r.1),
-        Component::Vae => ckpt
-            .load_component(component, device, dtype, true, |w| {
-                AutoencoderKl::load(&cfg.vae, w)
-            })
-            .map(|r| r.1),
-    };
-    uploaded.expect("loads").expect("kept")
+/// Loads every component, keeping each uploaded tensor: component -> (name, shape, tensor).
+fn load(
+    ckpt: &Checkpoint,
+    dtype: WeightDtype,
+) -> BTreeMap<Component, Vec<(String, Vec<usize>, Tensor<1>)>> {
+    let mut uploaded: BTreeMap<Component, Vec<_>> = BTreeMap::new();
+    ckpt.load_observed(
+        &gpu().device,
+        dtype,
+        &mut |component, name, shape, tensor| {
+            uploaded
+                .entry(component)
+                .or_default()
+                .push((name.to_string(), shape.to_vec(), tensor));
+        },
+    )
+    .expect("loads");
+    uploaded
 }
 
 /// Every uploaded tensor of every component equals `expected(reference value)` exactly, in
@@ -89,9 +80,10 @@ fn assert_loaded_equal(
     want: DType,
     expected: impl Fn(f32) -> f32,
 ) {
+    let mut loaded = load(ckpt, dtype);
     for component in Component::ALL {
         let reference = reference(component);
-        let uploaded = load(ckpt, component, dtype);
+        let uploaded = loaded.remove(&component).unwrap_or_default();
         assert_eq!(
             uploaded.len(),
             reference.len(),
@@ -194,9 +186,10 @@ fn f32_file_loads_as_f32() {
 #[test]
 fn module_tree_follows_the_detected_architecture() {
     let ckpt = Checkpoint::open(TINY).expect("opens");
-    let unet = ckpt
-        .load_unet(&gpu().device, WeightDtype::AsStored)
-        .expect("unet");
+    let models = ckpt
+        .load(&gpu().device, WeightDtype::AsStored)
+        .expect("loads");
+    let unet = &models.unet;
     assert_eq!(unet.down_blocks.len(), 3);
     assert!(unet.down_blocks[0].attentions.is_empty());
     assert_eq!(
@@ -217,21 +210,13 @@ fn module_tree_follows_the_detected_architecture() {
         48
     );
     assert!(unet.up_blocks[2].upsampler.is_none());
-    let big_g = ckpt
-        .load_text_encoder(
-            Component::TextEncoder2,
-            &gpu().device,
-            WeightDtype::AsStored,
-        )
-        .expect("bigG");
+    let big_g = &models.text_encoder_2;
     assert_eq!(big_g.layers[0].self_attn.heads, 4);
     assert_eq!(
         big_g.text_projection.as_ref().map(|p| p.out_features()),
         Some(24)
     );
-    let vae = ckpt
-        .load_vae(&gpu().device, WeightDtype::AsStored)
-        .expect("vae");
+    let vae = &models.vae;
     assert_eq!(vae.decoder.up_blocks.len(), 4);
     assert_eq!(vae.decoder.up_blocks[0].resnets.len(), 3);
 }

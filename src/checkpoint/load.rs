@@ -27,38 +27,30 @@ pub enum WeightDtype {
     F32,
 }
 
-/// Every tensor uploaded while loading a component, by canonical name, flattened; kept only
-/// when asked for, to check what reached the device.
-pub type Uploaded = Vec<(String, Vec<usize>, Tensor<1>)>;
+/// Told of every tensor as it is uploaded: its component, canonical name, shape, and the
+/// device tensor (flattened). For progress reports, and for checking what reached the device.
+pub type Observer<'a> = dyn FnMut(Component, &str, &[usize], Tensor<1>) + 'a;
+
+/// The four models of an SDXL checkpoint, on a device.
+#[derive(Debug)]
+pub struct SdxlModels {
+    pub unet: Unet,
+    pub text_encoder: ClipTextModel,
+    pub text_encoder_2: ClipTextModel,
+    pub vae: AutoencoderKl,
+}
 
 /// The weights of one component, handed out by canonical name to the module constructors.
-pub struct ComponentWeights<'a> {
+pub struct ComponentWeights<'a, 'o> {
     checkpoint: &'a Checkpoint,
     component: Component,
     device: &'a Device,
     dtype: WeightDtype,
     taken: BTreeSet<String>,
-    uploaded: Option<Uploaded>,
+    observe: &'a mut Observer<'o>,
 }
 
-impl<'a> ComponentWeights<'a> {
-    fn new(
-        checkpoint: &'a Checkpoint,
-        component: Component,
-        device: &'a Device,
-        dtype: WeightDtype,
-        keep: bool,
-    ) -> Self {
-        ComponentWeights {
-            checkpoint,
-            component,
-            device,
-            dtype,
-            taken: BTreeSet::new(),
-            uploaded: keep.then(Vec::new),
-        }
-    }
-
+impl ComponentWeights<'_, '_> {
     /// Whether the architecture has a parameter of this canonical name.
     pub fn has(&self, name: &str) -> bool {
         self.checkpoint.resolved(self.component).contains_key(name)
@@ -115,89 +107,79 @@ impl<'a> ComponentWeights<'a> {
         })?;
         let dtype = data.dtype();
         let tensor = Tensor::<D>::from_data(data, (self.device, dtype));
-        if let Some(uploaded) = &mut self.uploaded {
-            let numel = r.shape.iter().product::<usize>();
-            uploaded.push((
-                name.to_string(),
-                r.shape.clone(),
-                tensor.clone().reshape([numel]),
-            ));
-        }
+        let numel = r.shape.iter().product::<usize>();
+        (self.observe)(
+            self.component,
+            name,
+            &r.shape,
+            tensor.clone().reshape([numel]),
+        );
         self.taken.insert(name.to_string());
         Ok(Param::from_tensor(tensor))
     }
 
     /// Checks that the modules took every parameter of the table.
-    fn finish(self) -> Result<Option<Uploaded>, CheckpointError> {
+    fn finish(self) -> Result<(), CheckpointError> {
         let resolved = self.checkpoint.resolved(self.component);
-        if let Some(left) = resolved.keys().find(|k| !self.taken.contains(*k)) {
-            return Err(self.internal(format!("the module tree does not use `{left}`")));
+        match resolved.keys().find(|k| !self.taken.contains(*k)) {
+            Some(left) => Err(self.internal(format!("the module tree does not use `{left}`"))),
+            None => Ok(()),
         }
-        Ok(self.uploaded)
     }
 }
 
 impl Checkpoint {
-    /// Builds a component's module from its weights on `device`, optionally keeping a handle on
-    /// every uploaded tensor.
-    pub fn load_component<M>(
+    /// Uploads every component onto `device`. Fails, uploading nothing, unless the report
+    /// has no missing or mismatched tensors.
+    pub fn load(&self, device: &Device, dtype: WeightDtype) -> Result<SdxlModels, CheckpointError> {
+        self.load_observed(device, dtype, &mut |_, _, _, _| {})
+    }
+
+    /// [`Checkpoint::load`], telling `observe` of every tensor uploaded.
+    pub fn load_observed(
         &self,
-        component: Component,
         device: &Device,
         dtype: WeightDtype,
-        keep_uploaded: bool,
-        build: impl FnOnce(&mut ComponentWeights) -> Result<M, CheckpointError>,
-    ) -> Result<(M, Option<Uploaded>), CheckpointError> {
+        observe: &mut Observer,
+    ) -> Result<SdxlModels, CheckpointError> {
         self.ensure_complete()?;
-        let mut weights = ComponentWeights::new(self, component, device, dtype, keep_uploaded);
-        let module = build(&mut weights)?;
-        Ok((module, weights.finish()?))
+        let cfg = &self.config;
+        Ok(SdxlModels {
+            unet: self.build(Component::Unet, device, dtype, observe, |w| {
+                Unet::load(&cfg.unet, w)
+            })?,
+            text_encoder: self.build(Component::TextEncoder, device, dtype, observe, |w| {
+                ClipTextModel::load(&cfg.text_encoder, w)
+            })?,
+            text_encoder_2: self.build(Component::TextEncoder2, device, dtype, observe, |w| {
+                ClipTextModel::load(&cfg.text_encoder_2, w)
+            })?,
+            vae: self.build(Component::Vae, device, dtype, observe, |w| {
+                AutoencoderKl::load(&cfg.vae, w)
+            })?,
+        })
     }
 
-    pub fn load_unet(&self, device: &Device, dtype: WeightDtype) -> Result<Unet, CheckpointError> {
-        let cfg = &self.config.unet;
-        Ok(self
-            .load_component(Component::Unet, device, dtype, false, |w| {
-                Unet::load(cfg, w)
-            })?
-            .0)
-    }
-
-    /// CLIP-L (`Component::TextEncoder`) or bigG (`Component::TextEncoder2`).
-    pub fn load_text_encoder(
+    /// Builds one component's module from its weights and checks it took all of them.
+    fn build<M>(
         &self,
         component: Component,
         device: &Device,
         dtype: WeightDtype,
-    ) -> Result<ClipTextModel, CheckpointError> {
-        let cfg = match component {
-            Component::TextEncoder => &self.config.text_encoder,
-            Component::TextEncoder2 => &self.config.text_encoder_2,
-            other => {
-                return Err(CheckpointError::Architecture {
-                    path: self.path().to_path_buf(),
-                    component: other.describe(),
-                    reason: "is not a text encoder".into(),
-                })
-            }
+        observe: &mut Observer,
+        module: impl FnOnce(&mut ComponentWeights) -> Result<M, CheckpointError>,
+    ) -> Result<M, CheckpointError> {
+        let mut weights = ComponentWeights {
+            checkpoint: self,
+            component,
+            device,
+            dtype,
+            taken: BTreeSet::new(),
+            observe,
         };
-        let build = |w: &mut ComponentWeights| ClipTextModel::load(cfg, w);
-        Ok(self
-            .load_component(component, device, dtype, false, build)?
-            .0)
-    }
-
-    pub fn load_vae(
-        &self,
-        device: &Device,
-        dtype: WeightDtype,
-    ) -> Result<AutoencoderKl, CheckpointError> {
-        let cfg = &self.config.vae;
-        Ok(self
-            .load_component(Component::Vae, device, dtype, false, |w| {
-                AutoencoderKl::load(cfg, w)
-            })?
-            .0)
+        let built = module(&mut weights)?;
+        weights.finish()?;
+        Ok(built)
     }
 }
 
@@ -279,25 +261,9 @@ fn to_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
 
 /// NaN and infinity counts of a stored float tensor (zero for other dtypes).
 pub(crate) fn count_non_finite(bytes: &[u8], dtype: Dtype) -> (usize, usize) {
-    let check =
-        |nan: bool, inf: bool, acc: (usize, usize)| (acc.0 + nan as usize, acc.1 + inf as usize);
-    match dtype {
-        Dtype::F16 => bytes.chunks_exact(2).fold((0, 0), |acc, b| {
-            let v = f16::from_le_bytes([b[0], b[1]]);
-            check(v.is_nan(), v.is_infinite(), acc)
-        }),
-        Dtype::BF16 => bytes.chunks_exact(2).fold((0, 0), |acc, b| {
-            let v = bf16::from_le_bytes([b[0], b[1]]);
-            check(v.is_nan(), v.is_infinite(), acc)
-        }),
-        Dtype::F32 => bytes.chunks_exact(4).fold((0, 0), |acc, b| {
-            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            check(v.is_nan(), v.is_infinite(), acc)
-        }),
-        Dtype::F64 => bytes.chunks_exact(8).fold((0, 0), |acc, b| {
-            let v = f64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-            check(v.is_nan(), v.is_infinite(), acc)
-        }),
-        _ => (0, 0),
-    }
+    to_f32(bytes, dtype).map_or((0, 0), |values| {
+        let nan = values.iter().filter(|v| v.is_nan()).count();
+        let inf = values.iter().filter(|v| v.is_infinite()).count();
+        (nan, inf)
+    })
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use detect::{lora_evidence, Prediction, Variant};
 pub use error::CheckpointError;
 pub use keys::{Layout, Transform};
-pub use load::{ComponentWeights, Uploaded, WeightDtype};
+pub use load::{ComponentWeights, Observer, SdxlModels, WeightDtype};
 pub use report::{IgnoredTensor, LoadReport, MismatchedTensor, MissingTensor, TransformedTensor};
 pub use safetensors_file::{Dtype, Header, SafetensorsFile, TensorInfo};
 pub use source::HEAD_DIM_METADATA;
@@ -181,8 +181,9 @@ impl Checkpoint {
                 )?
             }
         };
-        let config = detect_architecture(&source)?;
-        let (report, resolved) = resolve(&source, &config);
+        let spellings = Spellings::of(&source)?;
+        let config = detect_architecture(&source, spellings)?;
+        let (report, resolved) = resolve(&source, &config, spellings);
         Ok(Checkpoint {
             source,
             variant,
@@ -308,7 +309,29 @@ fn probe(source: &Source, component: Component) -> Result<Probe<'_>, CheckpointE
     })
 }
 
-fn detect_architecture(source: &Source) -> Result<ModelConfig, CheckpointError> {
+/// The spellings of the components whose keys differ by layout beyond the UNet's.
+#[derive(Clone, Copy)]
+struct Spellings {
+    big_g: ClipSpelling,
+    vae: VaeSpelling,
+}
+
+impl Spellings {
+    fn of(source: &Source) -> Result<Spellings, CheckpointError> {
+        Ok(Spellings {
+            big_g: match source.layout {
+                Layout::SingleFile => ClipSpelling::OpenClip,
+                Layout::Diffusers => ClipSpelling::Transformers,
+            },
+            vae: VaeSpelling::of(&probe(source, Component::Vae)?, source.layout),
+        })
+    }
+}
+
+fn detect_architecture(
+    source: &Source,
+    spellings: Spellings,
+) -> Result<ModelConfig, CheckpointError> {
     let fail = |component: Component| {
         move |reason: String| CheckpointError::Architecture {
             path: source.path.clone(),
@@ -326,11 +349,6 @@ fn detect_architecture(source: &Source) -> Result<ModelConfig, CheckpointError> 
             Some("gelu") => HiddenAct::Gelu,
             _ => default,
         };
-    let big_g_spelling = match source.layout {
-        Layout::SingleFile => ClipSpelling::OpenClip,
-        Layout::Diffusers => ClipSpelling::Transformers,
-    };
-
     let text_encoder = keys::clip::detect(
         &probe(source, Component::TextEncoder)?,
         ClipSpelling::Transformers,
@@ -340,7 +358,7 @@ fn detect_architecture(source: &Source) -> Result<ModelConfig, CheckpointError> 
     .map_err(fail(Component::TextEncoder))?;
     let text_encoder_2 = keys::clip::detect(
         &probe(source, Component::TextEncoder2)?,
-        big_g_spelling,
+        spellings.big_g,
         heads(1),
         act(1, HiddenAct::Gelu),
     )
@@ -382,8 +400,7 @@ fn detect_architecture(source: &Source) -> Result<ModelConfig, CheckpointError> 
         }
     }
 
-    let vae_probe = probe(source, Component::Vae)?;
-    let vae = keys::vae::detect(&vae_probe, VaeSpelling::of(&vae_probe, source.layout))
+    let vae = keys::vae::detect(&probe(source, Component::Vae)?, spellings.vae)
         .map_err(fail(Component::Vae))?;
 
     Ok(ModelConfig {
@@ -395,31 +412,29 @@ fn detect_architecture(source: &Source) -> Result<ModelConfig, CheckpointError> 
 }
 
 /// The key table of every component in this checkpoint's spelling.
-fn tables(source: &Source, config: &ModelConfig) -> [Vec<Row>; 4] {
-    let layout = source.layout;
-    let big_g = match layout {
-        Layout::SingleFile => ClipSpelling::OpenClip,
-        Layout::Diffusers => ClipSpelling::Transformers,
-    };
-    let vae_spelling = match probe(source, Component::Vae) {
-        Ok(p) => VaeSpelling::of(&p, layout),
-        Err(_) => VaeSpelling::Diffusers,
-    };
+fn tables(source: &Source, config: &ModelConfig, spellings: Spellings) -> [Vec<Row>; 4] {
     [
-        keys::unet::table(&config.unet, layout),
+        keys::unet::table(&config.unet, source.layout),
         keys::clip::table(&config.text_encoder, ClipSpelling::Transformers),
-        keys::clip::table(&config.text_encoder_2, big_g),
-        keys::vae::table(&config.vae, vae_spelling),
+        keys::clip::table(&config.text_encoder_2, spellings.big_g),
+        keys::vae::table(&config.vae, spellings.vae),
     ]
 }
 
 /// Matches every table row to a stored tensor and accounts for every stored tensor.
-fn resolve(source: &Source, config: &ModelConfig) -> (LoadReport, [BTreeMap<String, Resolved>; 4]) {
+fn resolve(
+    source: &Source,
+    config: &ModelConfig,
+    spellings: Spellings,
+) -> (LoadReport, [BTreeMap<String, Resolved>; 4]) {
     let mut report = LoadReport::default();
     let mut resolved: [BTreeMap<String, Resolved>; 4] = Default::default();
     let mut used: BTreeSet<(usize, String)> = BTreeSet::new();
 
-    for (component, rows) in Component::ALL.into_iter().zip(tables(source, config)) {
+    for (component, rows) in Component::ALL
+        .into_iter()
+        .zip(tables(source, config, spellings))
+    {
         let Some(c) = source.components[component as usize] else {
             continue;
         };

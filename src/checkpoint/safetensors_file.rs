@@ -132,8 +132,17 @@ impl Header {
         let mut header = Header::default();
         for (name, value) in raw {
             if name == "__metadata__" {
-                header.metadata = serde_json::from_value(value)
-                    .map_err(|e| invalid(format!("__metadata__ is not a string map: {e}")))?;
+                // Strings by the format; some tools write other JSON values: keep them as text.
+                let serde_json::Value::Object(map) = value else {
+                    return Err(invalid("__metadata__ is not an object".into()));
+                };
+                header.metadata = map
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(s) => (k, s),
+                        other => (k, other.to_string()),
+                    })
+                    .collect();
                 continue;
             }
             let entry: RawEntry = serde_json::from_value(value)

@@ -103,18 +103,14 @@ fn load_all(checkpoint: &Checkpoint, backend: Backend) -> anyhow::Result<LoadFig
         eprintln!("warning: {warning}");
     }
     let start = Instant::now();
-    let dtype = WeightDtype::AsStored;
-    let unet = checkpoint.load_unet(&gpu.device, dtype)?;
-    let te1 = checkpoint.load_text_encoder(Component::TextEncoder, &gpu.device, dtype)?;
-    let te2 = checkpoint.load_text_encoder(Component::TextEncoder2, &gpu.device, dtype)?;
-    let vae = checkpoint.load_vae(&gpu.device, dtype)?;
+    let models = checkpoint.load(&gpu.device, WeightDtype::AsStored)?;
     gpu.device
         .sync()
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .context("device failed while loading")?;
     let seconds = start.elapsed().as_secs_f64();
     let usage = device::memory_in_use(&gpu.device);
-    drop((unet, te1, te2, vae));
+    drop(models);
     Ok(LoadFigures {
         adapter: format!("{} ({})", gpu.adapter.name, gpu.adapter.api),
         seconds,

@@ -24,30 +24,41 @@ impl DownBlock {
         level: usize,
     ) -> Result<Self, CheckpointError> {
         let name = format!("down_blocks.{level}");
-        let heads = cfg.heads(cfg.block_out_channels[level]);
-        let depth = cfg.transformer_depth[level];
+        let (depth, width) = (cfg.transformer_depth[level], cfg.block_out_channels[level]);
+        let (resnets, attentions) =
+            level_layers(cfg, w, &name, cfg.layers_per_block, depth, width)?;
         Ok(DownBlock {
-            resnets: (0..cfg.layers_per_block)
-                .map(|j| {
-                    ResnetBlock::load(
-                        w,
-                        &format!("{name}.resnets.{j}"),
-                        cfg.norm_groups,
-                        RESNET_EPS,
-                    )
-                })
-                .collect::<Result<_, _>>()?,
-            attentions: (0..if depth > 0 { cfg.layers_per_block } else { 0 })
-                .map(|j| {
-                    let attn = format!("{name}.attentions.{j}");
-                    Transformer2d::load(w, &attn, depth, cfg.norm_groups, heads)
-                })
-                .collect::<Result<_, _>>()?,
+            resnets,
+            attentions,
             downsampler: (level + 1 < cfg.levels())
                 .then(|| Conv2d::load(w, &format!("{name}.downsamplers.0.conv"), 2))
                 .transpose()?,
         })
     }
+}
+
+/// The `count` resnets of a level `name` and, where `depth` > 0, one transformer after each.
+fn level_layers(
+    cfg: &UnetConfig,
+    w: &mut ComponentWeights,
+    name: &str,
+    count: usize,
+    depth: usize,
+    width: usize,
+) -> Result<(Vec<ResnetBlock>, Vec<Transformer2d>), CheckpointError> {
+    let resnets = (0..count)
+        .map(|j| {
+            let resnet = format!("{name}.resnets.{j}");
+            ResnetBlock::load(w, &resnet, cfg.norm_groups, RESNET_EPS)
+        })
+        .collect::<Result<_, _>>()?;
+    let attentions = (0..if depth > 0 { count } else { 0 })
+        .map(|j| {
+            let attn = format!("{name}.attentions.{j}");
+            Transformer2d::load(w, &attn, depth, cfg.norm_groups, cfg.heads(width))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((resnets, attentions))
 }
 
 #[derive(Module, Debug)]
@@ -93,26 +104,12 @@ impl UpBlock {
         level: usize,
     ) -> Result<Self, CheckpointError> {
         let name = format!("up_blocks.{level}");
-        let heads = cfg.heads(cfg.up_channels(level));
-        let depth = cfg.transformer_depth_up[level];
+        let (depth, width) = (cfg.transformer_depth_up[level], cfg.up_channels(level));
         let count = cfg.layers_per_block + 1;
+        let (resnets, attentions) = level_layers(cfg, w, &name, count, depth, width)?;
         Ok(UpBlock {
-            resnets: (0..count)
-                .map(|j| {
-                    ResnetBlock::load(
-                        w,
-                        &format!("{name}.resnets.{j}"),
-                        cfg.norm_groups,
-                        RESNET_EPS,
-                    )
-                })
-                .collect::<Result<_, _>>()?,
-            attentions: (0..if depth > 0 { count } else { 0 })
-                .map(|j| {
-                    let attn = format!("{name}.attentions.{j}");
-                    Transformer2d::load(w, &attn, depth, cfg.norm_groups, heads)
-                })
-                .collect::<Result<_, _>>()?,
+            resnets,
+            attentions,
             upsampler: (level + 1 < cfg.levels())
                 .then(|| Conv2d::load(w, &format!("{name}.upsamplers.0.conv"), 1))
                 .transpose()?,
