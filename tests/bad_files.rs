@@ -130,6 +130,22 @@ fn folder_with_only_bin_weights() {
 }
 
 #[test]
+fn folder_with_sharded_weights() {
+    let dir = tmp();
+    std::fs::copy(
+        Path::new(TINY_FOLDER).join("model_index.json"),
+        dir.path().join("model_index.json"),
+    )
+    .expect("copy");
+    std::fs::create_dir(dir.path().join("unet")).expect("mkdir");
+    let index = dir.path().join("unet/diffusion_pytorch_model.safetensors.index.json");
+    std::fs::write(index, b"{\"weight_map\": {}}").expect("write");
+    let e = open_err(dir.path());
+    assert!(matches!(e, CheckpointError::BadFolder { .. }), "{e:?}");
+    assert!(e.to_string().contains("sharded weights"), "{e}");
+}
+
+#[test]
 fn file_too_short_for_a_header() {
     let dir = tmp();
     let path = dir.path().join("short.safetensors");

@@ -113,12 +113,19 @@ impl Source {
                 .find(|p| p.is_file())
             else {
                 if dir.is_dir() {
+                    let sharded = component
+                        .diffusers_files()
+                        .iter()
+                        .any(|name| dir.join(format!("{name}.index.json")).is_file());
+                    let why = if sharded {
+                        "sharded weights (*.safetensors.index.json) are not read yet; save the \
+                         component unsharded or use a single-file checkpoint"
+                    } else {
+                        "only .safetensors weights are read; convert .bin files first"
+                    };
                     return Err(CheckpointError::BadFolder {
                         path: dir,
-                        reason: format!(
-                            "no {} (only .safetensors weights are read; convert .bin files first)",
-                            component.diffusers_files().join(" or ")
-                        ),
+                        reason: format!("no {} ({why})", component.diffusers_files().join(" or ")),
                     });
                 }
                 continue;
