@@ -107,20 +107,19 @@ fn directory_without_model_index() {
     assert!(e.to_string().contains("no model_index.json"), "{e}");
 }
 
+/// A diffusers folder whose `unet/` holds only the file `name`.
+fn folder_with_unet_file(name: &str, contents: &[u8]) -> tempfile::TempDir {
+    let dir = tmp();
+    let index = Path::new(TINY_FOLDER).join("model_index.json");
+    std::fs::copy(index, dir.path().join("model_index.json")).expect("copy");
+    std::fs::create_dir(dir.path().join("unet")).expect("mkdir");
+    std::fs::write(dir.path().join("unet").join(name), contents).expect("write");
+    dir
+}
+
 #[test]
 fn folder_with_only_bin_weights() {
-    let dir = tmp();
-    std::fs::copy(
-        Path::new(TINY_FOLDER).join("model_index.json"),
-        dir.path().join("model_index.json"),
-    )
-    .expect("copy");
-    std::fs::create_dir(dir.path().join("unet")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("unet/diffusion_pytorch_model.bin"),
-        b"pickle",
-    )
-    .expect("write");
+    let dir = folder_with_unet_file("diffusion_pytorch_model.bin", b"pickle");
     let e = open_err(dir.path());
     assert!(matches!(e, CheckpointError::BadFolder { .. }), "{e:?}");
     assert!(
@@ -131,15 +130,8 @@ fn folder_with_only_bin_weights() {
 
 #[test]
 fn folder_with_sharded_weights() {
-    let dir = tmp();
-    std::fs::copy(
-        Path::new(TINY_FOLDER).join("model_index.json"),
-        dir.path().join("model_index.json"),
-    )
-    .expect("copy");
-    std::fs::create_dir(dir.path().join("unet")).expect("mkdir");
-    let index = dir.path().join("unet/diffusion_pytorch_model.safetensors.index.json");
-    std::fs::write(index, b"{\"weight_map\": {}}").expect("write");
+    let index = "diffusion_pytorch_model.safetensors.index.json";
+    let dir = folder_with_unet_file(index, b"{\"weight_map\": {}}");
     let e = open_err(dir.path());
     assert!(matches!(e, CheckpointError::BadFolder { .. }), "{e:?}");
     assert!(e.to_string().contains("sharded weights"), "{e}");
