@@ -174,6 +174,19 @@ fn bf16_file_loads_as_f16() {
 }
 
 #[test]
+fn fp8_file_loads_as_f16() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // float8_e5m2 is the high byte of an f16.
+    let path = converted(dir.path(), StDtype::F8_E5M2, |v| {
+        vec![(v.to_bits() >> 8) as u8]
+    });
+    let ckpt = Checkpoint::open(&path).expect("opens");
+    assert_loaded_equal(&ckpt, WeightDtype::AsStored, DType::F16, |v| {
+        f16::from_bits(f16::from_f32(v).to_bits() & 0xff00).to_f32()
+    });
+}
+
+#[test]
 fn f32_file_loads_as_f32() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = converted(dir.path(), StDtype::F32, |v| {

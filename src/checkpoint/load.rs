@@ -20,7 +20,8 @@ use crate::vae::AutoencoderKl;
 /// The dtype weights get on the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WeightDtype {
-    /// As stored: f16 and f32 unchanged, bf16 as f16 (wgpu cannot compute in bf16), f64 as f32.
+    /// As stored: f16 and f32 unchanged, bf16 and fp8 as f16 (wgpu computes in neither), f64
+    /// as f32.
     #[default]
     AsStored,
     F16,
@@ -214,7 +215,10 @@ fn tensor_data(bytes: &[u8], r: &Resolved, target: WeightDtype) -> Option<Tensor
 /// Converts little-endian float bytes from `stored` to the dtype `target` asks for.
 fn convert(bytes: Vec<u8>, stored: Dtype, target: WeightDtype) -> Option<(Vec<u8>, DType)> {
     let want = match (target, stored) {
-        (WeightDtype::F16, _) | (WeightDtype::AsStored, Dtype::F16 | Dtype::BF16) => DType::F16,
+        (WeightDtype::F16, _)
+        | (WeightDtype::AsStored, Dtype::F16 | Dtype::BF16 | Dtype::F8E4M3 | Dtype::F8E5M2) => {
+            DType::F16
+        }
         (WeightDtype::F32, _) | (WeightDtype::AsStored, Dtype::F32 | Dtype::F64) => DType::F32,
         _ => return None,
     };
@@ -255,8 +259,28 @@ fn to_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
+        Dtype::F8E4M3 => bytes.iter().map(|&b| f8_e4m3fn(b)).collect(),
+        // e5m2 is the high byte of an f16.
+        Dtype::F8E5M2 => bytes
+            .iter()
+            .map(|&b| f16::from_bits(u16::from(b) << 8).to_f32())
+            .collect(),
         _ => return None,
     })
+}
+
+/// PyTorch's `float8_e4m3fn`: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities,
+/// `S.1111.111` is NaN; the largest value is 448.
+fn f8_e4m3fn(b: u8) -> f32 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let (exp, mantissa) = (i32::from((b >> 3) & 0xf), f32::from(b & 0x7));
+    if exp == 0xf && mantissa == 7.0 {
+        return f32::NAN;
+    }
+    sign * match exp {
+        0 => mantissa / 8.0 * 2f32.powi(-6),
+        _ => (1.0 + mantissa / 8.0) * 2f32.powi(exp - 7),
+    }
 }
 
 /// NaN and infinity counts of a stored float tensor (zero for other dtypes).
@@ -266,4 +290,30 @@ pub(crate) fn count_non_finite(bytes: &[u8], dtype: Dtype) -> (usize, usize) {
         let inf = values.iter().filter(|v| v.is_infinite()).count();
         (nan, inf)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fp8_values_decode_as_pytorch_defines_them() {
+        let e4m3 = [
+            (0x00, 0.0),
+            (0x38, 1.0),
+            (0x3c, 1.5),
+            (0x40, 2.0),
+            (0xb8, -1.0),
+            (0x01, 2f32.powi(-9)),
+            (0x08, 2f32.powi(-6)),
+            (0x7e, 448.0),
+        ];
+        for (byte, value) in e4m3 {
+            assert_eq!(f8_e4m3fn(byte), value, "e4m3 {byte:#04x}");
+        }
+        assert!(f8_e4m3fn(0x7f).is_nan() && f8_e4m3fn(0xff).is_nan());
+        let e5m2 = to_f32(&[0x3c, 0xc0, 0x7c, 0x01], Dtype::F8E5M2).expect("float");
+        assert_eq!(e5m2[..3], [1.0, -2.0, f32::INFINITY]);
+        assert_eq!(e5m2[3], 2f32.powi(-16));
+    }
 }
