@@ -82,30 +82,22 @@ impl ComponentWeights<'_, '_> {
         }
         let file = self.checkpoint.file(r.file);
         let no_data = || self.internal(format!("`{}` has no data (header-only checkpoint)", r.key));
-        let stored = r.info.dtype;
-        let zero_copy = matches!(r.transform, Transform::None | Transform::Squeeze1x1)
-            && matches!(
-                (self.dtype, stored),
-                (WeightDtype::AsStored | WeightDtype::F16, Dtype::F16)
-                    | (WeightDtype::AsStored | WeightDtype::F32, Dtype::F32)
-            );
-        let data = if zero_copy {
-            let shared = file.shared_bytes(&r.info).ok_or_else(no_data)?;
-            let dtype = if stored == Dtype::F16 {
-                DType::F16
-            } else {
-                DType::F32
-            };
-            let bytes = Bytes::from_shared(shared, AllocationProperty::File);
-            Some(TensorData::from_bytes(bytes, r.shape.clone(), dtype))
-        } else {
-            tensor_data(file.bytes(&r.info).ok_or_else(no_data)?, r, self.dtype)
-        };
-        let data = data.ok_or_else(|| CheckpointError::UnsupportedWeightDtype {
+        let unsupported = || CheckpointError::UnsupportedWeightDtype {
             path: file.path().to_path_buf(),
             name: r.key.clone(),
             dtype: r.info.dtype.name().to_string(),
-        })?;
+        };
+        let want = device_dtype(r.info.dtype, self.dtype).ok_or_else(unsupported)?;
+        let bytes_as_stored = matches!(r.transform, Transform::None | Transform::Squeeze1x1)
+            && is_same(r.info.dtype, want);
+        let data = if bytes_as_stored {
+            let shared = file.shared_bytes(&r.info).ok_or_else(no_data)?;
+            let bytes = Bytes::from_shared(shared, AllocationProperty::File);
+            TensorData::from_bytes(bytes, r.shape.clone(), want)
+        } else {
+            let bytes = file.bytes(&r.info).ok_or_else(no_data)?;
+            tensor_data(bytes, r, want).ok_or_else(unsupported)?
+        };
         let dtype = data.dtype();
         let tensor = Tensor::<D>::from_data(data, (self.device, dtype));
         let numel = r.shape.iter().product::<usize>();
@@ -184,9 +176,30 @@ impl Checkpoint {
     }
 }
 
-/// The canonical tensor's data: the stored bytes transformed and converted to the target dtype.
-/// `None` for a dtype we cannot load as a float weight.
-fn tensor_data(bytes: &[u8], r: &Resolved, target: WeightDtype) -> Option<TensorData> {
+/// The dtype a stored float tensor gets on the device; `None` for non-float dtypes.
+fn device_dtype(stored: Dtype, target: WeightDtype) -> Option<DType> {
+    match (target, stored) {
+        _ if !stored.is_float() => None,
+        (WeightDtype::F16, _) => Some(DType::F16),
+        (WeightDtype::F32, _) | (WeightDtype::AsStored, Dtype::F32 | Dtype::F64) => {
+            Some(DType::F32)
+        }
+        // bf16 and fp8: wgpu computes in neither.
+        (WeightDtype::AsStored, _) => Some(DType::F16),
+    }
+}
+
+/// Whether `stored` bytes already are `want` bytes.
+fn is_same(stored: Dtype, want: DType) -> bool {
+    matches!(
+        (stored, want),
+        (Dtype::F16, DType::F16) | (Dtype::F32, DType::F32)
+    )
+}
+
+/// The canonical tensor's data: the stored bytes transformed and converted to `want`.
+/// `None` for a dtype we cannot decode.
+fn tensor_data(bytes: &[u8], r: &Resolved, want: DType) -> Option<TensorData> {
     let stored = r.info.dtype;
     let size = stored.size();
     let bytes: Vec<u8> = match r.transform {
@@ -208,36 +221,26 @@ fn tensor_data(bytes: &[u8], r: &Resolved, target: WeightDtype) -> Option<Tensor
             out
         }
     };
-    let (bytes, dtype) = convert(bytes, stored, target)?;
-    Some(TensorData::from_bytes_vec(bytes, r.shape.clone(), dtype))
+    Some(TensorData::from_bytes_vec(
+        convert(bytes, stored, want)?,
+        r.shape.clone(),
+        want,
+    ))
 }
 
-/// Converts little-endian float bytes from `stored` to the dtype `target` asks for.
-fn convert(bytes: Vec<u8>, stored: Dtype, target: WeightDtype) -> Option<(Vec<u8>, DType)> {
-    let want = match (target, stored) {
-        (WeightDtype::F16, _)
-        | (WeightDtype::AsStored, Dtype::F16 | Dtype::BF16 | Dtype::F8E4M3 | Dtype::F8E5M2) => {
-            DType::F16
-        }
-        (WeightDtype::F32, _) | (WeightDtype::AsStored, Dtype::F32 | Dtype::F64) => DType::F32,
-        _ => return None,
-    };
-    let keep = matches!(
-        (stored, want),
-        (Dtype::F16, DType::F16) | (Dtype::F32, DType::F32)
-    );
-    if keep {
-        return Some((bytes, want));
+/// Converts little-endian float bytes from `stored` to `want` (f16 or f32).
+fn convert(bytes: Vec<u8>, stored: Dtype, want: DType) -> Option<Vec<u8>> {
+    if is_same(stored, want) {
+        return Some(bytes);
     }
     let values = to_f32(&bytes, stored)?;
-    let out = match want {
+    Some(match want {
         DType::F16 => values
             .iter()
             .flat_map(|v| f16::from_f32(*v).to_le_bytes())
             .collect(),
         _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    };
-    Some((out, want))
+    })
 }
 
 /// Decodes little-endian float bytes as f32 values; `None` for non-float dtypes and fp8.
