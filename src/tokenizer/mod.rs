@@ -1,0 +1,141 @@
+//! Text to token ids: CLIP's BPE tokenizer with the vocabulary shipped in the binary (single-file
+//! checkpoints carry none), and the prompt syntax users write (A1111 weights, `BREAK`, LoRA tags)
+//! cut into the 75-token chunks SDXL's encoders read.
+//!
+//! Both SDXL tokenizers share the vocabulary and the ids of every text token; they differ only in
+//! the padding id (`tokenizer`: end-of-text 49407, `tokenizer_2`: `!` = 0), see [`Pad`].
+
+mod bpe;
+mod chunks;
+mod normalize;
+mod prompt;
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+pub use chunks::{chunk_prompt, Chunk, CHUNK_TOKENS};
+pub use normalize::normalize;
+pub use prompt::{parse_prompt, LoraRequest, ParsedPrompt, PromptPart};
+
+/// Id of `<|startoftext|>`.
+pub const BOS: u32 = 49406;
+/// Id of `<|endoftext|>`.
+pub const EOS: u32 = 49407;
+/// Tokens per encoder call: start, 75 text tokens, end (or padding).
+pub const SEQUENCE_LEN: usize = 77;
+
+/// The id an SDXL tokenizer pads with after the end token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pad {
+    /// `tokenizer` (CLIP-L): pads with `<|endoftext|>`.
+    EndOfText,
+    /// `tokenizer_2` (bigG): pads with `!`, id 0.
+    Exclamation,
+}
+
+impl Pad {
+    pub fn id(self) -> u32 {
+        match self {
+            Pad::EndOfText => EOS,
+            Pad::Exclamation => 0,
+        }
+    }
+}
+
+/// CLIP's tokenizer, equal to transformers' `CLIPTokenizer` (without `ftfy`) on every input.
+pub struct ClipTokenizer {
+    bpe: bpe::Bpe,
+    bytes: [char; 256],
+    /// transformers' pre-tokenizer: special tokens, English contractions, letter runs, single
+    /// digits, runs of anything else that is not a space.
+    pattern: Regex,
+}
+
+impl ClipTokenizer {
+    /// The process-wide tokenizer (the vocabulary is built once, ~50 ms).
+    pub fn shared() -> &'static ClipTokenizer {
+        static TOKENIZER: OnceLock<ClipTokenizer> = OnceLock::new();
+        TOKENIZER.get_or_init(|| ClipTokenizer {
+            bpe: bpe::Bpe::embedded(),
+            bytes: bpe::byte_encoder(),
+            pattern: Regex::new(
+                r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+",
+            )
+            .expect("static pattern"),
+        })
+    }
+
+    /// Ids of `text` without start and end tokens and without truncation.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let text = normalize(text);
+        let mut ids = Vec::new();
+        for piece in self.pattern.find_iter(&text) {
+            let piece = piece.as_str();
+            if piece == bpe::START_OF_TEXT || piece == bpe::END_OF_TEXT {
+                ids.push(self.bpe.vocab[piece]);
+                continue;
+            }
+            let word: String = piece.bytes().map(|b| self.bytes[b as usize]).collect();
+            for symbol in self.bpe.split(&word) {
+                // Every symbol a merge produces is in the vocabulary; transformers maps anything
+                // else to its unknown token, which is the end token.
+                ids.push(self.bpe.vocab.get(&symbol).copied().unwrap_or(EOS));
+            }
+        }
+        ids
+    }
+
+    /// The ids SDXL's pipeline feeds an encoder for `text`: start, at most 75 text tokens, end,
+    /// padding to 77 (`padding="max_length", truncation=True`).
+    pub fn encode_padded(&self, text: &str, pad: Pad) -> Vec<u32> {
+        let ids = self.encode(text);
+        let body = &ids[..ids.len().min(SEQUENCE_LEN - 2)];
+        wrap(body, pad)
+    }
+
+    /// The vocabulary size (49,408).
+    pub fn vocab_size(&self) -> usize {
+        self.bpe.vocab.len()
+    }
+}
+
+/// `[BOS, body..., EOS, pad...]`, 77 ids; `body` must hold at most 75.
+pub fn wrap(body: &[u32], pad: Pad) -> Vec<u32> {
+    let mut ids = Vec::with_capacity(SEQUENCE_LEN);
+    ids.push(BOS);
+    ids.extend_from_slice(body);
+    ids.push(EOS);
+    ids.resize(SEQUENCE_LEN, pad.id());
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_is_clips() {
+        let t = ClipTokenizer::shared();
+        assert_eq!(t.vocab_size(), 49408);
+        assert_eq!(t.encode("<|startoftext|>"), vec![BOS]);
+        assert_eq!(t.encode("<|endoftext|>"), vec![EOS]);
+        assert_eq!(t.encode("!"), vec![256]);
+        assert_eq!(
+            t.encode("a photo of a cat"),
+            vec![320, 1125, 539, 320, 2368]
+        );
+    }
+
+    #[test]
+    fn padding_differs_per_tokenizer() {
+        let t = ClipTokenizer::shared();
+        let l = t.encode_padded("cat", Pad::EndOfText);
+        let g = t.encode_padded("cat", Pad::Exclamation);
+        assert_eq!(&l[..3], &[BOS, 2368, EOS]);
+        assert_eq!(&g[..3], &[BOS, 2368, EOS]);
+        assert!(l[3..].iter().all(|&i| i == EOS));
+        assert!(g[3..].iter().all(|&i| i == 0));
+        assert_eq!(l.len(), SEQUENCE_LEN);
+    }
+}
