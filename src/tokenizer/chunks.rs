@@ -3,7 +3,7 @@
 //! on its own, chunks are cut every 75 tokens and at each `BREAK`, and an empty prompt is one empty
 //! chunk.
 
-use super::{wrap, ClipTokenizer, Pad, ParsedPrompt, PromptPart, SEQUENCE_LEN};
+use super::{wrap, ClipTokenizer, Flavor, ParsedPrompt, PromptPart, SEQUENCE_LEN};
 
 /// Text tokens per chunk.
 pub const CHUNK_TOKENS: usize = SEQUENCE_LEN - 2;
@@ -17,8 +17,8 @@ pub struct Chunk {
 
 impl Chunk {
     /// The 77 ids an encoder reads: start, tokens, end, padding.
-    pub fn ids(&self, pad: Pad) -> Vec<u32> {
-        wrap(&self.tokens, pad)
+    pub fn ids(&self, flavor: Flavor) -> Vec<u32> {
+        wrap(&self.tokens, flavor)
     }
 
     /// The 77 weights matching [`Chunk::ids`]: 1 for start, end and padding.
@@ -36,15 +36,19 @@ impl Chunk {
     }
 }
 
-/// Tokenizes `prompt` into chunks (at least one).
-pub fn chunk_prompt(tokenizer: &ClipTokenizer, prompt: &ParsedPrompt) -> Vec<Chunk> {
+/// Tokenizes `prompt` into chunks (at least one) as `flavor` tokenizes it.
+pub fn chunk_prompt(
+    tokenizer: &ClipTokenizer,
+    prompt: &ParsedPrompt,
+    flavor: Flavor,
+) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut current = Chunk::default();
     for part in &prompt.parts {
         match part {
             PromptPart::Break => chunks.push(std::mem::take(&mut current)),
             PromptPart::Text { text, weight } => {
-                for token in tokenizer.encode(text) {
+                for token in tokenizer.encode(text, flavor) {
                     if current.tokens.len() == CHUNK_TOKENS {
                         chunks.push(std::mem::take(&mut current));
                     }
@@ -66,7 +70,11 @@ mod tests {
     use crate::tokenizer::{parse_prompt, BOS, EOS};
 
     fn chunks(prompt: &str) -> Vec<Chunk> {
-        chunk_prompt(ClipTokenizer::shared(), &parse_prompt(prompt))
+        chunk_prompt(
+            ClipTokenizer::shared(),
+            &parse_prompt(prompt),
+            Flavor::ClipL,
+        )
     }
 
     #[test]
@@ -75,7 +83,7 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].tokens, vec![320, 1125, 539, 320, 2368]);
         assert_eq!(
-            &c[0].ids(Pad::EndOfText)[..7],
+            &c[0].ids(Flavor::ClipL)[..7],
             &[BOS, 320, 1125, 539, 320, 2368, EOS]
         );
         assert!(!c[0].is_weighted());
@@ -85,7 +93,7 @@ mod tests {
     fn empty_prompt_is_one_empty_chunk() {
         let c = chunks("");
         assert_eq!(c, vec![Chunk::default()]);
-        assert_eq!(&c[0].ids(Pad::Exclamation)[..3], &[BOS, EOS, 0]);
+        assert_eq!(&c[0].ids(Flavor::BigG)[..3], &[BOS, EOS, 0]);
     }
 
     #[test]

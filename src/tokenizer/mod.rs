@@ -2,8 +2,9 @@
 //! checkpoints carry none), and the prompt syntax users write (A1111 weights, `BREAK`, LoRA tags)
 //! cut into the 75-token chunks SDXL's encoders read.
 //!
-//! Both SDXL tokenizers share the vocabulary and the ids of every text token; they differ only in
-//! the padding id (`tokenizer`: end-of-text 49407, `tokenizer_2`: `!` = 0), see [`Pad`].
+//! Both SDXL tokenizers share the vocabulary; they differ in the padding id (`tokenizer`:
+//! end-of-text 49407, `tokenizer_2`: `!` = 0) and, because transformers makes every pad token a
+//! special token, `tokenizer_2` also turns each `!` in the text into id 0. See [`Flavor`].
 
 mod bpe;
 mod chunks;
@@ -25,23 +26,30 @@ pub const EOS: u32 = 49407;
 /// Tokens per encoder call: start, 75 text tokens, end (or padding).
 pub const SEQUENCE_LEN: usize = 77;
 
-/// The id an SDXL tokenizer pads with after the end token.
+/// Which of SDXL's two tokenizers: they share the BPE and differ in their pad token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pad {
-    /// `tokenizer` (CLIP-L): pads with `<|endoftext|>`.
-    EndOfText,
-    /// `tokenizer_2` (bigG): pads with `!`, id 0.
-    Exclamation,
+pub enum Flavor {
+    /// `tokenizer`, for CLIP-L: pads with `<|endoftext|>`.
+    ClipL,
+    /// `tokenizer_2`, for bigG: pads with `!` (id 0), and since transformers splits special
+    /// tokens out of the text before BPE, every `!` in a prompt becomes id 0 too.
+    BigG,
 }
 
-impl Pad {
-    pub fn id(self) -> u32 {
+impl Flavor {
+    pub const BOTH: [Flavor; 2] = [Flavor::ClipL, Flavor::BigG];
+
+    /// The id after the end token up to 77.
+    pub fn pad_id(self) -> u32 {
         match self {
-            Pad::EndOfText => EOS,
-            Pad::Exclamation => 0,
+            Flavor::ClipL => EOS,
+            Flavor::BigG => EXCLAMATION,
         }
     }
 }
+
+/// Id of `!` (without the end-of-word mark), `tokenizer_2`'s pad token.
+const EXCLAMATION: u32 = 0;
 
 /// CLIP's tokenizer, equal to transformers' `CLIPTokenizer` (without `ftfy`) on every input.
 pub struct ClipTokenizer {
@@ -66,8 +74,25 @@ impl ClipTokenizer {
         })
     }
 
-    /// Ids of `text` without start and end tokens and without truncation.
-    pub fn encode(&self, text: &str) -> Vec<u32> {
+    /// Ids of `text` as `flavor` tokenizes it, without start and end tokens or truncation.
+    pub fn encode(&self, text: &str, flavor: Flavor) -> Vec<u32> {
+        match flavor {
+            Flavor::ClipL => self.encode_text(text),
+            Flavor::BigG => {
+                let mut ids = Vec::new();
+                for (i, piece) in text.split('!').enumerate() {
+                    if i > 0 {
+                        ids.push(EXCLAMATION);
+                    }
+                    ids.extend(self.encode_text(piece));
+                }
+                ids
+            }
+        }
+    }
+
+    /// BPE ids of text that holds no special token of its own.
+    fn encode_text(&self, text: &str) -> Vec<u32> {
         let text = normalize(text);
         let mut ids = Vec::new();
         for piece in self.pattern.find_iter(&text) {
@@ -88,10 +113,10 @@ impl ClipTokenizer {
 
     /// The ids SDXL's pipeline feeds an encoder for `text`: start, at most 75 text tokens, end,
     /// padding to 77 (`padding="max_length", truncation=True`).
-    pub fn encode_padded(&self, text: &str, pad: Pad) -> Vec<u32> {
-        let ids = self.encode(text);
+    pub fn encode_padded(&self, text: &str, flavor: Flavor) -> Vec<u32> {
+        let ids = self.encode(text, flavor);
         let body = &ids[..ids.len().min(SEQUENCE_LEN - 2)];
-        wrap(body, pad)
+        wrap(body, flavor)
     }
 
     /// The vocabulary size (49,408).
@@ -101,12 +126,12 @@ impl ClipTokenizer {
 }
 
 /// `[BOS, body..., EOS, pad...]`, 77 ids; `body` must hold at most 75.
-pub fn wrap(body: &[u32], pad: Pad) -> Vec<u32> {
+pub fn wrap(body: &[u32], flavor: Flavor) -> Vec<u32> {
     let mut ids = Vec::with_capacity(SEQUENCE_LEN);
     ids.push(BOS);
     ids.extend_from_slice(body);
     ids.push(EOS);
-    ids.resize(SEQUENCE_LEN, pad.id());
+    ids.resize(SEQUENCE_LEN, flavor.pad_id());
     ids
 }
 
@@ -118,20 +143,26 @@ mod tests {
     fn vocabulary_is_clips() {
         let t = ClipTokenizer::shared();
         assert_eq!(t.vocab_size(), 49408);
-        assert_eq!(t.encode("<|startoftext|>"), vec![BOS]);
-        assert_eq!(t.encode("<|endoftext|>"), vec![EOS]);
-        assert_eq!(t.encode("!"), vec![256]);
-        assert_eq!(
-            t.encode("a photo of a cat"),
-            vec![320, 1125, 539, 320, 2368]
-        );
+        let l = Flavor::ClipL;
+        assert_eq!(t.encode("<|startoftext|>", l), vec![BOS]);
+        assert_eq!(t.encode("<|endoftext|>", l), vec![EOS]);
+        let cat = vec![320, 1125, 539, 320, 2368];
+        assert_eq!(t.encode("a photo of a cat", l), cat);
+        assert_eq!(t.encode("a photo of a cat", Flavor::BigG), cat);
+    }
+
+    #[test]
+    fn exclamation_is_special_to_tokenizer_2() {
+        let t = ClipTokenizer::shared();
+        assert_eq!(t.encode("wow!!", Flavor::ClipL), vec![2781, 748]);
+        assert_eq!(t.encode("wow!!", Flavor::BigG), vec![2781, 0, 0]);
     }
 
     #[test]
     fn padding_differs_per_tokenizer() {
         let t = ClipTokenizer::shared();
-        let l = t.encode_padded("cat", Pad::EndOfText);
-        let g = t.encode_padded("cat", Pad::Exclamation);
+        let l = t.encode_padded("cat", Flavor::ClipL);
+        let g = t.encode_padded("cat", Flavor::BigG);
         assert_eq!(&l[..3], &[BOS, 2368, EOS]);
         assert_eq!(&g[..3], &[BOS, 2368, EOS]);
         assert!(l[3..].iter().all(|&i| i == EOS));
