@@ -2,6 +2,7 @@
 
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
+use crate::text_encoder::TextError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,4 +10,6 @@ pub enum Error {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error(transparent)]
+    Text(#[from] TextError),
 }

@@ -1,7 +1,7 @@
 //! A lookup table of learned vectors, `[count, width]`.
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
 
@@ -16,5 +16,13 @@ impl Embedding {
         Ok(Embedding {
             weight: w.param(&format!("{name}.weight"))?,
         })
+    }
+
+    /// Rows for `ids` `[B, S]` -> `[B, S, width]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, seq] = ids.dims();
+        let width = self.weight.lazy_shape()[1];
+        let rows = self.weight.val().select(0, ids.reshape([batch * seq])); // [B*S, width]
+        rows.reshape([batch, seq, width]) // [B, S, width]
     }
 }

@@ -2,7 +2,7 @@
 //! never transposes on the CPU.
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{module, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
 
@@ -21,6 +21,14 @@ impl Linear {
             weight: w.param(&format!("{name}.weight"))?,
             bias: w.has(&bias_name).then(|| w.param(&bias_name)).transpose()?,
         })
+    }
+
+    /// `x @ weight^T + bias` over the last axis: `[..., in]` -> `[..., out]`, in `x`'s dtype
+    /// (the weight's).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // [out, in] -> [in, out]: a strided view, the matmul reads it in place
+        let weight = self.weight.val().transpose();
+        module::linear(x, weight, self.bias.as_ref().map(|b| b.val()))
     }
 
     pub fn in_features(&self) -> usize {

@@ -1,7 +1,8 @@
-//! Group and layer normalisation with PyTorch's parameter names (`weight`, `bias`).
+//! Group and layer normalisation with PyTorch's parameter names (`weight`, `bias`). Statistics
+//! are computed in f32 whatever the activations' dtype.
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{module, FloatDType, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
 
@@ -43,5 +44,18 @@ impl LayerNorm {
             bias: w.param(&format!("{name}.bias"))?,
             eps,
         })
+    }
+
+    /// Normalises over the last axis in f32 and returns `x`'s dtype.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let f32 = FloatDType::F32;
+        let y = module::layer_norm(
+            x.cast(f32),
+            self.weight.val().cast(f32),
+            Some(self.bias.val().cast(f32)),
+            self.eps,
+        );
+        y.cast(dtype)
     }
 }

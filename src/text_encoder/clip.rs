@@ -4,6 +4,8 @@
 //! `text_model.encoder.layers.{l}.self_attn.q_proj.weight`, `text_projection.weight`.
 
 use burn::module::Module;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{activation, module, Int, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
 use crate::nn::{Embedding, LayerNorm, Linear};
@@ -54,7 +56,7 @@ impl ClipTextModel {
             token_embedding: Embedding::load(w, "text_model.embeddings.token_embedding")?,
             position_embedding: Embedding::load(w, "text_model.embeddings.position_embedding")?,
             layers: (0..cfg.layers)
-                .map(|l| ClipLayer::load(w, &format!("text_model.encoder.layers.{l}"), cfg.heads))
+                .map(|l| ClipLayer::load(w, &format!("text_model.encoder.layers.{l}"), cfg))
                 .collect::<Result<_, _>>()?,
             final_layer_norm: LayerNorm::load(w, "text_model.final_layer_norm", CLIP_NORM_EPS)?,
             text_projection: cfg
@@ -62,6 +64,45 @@ impl ClipTextModel {
                 .map(|_| Linear::load(w, "text_projection"))
                 .transpose()?,
         })
+    }
+
+    /// Runs the embeddings and the first `layers` layers on `ids` `[B, S]` and returns every
+    /// hidden state on the way, as transformers' `output_hidden_states` does: index 0 is the
+    /// embedding output, index `l` the output of layer `l`. Layers past `layers` never run.
+    pub fn hidden_states(&self, ids: Tensor<2, Int>, layers: usize) -> Vec<Tensor<3>> {
+        let [_, seq] = ids.dims();
+        let positions = self.position_embedding.weight.val().slice(0..seq); // [S, C]
+        let mut x = self.token_embedding.forward(ids) + positions.unsqueeze::<3>(); // [B, S, C]
+        let mut states = Vec::with_capacity(layers + 1);
+        states.push(x.clone());
+        for layer in &self.layers[..layers.min(self.layers.len())] {
+            x = layer.forward(x);
+            states.push(x.clone());
+        }
+        states
+    }
+
+    /// The pooled embedding: `final_layer_norm(last)` at each row's end token, through
+    /// `text_projection` when the model has one. `last` `[B, S, C]`, `eos` `[B]` -> `[B, P]`.
+    pub fn pooled(&self, last: Tensor<3>, eos: &[usize]) -> Tensor<2> {
+        let [batch, seq, width] = last.dims();
+        let device = last.device();
+        let rows: Vec<i64> = eos
+            .iter()
+            .enumerate()
+            .map(|(b, &p)| (b * seq + p) as i64)
+            .collect();
+        let rows =
+            Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(rows, [batch]), &device);
+        let normed = self
+            .final_layer_norm
+            .forward(last)
+            .reshape([batch * seq, width]); // [B*S, C]
+        let picked = normed.select(0, rows); // [B, C]
+        match &self.text_projection {
+            Some(projection) => projection.forward(picked),
+            None => picked,
+        }
     }
 }
 
@@ -77,7 +118,7 @@ impl ClipLayer {
     pub fn load(
         w: &mut ComponentWeights,
         name: &str,
-        heads: usize,
+        cfg: &ClipConfig,
     ) -> Result<Self, CheckpointError> {
         let attn = format!("{name}.self_attn");
         Ok(ClipLayer {
@@ -87,14 +128,21 @@ impl ClipLayer {
                 k_proj: Linear::load(w, &format!("{attn}.k_proj"))?,
                 v_proj: Linear::load(w, &format!("{attn}.v_proj"))?,
                 out_proj: Linear::load(w, &format!("{attn}.out_proj"))?,
-                heads,
+                heads: cfg.heads,
             },
             layer_norm2: LayerNorm::load(w, &format!("{name}.layer_norm2"), CLIP_NORM_EPS)?,
             mlp: ClipMlp {
                 fc1: Linear::load(w, &format!("{name}.mlp.fc1"))?,
                 fc2: Linear::load(w, &format!("{name}.mlp.fc2"))?,
+                quick_gelu: cfg.activation == HiddenAct::QuickGelu,
             },
         })
+    }
+
+    /// Pre-norm residual block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
     }
 }
 
@@ -107,8 +155,45 @@ pub struct ClipAttention {
     pub heads: usize,
 }
 
+impl ClipAttention {
+    /// Causal multi-head self-attention, `[B, S, C]` -> `[B, S, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, seq, width] = x.dims();
+        let head_dim = width / self.heads;
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, seq, self.heads, head_dim])
+                .swap_dims(1, 2)
+        }; // [B, heads, S, hd]
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+        let options = AttentionModuleOptions {
+            scale: None, // 1/sqrt(head_dim), CLIP's
+            softcap: None,
+            is_causal: true,
+        };
+        let out = module::attention(q, k, v, None, None, options); // [B, heads, S, hd]
+        let out = out.swap_dims(1, 2).reshape([batch, seq, width]); // [B, S, C]
+        self.out_proj.forward(out)
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct ClipMlp {
     pub fc1: Linear,
     pub fc2: Linear,
+    /// CLIP-L: `x * sigmoid(1.702 x)`; bigG: exact (erf) gelu.
+    pub quick_gelu: bool,
+}
+
+impl ClipMlp {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = if self.quick_gelu {
+            h.clone() * activation::sigmoid(h * 1.702)
+        } else {
+            activation::gelu(h)
+        };
+        self.fc2.forward(h)
+    }
 }

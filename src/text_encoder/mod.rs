@@ -1,7 +1,12 @@
 //! SDXL's two text encoders: CLIP ViT-L/14's text tower (`text_encoder`) and OpenCLIP
 //! ViT-bigG/14's (`text_encoder_2`, with the pooled projection), both with the module names of
-//! transformers' `CLIPTextModel` / `CLIPTextModelWithProjection`.
+//! transformers' `CLIPTextModel` / `CLIPTextModelWithProjection`, and the conditioning SDXL's
+//! UNet reads from them.
 
 mod clip;
+mod conditioning;
+mod error;
 
 pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, HiddenAct};
+pub use conditioning::{encode_prompt_pair, Conditioning, TextOptions};
+pub use error::TextError;
