@@ -50,6 +50,24 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// The float precision a run computes in (`--precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum Precision {
+    /// f16 where the adapter has f16 shaders, else f32.
+    #[default]
+    Auto,
+    F16,
+    F32,
+}
+
+impl Precision {
+    /// Whether to compute in f16 on `adapter`: `auto` and `f16` both fall back to f32 on an
+    /// adapter without f16 shaders (the second with a warning from the caller).
+    pub fn use_f16(self, adapter: &AdapterInfo) -> bool {
+        self != Precision::F32 && adapter.shader_f16
+    }
+}
+
 /// Why no device came up.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

@@ -109,3 +109,88 @@ fn unavailable_backend_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn tokenize_shows_weights_chunks_and_lora_tags() {
+    let (code, out, err) = run(&["tokenize", "a (red:1.5) cat BREAK wow! <lora:detail:0.6>"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("red</w>:1.500"), "{out}");
+    assert!(out.contains("chunk 2 (2 tokens): wow</w> !</w>"), "{out}");
+    assert!(
+        out.contains("tokenizer_2 chunk 2 (2 tokens): wow</w> !"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"lora "detail": text encoders 0.6, unet 0.6"#),
+        "{out}"
+    );
+    let (code, out, err) = run(&["tokenize", "--json", "((x)) BREAK y"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["parts"][1], "BREAK");
+    assert_eq!(v["chunks"].as_array().map(Vec::len), Some(2));
+}
+
+/// `encode --precision f32 --output` writes what diffusers' `encode_prompt` gives.
+#[test]
+fn encode_writes_diffusers_equal_embeddings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("embeds.safetensors");
+    let (code, out, err) = run(&[
+        "encode",
+        TINY,
+        "--prompt",
+        "1girl, solo, long hair, masterpiece, best quality",
+        "--negative",
+        "lowres, bad anatomy, worst quality, blurry",
+        "--precision",
+        "f32",
+        "--output",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("prompt_embeds                  [1, 77, 48]"),
+        "{out}"
+    );
+    let ours = std::fs::read(&path).expect("written");
+    let ours = safetensors::SafeTensors::deserialize(&ours).expect("safetensors");
+    let reference = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/text_reference.safetensors"
+    ))
+    .expect("fixture");
+    let reference = safetensors::SafeTensors::deserialize(&reference).expect("safetensors");
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    for name in [
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "pooled_prompt_embeds",
+        "negative_pooled_prompt_embeds",
+    ] {
+        let got = ours.tensor(name).expect(name);
+        let want = reference.tensor(&format!("negative.{name}")).expect(name);
+        assert_eq!(got.shape(), want.shape(), "{name}");
+        let (got, want) = (floats(got.data()), floats(want.data()));
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err <= 2e-6 * scale,
+            "{name}: max error {err} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn encode_rejects_a_clip_skip_beyond_the_layers() {
+    let (code, _, err) = run(&["encode", TINY, "--prompt", "x", "--clip-skip", "7"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--clip-skip 7 is out of range"), "{err}");
+}

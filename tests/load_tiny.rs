@@ -223,7 +223,7 @@ fn module_tree_follows_the_detected_architecture() {
         48
     );
     assert!(unet.up_blocks[2].upsampler.is_none());
-    let big_g = &models.text_encoder_2;
+    let big_g = &models.text_encoders.text_encoder_2;
     assert_eq!(big_g.layers[0].self_attn.heads, 4);
     assert_eq!(
         big_g.text_projection.as_ref().map(|p| p.out_features()),

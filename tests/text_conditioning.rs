@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
-use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels, WeightDtype};
+use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
 use sdxl_wgpu::device::{self, Backend, Gpu};
-use sdxl_wgpu::text_encoder::{encode_prompt_pair, Conditioning, TextError, TextOptions};
+use sdxl_wgpu::text_encoder::{Conditioning, TextEncoders, TextError, TextOptions};
 use sdxl_wgpu::tokenizer::parse_prompt;
 
 const TINY: &str = concat!(
@@ -36,9 +36,9 @@ fn gpu() -> &'static Gpu {
     })
 }
 
-fn models(dtype: WeightDtype) -> &'static SdxlModels {
-    static F32: OnceLock<SdxlModels> = OnceLock::new();
-    static F16: OnceLock<SdxlModels> = OnceLock::new();
+fn models(dtype: WeightDtype) -> &'static TextEncoders {
+    static F32: OnceLock<TextEncoders> = OnceLock::new();
+    static F16: OnceLock<TextEncoders> = OnceLock::new();
     let cell = match dtype {
         WeightDtype::F32 => &F32,
         _ => &F16,
@@ -46,7 +46,7 @@ fn models(dtype: WeightDtype) -> &'static SdxlModels {
     cell.get_or_init(|| {
         Checkpoint::open(TINY)
             .expect("fixture")
-            .load(&gpu().device, dtype)
+            .load_text_encoders(&gpu().device, dtype)
             .expect("loads")
     })
 }
@@ -95,10 +95,7 @@ fn encode(
     negative: &str,
     clip_skip: usize,
 ) -> Result<Conditioning, TextError> {
-    let m = models(dtype);
-    encode_prompt_pair(
-        &m.text_encoder,
-        &m.text_encoder_2,
+    models(dtype).encode(
         &parse_prompt(prompt),
         &parse_prompt(negative),
         TextOptions { clip_skip },

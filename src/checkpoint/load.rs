@@ -13,7 +13,7 @@ use super::error::CheckpointError;
 use super::keys::Transform;
 use super::safetensors_file::Dtype;
 use super::{Checkpoint, Component, Resolved};
-use crate::text_encoder::ClipTextModel;
+use crate::text_encoder::{ClipTextModel, TextEncoders};
 use crate::unet::Unet;
 use crate::vae::AutoencoderKl;
 
@@ -36,8 +36,7 @@ pub type Observer<'a> = dyn FnMut(Component, &str, &[usize], Tensor<1>) + 'a;
 #[derive(Debug)]
 pub struct SdxlModels {
     pub unet: Unet,
-    pub text_encoder: ClipTextModel,
-    pub text_encoder_2: ClipTextModel,
+    pub text_encoders: TextEncoders,
     pub vae: AutoencoderKl,
 }
 
@@ -141,14 +140,36 @@ impl Checkpoint {
             unet: self.build(Component::Unet, device, dtype, observe, |w| {
                 Unet::load(&cfg.unet, w)
             })?,
+            text_encoders: self.text_encoders(device, dtype, observe)?,
+            vae: self.build(Component::Vae, device, dtype, observe, |w| {
+                AutoencoderKl::load(&cfg.vae, w)
+            })?,
+        })
+    }
+
+    /// Uploads only the two text encoders (what prompt encoding needs).
+    pub fn load_text_encoders(
+        &self,
+        device: &Device,
+        dtype: WeightDtype,
+    ) -> Result<TextEncoders, CheckpointError> {
+        self.ensure_complete()?;
+        self.text_encoders(device, dtype, &mut |_, _, _, _| {})
+    }
+
+    fn text_encoders(
+        &self,
+        device: &Device,
+        dtype: WeightDtype,
+        observe: &mut Observer,
+    ) -> Result<TextEncoders, CheckpointError> {
+        let cfg = &self.config;
+        Ok(TextEncoders {
             text_encoder: self.build(Component::TextEncoder, device, dtype, observe, |w| {
                 ClipTextModel::load(&cfg.text_encoder, w)
             })?,
             text_encoder_2: self.build(Component::TextEncoder2, device, dtype, observe, |w| {
                 ClipTextModel::load(&cfg.text_encoder_2, w)
-            })?,
-            vae: self.build(Component::Vae, device, dtype, observe, |w| {
-                AutoencoderKl::load(&cfg.vae, w)
             })?,
         })
     }

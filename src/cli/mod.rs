@@ -1,7 +1,9 @@
 //! clap commands. The library does the work; this module parses flags and prints.
 
 mod devices;
+mod encode;
 mod inspect;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 
@@ -22,11 +24,17 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// List the GPU adapters wgpu sees and which one --backend picks.
     Devices(devices::DevicesArgs),
+    /// Encode a prompt pair with the checkpoint's text encoders (SDXL context + pooled).
+    Encode(encode::EncodeArgs),
+    /// Show how a prompt is parsed and tokenized (weights, BREAK, LoRA tags, chunks).
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Encode(args) => encode::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
     }
 }

@@ -36,8 +36,34 @@ pub struct Conditioning {
     pub chunks: usize,
 }
 
-/// Encodes `negative` and `positive` with SDXL's two text encoders.
-pub fn encode_prompt_pair(
+/// SDXL's two text encoders, as loaded from a checkpoint.
+#[derive(burn::module::Module, Debug)]
+pub struct TextEncoders {
+    /// CLIP ViT-L/14 (768 wide).
+    pub text_encoder: ClipTextModel,
+    /// OpenCLIP ViT-bigG/14 with its projection (1280 wide).
+    pub text_encoder_2: ClipTextModel,
+}
+
+impl TextEncoders {
+    /// Encodes `negative` and `positive` in one batch.
+    pub fn encode(
+        &self,
+        positive: &ParsedPrompt,
+        negative: &ParsedPrompt,
+        options: TextOptions,
+    ) -> Result<Conditioning, TextError> {
+        encode_pair(
+            &self.text_encoder,
+            &self.text_encoder_2,
+            positive,
+            negative,
+            options,
+        )
+    }
+}
+
+fn encode_pair(
     clip_l: &ClipTextModel,
     big_g: &ClipTextModel,
     positive: &ParsedPrompt,

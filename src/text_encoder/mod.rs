@@ -8,5 +8,5 @@ mod conditioning;
 mod error;
 
 pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, HiddenAct};
-pub use conditioning::{encode_prompt_pair, Conditioning, TextOptions};
+pub use conditioning::{Conditioning, TextEncoders, TextOptions};
 pub use error::TextError;

@@ -32,9 +32,11 @@ pub fn byte_encoder() -> [char; 256] {
     table
 }
 
-/// The vocabulary (token string -> id) and merge ranks.
+/// The vocabulary (token string <-> id) and merge ranks.
 pub struct Bpe {
     pub vocab: HashMap<String, u32>,
+    /// id -> token string
+    pub tokens: Vec<String>,
     ranks: HashMap<(String, String), u32>,
 }
 
@@ -73,9 +75,13 @@ impl Bpe {
         tokens.push(START_OF_TEXT.to_string());
         tokens.push(END_OF_TEXT.to_string());
 
-        let vocab = tokens.into_iter().zip(0u32..).collect();
+        let vocab = tokens.iter().cloned().zip(0u32..).collect();
         let ranks = merges.into_iter().zip(0u32..).collect();
-        Bpe { vocab, ranks }
+        Bpe {
+            vocab,
+            tokens,
+            ranks,
+        }
     }
 
     /// Splits one pre-token (already mapped through [`byte_encoder`]) into vocabulary symbols:

@@ -123,6 +123,29 @@ impl ClipTokenizer {
     pub fn vocab_size(&self) -> usize {
         self.bpe.vocab.len()
     }
+
+    /// The readable text of token `id` (`</w>` marks a word end), for showing tokens to users.
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        let token = self.bpe.tokens.get(id as usize)?;
+        if id == BOS || id == EOS {
+            return Some(token.clone());
+        }
+        let decode: std::collections::HashMap<char, u8> = self
+            .bytes
+            .iter()
+            .zip(0u8..=255)
+            .map(|(&c, b)| (c, b))
+            .collect();
+        let (body, end) = match token.strip_suffix("</w>") {
+            Some(body) => (body, "</w>"),
+            None => (token.as_str(), ""),
+        };
+        let bytes: Vec<u8> = body
+            .chars()
+            .filter_map(|c| decode.get(&c).copied())
+            .collect();
+        Some(format!("{}{end}", String::from_utf8_lossy(&bytes)))
+    }
 }
 
 /// `[BOS, body..., EOS, pad...]`, 77 ids; `body` must hold at most 75.
@@ -143,6 +166,9 @@ mod tests {
     fn vocabulary_is_clips() {
         let t = ClipTokenizer::shared();
         assert_eq!(t.vocab_size(), 49408);
+        assert_eq!(t.token_text(2368).as_deref(), Some("cat</w>"));
+        assert_eq!(t.token_text(BOS).as_deref(), Some("<|startoftext|>"));
+        assert_eq!(t.token_text(49408), None);
         let l = Flavor::ClipL;
         assert_eq!(t.encode("<|startoftext|>", l), vec![BOS]);
         assert_eq!(t.encode("<|endoftext|>", l), vec![EOS]);

@@ -1,0 +1,158 @@
+//! `sdxl-wgpu encode MODEL --prompt TEXT`: the SDXL text conditioning of a prompt pair, on its
+//! own: loads only the two text encoders, prints shapes and statistics, and with `--output`
+//! writes the tensors (f32, diffusers' names) to compare with another backend or with diffusers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::Tensor;
+use clap::Args;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::device::{self, Backend, Precision};
+use sdxl_wgpu::text_encoder::TextOptions;
+use sdxl_wgpu::tokenizer::parse_prompt;
+
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    /// A single-file `.safetensors` checkpoint or a diffusers model folder.
+    model: PathBuf,
+    /// The prompt (A1111 syntax: `(word:1.2)`, `[word]`, `BREAK`, `<lora:name:w>`).
+    #[arg(long)]
+    prompt: String,
+    /// The negative prompt; empty gives SDXL's all-zero negative conditioning.
+    #[arg(long, default_value = "")]
+    negative: String,
+    /// Layers to skip beyond SDXL's default penultimate one (diffusers' `clip_skip`; A1111's
+    /// "Clip skip 2" is the default here, its "Clip skip 3" is `--clip-skip 1`).
+    #[arg(long, default_value_t = 0)]
+    clip_skip: usize,
+    /// Compute precision.
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    precision: Precision,
+    /// Graphics API.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// Write prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds and
+    /// negative_pooled_prompt_embeds here (safetensors, f32).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
+    let positive = parse_prompt(&args.prompt);
+    let negative = parse_prompt(&args.negative);
+    for lora in positive.loras.iter().chain(&negative.loras) {
+        eprintln!(
+            "warning: <lora:{}:{}:{}> removed from the prompt; LoRAs are not applied by `encode`",
+            lora.name, lora.text_encoder_weight, lora.unet_weight
+        );
+    }
+
+    let checkpoint = Checkpoint::open(&args.model)?;
+    let (gpu, warning) = device::open(args.backend)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    let f16 = args.precision.use_f16(&gpu.adapter);
+    if args.precision == Precision::F16 && !f16 {
+        eprintln!(
+            "warning: {} has no f16 shaders; computing in f32",
+            gpu.adapter.name
+        );
+    }
+    let dtype = if f16 {
+        WeightDtype::F16
+    } else {
+        WeightDtype::F32
+    };
+
+    let start = Instant::now();
+    let encoders = checkpoint.load_text_encoders(&gpu.device, dtype)?;
+    gpu.device.sync().context("loading the text encoders")?;
+    let load_s = start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let options = TextOptions {
+        clip_skip: args.clip_skip,
+    };
+    let conditioning = encoders.encode(&positive, &negative, options)?;
+    let c = &conditioning;
+    let tensors = [
+        (
+            "negative_prompt_embeds",
+            host(c.context.clone().slice(0..1))?,
+        ),
+        ("prompt_embeds", host(c.context.clone().slice(1..2))?),
+        (
+            "negative_pooled_prompt_embeds",
+            host(c.pooled.clone().slice(0..1))?,
+        ),
+        ("pooled_prompt_embeds", host(c.pooled.clone().slice(1..2))?),
+    ];
+    let encode_s = start.elapsed().as_secs_f64();
+
+    println!(
+        "adapter: {} ({}), {}",
+        gpu.adapter.name,
+        gpu.adapter.api,
+        if f16 { "f16" } else { "f32" }
+    );
+    println!("chunks: {} (77 tokens each)", conditioning.chunks);
+    for (name, (shape, values)) in &tensors {
+        let n = values.len() as f64;
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        println!(
+            "{name:<30} {shape:?}  mean {mean:+.5}  std {:.5}",
+            var.sqrt()
+        );
+    }
+    println!("load {load_s:.2} s, encode {:.1} ms", encode_s * 1e3);
+
+    if let Some(path) = &args.output {
+        let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(name, (shape, values))| {
+                let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (*name, shape.clone(), raw)
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(name, shape, raw)| {
+                TensorView::new(Dtype::F32, shape.clone(), raw).map(|v| (name.to_string(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let metadata = HashMap::from([
+            ("prompt".to_string(), args.prompt.clone()),
+            ("negative_prompt".to_string(), args.negative.clone()),
+            ("clip_skip".to_string(), args.clip_skip.to_string()),
+        ]);
+        safetensors::serialize_to_file(views, Some(metadata), path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// A device tensor's shape and f32 values.
+fn host<const D: usize>(t: Tensor<D>) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
+    let shape = t.dims().to_vec();
+    let data = t
+        .try_into_data()
+        .map_err(|e| anyhow::anyhow!("reading the result from the device: {e:?}"))?;
+    let values = data
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading the result from the device: {e:?}"))?;
+    Ok((shape, values))
+}
