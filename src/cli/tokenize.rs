@@ -106,9 +106,12 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         for (i, chunk) in chunks.iter().enumerate() {
             let tokens: Vec<String> = chunk
                 .iter()
-                .map(|t| match t.weight {
-                    w if w == 1.0 => t.text.clone(),
-                    w => format!("{}:{w:.3}", t.text),
+                .map(|t| {
+                    if t.weight == 1.0 {
+                        t.text.clone()
+                    } else {
+                        format!("{}:{:.3}", t.text, t.weight)
+                    }
                 })
                 .collect();
             println!(
