@@ -10,30 +10,22 @@
 //! is not counted). On a software adapter (lavapipe) device buffers *are* host memory, so that
 //! figure then includes the weights themselves.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::device::{self, Backend};
+use sdxl_wgpu::device;
 
-const MANIFEST: &str = include_str!("../tests/data/sdxl_base_1.0_single_file_keys.tsv");
+mod common;
 
 fn main() -> anyhow::Result<()> {
     let path = match std::env::var_os("SDXL_BENCH_CHECKPOINT") {
         Some(p) => PathBuf::from(p),
-        None => synthetic()?,
+        None => common::synthetic_checkpoint()?,
     };
-    let backend = match std::env::var("SDXL_BENCH_BACKEND").as_deref() {
-        Ok("vulkan") => Backend::Vulkan,
-        Ok("metal") => Backend::Metal,
-        Ok("dx12") => Backend::Dx12,
-        Ok("gl") => Backend::Gl,
-        _ => Backend::Auto,
-    };
+    let backend = common::backend();
     let bytes = std::fs::metadata(&path)?.len();
 
     let start = Instant::now();
@@ -87,67 +79,6 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Writes the synthetic full-size checkpoint once and returns its path.
-fn synthetic() -> anyhow::Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("sdxl-base-synthetic.safetensors");
-
-    let mut entries = Vec::new();
-    let mut offset = 0usize;
-    for line in MANIFEST.lines().skip(1) {
-        let mut cols = line.split('\t');
-        let (Some(name), Some(dtype), Some(shape)) = (cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        let shape: Vec<usize> = serde_json::from_str(shape)?;
-        let size = match dtype {
-            "F16" | "BF16" => 2,
-            "F32" | "I32" => 4,
-            "I64" | "F64" => 8,
-            _ => 1,
-        };
-        let len = size * shape.iter().product::<usize>();
-        entries.push((name.to_string(), dtype.to_string(), shape, offset, len));
-        offset += len;
-    }
-    let mut header = serde_json::Map::new();
-    for (name, dtype, shape, start, len) in &entries {
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, start + len]}),
-        );
-    }
-    let mut json = serde_json::to_vec(&header)?;
-    while json.len() % 8 != 0 {
-        json.push(b' ');
-    }
-    let expected = 8 + json.len() as u64 + offset as u64;
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
-        return Ok(path);
-    }
-    eprintln!(
-        "writing {} ({:.2} GB) once...",
-        path.display(),
-        expected as f64 / 1e9
-    );
-    let mut out = BufWriter::with_capacity(1 << 22, File::create(&path)?);
-    out.write_all(&(json.len() as u64).to_le_bytes())?;
-    out.write_all(&json)?;
-    // Small finite f16 values (0.0 to 0.1), valid data for any 2-byte float dtype in the manifest.
-    let pattern: Vec<u8> = (0..1 << 20)
-        .flat_map(|i: u32| half::f16::from_f32((i % 1000) as f32 * 1e-4).to_le_bytes())
-        .collect();
-    let mut left = offset;
-    while left > 0 {
-        let n = left.min(pattern.len());
-        out.write_all(&pattern[..n])?;
-        left -= n;
-    }
-    out.flush()?;
-    Ok(path)
 }
 
 /// Samples this process's anonymous resident memory every few milliseconds.
