@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
     let tokenize_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
 
     let checkpoint = Checkpoint::open(&path)?;
-    let encoders = checkpoint.load_text_encoders(&gpu.device, dtype)?;
+    let encoders = checkpoint.load_text_encoders(&gpu, dtype)?;
     println!(
         "adapter: {} ({}), {dtype:?} weights, model {}",
         gpu.adapter.name,

@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
 
     let sampler = RssSampler::start();
     let start = Instant::now();
-    let models = checkpoint.load(&gpu.device, WeightDtype::AsStored)?;
+    let models = checkpoint.load(&gpu, WeightDtype::AsStored)?;
     gpu.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let load = start.elapsed();
     let peak_anon = sampler.stop();

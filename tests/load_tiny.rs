@@ -58,16 +58,12 @@ fn load(
     dtype: WeightDtype,
 ) -> BTreeMap<Component, Vec<(String, Vec<usize>, Tensor<1>)>> {
     let mut uploaded: BTreeMap<Component, Vec<_>> = BTreeMap::new();
-    ckpt.load_observed(
-        &gpu().device,
-        dtype,
-        &mut |component, name, shape, tensor| {
-            uploaded
-                .entry(component)
-                .or_default()
-                .push((name.to_string(), shape.to_vec(), tensor));
-        },
-    )
+    ckpt.load_observed(gpu(), dtype, &mut |component, name, shape, tensor| {
+        uploaded
+            .entry(component)
+            .or_default()
+            .push((name.to_string(), shape.to_vec(), tensor));
+    })
     .expect("loads");
     uploaded
 }
@@ -199,9 +195,7 @@ fn f32_file_loads_as_f32() {
 #[test]
 fn module_tree_follows_the_detected_architecture() {
     let ckpt = Checkpoint::open(TINY).expect("opens");
-    let models = ckpt
-        .load(&gpu().device, WeightDtype::AsStored)
-        .expect("loads");
+    let models = ckpt.load(gpu(), WeightDtype::AsStored).expect("loads");
     let unet = &models.unet;
     assert_eq!(unet.down_blocks.len(), 3);
     assert!(unet.down_blocks[0].attentions.is_empty());
@@ -232,4 +226,29 @@ fn module_tree_follows_the_detected_architecture() {
     let vae = &models.vae;
     assert_eq!(vae.decoder.up_blocks.len(), 4);
     assert_eq!(vae.decoder.up_blocks[0].resnets.len(), 3);
+}
+
+/// A tensor larger than the adapter's largest buffer is refused before anything is uploaded,
+/// naming the tensor and the way out.
+#[test]
+fn tensor_over_the_buffer_limit_is_refused_up_front() {
+    let mut small = gpu().clone();
+    small.adapter.max_buffer_size = 4 << 20; // 4 MiB: the f32 token embeddings (6 MiB) exceed it
+    let ckpt = Checkpoint::open(TINY).expect("fixture");
+    let before = device::memory_in_use(&small.device).map(|(used, _)| used);
+    let err = ckpt
+        .load_text_encoders(&small, WeightDtype::F32)
+        .expect_err("over the limit");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("token_embedding.weight` needs 6 MiB as f32"),
+        "{msg}"
+    );
+    assert!(msg.contains("more than the 4 MiB one buffer"), "{msg}");
+    assert_eq!(
+        device::memory_in_use(&small.device).map(|(used, _)| used),
+        before
+    );
+    // f16 halves it to 3 MiB, which fits.
+    assert!(ckpt.load_text_encoders(&small, WeightDtype::F16).is_ok());
 }

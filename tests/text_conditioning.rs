@@ -46,7 +46,7 @@ fn models(dtype: WeightDtype) -> &'static TextEncoders {
     cell.get_or_init(|| {
         Checkpoint::open(TINY)
             .expect("fixture")
-            .load_text_encoders(&gpu().device, dtype)
+            .load_text_encoders(gpu(), dtype)
             .expect("loads")
     })
 }

@@ -131,4 +131,18 @@ pub enum CheckpointError {
 
     #[error("cannot upload `{name}` to the device: {reason}")]
     Device { name: String, reason: String },
+
+    #[error(
+        "`{name}` needs {} MiB as {dtype}, more than the {} MiB one buffer of {adapter} can hold; \
+         load it in f16 (--precision f16 / auto) or use a GPU with larger buffers",
+        bytes >> 20,
+        max >> 20
+    )]
+    TooLargeForAdapter {
+        name: String,
+        dtype: String,
+        bytes: u64,
+        max: u64,
+        adapter: String,
+    },
 }

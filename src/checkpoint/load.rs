@@ -13,6 +13,7 @@ use super::error::CheckpointError;
 use super::keys::Transform;
 use super::safetensors_file::Dtype;
 use super::{Checkpoint, Component, Resolved};
+use crate::device::Gpu;
 use crate::text_encoder::{ClipTextModel, TextEncoders};
 use crate::unet::Unet;
 use crate::vae::AutoencoderKl;
@@ -121,20 +122,22 @@ impl ComponentWeights<'_, '_> {
 }
 
 impl Checkpoint {
-    /// Uploads every component onto `device`. Fails, uploading nothing, unless the report
-    /// has no missing or mismatched tensors.
-    pub fn load(&self, device: &Device, dtype: WeightDtype) -> Result<SdxlModels, CheckpointError> {
-        self.load_observed(device, dtype, &mut |_, _, _, _| {})
+    /// Uploads every component onto `gpu`. Fails, uploading nothing, unless the report has no
+    /// missing or mismatched tensors and every tensor fits the adapter's largest buffer.
+    pub fn load(&self, gpu: &Gpu, dtype: WeightDtype) -> Result<SdxlModels, CheckpointError> {
+        self.load_observed(gpu, dtype, &mut |_, _, _, _| {})
     }
 
     /// [`Checkpoint::load`], telling `observe` of every tensor uploaded.
     pub fn load_observed(
         &self,
-        device: &Device,
+        gpu: &Gpu,
         dtype: WeightDtype,
         observe: &mut Observer,
     ) -> Result<SdxlModels, CheckpointError> {
         self.ensure_complete()?;
+        self.check_fits(&Component::ALL, gpu, dtype)?;
+        let device = &gpu.device;
         let cfg = &self.config;
         Ok(SdxlModels {
             unet: self.build(Component::Unet, device, dtype, observe, |w| {
@@ -150,11 +153,46 @@ impl Checkpoint {
     /// Uploads only the two text encoders (what prompt encoding needs).
     pub fn load_text_encoders(
         &self,
-        device: &Device,
+        gpu: &Gpu,
         dtype: WeightDtype,
     ) -> Result<TextEncoders, CheckpointError> {
         self.ensure_complete()?;
-        self.text_encoders(device, dtype, &mut |_, _, _, _| {})
+        self.check_fits(
+            &[Component::TextEncoder, Component::TextEncoder2],
+            gpu,
+            dtype,
+        )?;
+        self.text_encoders(&gpu.device, dtype, &mut |_, _, _, _| {})
+    }
+
+    /// Fails before any upload if one tensor of `components`, in the dtype it gets on the
+    /// device, is larger than the adapter's largest buffer (lavapipe: 128 MiB, which bigG's
+    /// token embedding exceeds in f32).
+    fn check_fits(
+        &self,
+        components: &[Component],
+        gpu: &Gpu,
+        dtype: WeightDtype,
+    ) -> Result<(), CheckpointError> {
+        let max = gpu.adapter.max_tensor_bytes();
+        for &component in components {
+            for (name, r) in self.resolved(component) {
+                let Some(want) = device_dtype(r.info.dtype, dtype) else {
+                    continue; // refused with its own error when loading
+                };
+                let bytes = (r.shape.iter().product::<usize>() * want.size()) as u64;
+                if bytes > max {
+                    return Err(CheckpointError::TooLargeForAdapter {
+                        name: format!("{}.{name}", component.name()),
+                        dtype: format!("{want:?}").to_lowercase(),
+                        bytes,
+                        max,
+                        adapter: gpu.adapter.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn text_encoders(

@@ -72,7 +72,7 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     };
 
     let start = Instant::now();
-    let encoders = checkpoint.load_text_encoders(&gpu.device, dtype)?;
+    let encoders = checkpoint.load_text_encoders(&gpu, dtype)?;
     gpu.device.sync().context("loading the text encoders")?;
     let load_s = start.elapsed().as_secs_f64();
 

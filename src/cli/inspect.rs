@@ -103,7 +103,7 @@ fn load_all(checkpoint: &Checkpoint, backend: Backend) -> anyhow::Result<LoadFig
         eprintln!("warning: {warning}");
     }
     let start = Instant::now();
-    let models = checkpoint.load(&gpu.device, WeightDtype::AsStored)?;
+    let models = checkpoint.load(&gpu, WeightDtype::AsStored)?;
     gpu.device
         .sync()
         .map_err(|e| anyhow::anyhow!("{e:?}"))
