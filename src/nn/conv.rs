@@ -1,7 +1,8 @@
 //! A 2-D convolution with PyTorch's weight layout `[out, in, kh, kw]`.
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{module, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
 
@@ -31,5 +32,28 @@ impl Conv2d {
             stride,
             padding: kernel / 2,
         })
+    }
+}
+
+impl Conv2d {
+    /// `[B, in, H, W]` -> `[B, out, H', W']` with the layer's stride and symmetric padding.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let p = self.padding;
+        self.forward_padded(x, [(p, p), (p, p)])
+    }
+
+    /// The same with explicit `(begin, end)` padding per spatial axis (the VAE encoder's
+    /// downsamplers pad only right and bottom). Computed in `x`'s dtype.
+    pub fn forward_padded(&self, x: Tensor<4>, padding: [(usize, usize); 2]) -> Tensor<4> {
+        let s = self.stride;
+        let options = ConvOptions::new_with_padding([s, s], padding, [1, 1], 1);
+        let dtype = x.dtype();
+        let weight = self.weight.val().cast(dtype);
+        module::conv2d(
+            x,
+            weight,
+            self.bias.as_ref().map(|b| b.val().cast(dtype)),
+            options,
+        )
     }
 }

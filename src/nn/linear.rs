@@ -23,12 +23,13 @@ impl Linear {
         })
     }
 
-    /// `x @ weight^T + bias` over the last axis: `[..., in]` -> `[..., out]`, in `x`'s dtype
-    /// (the weight's).
+    /// `x @ weight^T + bias` over the last axis: `[..., in]` -> `[..., out]`, computed in `x`'s
+    /// dtype (the parameters are cast when they differ: a no-op in the usual case).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
         // [out, in] -> [in, out]: a strided view, the matmul reads it in place
-        let weight = self.weight.val().transpose();
-        module::linear(x, weight, self.bias.as_ref().map(|b| b.val()))
+        let weight = self.weight.val().cast(dtype).transpose();
+        module::linear(x, weight, self.bias.as_ref().map(|b| b.val().cast(dtype)))
     }
 
     pub fn in_features(&self) -> usize {

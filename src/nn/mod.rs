@@ -2,6 +2,7 @@
 //! like PyTorch's modules (`weight`, `bias`), so a canonical parameter name is the same string
 //! in diffusers, in our key tables and in the module tree.
 
+pub mod attention;
 mod conv;
 mod embedding;
 mod linear;

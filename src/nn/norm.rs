@@ -28,6 +28,25 @@ impl GroupNorm {
             eps,
         })
     }
+
+    /// Normalises each group of channels of `[B, C, H, W]` over its channels and pixels, with
+    /// the statistics in f32; returns `x`'s dtype.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let dtype = x.dtype();
+        let [b, c, h, w] = x.dims();
+        let f32 = FloatDType::F32;
+        let grouped = x
+            .cast(f32)
+            .reshape([b, self.groups, (c / self.groups) * h * w]); // [B, G, C/G*H*W]
+        let mean = grouped.clone().mean_dim(2); // [B, G, 1]
+        let centered = grouped - mean;
+        let var = centered.clone().square().mean_dim(2); // [B, G, 1]
+        let normed = centered / (var + self.eps).sqrt();
+        let normed = normed.reshape([b, c, h, w]); // [B, C, H, W]
+        let gamma = self.weight.val().cast(f32).reshape([1, c, 1, 1]);
+        let beta = self.bias.val().cast(f32).reshape([1, c, 1, 1]);
+        (normed * gamma + beta).cast(dtype)
+    }
 }
 
 #[derive(Module, Debug)]

@@ -3,6 +3,7 @@
 //! <https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/resnet.py>
 
 use burn::module::Module;
+use burn::tensor::{activation::silu, Tensor};
 
 use super::{Conv2d, GroupNorm, Linear};
 use crate::checkpoint::{CheckpointError, ComponentWeights};
@@ -42,5 +43,21 @@ impl ResnetBlock {
                 .then(|| Conv2d::load(w, &shortcut, 1))
                 .transpose()?,
         })
+    }
+}
+
+impl ResnetBlock {
+    /// `x` `[B, in, H, W]`; `emb` the UNet's `silu(timestep embedding)` `[B, E]` (VAE: `None`).
+    pub fn forward(&self, x: Tensor<4>, emb: Option<&Tensor<2>>) -> Tensor<4> {
+        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        if let (Some(proj), Some(emb)) = (&self.time_emb_proj, emb) {
+            h = h + proj.forward(emb.clone()).unsqueeze_dims::<4>(&[2, 3]); // [B, out, 1, 1]
+        }
+        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        shortcut + h
     }
 }

@@ -4,10 +4,10 @@
 //! `text_model.encoder.layers.{l}.self_attn.q_proj.weight`, `text_projection.weight`.
 
 use burn::module::Module;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{activation, module, Int, Tensor};
+use burn::tensor::{activation, Int, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::attention::{attention, merge_heads, split_heads};
 use crate::nn::{Embedding, LayerNorm, Linear};
 
 /// The MLP activation: CLIP-L uses quick_gelu, OpenCLIP bigG exact gelu.
@@ -158,23 +158,11 @@ pub struct ClipAttention {
 impl ClipAttention {
     /// Causal multi-head self-attention, `[B, S, C]` -> `[B, S, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, seq, width] = x.dims();
-        let head_dim = width / self.heads;
-        let heads = |t: Tensor<3>| {
-            t.reshape([batch, seq, self.heads, head_dim])
-                .swap_dims(1, 2)
-        }; // [B, heads, S, hd]
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
-        let options = AttentionModuleOptions {
-            scale: None, // 1/sqrt(head_dim), CLIP's
-            softcap: None,
-            is_causal: true,
-        };
-        let out = module::attention(q, k, v, None, None, options); // [B, heads, S, hd]
-        let out = out.swap_dims(1, 2).reshape([batch, seq, width]); // [B, S, C]
-        self.out_proj.forward(out)
+        let q = split_heads(self.q_proj.forward(x.clone()), self.heads); // [B, heads, S, hd]
+        let k = split_heads(self.k_proj.forward(x.clone()), self.heads);
+        let v = split_heads(self.v_proj.forward(x), self.heads);
+        let out = attention(q, k, v, true); // [B, heads, S, hd]
+        self.out_proj.forward(merge_heads(out)) // [B, S, C]
     }
 }
 

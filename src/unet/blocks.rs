@@ -3,6 +3,9 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/unets/unet_2d_blocks.py>)
 
 use burn::module::Module;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::Tensor;
 
 use super::{Transformer2d, UnetConfig, RESNET_EPS};
 use crate::checkpoint::{CheckpointError, ComponentWeights};
@@ -34,6 +37,29 @@ impl DownBlock {
                 .then(|| Conv2d::load(w, &format!("{name}.downsamplers.0.conv"), 2))
                 .transpose()?,
         })
+    }
+
+    /// Resnets (each followed by its transformer where the level has them), then the strided
+    /// conv; every output is pushed to `skips` for the up path.
+    pub fn forward(
+        &self,
+        mut h: Tensor<4>,
+        emb: &Tensor<2>,
+        context: &Tensor<3>,
+        skips: &mut Vec<Tensor<4>>,
+    ) -> Tensor<4> {
+        for (j, resnet) in self.resnets.iter().enumerate() {
+            h = resnet.forward(h, Some(emb));
+            if let Some(attn) = self.attentions.get(j) {
+                h = attn.forward(h, context);
+            }
+            skips.push(h.clone());
+        }
+        if let Some(down) = &self.downsampler {
+            h = down.forward(h);
+            skips.push(h.clone());
+        }
+        h
     }
 }
 
@@ -87,6 +113,12 @@ impl MidBlock {
             )?,
         })
     }
+
+    pub fn forward(&self, h: Tensor<4>, emb: &Tensor<2>, context: &Tensor<3>) -> Tensor<4> {
+        let h = self.resnets[0].forward(h, Some(emb));
+        let h = self.attention.forward(h, context);
+        self.resnets[1].forward(h, Some(emb))
+    }
 }
 
 #[derive(Module, Debug)]
@@ -114,5 +146,34 @@ impl UpBlock {
                 .then(|| Conv2d::load(w, &format!("{name}.upsamplers.0.conv"), 1))
                 .transpose()?,
         })
+    }
+
+    /// Each resnet reads `h` concatenated with the latest skip; the upsampler doubles the size,
+    /// or matches the next skip's size when the latent size is not a multiple of the total
+    /// downsampling (diffusers' `upsample_size`).
+    pub fn forward(
+        &self,
+        mut h: Tensor<4>,
+        emb: &Tensor<2>,
+        context: &Tensor<3>,
+        skips: &mut Vec<Tensor<4>>,
+    ) -> Tensor<4> {
+        for (j, resnet) in self.resnets.iter().enumerate() {
+            let skip = skips.pop().expect("one skip per up resnet");
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), Some(emb)); // [B, C + C_skip, H, W] in
+            if let Some(attn) = self.attentions.get(j) {
+                h = attn.forward(h, context);
+            }
+        }
+        if let Some(up) = &self.upsampler {
+            let [_, _, height, width] = h.dims();
+            let size = skips
+                .last()
+                .map(|s| [s.dims()[2], s.dims()[3]])
+                .unwrap_or([height * 2, width * 2]);
+            let options = InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size);
+            h = up.forward(interpolate(h, options));
+        }
+        h
     }
 }

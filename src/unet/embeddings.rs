@@ -3,6 +3,7 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/embeddings.py>).
 
 use burn::module::Module;
+use burn::tensor::{activation::silu, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
 use crate::nn::Linear;
@@ -20,4 +21,27 @@ impl TimestepEmbedding {
             linear_2: Linear::load(w, &format!("{name}.linear_2"))?,
         })
     }
+}
+
+impl TimestepEmbedding {
+    /// `linear_2(silu(linear_1(x)))`, `[B, in]` -> `[B, out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.linear_2.forward(silu(self.linear_1.forward(x)))
+    }
+}
+
+/// diffusers' `get_timestep_embedding` with SDXL's settings (`flip_sin_to_cos=True`,
+/// `downscale_freq_shift=0`): for each value, `[cos(v * f_i), sin(v * f_i)]` with
+/// `f_i = exp(-ln(10000) * i / (dim / 2))`, computed in f32 like PyTorch. Row-major `[n, dim]`.
+pub fn sinusoidal(values: &[f32], dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10000f32.ln()) * i as f32 / half as f32).exp())
+        .collect();
+    let mut out = Vec::with_capacity(values.len() * dim);
+    for &v in values {
+        out.extend(freqs.iter().map(|f| (v * f).cos()));
+        out.extend(freqs.iter().map(|f| (v * f).sin()));
+    }
+    out
 }

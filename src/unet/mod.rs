@@ -2,16 +2,18 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/unets/unet_2d_condition.py>),
 //! so every parameter's canonical name is its diffusers name (`down_blocks.1.attentions.0...`).
 //!
-//! This module holds the architecture (config) and the weights; the forward pass is built on it.
+//! [`Unet::forward`] predicts the noise (or v) for a batch of latents.
 
 mod blocks;
 mod embeddings;
 mod transformer;
 
 use burn::module::Module;
+use burn::tensor::activation::silu;
+use burn::tensor::{FloatDType, Tensor, TensorData};
 
 pub use blocks::{DownBlock, MidBlock, UpBlock};
-pub use embeddings::TimestepEmbedding;
+pub use embeddings::{sinusoidal, TimestepEmbedding};
 pub use transformer::{Attention, BasicTransformerBlock, FeedForward, Transformer2d};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
@@ -120,5 +122,51 @@ impl Unet {
             conv_norm_out: GroupNorm::load(w, "conv_norm_out", cfg.norm_groups, RESNET_EPS)?,
             conv_out: Conv2d::load(w, "conv_out", 1)?,
         })
+    }
+}
+
+impl Unet {
+    /// One denoiser call, computed in the weights' dtype (f16 or f32), returned as f32.
+    ///
+    /// - `latents` `[B, 4, h, w]`, any size (odd sizes included);
+    /// - `timesteps` one per batch row (may be fractional);
+    /// - `context` `[B, 77 * k, context_dim]`, `pooled` `[B, pooled_dim]`;
+    /// - `add_time_ids` one `(orig h, orig w, crop top, crop left, target h, target w)` per row.
+    pub fn forward(
+        &self,
+        latents: Tensor<4>,
+        timesteps: &[f32],
+        context: Tensor<3>,
+        pooled: Tensor<2>,
+        add_time_ids: &[[f32; 6]],
+    ) -> Tensor<4> {
+        let dtype = self.conv_in.weight.val().dtype();
+        let device = latents.device();
+        let batch = latents.dims()[0];
+
+        // Timestep and text_time embeddings (sinusoids on the CPU, in f32 like diffusers).
+        let t_dim = self.time_embedding.linear_1.in_features();
+        let t = TensorData::new(sinusoidal(timesteps, t_dim), [batch, t_dim]);
+        let t = Tensor::<2>::from_data(t, &device).cast(dtype);
+        let ids: Vec<f32> = add_time_ids.iter().flatten().copied().collect();
+        let id_dim = (self.add_embedding.linear_1.in_features() - pooled.dims()[1]) / 6;
+        let ids = TensorData::new(sinusoidal(&ids, id_dim), [batch, 6 * id_dim]);
+        let ids = Tensor::<2>::from_data(ids, &device).cast(dtype); // [B, 6 * 256]
+        let text_time = Tensor::cat(vec![pooled.cast(dtype), ids], 1); // [B, pooled + 6 * 256]
+        let emb = self.time_embedding.forward(t) + self.add_embedding.forward(text_time);
+        let emb = silu(emb); // every resnet applies silu before its projection
+
+        let context = context.cast(dtype);
+        let mut h = self.conv_in.forward(latents.cast(dtype));
+        let mut skips = vec![h.clone()];
+        for block in &self.down_blocks {
+            h = block.forward(h, &emb, &context, &mut skips);
+        }
+        h = self.mid_block.forward(h, &emb, &context);
+        for block in &self.up_blocks {
+            h = block.forward(h, &emb, &context, &mut skips);
+        }
+        let h = self.conv_out.forward(silu(self.conv_norm_out.forward(h)));
+        h.cast(FloatDType::F32)
     }
 }

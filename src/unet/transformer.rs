@@ -3,8 +3,10 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/models/attention.py>).
 
 use burn::module::Module;
+use burn::tensor::{activation::gelu, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::attention::{attention, merge_heads, split_heads};
 use crate::nn::{GroupNorm, LayerNorm, Linear};
 
 /// GroupNorm epsilon in front of `proj_in`.
@@ -39,6 +41,23 @@ impl Transformer2d {
             proj_out: Linear::load(w, &format!("{name}.proj_out"))?,
         })
     }
+
+    /// `x` `[B, C, H, W]`, `context` `[B, N, context_dim]` -> `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let tokens = self
+            .norm
+            .forward(x.clone())
+            .reshape([b, c, h * w])
+            .swap_dims(1, 2); // [B, H*W, C]
+        let mut t = self.proj_in.forward(tokens);
+        for block in &self.transformer_blocks {
+            t = block.forward(t, context);
+        }
+        let t = self.proj_out.forward(t); // [B, H*W, C]
+        let t = t.swap_dims(1, 2).reshape([b, c, h, w]); // [B, C, H, W]
+        t + x
+    }
 }
 
 #[derive(Module, Debug)]
@@ -71,6 +90,15 @@ impl BasicTransformerBlock {
             ff: FeedForward::load(w, &format!("{name}.ff"))?,
         })
     }
+
+    /// Self-attention, cross-attention over `context`, GEGLU feed-forward, each pre-normed and
+    /// residual. `x` `[B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+        let n1 = self.norm1.forward(x.clone());
+        let x = self.attn1.forward(n1.clone(), &n1) + x;
+        let x = self.attn2.forward(self.norm2.forward(x.clone()), context) + x;
+        self.ff.forward(self.norm3.forward(x.clone())) + x
+    }
 }
 
 #[derive(Module, Debug)]
@@ -97,6 +125,14 @@ impl Attention {
             heads,
         })
     }
+
+    /// Queries from `x` `[B, N, C]`, keys and values from `context` `[B, M, C']`.
+    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+        let q = split_heads(self.to_q.forward(x), self.heads); // [B, heads, N, d]
+        let k = split_heads(self.to_k.forward(context.clone()), self.heads); // [B, heads, M, d]
+        let v = split_heads(self.to_v.forward(context.clone()), self.heads);
+        self.to_out.forward(merge_heads(attention(q, k, v, false))) // [B, N, C]
+    }
 }
 
 /// GEGLU feed-forward: `net.0.proj` doubles into value and gate, `net.2` projects back.
@@ -114,5 +150,15 @@ impl FeedForward {
             geglu: Linear::load(w, &format!("{name}.net.0.proj"))?,
             out: Linear::load(w, &format!("{name}.net.2"))?,
         })
+    }
+
+    /// `out(value * gelu(gate))` where `[value, gate]` = `geglu(x)` split in halves.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, _] = x.dims();
+        let projected = self.geglu.forward(x); // [B, N, 2 * inner]
+        let inner = projected.dims()[2] / 2;
+        let value = projected.clone().slice([0..b, 0..n, 0..inner]);
+        let gate = projected.slice([0..b, 0..n, inner..2 * inner]);
+        self.out.forward(value * gelu(gate))
     }
 }

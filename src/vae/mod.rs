@@ -4,8 +4,13 @@
 //! `quant_conv`, `post_quant_conv`, `decoder.up_blocks.{i}...`.
 
 use burn::module::Module;
+use burn::tensor::activation::silu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{FloatDType, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::nn::attention::attention;
 use crate::nn::{Conv2d, GroupNorm, Linear, ResnetBlock};
 
 /// The VAE's architecture as detected from its tensors (SDXL values in the comments).
@@ -58,6 +63,36 @@ impl AutoencoderKl {
             decoder: Decoder::load(cfg, w)?,
         })
     }
+
+    /// Latents (unscaled: divide sampler latents by the scaling factor first) `[B, 4, h, w]` ->
+    /// image `[B, 3, 8h, 8w]` in about [-1, 1], computed in `dtype`, returned as f32.
+    pub fn decode(&self, z: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+        let z = self.post_quant_conv.forward(z.cast(dtype));
+        self.decoder.forward(z).cast(FloatDType::F32)
+    }
+
+    /// Image `[B, 3, H, W]` in [-1, 1] -> the latent distribution, computed in `dtype`.
+    pub fn encode(&self, x: Tensor<4>, dtype: FloatDType) -> LatentDistribution {
+        let moments = self.quant_conv.forward(self.encoder.forward(x.cast(dtype)));
+        let moments = moments.cast(FloatDType::F32); // [B, 2 * latent, h, w]
+        let [b, c, h, w] = moments.dims();
+        let half = c / 2;
+        LatentDistribution {
+            mean: moments.clone().slice([0..b, 0..half, 0..h, 0..w]),
+            logvar: moments
+                .slice([0..b, half..c, 0..h, 0..w])
+                .clamp(-30.0, 20.0),
+        }
+    }
+}
+
+/// diffusers' `DiagonalGaussianDistribution`: what the encoder predicts for each latent.
+#[derive(Clone, Debug)]
+pub struct LatentDistribution {
+    /// `[B, 4, h, w]` f32: img2img starts from this (not a sample).
+    pub mean: Tensor<4>,
+    /// `[B, 4, h, w]` f32, clamped to [-30, 20] as diffusers does.
+    pub logvar: Tensor<4>,
 }
 
 #[derive(Module, Debug)]
@@ -90,6 +125,22 @@ impl Encoder {
             conv_out: Conv2d::load(w, "encoder.conv_out", 1)?,
         })
     }
+
+    /// `[B, 3, H, W]` -> `[B, 2 * latent, H/8, W/8]` (mean and logvar).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = self.conv_in.forward(x);
+        for block in &self.down_blocks {
+            for resnet in &block.resnets {
+                h = resnet.forward(h, None);
+            }
+            if let Some(down) = &block.sampler {
+                // diffusers pads right and bottom by one, then convolves without padding
+                h = down.forward_padded(h, [(0, 1), (0, 1)]);
+            }
+        }
+        let h = self.mid_block.forward(h);
+        self.conv_out.forward(silu(self.conv_norm_out.forward(h)))
+    }
 }
 
 #[derive(Module, Debug)]
@@ -121,6 +172,22 @@ impl Decoder {
             )?,
             conv_out: Conv2d::load(w, "decoder.conv_out", 1)?,
         })
+    }
+
+    /// `[B, latent, h, w]` (after `post_quant_conv`) -> `[B, 3, 8h, 8w]`.
+    pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
+        let mut h = self.mid_block.forward(self.conv_in.forward(z));
+        for block in &self.up_blocks {
+            for resnet in &block.resnets {
+                h = resnet.forward(h, None);
+            }
+            if let Some(up) = &block.sampler {
+                let options =
+                    InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]);
+                h = up.forward(interpolate(h, options));
+            }
+        }
+        self.conv_out.forward(silu(self.conv_norm_out.forward(h)))
     }
 }
 
@@ -195,6 +262,12 @@ impl VaeMidBlock {
             },
         })
     }
+
+    fn forward(&self, h: Tensor<4>) -> Tensor<4> {
+        let h = self.resnets[0].forward(h, None);
+        let h = self.attention.forward(h);
+        self.resnets[1].forward(h, None)
+    }
 }
 
 /// Single-head self-attention over the pixels of the lowest-resolution feature map.
@@ -205,4 +278,27 @@ pub struct VaeAttention {
     pub to_k: Linear,
     pub to_v: Linear,
     pub to_out: Linear,
+}
+
+impl VaeAttention {
+    /// One head as wide as the channels, over all pixels, residual. `[B, C, H, W]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let t = self
+            .group_norm
+            .forward(x.clone())
+            .reshape([b, c, h * w])
+            .swap_dims(1, 2); // [B, H*W, C]
+        let heads = |t: Tensor<3>| t.unsqueeze_dim::<4>(1); // [B, 1, H*W, C]
+        let q = heads(self.to_q.forward(t.clone()));
+        let k = heads(self.to_k.forward(t.clone()));
+        let v = heads(self.to_v.forward(t));
+        let out = attention(q, k, v, false).squeeze_dim::<3>(1); // [B, H*W, C]
+        let out = self
+            .to_out
+            .forward(out)
+            .swap_dims(1, 2)
+            .reshape([b, c, h, w]); // [B, C, H, W]
+        out + x
+    }
 }
