@@ -3,6 +3,7 @@
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
 use crate::text_encoder::TextError;
+use crate::vae::VaeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -12,4 +13,6 @@ pub enum Error {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Text(#[from] TextError),
+    #[error(transparent)]
+    Vae(#[from] VaeError),
 }

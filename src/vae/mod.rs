@@ -3,6 +3,13 @@
 //! Canonical names: `encoder.down_blocks.{i}.resnets.{j}...`, `encoder.mid_block.attentions.0.to_q`,
 //! `quant_conv`, `post_quant_conv`, `decoder.up_blocks.{i}...`.
 
+mod tiling;
+
+pub use tiling::{
+    decode_peak_bytes, encode_peak_bytes, TilePlan, VaeError, VaeLimits, VaeTiling,
+    DEFAULT_MEMORY_BUDGET,
+};
+
 use burn::module::Module;
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
