@@ -73,7 +73,7 @@ pub enum VaeError {
          adapter's {} MiB buffer or the {} MiB budget allows: use --vae-tiling auto or on",
         peak >> 20,
         limits.max_tensor_bytes >> 20,
-        limits.memory_budget / WORKING_SET_FACTOR >> 20
+        (limits.memory_budget / WORKING_SET_FACTOR) >> 20
     )]
     TooLarge {
         width: usize,
