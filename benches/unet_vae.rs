@@ -1,0 +1,146 @@
+//! One UNet step (batch 2: CFG's negative and positive) and one VAE decode: ms each, and the
+//! device memory the pools hold afterwards.
+//!
+//! `cargo bench --bench unet_vae` runs the full-size architecture (the synthetic SDXL checkpoint
+//! of `benches/load.rs`) at 1024x1024 and 768x768 on a hardware adapter, and the tiny reference
+//! model at 256x256 on a software one. `SDXL_BENCH_CHECKPOINT`, `SDXL_BENCH_BACKEND`,
+//! `SDXL_BENCH_PRECISION=f32` and `SDXL_BENCH_RUNS=N` (default 5) apply; `SDXL_BENCH_SIZES=512,768`
+//! overrides the image sizes. The VAE decodes in f32 (the default) with auto tiling.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{FloatDType, Tensor, TensorData};
+use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::device::{self, Precision};
+use sdxl_wgpu::vae::{VaeLimits, VaeTiling};
+
+mod common;
+
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tiny-sdxl.safetensors"
+);
+
+fn main() -> anyhow::Result<()> {
+    let (gpu, warning) = device::open(common::backend())?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let software = gpu.adapter.is_software();
+    let path = match std::env::var_os("SDXL_BENCH_CHECKPOINT") {
+        Some(p) => PathBuf::from(p),
+        None if software => PathBuf::from(TINY),
+        None => common::synthetic_checkpoint()?,
+    };
+    let precision = match std::env::var("SDXL_BENCH_PRECISION").as_deref() {
+        Ok("f32") => Precision::F32,
+        _ => Precision::Auto,
+    };
+    let dtype = if precision.use_f16(&gpu.adapter) {
+        WeightDtype::F16
+    } else {
+        WeightDtype::F32
+    };
+    let runs: usize = std::env::var("SDXL_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let sizes: Vec<usize> = match std::env::var("SDXL_BENCH_SIZES") {
+        Ok(s) => s.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
+        Err(_) if software => vec![256],
+        Err(_) => vec![1024, 768],
+    };
+
+    let checkpoint = Checkpoint::open(&path)?;
+    let models = checkpoint.load(&gpu, dtype)?;
+    let cfg = &checkpoint.config;
+    println!(
+        "adapter: {} ({}), {dtype:?} weights, model {}",
+        gpu.adapter.name,
+        gpu.adapter.api,
+        path.display()
+    );
+    let device = &gpu.device;
+    let limits = VaeLimits::for_adapter(gpu.adapter.max_tensor_bytes());
+    let sync = || device.sync().map_err(|e| anyhow::anyhow!("{e:?}"));
+
+    for size in sizes {
+        let latent = size / 8;
+        let filled = |shape: Vec<usize>| -> Tensor<4> {
+            let n = shape.iter().product::<usize>();
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            Tensor::from_data(TensorData::new(v, shape), device)
+        };
+        let latents = filled(vec![2, cfg.unet.in_channels, latent, latent]);
+        let context: Tensor<3> = filled(vec![1, 2, 77, cfg.unet.context_dim]).squeeze_dim(0);
+        let pooled_dim = cfg.unet.addition_embed_dim - 6 * cfg.unet.addition_time_embed_dim;
+        let pooled: Tensor<2> = filled(vec![1, 1, 2, pooled_dim])
+            .squeeze_dim::<3>(0)
+            .squeeze_dim(0);
+        let s = size as f32;
+        let ids = [[s, s, 0.0, 0.0, s, s]; 2];
+        let step = || -> anyhow::Result<f64> {
+            let start = Instant::now();
+            let out = models.unet.forward(
+                latents.clone(),
+                &[999.0, 999.0],
+                context.clone(),
+                pooled.clone(),
+                &ids,
+            );
+            std::hint::black_box(out.into_data());
+            sync()?;
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        };
+        let (unet_mean, unet_min) = timed(runs, step)?;
+        let unet_mem = device::memory_in_use(device);
+
+        let z = filled(vec![1, cfg.vae.latent_channels, latent, latent]);
+        let mut plan = None;
+        let mut decode = || -> anyhow::Result<f64> {
+            let start = Instant::now();
+            let (image, p) = models.vae.decode_tiled(
+                &cfg.vae,
+                z.clone(),
+                FloatDType::F32,
+                VaeTiling::Auto,
+                &limits,
+            )?;
+            plan = p;
+            std::hint::black_box(image.into_data());
+            sync()?;
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        };
+        let (vae_mean, vae_min) = timed(runs, &mut decode)?;
+        let vae_mem = device::memory_in_use(device);
+
+        let mib = |m: Option<(u64, u64)>| {
+            m.map_or("n/a".to_string(), |(_, r)| format!("{} MiB", r >> 20))
+        };
+        println!(
+            "{size}x{size}: UNet step (batch 2) {unet_mean:.1} ms mean, {unet_min:.1} ms min, pools {}; \
+             VAE decode (f32, {}) {vae_mean:.1} ms mean, {vae_min:.1} ms min, pools {}",
+            mib(unet_mem),
+            match plan {
+                Some(p) => format!("tiled {}+{} latents", p.tile, p.overlap),
+                None => "untiled".to_string(),
+            },
+            mib(vae_mem)
+        );
+    }
+    Ok(())
+}
+
+/// Mean and minimum of `runs` timed calls after one warm-up call (autotune, shader compiles).
+fn timed(runs: usize, mut f: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<(f64, f64)> {
+    f()?;
+    let times = (0..runs)
+        .map(|_| f())
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    Ok((mean, times.iter().copied().fold(f64::INFINITY, f64::min)))
+}
