@@ -194,3 +194,73 @@ fn encode_rejects_a_clip_skip_beyond_the_layers() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--clip-skip 7 is out of range"), "{err}");
 }
+
+/// `decode --unscaled` on diffusers' latents writes diffusers' image, to the rounding of a pixel.
+#[test]
+fn decode_writes_the_diffusers_image() {
+    let reference = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/unet_vae_reference.safetensors"
+    ))
+    .expect("fixture");
+    let reference = safetensors::SafeTensors::deserialize(&reference).expect("safetensors");
+    let latents = reference.tensor("vae_decode.latents").expect("latents");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("latents.safetensors");
+    safetensors::serialize_to_file([("latents", latents)], None, &input).expect("written");
+    let output = dir.path().join("image.png");
+    let (code, out, err) = run(&[
+        "decode",
+        TINY,
+        "--latents",
+        input.to_str().expect("utf-8"),
+        "--unscaled",
+        "--output",
+        output.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("decoded 1 x 96x64"), "{out}");
+    let png = image::open(&output).expect("a PNG").to_rgb8();
+    assert_eq!(png.dimensions(), (96, 64));
+    let want = reference.tensor("vae_decode.image").expect("image");
+    let want: Vec<f32> = want
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut worst = 0i32;
+    for (x, y, p) in png.enumerate_pixels() {
+        for ch in 0..3 {
+            let v = want[(ch * 64 + y as usize) * 96 + x as usize];
+            let expected = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as i32;
+            worst = worst.max((i32::from(p[ch]) - expected).abs());
+        }
+    }
+    assert!(worst <= 1, "a pixel differs by {worst}");
+}
+
+#[test]
+fn decode_rejects_latents_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("bad.safetensors");
+    let bytes = vec![0u8; 3 * 8 * 8 * 4];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 8, 8], &bytes)
+            .expect("view");
+    safetensors::serialize_to_file([("latents", view)], None, &input).expect("written");
+    let output = dir.path().join("x.png");
+    let (code, _, err) = run(&[
+        "decode",
+        TINY,
+        "--latents",
+        input.to_str().expect("utf-8"),
+        "--output",
+        output.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("latents have 3 channels, this VAE takes 4"),
+        "{err}"
+    );
+    assert!(!output.exists());
+}

@@ -195,6 +195,24 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Uploads only the VAE (what decoding latents needs).
+    pub fn load_vae(
+        &self,
+        gpu: &Gpu,
+        dtype: WeightDtype,
+    ) -> Result<AutoencoderKl, CheckpointError> {
+        self.ensure_complete()?;
+        self.check_fits(&[Component::Vae], gpu, dtype)?;
+        let cfg = &self.config.vae;
+        self.build(
+            Component::Vae,
+            &gpu.device,
+            dtype,
+            &mut |_, _, _, _| {},
+            |w| AutoencoderKl::load(cfg, w),
+        )
+    }
+
     fn text_encoders(
         &self,
         device: &Device,

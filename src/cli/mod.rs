@@ -1,5 +1,6 @@
 //! clap commands. The library does the work; this module parses flags and prints.
 
+mod decode;
 mod devices;
 mod encode;
 mod inspect;
@@ -28,6 +29,8 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Show how a prompt is parsed and tokenized (weights, BREAK, LoRA tags, chunks).
     Tokenize(tokenize::TokenizeArgs),
+    /// Decode latents (a safetensors file) to PNG with the checkpoint's VAE.
+    Decode(decode::DecodeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -36,5 +39,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Encode(args) => encode::run(args),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Decode(args) => decode::run(args),
     }
 }

@@ -37,6 +37,24 @@ pub struct VaeConfig {
     pub scaling_factor: f64,
 }
 
+/// The precision the VAE computes in (`--vae-precision`): f32 by default, because SDXL's VAE
+/// overflows in f16 (black or speckled images) unless it is the fp16-fix VAE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum VaePrecision {
+    #[default]
+    F32,
+    F16,
+}
+
+impl VaePrecision {
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            VaePrecision::F32 => FloatDType::F32,
+            VaePrecision::F16 => FloatDType::F16,
+        }
+    }
+}
+
 /// SDXL's latent scaling factor (SD 1.x used 0.18215).
 pub const SDXL_SCALING_FACTOR: f64 = 0.13025;
 /// GroupNorm epsilon throughout the VAE.
