@@ -5,29 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use burn::tensor::{DType, Tensor};
 use half::{bf16, f16};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype as StDtype;
 use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
-use sdxl_wgpu::device::{self, Backend, Gpu};
+use sdxl_wgpu::device;
 
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
+mod common;
+use common::{gpu, TINY};
+
 const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let (gpu, _) = device::open(Backend::Auto)
-            .expect("a wgpu adapter: install a GPU driver or mesa-vulkan-drivers (lavapipe)");
-        gpu
-    })
-}
 
 /// The diffusers folder's f16 tensors of one component: name -> values as f32.
 fn reference(component: Component) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {

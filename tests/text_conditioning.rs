@@ -7,34 +7,17 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use burn::tensor::Tensor;
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::device::{self, Backend, Gpu};
 use sdxl_wgpu::text_encoder::{Conditioning, TextEncoders, TextError, TextOptions};
 use sdxl_wgpu::tokenizer::parse_prompt;
 
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/text_reference.safetensors"
-);
+mod common;
+use common::{gpu, relative_error, values, TINY};
 
 /// Largest |ours - diffusers| over the largest |diffusers|, per dtype of the weights.
 /// Measured on lavapipe: f32 ≤ 6.3e-7, f16 (weights and compute; norms in f32) ≤ 1.8e-3.
 const F32_TOLERANCE: f32 = 2e-6;
 const F16_TOLERANCE: f32 = 5e-3;
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let (gpu, _) = device::open(Backend::Auto)
-            .expect("a wgpu adapter: install a GPU driver or mesa-vulkan-drivers (lavapipe)");
-        gpu
-    })
-}
 
 fn models(dtype: WeightDtype) -> &'static TextEncoders {
     static F32: OnceLock<TextEncoders> = OnceLock::new();
@@ -66,25 +49,10 @@ struct Reference {
 fn reference() -> &'static Reference {
     static REF: OnceLock<Reference> = OnceLock::new();
     REF.get_or_init(|| {
-        let bytes = std::fs::read(REFERENCE).expect("fixture");
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
-        let cases = meta.metadata().as_ref().expect("metadata")["cases"].clone();
-        let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(name, t)| {
-                let values = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                (name, (t.shape().to_vec(), values))
-            })
-            .collect();
+        let f = common::fixture("text_reference.safetensors");
         Reference {
-            cases: serde_json::from_str(&cases).expect("cases"),
-            tensors,
+            cases: serde_json::from_str(&f.cases).expect("cases"),
+            tensors: f.tensors,
         }
     })
 }
@@ -100,37 +68,6 @@ fn encode(
         &parse_prompt(negative),
         TextOptions { clip_skip },
     )
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
-    let dims = t.dims().to_vec();
-    (
-        dims,
-        t.into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32"),
-    )
-}
-
-/// Max |a - b| / max |b|.
-fn relative_error(got: &(Vec<usize>, Vec<f32>), want: &(Vec<usize>, Vec<f32>), what: &str) -> f32 {
-    assert_eq!(got.0, want.0, "{what}: shape");
-    let scale = want.1.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .1
-        .iter()
-        .zip(&want.1)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        got.1.iter().all(|v| v.is_finite()),
-        "{what}: non-finite values"
-    );
-    if scale == 0.0 {
-        err
-    } else {
-        err / scale
-    }
 }
 
 /// Compares one case's four tensors; returns the worst relative error.

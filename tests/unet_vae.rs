@@ -9,27 +9,11 @@ use std::sync::OnceLock;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels, WeightDtype};
-use sdxl_wgpu::device::{self, Backend, Gpu};
 use sdxl_wgpu::nn::attention::attention;
 use sdxl_wgpu::vae::{decode_peak_bytes, TilePlan, VaeError, VaeLimits, VaeTiling};
 
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/unet_vae_reference.safetensors"
-);
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let (gpu, _) = device::open(Backend::Auto)
-            .expect("a wgpu adapter: install a GPU driver or mesa-vulkan-drivers (lavapipe)");
-        gpu
-    })
-}
+mod common;
+use common::{gpu, relative_error, values, TINY};
 
 fn models(dtype: WeightDtype) -> &'static SdxlModels {
     static F32: OnceLock<SdxlModels> = OnceLock::new();
@@ -61,25 +45,10 @@ struct Reference {
 fn reference() -> &'static Reference {
     static REF: OnceLock<Reference> = OnceLock::new();
     REF.get_or_init(|| {
-        let bytes = std::fs::read(REFERENCE).expect("fixture");
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
-        let cases = meta.metadata().as_ref().expect("metadata")["cases"].clone();
-        let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(name, t)| {
-                let values = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                (name, (t.shape().to_vec(), values))
-            })
-            .collect();
+        let f = common::fixture("unet_vae_reference.safetensors");
         Reference {
-            cases: serde_json::from_str(&cases).expect("cases"),
-            tensors,
+            cases: serde_json::from_str(&f.cases).expect("cases"),
+            tensors: f.tensors,
         }
     })
 }
@@ -92,27 +61,9 @@ fn input<const D: usize>(name: &str) -> Tensor<D> {
     )
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
-    let dims = t.dims().to_vec();
-    let data = t.into_data().convert::<f32>();
-    (dims, data.try_to_vec::<f32>().expect("f32"))
-}
-
-/// Max |ours - diffusers| / max |diffusers|.
-fn relative_error(got: (Vec<usize>, Vec<f32>), name: &str) -> f32 {
-    let want = &reference().tensors[name];
-    assert_eq!(got.0, want.0, "{name}: shape");
-    assert!(
-        got.1.iter().all(|v| v.is_finite()),
-        "{name}: non-finite values"
-    );
-    let scale = want.1.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .1
-        .iter()
-        .zip(&want.1)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    err / scale
+/// Max |ours - diffusers| / max |diffusers| for the reference tensor `name`.
+fn error_to(got: (Vec<usize>, Vec<f32>), name: &str) -> f32 {
+    relative_error(&got, &reference().tensors[name], name)
 }
 
 fn unet_error(dtype: WeightDtype, case: &str) -> f32 {
@@ -124,7 +75,7 @@ fn unet_error(dtype: WeightDtype, case: &str) -> f32 {
         input(&format!("{case}.pooled")),
         &c.add_time_ids,
     );
-    let err = relative_error(values(out), &format!("{case}.output"));
+    let err = error_to(values(out), &format!("{case}.output"));
     eprintln!("{dtype:?} {case}: relative max error {err:.2e}");
     err
 }
@@ -157,7 +108,7 @@ fn vae_decode_and_encode_equal_diffusers() {
     for (compute, bound) in [(FloatDType::F32, VAE_F32), (FloatDType::F16, VAE_F16)] {
         let vae = &models(WeightDtype::F16).vae;
         let image = vae.decode(input("vae_decode.latents"), compute);
-        let err = relative_error(values(image), "vae_decode.image");
+        let err = error_to(values(image), "vae_decode.image");
         eprintln!("{compute:?} vae decode: relative max error {err:.2e}");
         assert!(err <= bound, "decode {compute:?}: {err:.2e}");
         let dist = vae.encode(input("vae_encode.image"), compute);
@@ -165,7 +116,7 @@ fn vae_decode_and_encode_equal_diffusers() {
             (dist.mean, "vae_encode.mean"),
             (dist.logvar, "vae_encode.logvar"),
         ] {
-            let err = relative_error(values(t), name);
+            let err = error_to(values(t), name);
             eprintln!("{compute:?} {name}: relative max error {err:.2e}");
             assert!(err <= bound, "{name} {compute:?}: {err:.2e}");
         }

@@ -1,0 +1,85 @@
+//! What the GPU tests share: one device per test process, the tiny model's path, reading f32
+//! reference fixtures and device tensors.
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use burn::tensor::Tensor;
+use sdxl_wgpu::device::{self, Backend, Gpu};
+
+pub const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tiny-sdxl.safetensors"
+);
+
+/// The adapter `--backend auto` picks (lavapipe in CI), brought up once per test process.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let (gpu, _) = device::open(Backend::Auto)
+            .expect("a wgpu adapter: install a GPU driver or mesa-vulkan-drivers (lavapipe)");
+        gpu
+    })
+}
+
+/// An f32 reference fixture: its `cases` metadata (JSON) and tensors (name -> shape, values).
+pub struct Fixture {
+    pub cases: String,
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+/// Reads `tests/fixtures/{name}`, every tensor f32.
+pub fn fixture(name: &str) -> Fixture {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).expect("fixture");
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let cases = meta.metadata().as_ref().expect("metadata")["cases"].clone();
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let values = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (t.shape().to_vec(), values))
+        })
+        .collect();
+    Fixture { cases, tensors }
+}
+
+/// A device tensor's shape and values as f32.
+pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+    let dims = t.dims().to_vec();
+    let data = t.into_data().convert::<f32>();
+    (dims, data.try_to_vec::<f32>().expect("f32"))
+}
+
+/// Max |got - want| / max |want| (the absolute error where `want` is all zeros); panics on a
+/// shape mismatch or a non-finite value.
+pub fn relative_error(
+    got: &(Vec<usize>, Vec<f32>),
+    want: &(Vec<usize>, Vec<f32>),
+    what: &str,
+) -> f32 {
+    assert_eq!(got.0, want.0, "{what}: shape");
+    assert!(
+        got.1.iter().all(|v| v.is_finite()),
+        "{what}: non-finite values"
+    );
+    let scale = want.1.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .1
+        .iter()
+        .zip(&want.1)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    if scale == 0.0 {
+        err
+    } else {
+        err / scale
+    }
+}
