@@ -130,20 +130,12 @@ impl ClipTokenizer {
         if id == BOS || id == EOS {
             return Some(token.clone());
         }
-        let decode: std::collections::HashMap<char, u8> = self
-            .bytes
-            .iter()
-            .zip(0u8..=255)
-            .map(|(&c, b)| (c, b))
-            .collect();
         let (body, end) = match token.strip_suffix("</w>") {
             Some(body) => (body, "</w>"),
             None => (token.as_str(), ""),
         };
-        let bytes: Vec<u8> = body
-            .chars()
-            .filter_map(|c| decode.get(&c).copied())
-            .collect();
+        let byte = |c: char| self.bytes.iter().position(|&b| b == c).map(|b| b as u8);
+        let bytes: Vec<u8> = body.chars().filter_map(byte).collect();
         Some(format!("{}{end}", String::from_utf8_lossy(&bytes)))
     }
 }
