@@ -2,6 +2,8 @@
 //! guidance. Noise is drawn on the CPU and uploaded, so a seed gives the same latents on every
 //! GPU and backend.
 
+mod schedule;
 mod torch_rng;
 
+pub use schedule::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TrainSchedule};
 pub use torch_rng::TorchRng;
