@@ -1,0 +1,171 @@
+//! The stepping rules: from the model's prediction at one step to the latents of the next, as
+//! diffusers' `step` functions compute them (EulerDiscrete and EulerAncestralDiscrete with
+//! `s_churn = 0`, DPMSolverMultistep `dpmsolver++` order 2 midpoint with a first-order last
+//! step, DDIM with `eta = 0` and SDXL's `clip_sample = false`, `set_alpha_to_one = false`), for
+//! epsilon and v prediction.
+//!
+//! Every rule is a linear combination of tensors with coefficients from the schedule, so the
+//! coefficients are computed on the CPU in f64 and the tensors stay f32 on the device.
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TorchRng, TrainSchedule};
+
+/// What the UNet predicts: the noise (SDXL base, most community models) or v (v-prediction
+/// models such as NoobAI-XL v-pred).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Prediction {
+    #[default]
+    Eps,
+    V,
+}
+
+/// One sampling run: the schedule and the state the multistep rule carries.
+pub struct SamplingRun {
+    sampler: Sampler,
+    prediction: Prediction,
+    schedule: Schedule,
+    /// `alphas_cumprod` and the train-to-inference step ratio, for DDIM.
+    alphas_cumprod: Vec<f32>,
+    ddim_stride: usize,
+    step: usize,
+    /// DPM++ 2M: the previous step's predicted clean latents.
+    previous_x0: Option<Tensor<4>>,
+}
+
+impl SamplingRun {
+    pub fn new(
+        sampler: Sampler,
+        kind: ScheduleKind,
+        steps: usize,
+        prediction: Prediction,
+        train: &TrainSchedule,
+    ) -> Result<Self, ScheduleError> {
+        Ok(SamplingRun {
+            sampler,
+            prediction,
+            schedule: schedule(sampler, kind, steps, train)?,
+            alphas_cumprod: train.alphas_cumprod.clone(),
+            ddim_stride: train.alphas_cumprod.len() / steps,
+            step: 0,
+            previous_x0: None,
+        })
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Steps taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// The first latents from unit-variance noise.
+    pub fn initial_latents(&self, noise: Tensor<4>) -> Tensor<4> {
+        noise * self.schedule.init_noise_sigma
+    }
+
+    /// The UNet's timestep at the current step.
+    pub fn timestep(&self) -> f32 {
+        self.schedule.timesteps[self.step]
+    }
+
+    /// The UNet's input at the current step: Euler-type samplers divide by `sqrt(sigma^2 + 1)`.
+    pub fn model_input(&self, x: &Tensor<4>) -> Tensor<4> {
+        match self.sampler {
+            Sampler::Euler | Sampler::EulerAncestral => {
+                let sigma = f64::from(self.schedule.sigmas[self.step]);
+                x.clone() / (sigma * sigma + 1.0).sqrt()
+            }
+            Sampler::DpmPp2m | Sampler::Ddim => x.clone(),
+        }
+    }
+
+    /// Latents of the next step from the (guided) prediction `output` at latents `x`. Euler a
+    /// draws its noise from `rng`, after the initial noise, as diffusers does.
+    pub fn step(&mut self, output: Tensor<4>, x: Tensor<4>, rng: &mut TorchRng) -> Tensor<4> {
+        let i = self.step;
+        let sigmas = &self.schedule.sigmas;
+        let (sigma, next) = (f64::from(sigmas[i]), f64::from(sigmas[i + 1]));
+        let next_x = match self.sampler {
+            Sampler::Euler | Sampler::EulerAncestral => {
+                let x0 = self.euler_x0(&output, &x, sigma);
+                let derivative = (x.clone() - x0) / sigma;
+                if self.sampler == Sampler::Euler {
+                    x + derivative * (next - sigma)
+                } else {
+                    let up = (next * next * (sigma * sigma - next * next) / (sigma * sigma)).sqrt();
+                    let down = (next * next - up * up).sqrt();
+                    let noise = noise_like(&x, rng);
+                    x + derivative * (down - sigma) + noise * up
+                }
+            }
+            Sampler::DpmPp2m => self.dpm_step(output, x, i),
+            Sampler::Ddim => self.ddim_step(output, x, i),
+        };
+        self.step += 1;
+        next_x
+    }
+
+    /// Euler's predicted clean latents.
+    fn euler_x0(&self, output: &Tensor<4>, x: &Tensor<4>, sigma: f64) -> Tensor<4> {
+        match self.prediction {
+            Prediction::Eps => x.clone() - output.clone() * sigma,
+            Prediction::V => {
+                output.clone() * (-sigma / (sigma * sigma + 1.0).sqrt())
+                    + x.clone() / (sigma * sigma + 1.0)
+            }
+        }
+    }
+
+    fn dpm_step(&mut self, output: Tensor<4>, x: Tensor<4>, i: usize) -> Tensor<4> {
+        let sigmas = &self.schedule.sigmas;
+        // (alpha, sigma) of the variance-preserving process at a Karras-style sigma
+        let vp = |s: f32| {
+            let alpha = 1.0 / (f64::from(s) * f64::from(s) + 1.0).sqrt();
+            (alpha, f64::from(s) * alpha)
+        };
+        let lambda = |(alpha, sigma): (f64, f64)| alpha.ln() - sigma.ln();
+        let (alpha_s, sigma_s) = vp(sigmas[i]);
+        let (alpha_t, sigma_t) = vp(sigmas[i + 1]);
+        let x0 = match self.prediction {
+            Prediction::Eps => (x.clone() - output * sigma_s) / alpha_s,
+            Prediction::V => x.clone() * alpha_s - output * sigma_s,
+        };
+        let h = lambda((alpha_t, sigma_t)) - lambda((alpha_s, sigma_s));
+        let decay = alpha_t * ((-h).exp() - 1.0); // 0 - alpha_t when the next sigma is 0
+        let last = i + 1 == self.schedule.timesteps.len();
+        let next = match (&self.previous_x0, last) {
+            (Some(previous), false) => {
+                let (alpha_p, sigma_p) = vp(sigmas[i - 1]);
+                let r0 = (lambda((alpha_s, sigma_s)) - lambda((alpha_p, sigma_p))) / h;
+                let d1 = (x0.clone() - previous.clone()) / r0;
+                x * (sigma_t / sigma_s) - x0.clone() * decay - d1 * (0.5 * decay)
+            }
+            _ => x * (sigma_t / sigma_s) - x0.clone() * decay,
+        };
+        self.previous_x0 = Some(x0);
+        next
+    }
+
+    fn ddim_step(&self, output: Tensor<4>, x: Tensor<4>, i: usize) -> Tensor<4> {
+        let t = self.schedule.timesteps[i] as usize;
+        let alpha = f64::from(self.alphas_cumprod[t]);
+        // before the first training step: alphas_cumprod[0] (SDXL's set_alpha_to_one = false)
+        let alpha_prev = f64::from(self.alphas_cumprod[t.saturating_sub(self.ddim_stride)]);
+        let (a, b) = (alpha.sqrt(), (1.0 - alpha).sqrt());
+        let (x0, eps) = match self.prediction {
+            Prediction::Eps => ((x - output.clone() * b) / a, output),
+            Prediction::V => (x.clone() * a - output.clone() * b, output * a + x * b),
+        };
+        x0 * alpha_prev.sqrt() + eps * (1.0 - alpha_prev).sqrt()
+    }
+}
+
+/// Standard normal noise shaped like `x`, from the CPU generator.
+fn noise_like(x: &Tensor<4>, rng: &mut TorchRng) -> Tensor<4> {
+    let shape = x.dims();
+    let values = rng.randn(shape.iter().product());
+    Tensor::from_data(TensorData::new(values, shape), &x.device())
+}
