@@ -4,9 +4,8 @@
 //! each stepping rule for eps and v prediction, and Euler a's per-step noise order.
 
 use burn::tensor::{Tensor, TensorData};
-use sdxl_wgpu::sampling::{
-    Prediction, Sampler, SamplingRun, ScheduleKind, TorchRng, TrainSchedule,
-};
+use sdxl_wgpu::checkpoint::Prediction;
+use sdxl_wgpu::sampling::{Sampler, SamplingRun, ScheduleKind, TorchRng, TrainSchedule};
 
 mod common;
 use common::{gpu, values};
@@ -58,7 +57,7 @@ fn sampling_loops_equal_diffusers() {
             ScheduleKind::Default
         };
         let prediction = if run.prediction == "epsilon" {
-            Prediction::Eps
+            Prediction::Epsilon
         } else {
             Prediction::V
         };

@@ -11,10 +11,11 @@ use serde::Serialize;
 use super::error::CheckpointError;
 use super::safetensors_file::TensorInfo;
 
-/// What the model predicts at each step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// What the model predicts at each step (`--prediction eps|v` overrides the detected one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum Prediction {
     /// The noise (SDXL base and most community models).
+    #[value(name = "eps")]
     Epsilon,
     /// The velocity (NoobAI-XL v-pred and other v-prediction fine-tunes).
     V,

@@ -7,6 +7,6 @@ mod sampler;
 mod schedule;
 mod torch_rng;
 
-pub use sampler::{Prediction, SamplingRun};
+pub use sampler::SamplingRun;
 pub use schedule::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TrainSchedule};
 pub use torch_rng::TorchRng;

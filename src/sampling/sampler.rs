@@ -10,15 +10,7 @@
 use burn::tensor::{Tensor, TensorData};
 
 use super::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TorchRng, TrainSchedule};
-
-/// What the UNet predicts: the noise (SDXL base, most community models) or v (v-prediction
-/// models such as NoobAI-XL v-pred).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Prediction {
-    #[default]
-    Eps,
-    V,
-}
+use crate::checkpoint::Prediction;
 
 /// One sampling run: the schedule and the state the multistep rule carries.
 pub struct SamplingRun {
@@ -111,7 +103,7 @@ impl SamplingRun {
     /// Euler's predicted clean latents.
     fn euler_x0(&self, output: &Tensor<4>, x: &Tensor<4>, sigma: f64) -> Tensor<4> {
         match self.prediction {
-            Prediction::Eps => x.clone() - output.clone() * sigma,
+            Prediction::Epsilon => x.clone() - output.clone() * sigma,
             Prediction::V => {
                 output.clone() * (-sigma / (sigma * sigma + 1.0).sqrt())
                     + x.clone() / (sigma * sigma + 1.0)
@@ -130,7 +122,7 @@ impl SamplingRun {
         let (alpha_s, sigma_s) = vp(sigmas[i]);
         let (alpha_t, sigma_t) = vp(sigmas[i + 1]);
         let x0 = match self.prediction {
-            Prediction::Eps => (x.clone() - output * sigma_s) / alpha_s,
+            Prediction::Epsilon => (x.clone() - output * sigma_s) / alpha_s,
             Prediction::V => x.clone() * alpha_s - output * sigma_s,
         };
         let h = lambda((alpha_t, sigma_t)) - lambda((alpha_s, sigma_s));
@@ -156,7 +148,7 @@ impl SamplingRun {
         let alpha_prev = f64::from(self.alphas_cumprod[t.saturating_sub(self.ddim_stride)]);
         let (a, b) = (alpha.sqrt(), (1.0 - alpha).sqrt());
         let (x0, eps) = match self.prediction {
-            Prediction::Eps => ((x - output.clone() * b) / a, output),
+            Prediction::Epsilon => ((x - output.clone() * b) / a, output),
             Prediction::V => (x.clone() * a - output.clone() * b, output * a + x * b),
         };
         x0 * alpha_prev.sqrt() + eps * (1.0 - alpha_prev).sqrt()
