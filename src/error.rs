@@ -2,6 +2,8 @@
 
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
+use crate::pipeline::PipelineError;
+use crate::sampling::ScheduleError;
 use crate::text_encoder::TextError;
 use crate::vae::VaeError;
 
@@ -15,4 +17,8 @@ pub enum Error {
     Text(#[from] TextError),
     #[error(transparent)]
     Vae(#[from] VaeError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
