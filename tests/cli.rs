@@ -264,3 +264,74 @@ fn decode_rejects_latents_of_the_wrong_shape() {
     );
     assert!(!output.exists());
 }
+
+/// `generate` writes the image diffusers' SDXL pipeline makes for the same request and seed.
+#[test]
+fn generate_writes_the_diffusers_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("out.png");
+    let (code, out, err) = run(&[
+        "generate",
+        "--model",
+        TINY,
+        "--prompt",
+        "1girl, solo, long hair, masterpiece, best quality",
+        "--negative",
+        "lowres, bad anatomy, worst quality, blurry",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "4",
+        "--cfg",
+        "5",
+        "--seed",
+        "42",
+        "--sampler",
+        "euler_a",
+        "--precision",
+        "f32",
+        "--output",
+        output.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("seed 42: 64x64, 4 steps"), "{out}");
+    let reference = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pipeline_reference.safetensors"
+    ))
+    .expect("fixture");
+    let reference = safetensors::SafeTensors::deserialize(&reference).expect("safetensors");
+    let want: Vec<f32> = reference
+        .tensor("euler_a.image")
+        .expect("image")
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let png = image::open(&output).expect("a PNG").to_rgb8();
+    assert_eq!(png.dimensions(), (64, 64));
+    let mut worst = 0i32;
+    for (x, y, p) in png.enumerate_pixels() {
+        for ch in 0..3 {
+            let v = want[(ch * 64 + y as usize) * 64 + x as usize];
+            let expected = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as i32;
+            worst = worst.max((i32::from(p[ch]) - expected).abs());
+        }
+    }
+    assert!(worst <= 1, "a pixel differs by {worst}");
+}
+
+#[test]
+fn generate_rejects_a_size_not_a_multiple_of_8() {
+    let (code, _, err) = run(&[
+        "generate", "--model", TINY, "--prompt", "x", "--width", "60", "--height", "64", "--steps",
+        "1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--width 60 --height 64: both must be positive multiples of 8"),
+        "{err}"
+    );
+}

@@ -3,6 +3,8 @@
 //! by another tool or backend (diffusers' latents, `--dump`'s `final_latents`).
 
 use std::path::{Path, PathBuf};
+
+use super::images;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -66,17 +68,6 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
     let (image, plan) =
         vae.decode_tiled(cfg, z, args.vae_precision.dtype(), args.vae_tiling, &limits)?;
     let [b, _, h, w] = image.dims();
-    let pixels = image
-        .clamp(-1.0, 1.0)
-        .add_scalar(1.0)
-        .mul_scalar(127.5)
-        .round()
-        .permute([0, 2, 3, 1]) // [B, H, W, 3]
-        .try_into_data()
-        .map_err(|e| anyhow::anyhow!("reading the image from the device: {e:?}"))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading the image from the device: {e:?}"))?;
     println!(
         "decoded {b} x {w}x{h} in {:.2} s ({}, {:?})",
         start.elapsed().as_secs_f64(),
@@ -86,33 +77,10 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         },
         args.vae_precision
     );
-    let per_image = h * w * 3;
-    for i in 0..b {
-        let rgb: Vec<u8> = pixels[i * per_image..(i + 1) * per_image]
-            .iter()
-            .map(|&v| v as u8)
-            .collect();
-        let path = numbered(&args.output, i);
-        image::RgbImage::from_raw(w as u32, h as u32, rgb)
-            .context("image buffer")?
-            .save(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
+    for path in images::save(image, &args.output)? {
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// `out.png` for item 0, `out-1.png` for item 1, ...
-fn numbered(path: &Path, i: usize) -> PathBuf {
-    if i == 0 {
-        return path.to_path_buf();
-    }
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}-{i}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{i}"),
-    };
-    path.with_file_name(name)
 }
 
 /// The latents tensor as `[B, C, h, w]` and f32 values.

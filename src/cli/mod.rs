@@ -3,6 +3,8 @@
 mod decode;
 mod devices;
 mod encode;
+mod generate;
+mod images;
 mod inspect;
 mod tokenize;
 
@@ -31,6 +33,8 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Decode latents (a safetensors file) to PNG with the checkpoint's VAE.
     Decode(decode::DecodeArgs),
+    /// Generate images from a prompt (txt2img).
+    Generate(generate::GenerateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,5 +44,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(args) => encode::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Decode(args) => decode::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }

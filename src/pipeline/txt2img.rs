@@ -38,20 +38,28 @@ pub struct Generated {
     pub vae_plan: Option<TilePlan>,
 }
 
-impl Engine {
-    /// Runs `request` start to end. Nothing is kept between requests.
-    pub fn txt2img(&self, request: &Txt2Img) -> Result<Generated, Error> {
-        let (w, h) = (request.width, request.height);
+impl Txt2Img {
+    /// The checks that need no model: size and guidance (callers can run them before loading).
+    pub fn check(&self) -> Result<(), PipelineError> {
+        let (w, h) = (self.width, self.height);
         if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 {
             return Err(PipelineError::Size {
                 width: w,
                 height: h,
-            }
-            .into());
+            });
         }
-        if !request.cfg.is_finite() {
-            return Err(PipelineError::Guidance(request.cfg).into());
+        if !self.cfg.is_finite() {
+            return Err(PipelineError::Guidance(self.cfg));
         }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Runs `request` start to end. Nothing is kept between requests.
+    pub fn txt2img(&self, request: &Txt2Img) -> Result<Generated, Error> {
+        request.check()?;
+        let (w, h) = (request.width, request.height);
         let mut run = SamplingRun::new(
             request.sampler,
             request.schedule,
