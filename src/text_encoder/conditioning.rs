@@ -53,111 +53,97 @@ impl TextEncoders {
         negative: &ParsedPrompt,
         options: TextOptions,
     ) -> Result<Conditioning, TextError> {
-        encode_pair(
-            &self.text_encoder,
-            &self.text_encoder_2,
-            positive,
-            negative,
-            options,
-        )
-    }
-}
-
-fn encode_pair(
-    clip_l: &ClipTextModel,
-    big_g: &ClipTextModel,
-    positive: &ParsedPrompt,
-    negative: &ParsedPrompt,
-    options: TextOptions,
-) -> Result<Conditioning, TextError> {
-    let layers = clip_l.layers.len().min(big_g.layers.len());
-    let max = layers.saturating_sub(1);
-    if options.clip_skip > max {
-        return Err(TextError::ClipSkip {
-            requested: options.clip_skip,
-            layers,
-            max,
-        });
-    }
-    if big_g.text_projection.is_none() {
-        return Err(TextError::NoProjection);
-    }
-    for prompt in [positive, negative] {
-        check_weights(prompt)?;
-    }
-
-    // Prompts to encode: the negative only when it has text.
-    let zero_negative = negative.is_empty();
-    let prompts: Vec<&ParsedPrompt> = if zero_negative {
-        vec![positive]
-    } else {
-        vec![negative, positive]
-    };
-    let tokenizer = ClipTokenizer::shared();
-    let mut chunks: Vec<[Vec<Chunk>; 2]> = prompts
-        .iter()
-        .map(|p| Flavor::BOTH.map(|f| chunk_prompt(tokenizer, p, f)))
-        .collect();
-    let count = chunks.iter().flatten().map(Vec::len).max().unwrap_or(1);
-    for per_flavor in &mut chunks {
-        for list in per_flavor.iter_mut() {
-            list.resize(count, Chunk::default());
+        let (clip_l, big_g) = (&self.text_encoder, &self.text_encoder_2);
+        let layers = clip_l.layers.len().min(big_g.layers.len());
+        let max = layers.saturating_sub(1);
+        if options.clip_skip > max {
+            return Err(TextError::ClipSkip {
+                requested: options.clip_skip,
+                layers,
+                max,
+            });
         }
-    }
+        if big_g.text_projection.is_none() {
+            return Err(TextError::NoProjection);
+        }
+        for prompt in [positive, negative] {
+            check_weights(prompt)?;
+        }
 
-    let device = clip_l.token_embedding.weight.val().device();
-    // Rows are prompt-major: prompt 0's chunks, then prompt 1's.
-    let rows = |flavor: usize| -> Vec<&Chunk> {
-        chunks
+        // Prompts to encode: the negative only when it has text.
+        let zero_negative = negative.is_empty();
+        let prompts: Vec<&ParsedPrompt> = if zero_negative {
+            vec![positive]
+        } else {
+            vec![negative, positive]
+        };
+        let tokenizer = ClipTokenizer::shared();
+        let mut chunks: Vec<[Vec<Chunk>; 2]> = prompts
             .iter()
-            .flat_map(|per_flavor| per_flavor[flavor].iter())
-            .collect()
-    };
-    let (rows_l, rows_g) = (rows(0), rows(1));
+            .map(|p| Flavor::BOTH.map(|f| chunk_prompt(tokenizer, p, f)))
+            .collect();
+        let count = chunks.iter().flatten().map(Vec::len).max().unwrap_or(1);
+        for per_flavor in &mut chunks {
+            for list in per_flavor.iter_mut() {
+                list.resize(count, Chunk::default());
+            }
+        }
 
-    let skip = options.clip_skip;
-    let ids_l = ids_tensor(&rows_l, Flavor::ClipL, &device);
-    let z_l = clip_l
-        .hidden_states(ids_l, clip_l.layers.len() - 1 - skip)
-        .pop()
-        .expect("hidden states"); // [rows, 77, 768]
-    let ids_g = ids_tensor(&rows_g, Flavor::BigG, &device);
-    let mut states_g = big_g.hidden_states(ids_g, big_g.layers.len());
-    let last_g = states_g.pop().expect("last hidden state"); // [rows, 77, 1280]
-    let z_g = states_g.swap_remove(big_g.layers.len() - 1 - skip); // [rows, 77, 1280]
+        let device = clip_l.token_embedding.weight.val().device();
+        // Rows are prompt-major: prompt 0's chunks, then prompt 1's.
+        let rows = |flavor: usize| -> Vec<&Chunk> {
+            chunks
+                .iter()
+                .flat_map(|per_flavor| per_flavor[flavor].iter())
+                .collect()
+        };
+        let (rows_l, rows_g) = (rows(0), rows(1));
 
-    let f32 = FloatDType::F32;
-    let z_l = apply_weights(z_l.cast(f32), &rows_l, &device);
-    let z_g = apply_weights(z_g.cast(f32), &rows_g, &device);
-    let batch = prompts.len();
-    let per_prompt = |z: Tensor<3>| {
-        let [_, seq, width] = z.dims();
-        z.reshape([batch, count * seq, width]) // [prompts, chunks * 77, C]
-    };
-    let context = Tensor::cat(vec![per_prompt(z_l), per_prompt(z_g)], 2); // [prompts, 77k, 2048]
+        let skip = options.clip_skip;
+        let ids_l = ids_tensor(&rows_l, Flavor::ClipL, &device);
+        let z_l = clip_l
+            .hidden_states(ids_l, clip_l.layers.len() - 1 - skip)
+            .pop()
+            .expect("hidden states"); // [rows, 77, 768]
+        let ids_g = ids_tensor(&rows_g, Flavor::BigG, &device);
+        let mut states_g = big_g.hidden_states(ids_g, big_g.layers.len());
+        let last_g = states_g.pop().expect("last hidden state"); // [rows, 77, 1280]
+        let z_g = states_g.swap_remove(big_g.layers.len() - 1 - skip); // [rows, 77, 1280]
 
-    let eos: Vec<usize> = rows_g
-        .iter()
-        .map(|c| first_eos(&c.ids(Flavor::BigG)))
-        .collect();
-    let pooled = big_g.pooled(last_g, &eos).cast(f32); // [rows, 1280]
-    let first_chunks: Vec<i64> = (0..batch).map(|p| (p * count) as i64).collect();
-    let first_chunks = Tensor::<1, Int>::from_data(TensorData::new(first_chunks, [batch]), &device);
-    let pooled = pooled.select(0, first_chunks); // [prompts, 1280]
+        let f32 = FloatDType::F32;
+        let z_l = apply_weights(z_l.cast(f32), &rows_l, &device);
+        let z_g = apply_weights(z_g.cast(f32), &rows_g, &device);
+        let batch = prompts.len();
+        let per_prompt = |z: Tensor<3>| {
+            let [_, seq, width] = z.dims();
+            z.reshape([batch, count * seq, width]) // [prompts, chunks * 77, C]
+        };
+        let context = Tensor::cat(vec![per_prompt(z_l), per_prompt(z_g)], 2); // [prompts, 77k, 2048]
 
-    let (context, pooled) = if zero_negative {
-        (
-            Tensor::cat(vec![context.zeros_like(), context], 0),
-            Tensor::cat(vec![pooled.zeros_like(), pooled], 0),
-        )
-    } else {
-        (context, pooled)
-    };
-    Ok(Conditioning {
-        context,
-        pooled,
-        chunks: count,
-    })
+        let eos: Vec<usize> = rows_g
+            .iter()
+            .map(|c| first_eos(&c.ids(Flavor::BigG)))
+            .collect();
+        let pooled = big_g.pooled(last_g, &eos).cast(f32); // [rows, 1280]
+        let first_chunks: Vec<i64> = (0..batch).map(|p| (p * count) as i64).collect();
+        let first_chunks =
+            Tensor::<1, Int>::from_data(TensorData::new(first_chunks, [batch]), &device);
+        let pooled = pooled.select(0, first_chunks); // [prompts, 1280]
+
+        let (context, pooled) = if zero_negative {
+            (
+                Tensor::cat(vec![context.zeros_like(), context], 0),
+                Tensor::cat(vec![pooled.zeros_like(), pooled], 0),
+            )
+        } else {
+            (context, pooled)
+        };
+        Ok(Conditioning {
+            context,
+            pooled,
+            chunks: count,
+        })
+    }
 }
 
 fn check_weights(prompt: &ParsedPrompt) -> Result<(), TextError> {
