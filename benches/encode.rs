@@ -10,42 +10,19 @@
 //! Reported: tokenization alone (CPU), then one-chunk (short) and two-chunk (150-token) pairs
 //! after two warm-up pairs (autotune, shader compiles), each timed to the result on the host.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::device::{self, Precision};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::text_encoder::{TextEncoders, TextOptions};
 use sdxl_wgpu::tokenizer::{chunk_prompt, parse_prompt, ClipTokenizer, Flavor};
 
 mod common;
 
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
 const SHORT: &str = "masterpiece, best quality, 1girl, solo, (long hair:1.2), smile, outdoors";
 const NEGATIVE: &str = "lowres, bad anatomy, bad hands, worst quality, blurry";
 
 fn main() -> anyhow::Result<()> {
-    let (gpu, warning) = device::open(common::backend())?;
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
-    }
-    let path = match std::env::var_os("SDXL_BENCH_CHECKPOINT") {
-        Some(p) => PathBuf::from(p),
-        None if gpu.adapter.is_software() => PathBuf::from(TINY),
-        None => common::synthetic_checkpoint()?,
-    };
-    let precision = match std::env::var("SDXL_BENCH_PRECISION").as_deref() {
-        Ok("f32") => Precision::F32,
-        _ => Precision::Auto,
-    };
-    let dtype = if precision.use_f16(&gpu.adapter) {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
-    };
+    let (gpu, dtype, path) = common::model_bench()?;
 
     let long = format!("{SHORT}, {}", "detailed background, ".repeat(24));
     let tokenizer = ClipTokenizer::shared();
@@ -97,11 +74,7 @@ fn time_pair(encoders: &TextEncoders, prompt: &str, negative: &str) -> anyhow::R
         std::hint::black_box((context, pooled));
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
-    let runs: usize = std::env::var("SDXL_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(10)
-        .max(1);
+    let runs = common::runs(10);
     for _ in 0..runs.min(2) {
         run()?;
     }

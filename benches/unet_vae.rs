@@ -7,46 +7,19 @@
 //! `SDXL_BENCH_PRECISION=f32` and `SDXL_BENCH_RUNS=N` (default 5) apply; `SDXL_BENCH_SIZES=512,768`
 //! overrides the image sizes. The VAE decodes in f32 (the default) with auto tiling.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::device::{self, Precision};
+use sdxl_wgpu::checkpoint::Checkpoint;
+use sdxl_wgpu::device;
 use sdxl_wgpu::vae::{VaeLimits, VaeTiling};
 
 mod common;
 
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
-
 fn main() -> anyhow::Result<()> {
-    let (gpu, warning) = device::open(common::backend())?;
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
-    }
+    let (gpu, dtype, path) = common::model_bench()?;
     let software = gpu.adapter.is_software();
-    let path = match std::env::var_os("SDXL_BENCH_CHECKPOINT") {
-        Some(p) => PathBuf::from(p),
-        None if software => PathBuf::from(TINY),
-        None => common::synthetic_checkpoint()?,
-    };
-    let precision = match std::env::var("SDXL_BENCH_PRECISION").as_deref() {
-        Ok("f32") => Precision::F32,
-        _ => Precision::Auto,
-    };
-    let dtype = if precision.use_f16(&gpu.adapter) {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
-    };
-    let runs: usize = std::env::var("SDXL_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+    let runs = common::runs(5);
     let sizes: Vec<usize> = match std::env::var("SDXL_BENCH_SIZES") {
         Ok(s) => s.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
         Err(_) if software => vec![256],

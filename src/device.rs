@@ -66,6 +66,16 @@ impl Precision {
     pub fn use_f16(self, adapter: &AdapterInfo) -> bool {
         self != Precision::F32 && adapter.shader_f16
     }
+
+    /// The dtype weights get on `adapter` (compute follows the weights).
+    pub fn weight_dtype(self, adapter: &AdapterInfo) -> crate::checkpoint::WeightDtype {
+        use crate::checkpoint::WeightDtype;
+        if self.use_f16(adapter) {
+            WeightDtype::F16
+        } else {
+            WeightDtype::F32
+        }
+    }
 }
 
 /// Why no device came up.

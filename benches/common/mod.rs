@@ -6,9 +6,45 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sdxl_wgpu::device::Backend;
+use sdxl_wgpu::checkpoint::WeightDtype;
+use sdxl_wgpu::device::{self, Backend, Gpu, Precision};
 
 const MANIFEST: &str = include_str!("../../tests/data/sdxl_base_1.0_single_file_keys.tsv");
+
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tiny-sdxl.safetensors"
+);
+
+/// The device, weight dtype and checkpoint of a model benchmark: `SDXL_BENCH_CHECKPOINT` if set,
+/// else the full-size synthetic checkpoint on a hardware adapter and the tiny model on a software
+/// one; f16 where the adapter has it unless `SDXL_BENCH_PRECISION=f32`.
+pub fn model_bench() -> anyhow::Result<(Gpu, WeightDtype, PathBuf)> {
+    let (gpu, warning) = device::open(backend())?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let path = match std::env::var_os("SDXL_BENCH_CHECKPOINT") {
+        Some(p) => PathBuf::from(p),
+        None if gpu.adapter.is_software() => PathBuf::from(TINY),
+        None => synthetic_checkpoint()?,
+    };
+    let precision = match std::env::var("SDXL_BENCH_PRECISION").as_deref() {
+        Ok("f32") => Precision::F32,
+        _ => Precision::Auto,
+    };
+    let dtype = precision.weight_dtype(&gpu.adapter);
+    Ok((gpu, dtype, path))
+}
+
+/// `SDXL_BENCH_RUNS`, else `default`.
+pub fn runs(default: usize) -> usize {
+    std::env::var("SDXL_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+        .max(1)
+}
 
 /// `SDXL_BENCH_BACKEND=vulkan|metal|dx12|gl|auto` (default auto).
 pub fn backend() -> Backend {

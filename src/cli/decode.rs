@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::images;
+use super::{gpu, images};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -13,7 +13,7 @@ use clap::Args;
 use safetensors::{Dtype, SafeTensors};
 
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::device::{self, Backend};
+use sdxl_wgpu::device::Backend;
 use sdxl_wgpu::vae::{VaeLimits, VaePrecision, VaeTiling};
 
 #[derive(Args, Debug)]
@@ -57,10 +57,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         let scale = cfg.scaling_factor as f32;
         values.iter_mut().for_each(|v| *v /= scale);
     }
-    let (gpu, warning) = device::open(args.backend)?;
-    if let Some(warning) = warning {
-        eprintln!("warning: {warning}");
-    }
+    let gpu = gpu::open(args.backend)?;
     let vae = checkpoint.load_vae(&gpu, WeightDtype::AsStored)?;
     let z: Tensor<4> = Tensor::from_data(TensorData::new(values, shape), &gpu.device);
     let limits = VaeLimits::for_adapter(gpu.adapter.max_tensor_bytes());

@@ -12,8 +12,9 @@ use clap::Args;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
+use super::gpu;
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::device::{self, Backend, Precision};
+use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::text_encoder::TextOptions;
 use sdxl_wgpu::tokenizer::parse_prompt;
 
@@ -54,22 +55,9 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     }
 
     let checkpoint = Checkpoint::open(&args.model)?;
-    let (gpu, warning) = device::open(args.backend)?;
-    if let Some(warning) = warning {
-        eprintln!("warning: {warning}");
-    }
-    let f16 = args.precision.use_f16(&gpu.adapter);
-    if args.precision == Precision::F16 && !f16 {
-        eprintln!(
-            "warning: {} has no f16 shaders; computing in f32",
-            gpu.adapter.name
-        );
-    }
-    let dtype = if f16 {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
-    };
+    let gpu = gpu::open(args.backend)?;
+    let dtype = gpu::weight_dtype(&gpu, args.precision);
+    let f16 = dtype == WeightDtype::F16;
 
     let start = Instant::now();
     let encoders = checkpoint.load_text_encoders(&gpu, dtype)?;

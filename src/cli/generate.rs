@@ -7,9 +7,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
-use super::images;
+use super::{gpu, images};
 use sdxl_wgpu::checkpoint::{Checkpoint, Prediction, WeightDtype};
-use sdxl_wgpu::device::{self, Backend, Precision};
+use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::pipeline::{Engine, Txt2Img};
 use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
@@ -84,22 +84,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     request(0).check()?; // before the (slow) load
     let checkpoint = Checkpoint::open(&args.model)?;
-    let (gpu, warning) = device::open(args.backend)?;
-    if let Some(warning) = warning {
-        eprintln!("warning: {warning}");
-    }
-    let f16 = args.precision.use_f16(&gpu.adapter);
-    if args.precision == Precision::F16 && !f16 {
-        eprintln!(
-            "warning: {} has no f16 shaders; computing in f32",
-            gpu.adapter.name
-        );
-    }
-    let dtype = if f16 {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
-    };
+    let gpu = gpu::open(args.backend)?;
+    let dtype = gpu::weight_dtype(&gpu, args.precision);
+    let f16 = dtype == WeightDtype::F16;
     let start = Instant::now();
     let mut engine = Engine::load(gpu, checkpoint, dtype)?;
     if let Some(prediction) = args.prediction {

@@ -4,6 +4,7 @@ mod decode;
 mod devices;
 mod encode;
 mod generate;
+mod gpu;
 mod images;
 mod inspect;
 mod tokenize;
