@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use clap::ValueEnum;
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
 use sdxl_wgpu::pipeline::{Engine, Txt2Img};
 use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
@@ -53,12 +54,7 @@ fn request(c: &Case) -> Txt2Img {
         steps: c.steps,
         cfg: c.cfg,
         seed: c.seed,
-        sampler: match c.sampler.as_str() {
-            "euler_a" => Sampler::EulerAncestral,
-            "dpmpp_2m" => Sampler::DpmPp2m,
-            "ddim" => Sampler::Ddim,
-            _ => Sampler::Euler,
-        },
+        sampler: Sampler::from_str(&c.sampler, false).expect("a sampler name"),
         schedule: if c.schedule == "karras" {
             ScheduleKind::Karras
         } else {

@@ -4,6 +4,7 @@
 //! each stepping rule for eps and v prediction, and Euler a's per-step noise order.
 
 use burn::tensor::{Tensor, TensorData};
+use clap::ValueEnum;
 use sdxl_wgpu::checkpoint::Prediction;
 use sdxl_wgpu::sampling::{Sampler, SamplingRun, ScheduleKind, TorchRng, TrainSchedule};
 
@@ -45,12 +46,7 @@ fn sampling_loops_equal_diffusers() {
     let device = &gpu().device;
     let mut worst = 0f32;
     for run in &fixture.runs {
-        let sampler = match run.sampler.as_str() {
-            "euler" => Sampler::Euler,
-            "euler_a" => Sampler::EulerAncestral,
-            "dpmpp_2m" => Sampler::DpmPp2m,
-            _ => Sampler::Ddim,
-        };
+        let sampler = Sampler::from_str(&run.sampler, false).expect("a sampler name");
         let kind = if run.karras {
             ScheduleKind::Karras
         } else {

@@ -1,6 +1,7 @@
 //! Timesteps and sigmas against diffusers' schedulers for SDXL's config
 //! (`tests/fixtures/schedules.json`, made by `tests/reference/make_schedule_fixtures.py`).
 
+use clap::ValueEnum;
 use sdxl_wgpu::sampling::{schedule, Sampler, ScheduleError, ScheduleKind, TrainSchedule};
 
 #[derive(serde::Deserialize)]
@@ -28,12 +29,7 @@ fn timesteps_and_sigmas_equal_diffusers() {
     let fixture: Fixture = serde_json::from_str(&text).expect("json");
     let train = TrainSchedule::sdxl();
     for case in &fixture.cases {
-        let sampler = match case.sampler.as_str() {
-            "euler" => Sampler::Euler,
-            "euler_a" => Sampler::EulerAncestral,
-            "dpmpp_2m" => Sampler::DpmPp2m,
-            _ => Sampler::Ddim,
-        };
+        let sampler = Sampler::from_str(&case.sampler, false).expect("a sampler name");
         let kind = if case.karras {
             ScheduleKind::Karras
         } else {
