@@ -87,6 +87,8 @@ pub enum DeviceError {
     Unavailable { requested: Backend, found: String },
     #[error("cannot start {adapter}: {reason}")]
     Init { adapter: String, reason: String },
+    #[error("the GPU failed while running: {0}")]
+    Execution(String),
 }
 
 /// One adapter as wgpu reports it.
@@ -201,6 +203,20 @@ fn adapters_on(apis: impl IntoIterator<Item = wgpu::Backend>) -> Vec<AdapterInfo
 pub struct Gpu {
     pub device: Device,
     pub adapter: AdapterInfo,
+}
+
+impl Gpu {
+    /// Waits for the queued work (for timings and progress), surfacing a device failure.
+    pub fn sync(&self) -> Result<(), DeviceError> {
+        self.device
+            .sync()
+            .map_err(|e| DeviceError::Execution(format!("{e:?}")))
+    }
+
+    /// Bytes the device's pools have reserved (what the process holds on the GPU), if known.
+    pub fn reserved_bytes(&self) -> Option<u64> {
+        memory_in_use(&self.device).map(|(_, reserved)| reserved)
+    }
 }
 
 /// The adapter `backend` picks: the best hardware GPU, else a software one, with a warning

@@ -2,6 +2,7 @@
 
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
+use crate::image_io::ImageError;
 use crate::pipeline::PipelineError;
 use crate::sampling::ScheduleError;
 use crate::text_encoder::TextError;
@@ -21,4 +22,6 @@ pub enum Error {
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }

@@ -1,25 +1,8 @@
 //! The command line as users run it: `inspect` text and JSON on the tiny checkpoint, and
 //! `devices` listing the adapter the tests run on.
 
-use std::process::Command;
-
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
-const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{floats, max_pixel_difference, run_cli as run, TINY, TINY_FOLDER};
 
 #[test]
 fn inspect_prints_the_detected_architecture() {
@@ -248,85 +231,4 @@ fn decode_rejects_latents_of_the_wrong_shape() {
         "{err}"
     );
     assert!(!output.exists());
-}
-
-/// `generate` writes the image diffusers' SDXL pipeline makes for the same request and seed.
-#[test]
-fn generate_writes_the_diffusers_image() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let output = dir.path().join("out.png");
-    let (code, out, err) = run(&[
-        "generate",
-        "--model",
-        TINY,
-        "--prompt",
-        "1girl, solo, long hair, masterpiece, best quality",
-        "--negative",
-        "lowres, bad anatomy, worst quality, blurry",
-        "--width",
-        "64",
-        "--height",
-        "64",
-        "--steps",
-        "4",
-        "--cfg",
-        "5",
-        "--seed",
-        "42",
-        "--sampler",
-        "euler_a",
-        "--precision",
-        "f32",
-        "--output",
-        output.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("seed 42: 64x64, 4 steps"), "{out}");
-    let reference = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/pipeline_reference.safetensors"
-    ))
-    .expect("fixture");
-    let reference = safetensors::SafeTensors::deserialize(&reference).expect("safetensors");
-    let want = floats(reference.tensor("euler_a.image").expect("image").data());
-    let png = image::open(&output).expect("a PNG").to_rgb8();
-    assert_eq!(png.dimensions(), (64, 64));
-    let worst = max_pixel_difference(&png, &want);
-    assert!(worst <= 1, "a pixel differs by {worst}");
-}
-
-/// Little-endian f32 values.
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-/// The largest difference, in 8-bit levels, between `png` and a `[1, 3, H, W]` VAE output in
-/// [-1, 1] quantised the way images are written.
-fn max_pixel_difference(png: &image::RgbImage, want: &[f32]) -> i32 {
-    let (w, h) = (png.width() as usize, png.height() as usize);
-    let mut worst = 0i32;
-    for (x, y, p) in png.enumerate_pixels() {
-        for ch in 0..3 {
-            let v = want[(ch * h + y as usize) * w + x as usize];
-            let expected = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as i32;
-            worst = worst.max((i32::from(p[ch]) - expected).abs());
-        }
-    }
-    worst
-}
-
-#[test]
-fn generate_rejects_a_size_not_a_multiple_of_8() {
-    let (code, _, err) = run(&[
-        "generate", "--model", TINY, "--prompt", "x", "--width", "60", "--height", "64", "--steps",
-        "1",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--width 60 --height 64: both must be positive multiples of 8"),
-        "{err}"
-    );
 }

@@ -1,15 +1,20 @@
-//! txt2img on the tiny model against diffusers' StableDiffusionXLPipeline with a seeded CPU
-//! generator (`tests/fixtures/pipeline_reference.safetensors`, made by
-//! `tests/reference/make_pipeline_fixtures.py`): final latents and decoded image, f32. Plus the
-//! request errors, after which the engine still gives the same result.
+//! The engine's runs on the tiny model against diffusers' StableDiffusionXLPipeline and
+//! StableDiffusionXLImg2ImgPipeline with CPU generators (`tests/fixtures/pipeline_reference.safetensors`,
+//! made by `tests/reference/make_pipeline_fixtures.py`): seeded and injected-noise txt2img with
+//! every sampler, a non-square size, negative prompts, size/crop conditioning, img2img at
+//! strength 0.6; final latents, the first guided prediction and the decoded image, f32. Plus GPU
+//! batches, progress events, and the request errors, after which the engine still gives the
+//! same result.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use clap::ValueEnum;
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
-use sdxl_wgpu::pipeline::{Engine, Txt2Img};
-use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
+use sdxl_wgpu::image_io;
+use sdxl_wgpu::pipeline::{
+    Engine, Event, Generated, InitImage, Noise, PipelineError, Request, SizeConditioning,
+};
+use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 use sdxl_wgpu::Error;
 
@@ -27,6 +32,12 @@ struct Case {
     seed: u64,
     sampler: String,
     schedule: String,
+    strength: Option<f64>,
+    noise_seed: Option<u64>,
+    original_width: Option<usize>,
+    original_height: Option<usize>,
+    crop_top: Option<usize>,
+    crop_left: Option<usize>,
 }
 
 fn engine() -> &'static Engine {
@@ -45,8 +56,15 @@ fn reference() -> &'static (BTreeMap<String, Case>, Fixture) {
     })
 }
 
-fn request(c: &Case) -> Txt2Img {
-    Txt2Img {
+fn request(name: &str) -> Request {
+    let (cases, f) = reference();
+    let c = &cases[name];
+    let sampler: SamplerChoice = c.sampler.parse().expect("a sampler name");
+    let init_image = || {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/init_64.png");
+        image_io::read(path.as_ref()).expect("init image")
+    };
+    Request {
         prompt: c.prompt.clone(),
         negative: c.negative.clone(),
         width: c.width,
@@ -54,29 +72,53 @@ fn request(c: &Case) -> Txt2Img {
         steps: c.steps,
         cfg: c.cfg,
         seed: c.seed,
-        sampler: Sampler::from_str(&c.sampler, false).expect("a sampler name"),
+        batch: 1,
+        sampler: sampler.sampler,
         schedule: if c.schedule == "karras" {
             ScheduleKind::Karras
         } else {
             ScheduleKind::Default
         },
         clip_skip: 0,
+        size_conditioning: SizeConditioning {
+            original_width: c.original_width,
+            original_height: c.original_height,
+            crop_top: c.crop_top.unwrap_or(0),
+            crop_left: c.crop_left.unwrap_or(0),
+        },
+        init: c.strength.map(|strength| InitImage {
+            image: init_image(),
+            strength,
+        }),
+        init_noise: c.noise_seed.map(|_| {
+            let (shape, values) = f.tensors[&format!("{name}.noise")].clone();
+            Noise {
+                shape: [shape[0], shape[1], shape[2], shape[3]],
+                values,
+            }
+        }),
         vae_tiling: VaeTiling::Auto,
         vae_precision: VaePrecision::F32,
     }
 }
 
-/// Measured on lavapipe: final latents ≤ 4.0e-6, image ≤ 3.8e-6 relative to their largest values.
+fn generate(request: &Request) -> Result<Generated, Error> {
+    engine().generate(request, &mut |_| {})
+}
+
+/// Measured on lavapipe (max |error| / max |reference|): final latents ≤ 4.0e-6, image
+/// ≤ 3.8e-6, first guided prediction ≤ 2e-6.
 const TOLERANCE: f32 = 2e-5;
 
 #[test]
-fn txt2img_equals_diffusers() {
+fn runs_equal_diffusers() {
     let (cases, f) = reference();
-    for (name, case) in cases {
-        let out = engine().txt2img(&request(case)).expect("generates");
+    for name in cases.keys() {
+        let out = generate(&request(name)).expect("generates");
         for (got, key) in [
             (values(out.final_latents), "final_latents"),
-            (values(out.image), "image"),
+            (values(out.noise_pred_step0), "noise_pred_step0"),
+            (values(out.images), "image"),
         ] {
             let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
             eprintln!("{name}.{key}: relative max error {err:.2e}");
@@ -86,48 +128,149 @@ fn txt2img_equals_diffusers() {
 }
 
 #[test]
+fn a_batch_is_the_images_of_seed_seed_plus_one() {
+    let single = |seed| {
+        let r = Request {
+            seed,
+            ..request("euler_a")
+        };
+        values(generate(&r).expect("generates").final_latents)
+    };
+    let batch = Request {
+        batch: 2,
+        ..request("euler_a")
+    };
+    let out = generate(&batch).expect("generates");
+    let (shape, both) = values(out.final_latents);
+    assert_eq!(shape, [2, 4, 8, 8]);
+    assert_eq!(out.images.dims(), [2, 3, 64, 64]);
+    let half = both.len() / 2;
+    for (i, seed) in [42, 43].into_iter().enumerate() {
+        let item = (vec![1, 4, 8, 8], both[i * half..(i + 1) * half].to_vec());
+        let err = relative_error(&item, &single(seed), "batch item");
+        assert!(err <= 1e-5, "item {i}: {err:.2e}");
+    }
+}
+
+#[test]
+fn events_count_the_steps_run() {
+    for (name, steps) in [("euler_a", 4), ("img2img_euler", 6)] {
+        let mut events = Vec::new();
+        let out = engine()
+            .generate(&request(name), &mut |e| events.push(e))
+            .expect("generates");
+        let done: Vec<(usize, usize)> = events
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Step { done, total } => Some((done, total)),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(usize, usize)> = (1..=steps).map(|d| (d, steps)).collect();
+        assert_eq!(done, want, "{name}");
+        assert!(matches!(events[0], Event::Encoded { .. }), "{events:?}");
+        assert_eq!(out.stats.steps, steps);
+        assert_eq!(out.timesteps.len(), steps, "{name}");
+        assert_eq!(out.sigmas.len(), steps + 1, "{name}");
+    }
+}
+
+#[test]
 fn bad_requests_fail_and_the_engine_still_works() {
-    let (cases, _) = reference();
-    let good = request(&cases["euler_a"]);
-    let before = values(engine().txt2img(&good).expect("generates").final_latents);
-    let bad = [
-        Txt2Img {
+    let good = request("euler_a");
+    let before = values(generate(&good).expect("generates").final_latents);
+    let img2img = request("img2img_euler");
+    let pipeline_errors = [
+        Request {
             width: 60,
             ..good.clone()
         },
-        Txt2Img {
+        Request {
             height: 0,
             ..good.clone()
         },
-        Txt2Img {
-            steps: 0,
+        Request {
+            width: 16384,
             ..good.clone()
         },
-        Txt2Img {
+        Request {
             cfg: f32::NAN,
             ..good.clone()
         },
-        Txt2Img {
+        Request {
+            cfg: -1.0,
+            ..good.clone()
+        },
+        Request {
+            batch: 0,
+            ..good.clone()
+        },
+        Request {
+            init: Some(InitImage {
+                strength: 0.0,
+                ..img2img.init.clone().expect("img2img")
+            }),
+            ..img2img.clone()
+        },
+        Request {
+            init: Some(InitImage {
+                strength: 1.5,
+                ..img2img.init.clone().expect("img2img")
+            }),
+            ..img2img.clone()
+        },
+        // int(1 x 0.6) = 0 steps
+        Request {
+            steps: 1,
+            ..img2img.clone()
+        },
+        Request {
+            init_noise: Some(Noise {
+                shape: [1, 4, 8, 9],
+                values: vec![0.0; 288],
+            }),
+            ..good.clone()
+        },
+        Request {
+            batch: 2,
+            init_noise: Some(Noise {
+                shape: [1, 4, 8, 8],
+                values: vec![0.0; 256],
+            }),
+            ..good.clone()
+        },
+    ];
+    for request in &pipeline_errors {
+        let err = generate(request).err().expect("refused");
+        assert!(matches!(err, Error::Pipeline(_)), "{err}");
+    }
+    assert!(matches!(
+        generate(&Request {
+            steps: 1,
+            ..img2img.clone()
+        }),
+        Err(Error::Pipeline(PipelineError::NoSteps { .. }))
+    ));
+    let other_errors = [
+        Request {
+            steps: 0,
+            ..good.clone()
+        },
+        Request {
             clip_skip: 9,
             ..good.clone()
         },
-        Txt2Img {
+        Request {
             sampler: Sampler::Ddim,
             schedule: ScheduleKind::Karras,
             ..good.clone()
         },
     ];
-    for request in &bad {
-        let err = engine().txt2img(request).err().expect("refused");
-        assert!(
-            matches!(
-                err,
-                Error::Pipeline(_) | Error::Schedule(_) | Error::Text(_)
-            ),
-            "{err}"
-        );
+    for request in &other_errors {
+        let err = generate(request).err().expect("refused");
+        assert!(matches!(err, Error::Schedule(_) | Error::Text(_)), "{err}");
     }
-    let after = values(engine().txt2img(&good).expect("generates").final_latents);
+    let after = values(generate(&good).expect("generates").final_latents);
     assert_eq!(
         before.1, after.1,
         "same request, same latents, after the failures"

@@ -68,7 +68,7 @@ fn sampling_loops_equal_diffusers() {
         let mut x = s.initial_latents(noise);
         for i in 0..run.steps {
             let out = model(s.model_input(&x), s.timestep());
-            x = s.step(out, x, &mut rng);
+            x = s.step(out, x, std::slice::from_mut(&mut rng));
             let want = if i == 0 {
                 Some(&run.first_step)
             } else if i + 1 == run.steps {

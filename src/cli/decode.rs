@@ -2,18 +2,18 @@
 //! with the checkpoint's VAE (loaded alone), tiled where the adapter needs it. For latents saved
 //! by another tool or backend (diffusers' latents, `--dump`'s `final_latents`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{gpu, images};
+use super::{gpu, tensor_file};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
-use safetensors::{Dtype, SafeTensors};
 
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
 use sdxl_wgpu::device::Backend;
+use sdxl_wgpu::image_io;
 use sdxl_wgpu::vae::{VaeLimits, VaePrecision, VaeTiling};
 
 #[derive(Args, Debug)]
@@ -42,7 +42,11 @@ pub struct DecodeArgs {
 }
 
 pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
-    let (shape, mut values) = read_latents(&args.latents, args.name.as_deref())?;
+    let (shape, mut values) = tensor_file::read_4d(
+        &args.latents,
+        args.name.as_deref(),
+        &["final_latents", "latents"],
+    )?;
     let checkpoint = Checkpoint::open(&args.model)?;
     let cfg = &checkpoint.config.vae;
     if shape[1] != cfg.latent_channels {
@@ -74,67 +78,10 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         },
         args.vae_precision
     );
-    for path in images::save(image, &args.output)? {
+    for (i, rgb) in image_io::to_rgb(image)?.iter().enumerate() {
+        let path = image_io::numbered(&args.output, i);
+        image_io::save(rgb, &path, None)?;
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// The latents tensor as `[B, C, h, w]` and f32 values.
-fn read_latents(path: &Path, name: Option<&str>) -> anyhow::Result<([usize; 4], Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let names = file.names();
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => ["final_latents", "latents"]
-            .into_iter()
-            .find(|n| names.iter().any(|m| m == n))
-            .map(str::to_string)
-            .or_else(|| (names.len() == 1).then(|| names[0].to_string()))
-            .with_context(|| {
-                format!(
-                    "{}: name the latents with --name (tensors: {names:?})",
-                    path.display()
-                )
-            })?,
-    };
-    let t = file
-        .tensor(&name)
-        .with_context(|| format!("{}: no tensor `{name}`", path.display()))?;
-    let shape: [usize; 4] = match *t.shape() {
-        [b, c, h, w] => [b, c, h, w],
-        [c, h, w] => [1, c, h, w],
-        ref s => bail!(
-            "{}: `{name}` has shape {s:?}, not [B, 4, h, w]",
-            path.display()
-        ),
-    };
-    let data = t.data();
-    let values: Vec<f32> = match t.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => bail!(
-            "{}: `{name}` is {other:?}; latents must be f32, f16 or bf16",
-            path.display()
-        ),
-    };
-    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-        bail!(
-            "{}: `{name}` holds a non-finite value ({bad})",
-            path.display()
-        );
-    }
-    Ok((shape, values))
 }

@@ -7,12 +7,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::tensor::Tensor;
 use clap::Args;
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 
 use super::gpu;
+use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::text_encoder::TextOptions;
@@ -71,16 +69,13 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     let conditioning = encoders.encode(&positive, &negative, options)?;
     let c = &conditioning;
     let tensors = [
-        (
-            "negative_prompt_embeds",
-            host(c.context.clone().slice(0..1))?,
-        ),
-        ("prompt_embeds", host(c.context.clone().slice(1..2))?),
-        (
+        HostTensor::from_device("negative_prompt_embeds", c.context.clone().slice(0..1))?,
+        HostTensor::from_device("prompt_embeds", c.context.clone().slice(1..2))?,
+        HostTensor::from_device(
             "negative_pooled_prompt_embeds",
-            host(c.pooled.clone().slice(0..1))?,
-        ),
-        ("pooled_prompt_embeds", host(c.pooled.clone().slice(1..2))?),
+            c.pooled.clone().slice(0..1),
+        )?,
+        HostTensor::from_device("pooled_prompt_embeds", c.pooled.clone().slice(1..2))?,
     ];
     let encode_s = start.elapsed().as_secs_f64();
 
@@ -91,7 +86,12 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
         if f16 { "f16" } else { "f32" }
     );
     println!("chunks: {} (77 tokens each)", conditioning.chunks);
-    for (name, (shape, values)) in &tensors {
+    for HostTensor {
+        name,
+        shape,
+        values,
+    } in &tensors
+    {
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         let var = values
@@ -107,40 +107,13 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     println!("load {load_s:.2} s, encode {:.1} ms", encode_s * 1e3);
 
     if let Some(path) = &args.output {
-        let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
-            .iter()
-            .map(|(name, (shape, values))| {
-                let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (*name, shape.clone(), raw)
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(name, shape, raw)| {
-                TensorView::new(Dtype::F32, shape.clone(), raw).map(|v| (name.to_string(), v))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let metadata = HashMap::from([
             ("prompt".to_string(), args.prompt.clone()),
             ("negative_prompt".to_string(), args.negative.clone()),
             ("clip_skip".to_string(), args.clip_skip.to_string()),
         ]);
-        safetensors::serialize_to_file(views, Some(metadata), path)
-            .with_context(|| format!("writing {}", path.display()))?;
+        tensor_file::write(path, &tensors, metadata)?;
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// A device tensor's shape and f32 values.
-fn host<const D: usize>(t: Tensor<D>) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
-    let shape = t.dims().to_vec();
-    let data = t
-        .try_into_data()
-        .map_err(|e| anyhow::anyhow!("reading the result from the device: {e:?}"))?;
-    let values = data
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading the result from the device: {e:?}"))?;
-    Ok((shape, values))
 }

@@ -1,136 +1,319 @@
-//! `sdxl-wgpu generate --model MODEL --prompt TEXT`: txt2img on one loaded engine; batch image i
-//! uses seed + i. Noise comes from PyTorch's CPU generator, so a seed gives diffusers' (and
-//! ComfyUI's CPU-noise) initial latents on every backend.
+//! `sdxl-wgpu generate --model MODEL --prompt TEXT`: txt2img or img2img on one loaded engine,
+//! for one request (the flags) or many (`--jobs FILE.jsonl`, one JSON request per line, run
+//! without reloading the model). Images carry A1111 metadata; `--dump` writes the run's
+//! intermediate tensors.
 
-use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use anyhow::bail;
 use clap::Args;
 
-use super::{gpu, images};
+use super::gpu;
+use super::job::{read_jobs, Job, JobArgs};
+use super::progress::Progress;
+use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::{Checkpoint, Prediction, WeightDtype};
 use sdxl_wgpu::device::{Backend, Precision};
-use sdxl_wgpu::pipeline::{Engine, Txt2Img};
-use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
-use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
+use sdxl_wgpu::image_io::{self, metadata::Infotext, ImageMetadata};
+use sdxl_wgpu::pipeline::{Engine, Generated};
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// A single-file `.safetensors` checkpoint or a diffusers model folder.
     #[arg(long)]
     model: PathBuf,
-    /// The prompt (A1111 syntax: `(word:1.2)`, `[word]`, `BREAK`).
+    #[command(flatten)]
+    job: JobArgs,
+    /// Run every request of a JSON-lines file (one object per line with the request flags'
+    /// names in snake_case; the flags given here are the defaults of every job).
     #[arg(long)]
-    prompt: String,
-    /// The negative prompt; empty gives SDXL's all-zero negative conditioning.
-    #[arg(long, default_value = "")]
-    negative: String,
-    #[arg(long, default_value_t = 1024)]
-    width: usize,
-    #[arg(long, default_value_t = 1024)]
-    height: usize,
-    #[arg(long, default_value_t = 28)]
-    steps: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 6.0)]
-    cfg: f32,
-    /// Seed of the first image (default: random, printed).
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long, value_enum, default_value_t = Sampler::Euler)]
-    sampler: Sampler,
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Default)]
-    schedule: ScheduleKind,
-    /// Images to generate, seeds seed, seed+1, ...
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
-    /// Output image (png, jpg or webp by extension); batch item i > 0 gets `-i`.
-    #[arg(long, default_value = "output.png")]
-    output: PathBuf,
-    /// Layers to skip beyond SDXL's penultimate one (diffusers' clip_skip).
-    #[arg(long, default_value_t = 0)]
-    clip_skip: usize,
+    jobs: Option<PathBuf>,
     /// Override the detected prediction type.
     #[arg(long, value_enum)]
     prediction: Option<Prediction>,
     #[arg(long, value_enum, default_value_t = Precision::Auto)]
     precision: Precision,
-    #[arg(long, value_enum, default_value_t = VaeTiling::Auto)]
-    vae_tiling: VaeTiling,
-    #[arg(long, value_enum, default_value_t = VaePrecision::F32)]
-    vae_precision: VaePrecision,
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    if args.batch == 0 {
-        anyhow::bail!("--batch 0: at least one image");
-    }
-    let seed = args.seed.unwrap_or_else(random_seed);
-    let request = |i: usize| Txt2Img {
-        prompt: args.prompt.clone(),
-        negative: args.negative.clone(),
-        width: args.width,
-        height: args.height,
-        steps: args.steps,
-        cfg: args.cfg,
-        seed: seed + i as u64,
-        sampler: args.sampler,
-        schedule: args.schedule,
-        clip_skip: args.clip_skip,
-        vae_tiling: args.vae_tiling,
-        vae_precision: args.vae_precision,
+    let default_output = PathBuf::from("output.png");
+    // every request resolved (files read, policy applied, checked) before the model loads
+    let jobs: Vec<(String, anyhow::Result<Job>)> = match &args.jobs {
+        None => vec![(String::new(), Ok(args.job.resolve(&default_output)?))],
+        Some(file) => {
+            // --output names the jobs' outputs by line; the other flags are their defaults
+            let base = args.job.output.clone().unwrap_or(default_output);
+            let defaults = JobArgs {
+                output: None,
+                ..args.job.clone()
+            };
+            read_jobs(file)?
+                .into_iter()
+                .map(|(line, job)| {
+                    let label = format!("{} line {line}: ", file.display());
+                    let numbered = line_output(&base, line);
+                    let job = job.and_then(|j| j.over(&defaults).resolve(&numbered));
+                    (label, job)
+                })
+                .collect()
+        }
     };
-    request(0).check()?; // before the (slow) load
+    let mut failed = 0;
+    for (label, job) in &jobs {
+        match job {
+            Ok(job) => {
+                for c in &job.corrections {
+                    eprintln!(
+                        "warning: {label}quality policy ({}): {c}",
+                        job.policy.profile().name
+                    );
+                }
+                for w in &job.warnings {
+                    eprintln!("warning: {label}{w}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {label}{e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed == jobs.len() {
+        bail!("no job to run");
+    }
+
     let checkpoint = Checkpoint::open(&args.model)?;
     let gpu = gpu::open(args.backend)?;
     let dtype = gpu::weight_dtype(&gpu, args.precision);
-    let f16 = dtype == WeightDtype::F16;
     let start = Instant::now();
     let mut engine = Engine::load(gpu, checkpoint, dtype)?;
+    engine.gpu.sync()?;
+    let load_s = start.elapsed().as_secs_f64();
     if let Some(prediction) = args.prediction {
         engine.prediction = prediction;
     }
     println!(
-        "{} on {} ({}), {}, loaded in {:.1} s",
+        "{} on {} ({}), {}, loaded in {load_s:.1} s",
         engine.checkpoint.variant,
         engine.gpu.adapter.name,
         engine.gpu.adapter.api,
-        if f16 { "f16" } else { "f32" },
-        start.elapsed().as_secs_f64()
+        if dtype == WeightDtype::F16 {
+            "f16"
+        } else {
+            "f32"
+        },
     );
+    let model = ModelInfo::of(&args.model);
 
-    for i in 0..args.batch {
-        let request = request(i);
-        let start = Instant::now();
-        let out = engine.txt2img(&request)?;
-        let path = images::numbered(&args.output, i);
-        images::save(out.image, &path)?;
-        println!(
-            "seed {}: {}x{}, {} steps {:?} {:?}, cfg {} -> {} ({:.1} s)",
-            request.seed,
-            request.width,
-            request.height,
-            request.steps,
-            request.sampler,
-            request.schedule,
-            request.cfg,
-            path.display(),
-            start.elapsed().as_secs_f64()
-        );
+    let mut progress = Progress::new(args.quiet);
+    for (label, job) in &jobs {
+        let Ok(job) = job else { continue };
+        progress.start(label.clone());
+        let result = engine
+            .generate(&job.request, &mut |e| progress.on_event(e))
+            .map_err(anyhow::Error::from)
+            .and_then(|out| write_outputs(job, &out, &model).map(|()| out));
+        match result {
+            Ok(out) => summarize(label, job, &out),
+            Err(e) if args.jobs.is_some() => {
+                progress.abandon();
+                eprintln!("error: {label}{e:#}");
+                failed += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} jobs failed", jobs.len());
     }
     Ok(())
 }
 
-/// A seed in A1111's range [0, 2^32) from the clock.
-fn random_seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    // splitmix64 of the clock, so consecutive runs do not get neighbouring seeds
-    let mut z = (nanos as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) & 0xffff_ffff
+/// `out.png` -> `out-LINE.png` for a job on line `line` that names no output.
+fn line_output(base: &Path, line: usize) -> PathBuf {
+    let stem = base.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = base
+        .extension()
+        .map_or("png".into(), |e| e.to_string_lossy());
+    base.with_file_name(format!("{stem}-{line}.{ext}"))
+}
+
+/// The model as the metadata names it.
+struct ModelInfo {
+    path: PathBuf,
+    name: String,
+    /// A1111's short hash (files only; a diffusers folder has none).
+    hash: Option<String>,
+}
+
+impl ModelInfo {
+    fn of(path: &Path) -> Self {
+        let hash = if path.is_file() {
+            match image_io::model_hash(path) {
+                Ok(hash) => Some(hash),
+                Err(e) => {
+                    eprintln!("warning: {}: cannot hash the model: {e}", path.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        ModelInfo {
+            path: path.to_path_buf(),
+            name: path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            hash,
+        }
+    }
+}
+
+/// The images (with metadata) and the dump of one run.
+fn write_outputs(job: &Job, out: &Generated, model: &ModelInfo) -> anyhow::Result<()> {
+    let images = image_io::to_rgb(out.images.clone())?;
+    for (i, image) in images.iter().enumerate() {
+        let path = image_io::numbered(&job.output, i);
+        let metadata = metadata(job, model, job.request.seed + i as u64)?;
+        image_io::save(image, &path, Some(&metadata))?;
+    }
+    if let Some(path) = &job.dump {
+        write_dump(path, job, out)?;
+    }
+    Ok(())
+}
+
+/// The PNG text of image `seed` of `job`.
+fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMetadata> {
+    let r = &job.request;
+    let mut fields: Vec<(String, String)> = vec![
+        ("Steps".into(), r.steps.to_string()),
+        ("Sampler".into(), r.sampler.a1111_name().into()),
+        ("Schedule type".into(), r.schedule.a1111_name().into()),
+        ("CFG scale".into(), r.cfg.to_string()),
+        ("Seed".into(), seed.to_string()),
+        ("Size".into(), format!("{}x{}", r.width, r.height)),
+    ];
+    if let Some(hash) = &model.hash {
+        fields.push(("Model hash".into(), hash.clone()));
+    }
+    fields.push(("Model".into(), model.name.clone()));
+    if let Some(init) = &r.init {
+        fields.push(("Denoising strength".into(), init.strength.to_string()));
+    }
+    if r.clip_skip > 0 {
+        // A1111 counts the default (penultimate) layer as 1
+        fields.push(("Clip skip".into(), (r.clip_skip + 1).to_string()));
+    }
+    if !job.corrections.is_empty() {
+        let text: Vec<String> = job.corrections.iter().map(|c| c.to_string()).collect();
+        fields.push(("Quality policy".into(), text.join(", ")));
+    }
+    let version = format!("sdxl-wgpu {}", env!("CARGO_PKG_VERSION"));
+    fields.push(("Version".into(), version.clone()));
+    let parameters = image_io::parameters(&Infotext {
+        prompt: r.prompt.clone(),
+        negative: r.negative.clone(),
+        fields,
+    });
+    let mut json = serde_json::to_value(JobArgs {
+        seed: Some(seed),
+        ..job.record.clone()
+    })?;
+    if let Some(object) = json.as_object_mut() {
+        object.insert("model".into(), model.path.display().to_string().into());
+        object.insert("model_hash".into(), model.hash.clone().into());
+        object.insert(
+            "quality_policy".into(),
+            serde_json::to_value(&job.corrections)?,
+        );
+        object.insert("version".into(), version.into());
+    }
+    Ok(ImageMetadata {
+        parameters,
+        json: serde_json::to_string(&json)?,
+    })
+}
+
+/// `--dump`: the run's intermediate tensors, f32, diffusers' names, batch-sized like the
+/// pipeline's.
+fn write_dump(path: &Path, job: &Job, out: &Generated) -> anyhow::Result<()> {
+    let b = job.request.batch;
+    let c = &out.conditioning;
+    let repeat = |t: burn::tensor::Tensor<3>| t.repeat_dim(0, b);
+    let repeat2 = |t: burn::tensor::Tensor<2>| t.repeat_dim(0, b);
+    let n = out.timesteps.len();
+    let tensors = [
+        HostTensor::from_device("prompt_embeds", repeat(c.context.clone().slice(1..2)))?,
+        HostTensor::from_device(
+            "pooled_prompt_embeds",
+            repeat2(c.pooled.clone().slice(1..2)),
+        )?,
+        HostTensor::from_device(
+            "negative_prompt_embeds",
+            repeat(c.context.clone().slice(0..1)),
+        )?,
+        HostTensor::from_device(
+            "negative_pooled_prompt_embeds",
+            repeat2(c.pooled.clone().slice(0..1)),
+        )?,
+        HostTensor::new("add_time_ids", vec![b, 6], out.add_time_ids.repeat(b)),
+        HostTensor::new("timesteps", vec![n], out.timesteps.clone()),
+        HostTensor::new("sigmas", vec![out.sigmas.len()], out.sigmas.clone()),
+        HostTensor::from_device("noise_pred_step0", out.noise_pred_step0.clone())?,
+        HostTensor::from_device("final_latents", out.final_latents.clone())?,
+        HostTensor::from_device("image", out.images.clone())?,
+    ];
+    let metadata = HashMap::from([("request".to_string(), serde_json::to_string(&job.record)?)]);
+    tensor_file::write(path, &tensors, metadata)
+}
+
+/// One line per request: what ran, where it went, where the time went.
+fn summarize(label: &str, job: &Job, out: &Generated) {
+    let r = &job.request;
+    let s = &out.stats;
+    let mut paths: Vec<String> = (0..r.batch)
+        .map(|i| image_io::numbered(&job.output, i).display().to_string())
+        .collect();
+    if let Some(dump) = &job.dump {
+        paths.push(format!("dump {}", dump.display()));
+    }
+    println!(
+        "{label}seed {}: {}x{}, {} steps {} {}, cfg {}{} -> {}",
+        r.seed,
+        r.width,
+        r.height,
+        r.steps,
+        r.sampler.a1111_name(),
+        r.schedule.a1111_name(),
+        r.cfg,
+        r.init.as_ref().map_or(String::new(), |i| format!(
+            ", img2img strength {}",
+            i.strength
+        )),
+        paths.join(", ")
+    );
+    let image_encode = if r.init.is_some() {
+        format!("image encode {:.2} s, ", s.image_encode.as_secs_f64())
+    } else {
+        String::new()
+    };
+    println!(
+        "  text encode {:.2} s, {image_encode}denoise {:.2} s ({:.2} it/s), VAE decode {:.2} s, peak device memory {}",
+        s.encode.as_secs_f64(),
+        s.denoise.as_secs_f64(),
+        s.steps_per_second(),
+        s.decode.as_secs_f64(),
+        s.peak_reserved_bytes
+            .map_or("unknown".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)),
+    );
 }

@@ -5,8 +5,10 @@ mod devices;
 mod encode;
 mod generate;
 mod gpu;
-mod images;
 mod inspect;
+mod job;
+mod progress;
+mod tensor_file;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -34,8 +36,8 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Decode latents (a safetensors file) to PNG with the checkpoint's VAE.
     Decode(decode::DecodeArgs),
-    /// Generate images from a prompt (txt2img).
-    Generate(generate::GenerateArgs),
+    /// Generate images: txt2img, img2img (--init-image), many requests (--jobs).
+    Generate(Box<generate::GenerateArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,6 +47,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(args) => encode::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Decode(args) => decode::run(args),
-        Command::Generate(args) => generate::run(args),
+        Command::Generate(args) => generate::run(*args),
     }
 }

@@ -3,10 +3,12 @@
 //! drawn on the CPU by PyTorch's generator (`torch_rng.rs`) and uploaded, so a seed gives the
 //! same latents on every GPU and backend, and the same as diffusers with a CPU generator.
 
+mod names;
 mod sampler;
 mod schedule;
 mod torch_rng;
 
-pub use sampler::SamplingRun;
+pub use names::{SamplerChoice, UnknownSampler};
+pub use sampler::{noise_like, SamplingRun};
 pub use schedule::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TrainSchedule};
 pub use torch_rng::TorchRng;

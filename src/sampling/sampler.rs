@@ -53,9 +53,46 @@ impl SamplingRun {
         self.step
     }
 
+    /// Steps a run of `steps` steps takes when it starts from an image at `strength` (img2img):
+    /// diffusers' `int(steps * strength)`. 0 means the image would be returned unchanged.
+    pub fn img2img_steps(steps: usize, strength: f64) -> usize {
+        ((steps as f64 * strength) as usize).min(steps)
+    }
+
+    /// img2img: start at `step` instead of 0 (diffusers' `set_begin_index`); the multistep
+    /// state starts empty there, as diffusers' does.
+    pub fn start_at(&mut self, step: usize) {
+        self.step = step.min(self.schedule.timesteps.len());
+        self.previous_x0 = None;
+    }
+
     /// The first latents from unit-variance noise.
     pub fn initial_latents(&self, noise: Tensor<4>) -> Tensor<4> {
         noise * self.schedule.init_noise_sigma
+    }
+
+    /// Clean latents `x0` noised to the current step's level, as the scheduler's `add_noise`
+    /// does: `x0 + sigma * noise` for the Euler samplers, `alpha * x0 + alpha * sigma * noise`
+    /// (alpha = 1 / sqrt(sigma^2 + 1)) in the variance-preserving space of DPM++ and DDIM.
+    pub fn add_noise(&self, x0: Tensor<4>, noise: Tensor<4>) -> Tensor<4> {
+        let sigma = f64::from(self.schedule.sigmas[self.step]);
+        match self.sampler {
+            Sampler::Euler | Sampler::EulerAncestral => x0 + noise * sigma,
+            Sampler::DpmPp2m => {
+                let alpha = 1.0 / (sigma * sigma + 1.0).sqrt();
+                x0 * alpha + noise * (alpha * sigma)
+            }
+            Sampler::Ddim => {
+                let t = self.schedule.timesteps[self.step] as usize;
+                let alpha = f64::from(self.alphas_cumprod[t]);
+                x0 * alpha.sqrt() + noise * (1.0 - alpha).sqrt()
+            }
+        }
+    }
+
+    /// Steps left to take.
+    pub fn steps_left(&self) -> usize {
+        self.schedule.timesteps.len() - self.step
     }
 
     /// The UNet's timestep at the current step.
@@ -74,9 +111,10 @@ impl SamplingRun {
         }
     }
 
-    /// Latents of the next step from the (guided) prediction `output` at latents `x`. Euler a
-    /// draws its noise from `rng`, after the initial noise, as diffusers does.
-    pub fn step(&mut self, output: Tensor<4>, x: Tensor<4>, rng: &mut TorchRng) -> Tensor<4> {
+    /// Latents of the next step from the (guided) prediction `output` at latents `x`
+    /// (`[B, ...]`). Euler a draws its noise for batch item i from `rngs[i]`, after the
+    /// initial noise, as diffusers does with one generator per image.
+    pub fn step(&mut self, output: Tensor<4>, x: Tensor<4>, rngs: &mut [TorchRng]) -> Tensor<4> {
         let i = self.step;
         let sigmas = &self.schedule.sigmas;
         let (sigma, next) = (f64::from(sigmas[i]), f64::from(sigmas[i + 1]));
@@ -89,7 +127,7 @@ impl SamplingRun {
                 } else {
                     let up = (next * next * (sigma * sigma - next * next) / (sigma * sigma)).sqrt();
                     let down = (next * next - up * up).sqrt();
-                    let noise = noise_like(&x, rng);
+                    let noise = noise_like(&x, rngs);
                     x + derivative * (down - sigma) + noise * up
                 }
             }
@@ -155,9 +193,10 @@ impl SamplingRun {
     }
 }
 
-/// Standard normal noise shaped like `x`, from the CPU generator.
-fn noise_like(x: &Tensor<4>, rng: &mut TorchRng) -> Tensor<4> {
-    let shape = x.dims();
-    let values = rng.randn(shape.iter().product());
-    Tensor::from_data(TensorData::new(values, shape), &x.device())
+/// Standard normal noise shaped like `x` (`[B, ...]`), item i from `rngs[i]`.
+pub fn noise_like(x: &Tensor<4>, rngs: &mut [TorchRng]) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    assert_eq!(b, rngs.len(), "one generator per batch item");
+    let values: Vec<f32> = rngs.iter_mut().flat_map(|r| r.randn(c * h * w)).collect();
+    Tensor::from_data(TensorData::new(values, [b, c, h, w]), &x.device())
 }

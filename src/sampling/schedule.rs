@@ -8,18 +8,34 @@
 //! cumulative product); the rest in f64 like NumPy, then stored as f32.
 
 /// The sampler, as far as its schedule is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Sampler {
     Euler,
     #[value(name = "euler_a")]
+    #[serde(rename = "euler_a")]
     EulerAncestral,
     #[value(name = "dpmpp_2m")]
+    #[serde(rename = "dpmpp_2m")]
     DpmPp2m,
     Ddim,
 }
 
 /// `--schedule`: the checkpoint's own (SDXL: `leading` discrete timesteps) or Karras sigmas.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     #[default]
     Default,

@@ -39,7 +39,18 @@ pub struct VaeConfig {
 
 /// The precision the VAE computes in (`--vae-precision`): f32 by default, because SDXL's VAE
 /// overflows in f16 (black or speckled images) unless it is the fp16-fix VAE.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum VaePrecision {
     #[default]
     F32,

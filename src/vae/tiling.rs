@@ -14,7 +14,18 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use super::{AutoencoderKl, LatentDistribution, VaeConfig};
 
 /// `--vae-tiling`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum VaeTiling {
     /// Tile only when an untiled pass would not fit ([`VaeLimits`]).
     #[default]

@@ -83,3 +83,42 @@ pub fn relative_error(
         err / scale
     }
 }
+
+/// The tiny model as a diffusers folder.
+pub const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
+
+/// Runs the `sdxl-wgpu` binary: exit code, stdout, stderr.
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Little-endian f32 values.
+pub fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The largest difference, in 8-bit levels, between `png` and a `[1, 3, H, W]` VAE output in
+/// [-1, 1] quantised the way images are written.
+pub fn max_pixel_difference(png: &image::RgbImage, want: &[f32]) -> i32 {
+    let (w, h) = (png.width() as usize, png.height() as usize);
+    let mut worst = 0i32;
+    for (x, y, p) in png.enumerate_pixels() {
+        for ch in 0..3 {
+            let v = want[(ch * h + y as usize) * w + x as usize];
+            let expected = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as i32;
+            worst = worst.max((i32::from(p[ch]) - expected).abs());
+        }
+    }
+    worst
+}

@@ -1,32 +1,108 @@
 #!/usr/bin/env python3
-"""Builds tests/fixtures/pipeline_reference.safetensors: whole txt2img runs of diffusers'
-StableDiffusionXLPipeline on the tiny model (f32, CPU generator), for the engine's pipeline to
-match: the final latents (before dividing by the VAE scaling factor) and the decoded image
-(`vae.decode(latents / scaling_factor).sample`, before clamping). Each case's request is in the
-metadata. Never run in CI; run after make_fixtures.py in the pinned environment:
+"""Builds tests/fixtures/pipeline_reference.safetensors (and tests/fixtures/init_64.png): whole
+runs of diffusers' StableDiffusionXLPipeline and StableDiffusionXLImg2ImgPipeline on the tiny
+model (f32, CPU generators), for the engine's pipeline to match. Per case:
+
+- `final_latents` (before dividing by the VAE scaling factor) and `image`
+  (`vae.decode(latents / scaling_factor).sample`, before clamping);
+- `noise_pred_step0`: the guided prediction the scheduler gets at the first step;
+- `noise` for cases run on injected noise (diffusers' `latents=` argument, i.e. before scaling by
+  the initial sigma).
+
+img2img cases start from the *posterior mean* of the init image (the engine's choice; diffusers
+samples it): the mean, times the scaling factor, is passed as 4-channel `image`, which diffusers
+uses as the initial latents as is; the noise added at the start step is then the generator's
+first draw, as in the engine. Each case's request is in the metadata. Never run in CI; run after
+make_fixtures.py in the pinned environment:
 
     ~/refenv/bin/python tests/reference/make_pipeline_fixtures.py
 """
 
+import functools
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
-from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+)
+from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_text_fixtures import FOLDER, FIXTURES, tokenizers  # noqa: E402
 
+NEG = "lowres, bad anatomy, worst quality, blurry"
+INIT_IMAGE = FIXTURES / "init_64.png"
+
 CASES = [
+    # seeded (the engine draws the same noise from the same seed)
     dict(name="euler_a", prompt="1girl, solo, long hair, masterpiece, best quality",
-         negative="lowres, bad anatomy, worst quality, blurry", width=64, height=64, steps=4, cfg=5.0,
-         seed=42, sampler="euler_a", schedule="default"),
+         negative=NEG, width=64, height=64, steps=4, cfg=5.0, seed=42, sampler="euler_a", schedule="default"),
     dict(name="dpmpp_2m_karras", prompt="a cat sitting on a windowsill, sunset",
          negative="", width=96, height=64, steps=5, cfg=7.0, seed=7, sampler="dpmpp_2m", schedule="karras"),
+    # injected noise
+    dict(name="euler_noise", prompt="a lighthouse on a cliff, stormy sea", negative=NEG,
+         width=96, height=64, steps=5, cfg=6.0, seed=0, noise_seed=1001, sampler="euler", schedule="default"),
+    dict(name="dpmpp_2m_karras_noise", prompt="portrait of a knight, detailed armor", negative="",
+         width=64, height=64, steps=6, cfg=7.0, seed=0, noise_seed=1002, sampler="dpmpp_2m", schedule="karras"),
+    dict(name="ddim_noise", prompt="a watercolor fox in the snow", negative=NEG,
+         width=64, height=96, steps=5, cfg=5.0, seed=0, noise_seed=1003, sampler="ddim", schedule="default",
+         original_width=192, original_height=128, crop_top=16, crop_left=8),
+    # img2img from tests/fixtures/init_64.png at strength 0.6
+    dict(name="img2img_euler", prompt="a red house by a lake, oil painting", negative=NEG,
+         width=64, height=64, steps=10, cfg=6.0, seed=3, sampler="euler", schedule="default", strength=0.6),
+    dict(name="img2img_euler_a", prompt="a red house by a lake, oil painting", negative="",
+         width=64, height=64, steps=8, cfg=6.0, seed=11, sampler="euler_a", schedule="default", strength=0.6),
+    dict(name="img2img_dpmpp_2m", prompt="a red house by a lake", negative=NEG,
+         width=64, height=64, steps=10, cfg=7.0, seed=5, sampler="dpmpp_2m", schedule="default", strength=0.6),
+    dict(name="img2img_ddim", prompt="a red house by a lake", negative=NEG,
+         width=64, height=64, steps=10, cfg=7.0, seed=9, sampler="ddim", schedule="default", strength=0.6),
 ]
+
+
+def scheduler_for(case, base):
+    if case["sampler"] == "euler":
+        return EulerDiscreteScheduler.from_config(base, use_karras_sigmas=case["schedule"] == "karras")
+    if case["sampler"] == "euler_a":
+        return EulerAncestralDiscreteScheduler.from_config(base)
+    if case["sampler"] == "dpmpp_2m":
+        return DPMSolverMultistepScheduler.from_config(
+            base, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=case["schedule"] == "karras"
+        )
+    # SDXL base's DDIM settings (the tiny folder's Euler config lacks them)
+    return DDIMScheduler.from_config(base, clip_sample=False, set_alpha_to_one=False)
+
+
+def init_image() -> Image.Image:
+    """A deterministic 64x64 picture: gradients, a disc and a little seeded noise."""
+    y, x = np.mgrid[0:64, 0:64].astype(np.float32)
+    r = x * 4
+    g = y * 4
+    b = np.where((x - 40) ** 2 + (y - 24) ** 2 < 150, 230, 60).astype(np.float32)
+    rgb = np.stack([r, g, b], -1) + np.random.default_rng(0).normal(0, 8, (64, 64, 3))
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def record_first_prediction(scheduler, store):
+    step = scheduler.step
+
+    # functools.wraps keeps step's signature visible: the pipeline passes `generator` only to a
+    # step() whose signature names it
+    @functools.wraps(step)
+    def wrapped(model_output, *args, **kwargs):
+        store.setdefault("noise_pred_step0", model_output.detach().clone())
+        return step(model_output, *args, **kwargs)
+
+    scheduler.step = wrapped
 
 
 def main() -> int:
@@ -35,29 +111,46 @@ def main() -> int:
         pipe = StableDiffusionXLPipeline.from_pretrained(
             FOLDER, tokenizer=tok, tokenizer_2=tok_2, variant="fp16", torch_dtype=torch.float32
         )
+    img2img = StableDiffusionXLImg2ImgPipeline(**pipe.components)
     base = pipe.scheduler.config
+    sf = pipe.vae.config.scaling_factor
+    init_image().save(INIT_IMAGE)
+    image_in = Image.open(INIT_IMAGE).convert("RGB")
     tensors = {}
     for case in CASES:
-        if case["sampler"] == "euler_a":
-            pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(base)
-        else:
-            pipe.scheduler = DPMSolverMultistepScheduler.from_config(
-                base, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=case["schedule"] == "karras"
-            )
+        store = {}
+        scheduler = scheduler_for(case, base)
+        record_first_prediction(scheduler, store)
         g = torch.Generator("cpu").manual_seed(case["seed"])
+        common = dict(
+            prompt=case["prompt"], negative_prompt=case["negative"] or None,
+            num_inference_steps=case["steps"], guidance_scale=case["cfg"], generator=g, output_type="latent",
+        )
+        if "original_width" in case:
+            common.update(original_size=(case["original_height"], case["original_width"]),
+                          crops_coords_top_left=(case["crop_top"], case["crop_left"]))
         with torch.no_grad():
-            latents = pipe(
-                prompt=case["prompt"], negative_prompt=case["negative"] or None,
-                width=case["width"], height=case["height"], num_inference_steps=case["steps"],
-                guidance_scale=case["cfg"], generator=g, output_type="latent",
-            ).images
-            image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+            if "strength" in case:
+                img2img.scheduler = scheduler
+                pixels = img2img.image_processor.preprocess(image_in)
+                mean = img2img.vae.encode(pixels).latent_dist.mean * sf
+                latents = img2img(image=mean, strength=case["strength"], **common).images
+            else:
+                pipe.scheduler = scheduler
+                noise = None
+                if "noise_seed" in case:
+                    shape = (1, 4, case["height"] // 8, case["width"] // 8)
+                    noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(case["noise_seed"]))
+                    tensors[f"{case['name']}.noise"] = noise.contiguous()
+                latents = pipe(width=case["width"], height=case["height"], latents=noise, **common).images
+            image = pipe.vae.decode(latents / sf).sample
         tensors[f"{case['name']}.final_latents"] = latents.contiguous()
         tensors[f"{case['name']}.image"] = image.contiguous()
+        tensors[f"{case['name']}.noise_pred_step0"] = store["noise_pred_step0"].contiguous()
         print(case["name"], list(latents.shape), float(latents.abs().max()), float(image.abs().max()))
     path = FIXTURES / "pipeline_reference.safetensors"
     save_file(tensors, path, metadata={"cases": json.dumps({c["name"]: c for c in CASES})})
-    print(path)
+    print(path, INIT_IMAGE)
     return 0
 
 

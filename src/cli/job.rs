@@ -1,0 +1,322 @@
+//! One generation request as the user states it: the flags of `generate`, or one line of a
+//! `--jobs` file (a JSON object with the same fields, snake_case). Resolving it applies the
+//! preset and the quality policy, reads the init image and noise, and checks everything that
+//! needs no model, so a bad request fails before the model loads.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::tensor_file;
+use sdxl_wgpu::image_io;
+use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
+use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
+use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
+use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
+
+/// The request flags. Unset fields take the preset's value (size, steps, CFG), the init
+/// image's size, or the documented default; in a jobs file, a job's fields override the
+/// command line's.
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobArgs {
+    /// The prompt (A1111 syntax: `(word:1.2)`, `[word]`, `BREAK`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The negative prompt; empty (default) gives SDXL's all-zero negative conditioning.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative: Option<String>,
+    /// Image width, a multiple of 8 [default: the preset's, or the init image's].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
+    /// Image height, a multiple of 8 [default: the preset's, or the init image's].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<usize>,
+    /// Denoising steps of the schedule [default: the preset's].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale [default: the preset's].
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cfg: Option<f32>,
+    /// Seed of the first image; image i uses seed + i [default: random, printed].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// euler, euler_a, dpmpp_2m, ddim, or an A1111 name ("Euler a", "DPM++ 2M Karras")
+    /// [default: euler].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerChoice>,
+    /// The sigma schedule [default: the sampler name's, else default].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleKind>,
+    /// Images per request, one GPU batch, seeds seed, seed+1, ... [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Output image, png (with metadata), jpg or webp by extension; batch image i > 0 gets
+    /// `-i` before the extension [default: output.png; jobs: output-LINE.png].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
+    /// Layers to skip beyond SDXL's penultimate one (diffusers' clip_skip) [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<usize>,
+    /// img2img: the image to start from (fitted to the size: scaled to cover, centre-cropped).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_image: Option<PathBuf>,
+    /// img2img: how much to change the image, in (0, 1]; runs int(steps x strength) steps
+    /// [default: 0.75].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    /// SDXL size conditioning: the original width the image claims [default: width].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_width: Option<usize>,
+    /// SDXL size conditioning: the original height [default: height].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_height: Option<usize>,
+    /// SDXL crop conditioning: top of the crop [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_top: Option<usize>,
+    /// SDXL crop conditioning: left of the crop [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_left: Option<usize>,
+    /// A safetensors file whose tensor `noise` ([batch, 4, height/8, width/8], f32) replaces
+    /// the drawn initial noise.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_noise: Option<PathBuf>,
+    /// Defaults for size, CFG and steps: standard (768x768, CFG 7, 25 steps) or high
+    /// (1024x1024, CFG 7.5, 30 steps) [default: high].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// The quality policy's profile; off disables it [default: anime].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyName>,
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vae_tiling: Option<VaeTiling>,
+    /// [default: f32]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vae_precision: Option<VaePrecision>,
+    /// Write the run's intermediate tensors (f32) to this safetensors file.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump: Option<PathBuf>,
+}
+
+/// img2img's strength when none is given (A1111's default denoising strength).
+const DEFAULT_STRENGTH: f64 = 0.75;
+
+/// A request ready to run.
+pub struct Job {
+    pub request: Request,
+    pub output: PathBuf,
+    pub dump: Option<PathBuf>,
+    pub policy: PolicyName,
+    pub corrections: Vec<Correction>,
+    /// Advice that changed nothing (LoRA weights).
+    pub warnings: Vec<String>,
+    /// The resolved fields, for the image's JSON metadata.
+    pub record: JobArgs,
+}
+
+macro_rules! over {
+    ($job:expr, $base:expr, $($field:ident),*) => {
+        JobArgs { $($field: $job.$field.clone().or_else(|| $base.$field.clone())),* }
+    };
+}
+
+impl JobArgs {
+    /// `self`'s fields, `base`'s where `self` has none.
+    pub fn over(&self, base: &JobArgs) -> JobArgs {
+        over!(
+            self,
+            base,
+            prompt,
+            negative,
+            width,
+            height,
+            steps,
+            cfg,
+            seed,
+            sampler,
+            schedule,
+            batch,
+            output,
+            clip_skip,
+            init_image,
+            strength,
+            original_width,
+            original_height,
+            crop_top,
+            crop_left,
+            init_noise,
+            preset,
+            policy,
+            vae_tiling,
+            vae_precision,
+            dump
+        )
+    }
+
+    /// Applies defaults, preset and policy, reads the files the request names, and checks it.
+    /// `output` is the image path when the request names none.
+    pub fn resolve(&self, output: &Path) -> anyhow::Result<Job> {
+        let Some(prompt) = self.prompt.clone() else {
+            bail!("no prompt: give --prompt (or \"prompt\" in the job)");
+        };
+        let policy = self.policy.unwrap_or_default();
+        let profile = policy.profile();
+        let preset = self.preset.unwrap_or_default().settings(profile);
+        let init_image = self.init_image.as_deref().map(image_io::read).transpose()?;
+        if self.strength.is_some() && init_image.is_none() {
+            bail!("--strength is for img2img: give --init-image too");
+        }
+        // img2img keeps the init image's size (rounded down to multiples of 8) by default
+        let (width, height) = match &init_image {
+            Some(image) => (
+                (image.width() as usize / 8 * 8).max(8),
+                (image.height() as usize / 8 * 8).max(8),
+            ),
+            None => (preset.width, preset.height),
+        };
+        let asked = Settings {
+            width: self.width.unwrap_or(width),
+            height: self.height.unwrap_or(height),
+            cfg: self.cfg.unwrap_or(preset.cfg),
+            steps: self.steps.unwrap_or(preset.steps),
+        };
+        let outcome = policy::apply(asked, &parse_prompt(&prompt).loras, profile);
+        let settings = outcome.settings;
+        let choice = self.sampler.unwrap_or(SamplerChoice {
+            sampler: Sampler::Euler,
+            schedule: None,
+        });
+        let schedule = self.schedule.or(choice.schedule).unwrap_or_default();
+        let batch = self.batch.unwrap_or(1);
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let init_noise = match &self.init_noise {
+            Some(path) => {
+                let (shape, values) = tensor_file::read_4d(path, None, &["noise"])?;
+                Some(Noise { shape, values })
+            }
+            None => None,
+        };
+        let strength = self.strength.unwrap_or(DEFAULT_STRENGTH);
+        let request = Request {
+            prompt,
+            negative: self.negative.clone().unwrap_or_default(),
+            width: settings.width,
+            height: settings.height,
+            steps: settings.steps,
+            cfg: settings.cfg,
+            seed,
+            batch,
+            sampler: choice.sampler,
+            schedule,
+            clip_skip: self.clip_skip.unwrap_or(0),
+            size_conditioning: SizeConditioning {
+                original_width: self.original_width,
+                original_height: self.original_height,
+                crop_top: self.crop_top.unwrap_or(0),
+                crop_left: self.crop_left.unwrap_or(0),
+            },
+            init: init_image.map(|image| InitImage { image, strength }),
+            init_noise,
+            vae_tiling: self.vae_tiling.unwrap_or_default(),
+            vae_precision: self.vae_precision.unwrap_or_default(),
+        };
+        request.check()?;
+        let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
+        let r = &request;
+        let record = JobArgs {
+            prompt: Some(r.prompt.clone()),
+            negative: Some(r.negative.clone()),
+            width: Some(r.width),
+            height: Some(r.height),
+            steps: Some(r.steps),
+            cfg: Some(r.cfg),
+            seed: Some(r.seed),
+            sampler: Some(SamplerChoice {
+                sampler: r.sampler,
+                schedule: None,
+            }),
+            schedule: Some(r.schedule),
+            batch: Some(r.batch),
+            output: Some(output.clone()),
+            clip_skip: Some(r.clip_skip),
+            init_image: self.init_image.clone(),
+            strength: r.init.as_ref().map(|i| i.strength),
+            original_width: Some(r.size_conditioning.original_width.unwrap_or(r.width)),
+            original_height: Some(r.size_conditioning.original_height.unwrap_or(r.height)),
+            crop_top: Some(r.size_conditioning.crop_top),
+            crop_left: Some(r.size_conditioning.crop_left),
+            init_noise: self.init_noise.clone(),
+            preset: self.preset,
+            policy: Some(policy),
+            vae_tiling: Some(r.vae_tiling),
+            vae_precision: Some(r.vae_precision),
+            dump: self.dump.clone(),
+        };
+        Ok(Job {
+            request,
+            output,
+            dump: self.dump.clone(),
+            policy,
+            corrections: outcome.corrections,
+            warnings: outcome.warnings,
+            record,
+        })
+    }
+}
+
+/// The jobs of a JSON-lines file: `(line number, job)` for each non-blank line that does not
+/// start with `#`; a line that is not a valid job is an `Err` for that line only.
+pub fn read_jobs(path: &Path) -> anyhow::Result<Vec<(usize, anyhow::Result<JobArgs>)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .map(|(i, line)| {
+            let job = serde_json::from_str::<JobArgs>(line).context("not a job object");
+            (i + 1, job)
+        })
+        .collect())
+}
+
+/// A seed in A1111's range [0, 2^32) from the clock.
+fn random_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // splitmix64 of the clock, so consecutive runs do not get neighbouring seeds
+    let mut z = (nanos as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) & 0xffff_ffff
+}

@@ -1,0 +1,131 @@
+//! f32 tensors in safetensors files, for the commands that exchange tensors with other tools:
+//! `encode --output` and `generate --dump` write them, `decode --latents` and
+//! `generate --init-noise` read them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use burn::tensor::Tensor;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+/// A named tensor on the host: shape and f32 values.
+pub struct HostTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Reads `t` back from the device.
+    pub fn from_device<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<Self> {
+        let shape = t.dims().to_vec();
+        let values = t
+            .try_into_data()
+            .map_err(|e| anyhow::anyhow!("reading `{name}` from the device: {e:?}"))?
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading `{name}` from the device: {e:?}"))?;
+        Ok(HostTensor {
+            name: name.to_string(),
+            shape,
+            values,
+        })
+    }
+
+    /// A host vector as a tensor of `shape`.
+    pub fn new(name: &str, shape: Vec<usize>, values: Vec<f32>) -> Self {
+        HostTensor {
+            name: name.to_string(),
+            shape,
+            values,
+        }
+    }
+}
+
+/// Writes `tensors` (f32) and string `metadata` to `path`.
+pub fn write(
+    path: &Path,
+    tensors: &[HostTensor],
+    metadata: HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, raw)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), raw).map(|v| (t.name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize_to_file(views, Some(metadata), path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A 4-d tensor (`[B, C, h, w]`, or `[C, h, w]` read as B = 1) as f32 values: the tensor named
+/// `name`, else the first of `preferred` the file has, else the file's only tensor. f32, f16
+/// or bf16; non-finite values are refused.
+pub fn read_4d(
+    path: &Path,
+    name: Option<&str>,
+    preferred: &[&str],
+) -> anyhow::Result<([usize; 4], Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let names = file.names();
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => preferred
+            .iter()
+            .find(|n| names.iter().any(|m| m == *n))
+            .map(|n| n.to_string())
+            .or_else(|| (names.len() == 1).then(|| names[0].to_string()))
+            .with_context(|| {
+                format!(
+                    "{}: no tensor named {preferred:?} (tensors: {names:?})",
+                    path.display()
+                )
+            })?,
+    };
+    let t = file
+        .tensor(&name)
+        .with_context(|| format!("{}: no tensor `{name}`", path.display()))?;
+    let shape: [usize; 4] = match *t.shape() {
+        [b, c, h, w] => [b, c, h, w],
+        [c, h, w] => [1, c, h, w],
+        ref s => bail!(
+            "{}: `{name}` has shape {s:?}, not [B, C, h, w]",
+            path.display()
+        ),
+    };
+    let data = t.data();
+    let values: Vec<f32> = match t.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => bail!(
+            "{}: `{name}` is {other:?}; it must be f32, f16 or bf16",
+            path.display()
+        ),
+    };
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        bail!(
+            "{}: `{name}` holds a non-finite value ({bad})",
+            path.display()
+        );
+    }
+    Ok((shape, values))
+}

@@ -1,0 +1,147 @@
+//! What one generation asks for, and the checks that need no model, so callers (the CLI, a jobs
+//! file, a server) can refuse a bad request before loading anything.
+
+use image::RgbImage;
+
+use super::PipelineError;
+use crate::error::Error;
+use crate::sampling::{schedule, Sampler, ScheduleKind, TrainSchedule};
+use crate::vae::{VaePrecision, VaeTiling};
+
+/// Largest width or height accepted (SDXL is trained around 1024; 8192 is far past any use).
+pub const MAX_SIDE: usize = 8192;
+/// Largest batch accepted in one request.
+pub const MAX_BATCH: usize = 64;
+
+/// One request: `batch` images of the same prompt, image i with seed `seed + i`.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub prompt: String,
+    /// Empty: SDXL's all-zero negative conditioning.
+    pub negative: String,
+    pub width: usize,
+    pub height: usize,
+    /// Steps of the whole schedule (img2img runs `steps x strength` of them).
+    pub steps: usize,
+    /// Classifier-free guidance scale.
+    pub cfg: f32,
+    pub seed: u64,
+    pub batch: usize,
+    pub sampler: Sampler,
+    pub schedule: ScheduleKind,
+    /// Layers skipped beyond the penultimate one (diffusers' `clip_skip`).
+    pub clip_skip: usize,
+    pub size_conditioning: SizeConditioning,
+    /// img2img: the image to start from.
+    pub init: Option<InitImage>,
+    /// Replaces the drawn initial noise: txt2img before scaling by the initial sigma, img2img
+    /// the noise added to the encoded image.
+    pub init_noise: Option<Noise>,
+    pub vae_tiling: VaeTiling,
+    pub vae_precision: VaePrecision,
+}
+
+/// SDXL's micro-conditioning (`add_time_ids`): the original size the image claims and the
+/// crop's top-left corner. Defaults: original = target size, crop (0, 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SizeConditioning {
+    pub original_width: Option<usize>,
+    pub original_height: Option<usize>,
+    pub crop_top: usize,
+    pub crop_left: usize,
+}
+
+/// img2img's start: an RGB image of any size (fitted to the target size, see
+/// [`crate::image_io::fit`]) and how much of the schedule to run on it, in (0, 1].
+#[derive(Clone, Debug)]
+pub struct InitImage {
+    pub image: RgbImage,
+    pub strength: f64,
+}
+
+/// A noise tensor given by the user, `[B, C, h, w]` f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Noise {
+    pub shape: [usize; 4],
+    pub values: Vec<f32>,
+}
+
+impl Request {
+    /// `(original h, original w, crop top, crop left, target h, target w)`, diffusers' order.
+    pub fn add_time_ids(&self) -> [f32; 6] {
+        let s = &self.size_conditioning;
+        let (h, w) = (self.height, self.width);
+        [
+            s.original_height.unwrap_or(h) as f32,
+            s.original_width.unwrap_or(w) as f32,
+            s.crop_top as f32,
+            s.crop_left as f32,
+            h as f32,
+            w as f32,
+        ]
+    }
+
+    /// The latents' shape for `channels` latent channels.
+    pub fn latent_shape(&self, channels: usize) -> [usize; 4] {
+        [self.batch, channels, self.height / 8, self.width / 8]
+    }
+
+    /// The checks that need no model: size, guidance, batch, the schedule (steps, sampler and
+    /// schedule on SDXL's training schedule), strength, the steps img2img leaves, the injected
+    /// noise's shape (SDXL's 4 latent channels).
+    pub fn check(&self) -> Result<(), Error> {
+        self.check_request()?;
+        schedule(
+            self.sampler,
+            self.schedule,
+            self.steps,
+            &TrainSchedule::sdxl(),
+        )?;
+        Ok(())
+    }
+
+    fn check_request(&self) -> Result<(), PipelineError> {
+        let (w, h) = (self.width, self.height);
+        if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 || w > MAX_SIDE || h > MAX_SIDE {
+            return Err(PipelineError::Size {
+                width: w,
+                height: h,
+            });
+        }
+        if !self.cfg.is_finite() || self.cfg < 0.0 {
+            return Err(PipelineError::Guidance(self.cfg));
+        }
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(PipelineError::Batch(self.batch));
+        }
+        if let Some(init) = &self.init {
+            if !(init.strength > 0.0 && init.strength <= 1.0) {
+                return Err(PipelineError::Strength(init.strength));
+            }
+            if crate::sampling::SamplingRun::img2img_steps(self.steps, init.strength) == 0
+                && self.steps > 0
+            {
+                return Err(PipelineError::NoSteps {
+                    steps: self.steps,
+                    strength: init.strength,
+                });
+            }
+            if init.image.width() == 0 || init.image.height() == 0 {
+                return Err(PipelineError::EmptyImage);
+            }
+        }
+        if let Some(noise) = &self.init_noise {
+            let want = self.latent_shape(4);
+            if noise.shape != want || noise.values.len() != want.iter().product::<usize>() {
+                return Err(PipelineError::NoiseShape {
+                    got: noise.shape.to_vec(),
+                    want,
+                });
+            }
+            if noise.values.iter().any(|v| !v.is_finite()) {
+                return Err(PipelineError::NoiseValues);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,420 @@
+//! `sdxl-wgpu generate` as users run it on the tiny model: the PNG diffusers makes (through an
+//! A1111 sampler name), `--init-noise` and `--dump` against diffusers, the image metadata,
+//! `--jobs` with bad lines, and every bad input refused with exit code 2 before the model loads.
+
+use std::path::Path;
+
+use sdxl_wgpu::image_io::metadata::{read_png_text, JSON_KEYWORD};
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::{floats, max_pixel_difference, relative_error, run_cli as run, TINY};
+
+fn reference(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pipeline_reference.safetensors"
+    ))
+    .expect("fixture");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let t = file.tensor(name).expect(name);
+    (t.shape().to_vec(), floats(t.data()))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
+/// The seeded `dpmpp_2m_karras` case of `make_pipeline_fixtures.py`, named the A1111 way.
+#[test]
+fn writes_the_diffusers_image_with_a1111_metadata() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("out.png");
+    let cache = dir.path().join("cache");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
+        .args([
+            "generate",
+            "--model",
+            TINY,
+            "--prompt",
+            "a cat sitting on a windowsill, sunset",
+            "--width",
+            "96",
+            "--height",
+            "64",
+            "--steps",
+            "5",
+            "--cfg",
+            "7",
+            "--seed",
+            "7",
+            "--sampler",
+            "DPM++ 2M Karras",
+            "--policy",
+            "off",
+            "--precision",
+            "f32",
+            "--output",
+            path(&output),
+        ])
+        .env("SDXL_WGPU_CACHE_DIR", &cache)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("seed 7: 96x64, 5 steps DPM++ 2M Karras"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("it/s"), "{stdout}");
+    let png = image::open(&output).expect("a PNG").to_rgb8();
+    assert_eq!(png.dimensions(), (96, 64));
+    let want = reference("dpmpp_2m_karras.image").1;
+    let worst = max_pixel_difference(&png, &want);
+    assert!(worst <= 1, "a pixel differs by {worst}");
+
+    let sha: String = Sha256::digest(std::fs::read(TINY).expect("model"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let chunks = read_png_text(&output).expect("text chunks");
+    assert_eq!(
+        chunks["parameters"],
+        format!(
+            "a cat sitting on a windowsill, sunset\nSteps: 5, Sampler: DPM++ 2M, Schedule type: \
+             Karras, CFG scale: 7, Seed: 7, Size: 96x64, Model hash: {}, Model: tiny-sdxl, \
+             Version: sdxl-wgpu {}",
+            &sha[..10],
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(&chunks[JSON_KEYWORD]).expect("JSON");
+    assert_eq!(json["seed"], 7);
+    assert_eq!(json["sampler"], "dpmpp_2m");
+    assert_eq!(json["schedule"], "karras");
+    assert_eq!(json["model_hash"], &sha[..10]);
+    assert_eq!(json["original_width"], 96);
+    // the hash is cached by path, size and time
+    let cached = std::fs::read_to_string(cache.join("model-hashes.json")).expect("cache");
+    assert!(cached.contains(&sha), "{cached}");
+}
+
+/// `--init-noise` + size/crop conditioning + `--dump` reproduce the `ddim_noise` case.
+#[test]
+fn init_noise_and_dump_equal_diffusers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (shape, noise) = reference("ddim_noise.noise");
+    let noise_file = dir.path().join("noise.safetensors");
+    let bytes: Vec<u8> = noise.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), &bytes)
+        .expect("view");
+    safetensors::serialize_to_file([("noise", view)], None, &noise_file).expect("written");
+    let dump = dir.path().join("dump.safetensors");
+    let output = dir.path().join("ddim.png");
+    let (code, _, err) = run(&[
+        "generate",
+        "--model",
+        TINY,
+        "--prompt",
+        "a watercolor fox in the snow",
+        "--negative",
+        "lowres, bad anatomy, worst quality, blurry",
+        "--width",
+        "64",
+        "--height",
+        "96",
+        "--steps",
+        "5",
+        "--cfg",
+        "5",
+        "--sampler",
+        "ddim",
+        "--original-width",
+        "192",
+        "--original-height",
+        "128",
+        "--crop-top",
+        "16",
+        "--crop-left",
+        "8",
+        "--policy",
+        "off",
+        "--precision",
+        "f32",
+        "--init-noise",
+        path(&noise_file),
+        "--dump",
+        path(&dump),
+        "--output",
+        path(&output),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let f = fixture_at(&dump);
+    for (name, reference_name) in [
+        ("final_latents", "ddim_noise.final_latents"),
+        ("noise_pred_step0", "ddim_noise.noise_pred_step0"),
+        ("image", "ddim_noise.image"),
+    ] {
+        let err = relative_error(&f[name], &reference(reference_name), name);
+        assert!(err <= 2e-5, "{name}: {err:.2e}");
+    }
+    assert_eq!(
+        f["add_time_ids"],
+        (vec![1, 6], vec![128.0, 192.0, 16.0, 8.0, 96.0, 64.0])
+    );
+    // DDIM, 5 steps of SDXL's 1000, leading, offset 1
+    assert_eq!(
+        f["timesteps"],
+        (vec![5], vec![801.0, 601.0, 401.0, 201.0, 1.0])
+    );
+    assert_eq!(f["sigmas"].0, [6]);
+    // the tiny model's widths: context 16 + 32, pooled 24
+    assert_eq!(f["prompt_embeds"].0, [1, 77, 48]);
+    assert_eq!(f["negative_prompt_embeds"].0, [1, 77, 48]);
+    assert_eq!(f["pooled_prompt_embeds"].0, [1, 24]);
+    assert_eq!(f["negative_pooled_prompt_embeds"].0, [1, 24]);
+    assert_eq!(f["image"].0, [1, 3, 96, 64]);
+}
+
+/// Every tensor of a safetensors file (f32).
+fn fixture_at(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).expect("dump written");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    file.tensors()
+        .into_iter()
+        .map(|(name, t)| (name, (t.shape().to_vec(), floats(t.data()))))
+        .collect()
+}
+
+/// One process, one model load: good jobs run (one with its own output, one numbered by its
+/// line, both inheriting the command line's flags), bad lines are reported with their line
+/// numbers, and the exit code says some failed.
+#[test]
+fn jobs_file_runs_the_good_lines_and_reports_the_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let named = dir.path().join("named.png");
+    let jobs = dir.path().join("jobs.jsonl");
+    let lines = [
+        "# a comment".to_string(),
+        format!(
+            r#"{{"prompt": "1girl, solo, long hair, masterpiece, best quality", "negative": "lowres, bad anatomy, worst quality, blurry", "seed": 42, "cfg": 5, "sampler": "Euler a", "output": "{}"}}"#,
+            path(&named)
+        ),
+        "{not json".to_string(),
+        r#"{"prompt": "x", "width": 60}"#.to_string(),
+        String::new(),
+        r#"{"prompt": "a lighthouse", "seed": 5, "model": "other.safetensors"}"#.to_string(),
+        r#"{"prompt": "a lighthouse", "seed": 5, "batch": 2}"#.to_string(),
+    ];
+    std::fs::write(&jobs, lines.join("\n")).expect("jobs file");
+    let base = dir.path().join("img.png");
+    let (code, out, err) = run(&[
+        "generate",
+        "--model",
+        TINY,
+        "--jobs",
+        path(&jobs),
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "4",
+        "--policy",
+        "off",
+        "--precision",
+        "f32",
+        "--output",
+        path(&base),
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    let jobs_name = jobs.display().to_string();
+    for line in [3, 4, 6] {
+        assert!(err.contains(&format!("{jobs_name} line {line}: ")), "{err}");
+    }
+    assert!(err.contains("--width 60"), "{err}");
+    assert!(err.contains("unknown field `model`"), "{err}");
+    assert!(err.contains("3 of 5 jobs failed"), "{err}");
+    assert_eq!(out.matches("loaded in").count(), 1, "{out}");
+    // line 2 is the seeded euler_a case: diffusers' image
+    let png = image::open(&named).expect("named output").to_rgb8();
+    let worst = max_pixel_difference(&png, &reference("euler_a.image").1);
+    assert!(worst <= 1, "a pixel differs by {worst}");
+    for numbered in ["img-7.png", "img-7-1.png"] {
+        let png = image::open(dir.path().join(numbered))
+            .expect(numbered)
+            .to_rgb8();
+        assert_eq!(png.dimensions(), (64, 64));
+    }
+}
+
+/// The quality policy corrects bad parameters before the model loads, says so, and `off`
+/// leaves them.
+#[test]
+fn policy_corrections_are_printed() {
+    let (code, _, err) = run(&[
+        "generate",
+        "--model",
+        "/nonexistent.safetensors",
+        "--prompt",
+        "x <lora:style:1.4>",
+        "--width",
+        "512",
+        "--height",
+        "512",
+        "--cfg",
+        "2",
+        "--steps",
+        "8",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    for line in [
+        "quality policy (anime): width 512 -> 768",
+        "quality policy (anime): height 512 -> 768",
+        "quality policy (anime): cfg 2 -> 7",
+        "quality policy (anime): steps 8 -> 25",
+        "LoRA style UNet weight 1.4 is outside the recommended 0.5-1",
+        "no such file",
+    ] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
+    let (_, _, err) = run(&[
+        "generate",
+        "--model",
+        "/nonexistent.safetensors",
+        "--prompt",
+        "x",
+        "--width",
+        "512",
+        "--cfg",
+        "2",
+        "--policy",
+        "off",
+    ]);
+    assert!(!err.contains("quality policy"), "{err}");
+}
+
+/// Each bad input: exit 2 with a message naming it, before the model is read.
+#[test]
+fn bad_inputs_are_refused_before_loading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/init_64.png");
+    let not_an_image = dir.path().join("notes.png");
+    std::fs::write(&not_an_image, "not a png").expect("write");
+    let noise = dir.path().join("noise.safetensors");
+    let zeros = vec![0u8; 4 * 4 * 8 * 9];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 4, 8, 9], &zeros)
+            .expect("view");
+    safetensors::serialize_to_file([("noise", view)], None, &noise).expect("written");
+    // a model path that does not exist: reaching the load would say "no such file"
+    let model = "/nonexistent.safetensors";
+    let cases: [(&[&str], &str); 11] = [
+        (
+            &["--width", "60"],
+            "--width 60 --height 1024: both must be multiples of 8",
+        ),
+        (&["--width", "0"], "--width 0"),
+        (&["--width", "100000"], "between 8 and 8192"),
+        (&["--steps", "0"], "--steps 0"),
+        (&["--cfg", "-1"], "--cfg -1"),
+        (&["--batch", "0"], "--batch 0"),
+        (&["--sampler", "unipc"], "unknown sampler \"unipc\""),
+        (
+            &["--init-image", init, "--strength", "1.5"],
+            "--strength 1.5",
+        ),
+        (
+            &["--init-image", "/missing.png"],
+            "/missing.png: cannot read the image",
+        ),
+        (
+            &["--init-image", path(&not_an_image)],
+            "cannot read the image",
+        ),
+        (
+            &["--init-noise", path(&noise)],
+            "--init-noise has shape [1, 4, 8, 9]",
+        ),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec![
+            "generate", "--model", model, "--prompt", "x", "--policy", "off",
+        ];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--width") && !extra.contains(&"--init-image") {
+            args.extend_from_slice(&["--width", "64", "--height", "64"]);
+        }
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains(message), "{extra:?}: {err}");
+        assert!(
+            !err.contains("no such file"),
+            "{extra:?} got as far as the model: {err}"
+        );
+    }
+    let (code, _, err) = run(&[
+        "generate",
+        "--model",
+        model,
+        "--strength",
+        "0.5",
+        "--prompt",
+        "x",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--strength is for img2img"), "{err}");
+    let (code, _, err) = run(&["generate", "--model", model]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no prompt"), "{err}");
+}
+
+/// The img2img flags through the CLI: the `img2img_euler` case's image.
+#[test]
+fn img2img_writes_the_diffusers_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("i2i.png");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/init_64.png");
+    let (code, out, err) = run(&[
+        "generate",
+        "--model",
+        TINY,
+        "--prompt",
+        "a red house by a lake, oil painting",
+        "--negative",
+        "lowres, bad anatomy, worst quality, blurry",
+        "--init-image",
+        init,
+        "--strength",
+        "0.6",
+        "--steps",
+        "10",
+        "--cfg",
+        "6",
+        "--seed",
+        "3",
+        "--policy",
+        "off",
+        "--precision",
+        "f32",
+        "--output",
+        path(&output),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("64x64, 10 steps Euler Automatic, cfg 6, img2img strength 0.6"),
+        "{out}"
+    );
+    let png = image::open(&output).expect("a PNG").to_rgb8();
+    let worst = max_pixel_difference(&png, &reference("img2img_euler.image").1);
+    assert!(worst <= 1, "a pixel differs by {worst}");
+    let chunks = read_png_text(&output).expect("text chunks");
+    assert!(
+        chunks["parameters"].contains("Denoising strength: 0.6"),
+        "{chunks:?}"
+    );
+}
