@@ -317,3 +317,47 @@ fn summarize(label: &str, job: &Job, out: &Generated) {
             .map_or("unknown".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Corrections reach both chunks; strength and clip skip appear the A1111 way.
+    #[test]
+    fn metadata_records_policy_corrections() {
+        let args = JobArgs {
+            prompt: Some("1girl, (smile:1.2)".into()),
+            negative: Some("lowres".into()),
+            width: Some(512),
+            height: Some(512),
+            cfg: Some(2.0),
+            steps: Some(30),
+            seed: Some(9),
+            clip_skip: Some(1),
+            ..JobArgs::default()
+        };
+        let job = args.resolve(Path::new("out.png")).expect("resolves");
+        let model = ModelInfo {
+            path: PathBuf::from("/models/animagine.safetensors"),
+            name: "animagine".into(),
+            hash: Some("0123456789".into()),
+        };
+        let m = metadata(&job, &model, 10).expect("metadata");
+        assert_eq!(
+            m.parameters,
+            format!(
+                "1girl, (smile:1.2)\nNegative prompt: lowres\nSteps: 30, Sampler: Euler, \
+             Schedule type: Automatic, CFG scale: 7, Seed: 10, Size: 768x768, Model hash: \
+             0123456789, Model: animagine, Clip skip: 2, Quality policy: \"width 512 -> 768, \
+             height 512 -> 768, cfg 2 -> 7\", Version: sdxl-wgpu {}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let json: serde_json::Value = serde_json::from_str(&m.json).expect("JSON");
+        assert_eq!(json["seed"], 10);
+        assert_eq!(json["width"], 768);
+        assert_eq!(json["quality_policy"][2]["old"], "2");
+        assert_eq!(json["quality_policy"][2]["new"], "7");
+        assert_eq!(json["model"], "/models/animagine.safetensors");
+    }
+}

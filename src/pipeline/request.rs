@@ -66,6 +66,30 @@ pub struct Noise {
     pub values: Vec<f32>,
 }
 
+impl Default for Request {
+    /// An empty prompt at the `high` preset's values: 1024x1024, 30 Euler steps, CFG 7.5, seed 0.
+    fn default() -> Self {
+        Request {
+            prompt: String::new(),
+            negative: String::new(),
+            width: 1024,
+            height: 1024,
+            steps: 30,
+            cfg: 7.5,
+            seed: 0,
+            batch: 1,
+            sampler: Sampler::Euler,
+            schedule: ScheduleKind::Default,
+            clip_skip: 0,
+            size_conditioning: SizeConditioning::default(),
+            init: None,
+            init_noise: None,
+            vae_tiling: VaeTiling::Auto,
+            vae_precision: VaePrecision::F32,
+        }
+    }
+}
+
 impl Request {
     /// `(original h, original w, crop top, crop left, target h, target w)`, diffusers' order.
     pub fn add_time_ids(&self) -> [f32; 6] {
