@@ -209,7 +209,16 @@ impl JobArgs {
             cfg: self.cfg.unwrap_or(preset.cfg),
             steps: self.steps.unwrap_or(preset.steps),
         };
-        let outcome = policy::apply(asked, &parse_prompt(&prompt).loras, profile);
+        let loras = parse_prompt(&prompt).loras;
+        let mut outcome = policy::apply(asked, &loras, profile);
+        if !loras.is_empty() {
+            let names: Vec<&str> = loras.iter().map(|l| l.name.as_str()).collect();
+            outcome.warnings.push(format!(
+                "LoRA tags are removed from the prompt but not applied yet (LoRA support is \
+                 still to come): {}",
+                names.join(", ")
+            ));
+        }
         let settings = outcome.settings;
         let choice = self.sampler.unwrap_or(SamplerChoice {
             sampler: Sampler::Euler,
