@@ -4,6 +4,7 @@
 //!   architecture detection from tensor shapes, exact key tables, and loading onto a device.
 //! - [`device`] lists adapters and brings one up (`--backend auto|vulkan|metal|dx12|gl`).
 //! - [`pipeline`] holds the [`pipeline::Engine`] (device + models) and txt2img / img2img.
+//! - [`lora`] reads LoRA files (kohya, PEFT) into a validated [`lora::AdapterSet`].
 //! - [`policy`] corrects parameters known to break SDXL anime images (the quality policy).
 //! - [`image_io`] reads init images and writes PNG/JPEG/WebP with A1111 metadata.
 //! - [`sampling`]: schedules, samplers, and noise drawn as PyTorch's CPU generator does.
@@ -14,6 +15,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod image_io;
+pub mod lora;
 pub mod nn;
 pub mod pipeline;
 pub mod policy;

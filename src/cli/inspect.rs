@@ -1,4 +1,4 @@
-//! `sdxl-wgpu inspect PATH`: what a checkpoint is, from its headers alone (well under a second
+//! `sdxl-wgpu inspect PATH`: what a checkpoint is (LoRA files: see `inspect_lora.rs`), from its headers alone (well under a second
 //! on a 7 GB file); `--scan` reads every tensor for NaN/Inf, `--load` uploads it to the GPU.
 
 use std::collections::BTreeMap;
@@ -16,8 +16,11 @@ use sdxl_wgpu::device::{self, Backend};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// A single-file `.safetensors` checkpoint or a diffusers model folder.
+    /// A single-file `.safetensors` checkpoint, a diffusers model folder, or a LoRA file.
     path: PathBuf,
+    /// LoRA files: the checkpoint to check it against (a compatibility verdict).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Read every tensor and list those holding NaN or infinite values.
     #[arg(long)]
     scan: bool,
@@ -59,6 +62,12 @@ struct LoadFigures {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    if super::inspect_lora::is_lora(&args.path) {
+        return super::inspect_lora::run(&args.path, args.model.as_deref(), args.json);
+    }
+    if args.model.is_some() {
+        anyhow::bail!("--model is for inspecting a LoRA file against a checkpoint");
+    }
     let checkpoint = Checkpoint::open(&args.path)?;
     let stats = checkpoint.stats();
     let non_finite = args.scan.then(|| checkpoint.scan_non_finite());

@@ -6,6 +6,7 @@ mod encode;
 mod generate;
 mod gpu;
 mod inspect;
+mod inspect_lora;
 mod job;
 mod progress;
 mod tensor_file;
@@ -26,7 +27,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Describe a checkpoint: layout, variant, architecture, parameters, load report.
+    /// Describe a checkpoint (layout, variant, architecture, load report) or a LoRA file.
     Inspect(inspect::InspectArgs),
     /// List the GPU adapters wgpu sees and which one --backend picks.
     Devices(devices::DevicesArgs),

@@ -1,0 +1,284 @@
+//! The adapter set: for each adapted layer, the low-rank deltas of every active LoRA, uploaded
+//! and validated. Built whole from a list of files; any failure returns an error and builds
+//! nothing, so the engine keeps its previous set.
+//!
+//! A layer's output gains `sum_i scale_i * up_i(down_i(x))` with `scale = weight * alpha / rank`
+//! (alpha missing: `scale = weight`), as kohya and PEFT define it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{LayerId, LoraError, LoraFile, LoraModule, LoraTable};
+use crate::checkpoint::Component;
+
+/// One LoRA to apply: its file and weights for the UNet and the text encoders.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraSpec {
+    pub path: PathBuf,
+    pub unet_weight: f32,
+    pub text_encoder_weight: f32,
+}
+
+/// One LoRA's delta on one layer, f32 on the device. Linear layers: `down [rank, in]`,
+/// `up [out, rank]`; convolutions: `down [rank, in, kh, kw]` (run with the layer's stride and
+/// padding), `up [out, rank, 1, 1]`. `up` has the scale folded in.
+#[derive(Clone, Debug)]
+pub enum LowRankDelta {
+    Linear { down: Tensor<2>, up: Tensor<2> },
+    Conv { down: Tensor<4>, up: Tensor<4> },
+}
+
+/// The active adapters: layer -> deltas, in the order the LoRAs were given.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterSet {
+    layers: HashMap<LayerId, Vec<LowRankDelta>>,
+    specs: Vec<LoraSpec>,
+}
+
+/// What building found in one file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// Adapted layers per component.
+    pub matched: BTreeMap<Component, usize>,
+    /// Modules that match no layer (warned about; an error when nothing matches).
+    pub unmatched: Vec<String>,
+    /// Tensors of unknown kinds (DoRA scales, LyCORIS LoHa/LoKr factors, ...), not applied.
+    pub unrecognised: Vec<String>,
+}
+
+/// What a build found, file by file.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BuildReport {
+    pub files: Vec<FileReport>,
+}
+
+impl AdapterSet {
+    /// The empty set (no LoRA).
+    pub fn none() -> Self {
+        AdapterSet::default()
+    }
+
+    /// Reads, validates and uploads every LoRA of `specs` for the model `table` describes.
+    /// Everything is checked before anything is uploaded; on error nothing is kept.
+    pub fn build(
+        specs: &[LoraSpec],
+        table: &LoraTable,
+        device: &Device,
+    ) -> Result<(AdapterSet, BuildReport), LoraError> {
+        // plan everything on the host first
+        let mut planned: Vec<(LayerId, HostDelta)> = Vec::new();
+        let mut report = BuildReport::default();
+        for spec in specs {
+            let file = LoraFile::open(&spec.path)?;
+            let (deltas, file_report) = plan_file(&file, spec, table)?;
+            planned.extend(deltas);
+            report.files.push(file_report);
+        }
+        let mut layers: HashMap<LayerId, Vec<LowRankDelta>> = HashMap::new();
+        for (layer, delta) in planned {
+            layers.entry(layer).or_default().push(delta.upload(device));
+        }
+        Ok((
+            AdapterSet {
+                layers,
+                specs: specs.to_vec(),
+            },
+            report,
+        ))
+    }
+
+    /// Validates one LoRA against the model `table` describes (everything [`AdapterSet::build`]
+    /// checks) without uploading anything.
+    pub fn check(spec: &LoraSpec, table: &LoraTable) -> Result<FileReport, LoraError> {
+        let file = LoraFile::open(&spec.path)?;
+        plan_file(&file, spec, table).map(|(_, report)| report)
+    }
+
+    /// The deltas on `layer` (empty when it is not adapted).
+    pub fn deltas(&self, layer: &LayerId) -> &[LowRankDelta] {
+        self.layers.get(layer).map_or(&[], Vec::as_slice)
+    }
+
+    /// Adapted layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The LoRAs this set was built from.
+    pub fn specs(&self) -> &[LoraSpec] {
+        &self.specs
+    }
+}
+
+/// A delta on the host, validated: shapes and values with the scale folded into `up`.
+struct HostDelta {
+    down_shape: Vec<usize>,
+    down: Vec<f32>,
+    up_shape: Vec<usize>,
+    up: Vec<f32>,
+}
+
+impl HostDelta {
+    fn upload(self, device: &Device) -> LowRankDelta {
+        match self.down_shape.len() {
+            2 => LowRankDelta::Linear {
+                down: Tensor::from_data(TensorData::new(self.down, self.down_shape), device),
+                up: Tensor::from_data(TensorData::new(self.up, self.up_shape), device),
+            },
+            _ => LowRankDelta::Conv {
+                down: Tensor::from_data(TensorData::new(self.down, self.down_shape), device),
+                up: Tensor::from_data(TensorData::new(self.up, self.up_shape), device),
+            },
+        }
+    }
+}
+
+/// Hints for a file that matches nothing, by its module names.
+fn no_match_hint(file: &LoraFile) -> &'static str {
+    let names = || file.modules.iter().map(|m| m.name.as_str());
+    if names().any(|n| n.starts_with("lora_te_")) {
+        " — `lora_te_` names a single text encoder: an SD 1.x/2.x LoRA, not SDXL"
+    } else if names().any(|n| n.starts_with("lora_unet_") || n.starts_with("unet.")) {
+        " — its layer names or shapes belong to another architecture (an SD 1.x/2.x LoRA?)"
+    } else {
+        ""
+    }
+}
+
+fn plan_file(
+    file: &LoraFile,
+    spec: &LoraSpec,
+    table: &LoraTable,
+) -> Result<(Vec<(LayerId, HostDelta)>, FileReport), LoraError> {
+    let path = file.path().to_path_buf();
+    for weight in [spec.unet_weight, spec.text_encoder_weight] {
+        if !weight.is_finite() {
+            return Err(LoraError::Weight { path, weight });
+        }
+    }
+    if file.modules.is_empty() {
+        return Err(LoraError::Empty { path });
+    }
+    let mut deltas = Vec::new();
+    let mut matched: BTreeMap<Component, usize> = BTreeMap::new();
+    let mut unmatched = Vec::new();
+    for module in &file.modules {
+        let Some(target) = table.get(&module.name) else {
+            unmatched.push(module.name.clone());
+            continue;
+        };
+        let weight = match target.layer.component {
+            Component::Unet => spec.unet_weight,
+            _ => spec.text_encoder_weight,
+        };
+        let delta = plan_module(file, module, &target.weight_shape, weight)?;
+        *matched.entry(target.layer.component).or_default() += 1;
+        deltas.push((target.layer.clone(), delta));
+    }
+    if deltas.is_empty() {
+        return Err(LoraError::NoMatch {
+            hint: no_match_hint(file),
+            path,
+            modules: file.modules.len(),
+            example: file.modules[0].name.clone(),
+        });
+    }
+    Ok((
+        deltas,
+        FileReport {
+            path,
+            matched,
+            unmatched,
+            unrecognised: file.unrecognised.clone(),
+        },
+    ))
+}
+
+/// Checks one module against the layer's weight shape and folds `weight * alpha / rank` into
+/// its up matrix.
+fn plan_module(
+    file: &LoraFile,
+    module: &LoraModule,
+    layer: &[usize],
+    weight: f32,
+) -> Result<HostDelta, LoraError> {
+    let shape_error = |reason: String| LoraError::Shape {
+        path: file.path().to_path_buf(),
+        module: module.name.clone(),
+        reason,
+    };
+    let (down_shape, up_shape) =
+        expected_shapes(&module.down.shape, &module.up.shape, layer).map_err(shape_error)?;
+    let rank = down_shape[0];
+    let alpha = match &module.alpha {
+        None => rank as f32,
+        Some(t) => {
+            let values = file.values(t)?;
+            match values.as_slice() {
+                [a] => *a,
+                _ => {
+                    return Err(shape_error(format!(
+                        "alpha has {} values, expected one",
+                        values.len()
+                    )))
+                }
+            }
+        }
+    };
+    let scale = weight * alpha / rank as f32;
+    let down = file.values(&module.down)?;
+    let up = file
+        .values(&module.up)?
+        .into_iter()
+        .map(|v| v * scale)
+        .collect();
+    Ok(HostDelta {
+        down_shape,
+        down,
+        up_shape,
+        up,
+    })
+}
+
+/// The shapes a module's down and up tensors must have to adapt a layer of weight shape
+/// `layer`, as they will be uploaded: linear `[r, in]` / `[out, r]` (1x1-conv spellings
+/// `[r, in, 1, 1]` accepted), conv `[r, in, kh, kw]` / `[out, r, 1, 1]`.
+fn expected_shapes(
+    down: &[usize],
+    up: &[usize],
+    layer: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), String> {
+    let squeeze = |s: &[usize]| match s {
+        [a, b, 1, 1] => vec![*a, *b],
+        other => other.to_vec(),
+    };
+    match layer {
+        [out, inp] => {
+            let (d, u) = (squeeze(down), squeeze(up));
+            match (d.as_slice(), u.as_slice()) {
+                ([r, i], [o, r2]) if i == inp && o == out && r == r2 && *r > 0 => Ok((d, u)),
+                _ => Err(format!(
+                    "down {down:?} / up {up:?} do not fit a linear layer of [{out}, {inp}] (expected [rank, {inp}] / [{out}, rank])"
+                )),
+            }
+        }
+        [out, inp, kh, kw] => match (down, up) {
+            ([r, i, dh, dw], [o, r2, 1, 1])
+                if i == inp && o == out && r == r2 && *r > 0 && (dh, dw) == (kh, kw) =>
+            {
+                Ok((down.to_vec(), up.to_vec()))
+            }
+            _ => Err(format!(
+                "down {down:?} / up {up:?} do not fit a convolution of [{out}, {inp}, {kh}, {kw}] (expected [rank, {inp}, {kh}, {kw}] / [{out}, rank, 1, 1])"
+            )),
+        },
+        other => Err(format!("the layer's weight has shape {other:?}")),
+    }
+}

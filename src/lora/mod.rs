@@ -1,0 +1,46 @@
+//! LoRA files as runtime adapters (DESIGN.md §1.2, §3): the file formats (`file.rs`), the exact
+//! tables from their module names to our layers (`keys.rs`), and the validated set of low-rank
+//! deltas built from a list of files (`adapter.rs`). Base weights are never modified: a set is
+//! built whole off to the side and replaces the previous one in one step.
+
+mod adapter;
+mod file;
+mod keys;
+
+pub use adapter::{AdapterSet, BuildReport, FileReport, LoraSpec, LowRankDelta};
+pub use file::{LoraFile, LoraFormat, LoraModule, StoredTensor};
+pub use keys::{LayerId, LoraTable, Target};
+
+use std::path::PathBuf;
+
+use crate::checkpoint::CheckpointError;
+
+/// Why a LoRA cannot be used; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoraError {
+    #[error("LoRA {0}")]
+    File(Box<CheckpointError>),
+    #[error("LoRA {path}: no LoRA tensors (no `.lora_down`/`.lora_up`, `.lora_A`/`.lora_B` pairs); not a LoRA file")]
+    Empty { path: PathBuf },
+    #[error("LoRA {path}: `{key}` {reason}")]
+    Tensor {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("LoRA {path}: module `{module}`: {reason}")]
+    Shape {
+        path: PathBuf,
+        module: String,
+        reason: String,
+    },
+    #[error("LoRA {path}: none of its {modules} modules matches a layer of this SDXL model (e.g. `{example}`){hint}")]
+    NoMatch {
+        path: PathBuf,
+        modules: usize,
+        example: String,
+        hint: &'static str,
+    },
+    #[error("LoRA weight {weight} for {path}: must be a finite number")]
+    Weight { path: PathBuf, weight: f32 },
+}
