@@ -3,6 +3,7 @@
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
 use crate::image_io::ImageError;
+use crate::lora::LoraError;
 use crate::pipeline::PipelineError;
 use crate::sampling::ScheduleError;
 use crate::text_encoder::TextError;
@@ -24,4 +25,6 @@ pub enum Error {
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Lora(#[from] LoraError),
 }

@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sdxl_wgpu::checkpoint::{Checkpoint, Component};
+use burn::tensor::FloatDType;
+use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
 use sdxl_wgpu::lora::{AdapterSet, LayerId, LoraError, LoraSpec, LoraTable, LowRankDelta};
+use sdxl_wgpu::pipeline::{Engine, Noise, Request};
+use sdxl_wgpu::sampling::Sampler;
 
 mod common;
-use common::{gpu, run_cli, values, TINY};
+use common::{fixture, gpu, relative_error, run_cli, values, TINY};
 
 fn lora(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/lora/{name}.safetensors"))
@@ -184,6 +187,7 @@ fn bad_files_fail_naming_file_and_cause() {
         }],
         &table,
         &gpu().device,
+        FloatDType::F32,
     );
     assert!(matches!(built, Err(LoraError::Weight { .. })));
 
@@ -227,7 +231,8 @@ fn a_built_set_holds_scaled_deltas_per_layer() {
         spec(lora("style_kohya"), 0.8),
         spec(lora("detail_locon"), 0.5),
     ];
-    let (set, report) = AdapterSet::build(&specs, &table, &gpu().device).expect("builds");
+    let (set, report) =
+        AdapterSet::build(&specs, &table, &gpu().device, FloatDType::F32).expect("builds");
     assert_eq!(report.files.len(), 2);
     // style adapts 240 layers, detail 68 of which 34 self-attention q/v layers style adapts too
     assert_eq!(set.len(), 240 + 68 - 34);
@@ -303,4 +308,76 @@ fn inspect_reports_format_groups_and_the_verdict() {
         err.contains("incompatible") && err.contains("SD 1.x/2.x"),
         "{err}"
     );
+}
+
+#[derive(serde::Deserialize)]
+struct LoraRequestFixture {
+    prompt: String,
+    negative: String,
+    width: usize,
+    height: usize,
+    steps: usize,
+    cfg: f32,
+}
+
+/// Measured on lavapipe (max |error| / max |reference|): final latents ≤ 4.0e-6, image ≤ 5.4e-6.
+const TOLERANCE: f32 = 2e-5;
+
+/// diffusers' `load_lora_weights` + `set_adapters(names, weights)` runs
+/// (`tests/fixtures/lora_reference.safetensors`): no LoRA, the kohya style LoRA at 0.8 (UNet and
+/// both text encoders), style 0.8 + LoCon 0.5, the UNet-only LoCon alone, and the PEFT file at
+/// 0.7, in one engine that swaps between them (and back to none at the end).
+#[test]
+fn generation_with_loras_equals_diffusers() {
+    let f = fixture("lora_reference.safetensors");
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lora_reference.safetensors"
+    ))
+    .expect("fixture");
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let meta = meta.metadata().as_ref().expect("metadata");
+    let r: LoraRequestFixture = serde_json::from_str(&meta["request"]).expect("request");
+    let cases: BTreeMap<String, Vec<(String, f32)>> =
+        serde_json::from_str(&f.cases).expect("cases");
+    let (noise_shape, noise) = f.tensors["noise"].clone();
+    let request = Request {
+        prompt: r.prompt,
+        negative: r.negative,
+        width: r.width,
+        height: r.height,
+        steps: r.steps,
+        cfg: r.cfg,
+        sampler: Sampler::Euler,
+        init_noise: Some(Noise {
+            shape: [
+                noise_shape[0],
+                noise_shape[1],
+                noise_shape[2],
+                noise_shape[3],
+            ],
+            values: noise,
+        }),
+        ..Request::default()
+    };
+    let checkpoint = Checkpoint::open(TINY).expect("fixture");
+    let mut engine = Engine::load(gpu().clone(), checkpoint, WeightDtype::F32).expect("loads");
+    let mut order: Vec<&String> = cases.keys().collect();
+    order.push(order[0]); // back to the first set after the others
+    for name in order {
+        let specs: Vec<LoraSpec> = cases[name]
+            .iter()
+            .map(|(file, weight)| spec(lora(file), *weight))
+            .collect();
+        engine.set_loras(&specs).expect("LoRAs build");
+        let out = engine.generate(&request, &mut |_| {}).expect("generates");
+        for (got, key) in [
+            (values(out.final_latents), "final_latents"),
+            (values(out.images), "image"),
+        ] {
+            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
+            eprintln!("{name}.{key}: relative max error {err:.2e}");
+            assert!(err <= TOLERANCE, "{name}.{key}: {err:.2e}");
+        }
+    }
 }

@@ -74,6 +74,7 @@ fn unet_error(dtype: WeightDtype, case: &str) -> f32 {
         input(&format!("{case}.context")),
         input(&format!("{case}.pooled")),
         &c.add_time_ids,
+        sdxl_wgpu::lora::Adapt::NONE,
     );
     let err = error_to(values(out), &format!("{case}.output"));
     eprintln!("{dtype:?} {case}: relative max error {err:.2e}");

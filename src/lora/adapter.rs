@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::{LayerId, LoraError, LoraFile, LoraModule, LoraTable};
 use crate::checkpoint::Component;
@@ -21,7 +21,7 @@ pub struct LoraSpec {
     pub text_encoder_weight: f32,
 }
 
-/// One LoRA's delta on one layer, f32 on the device. Linear layers: `down [rank, in]`,
+/// One LoRA's delta on one layer, on the device in the models' compute dtype. Linear layers: `down [rank, in]`,
 /// `up [out, rank]`; convolutions: `down [rank, in, kh, kw]` (run with the layer's stride and
 /// padding), `up [out, rank, 1, 1]`. `up` has the scale folded in.
 #[derive(Clone, Debug)]
@@ -30,11 +30,30 @@ pub enum LowRankDelta {
     Conv { down: Tensor<4>, up: Tensor<4> },
 }
 
-/// The active adapters: layer -> deltas, in the order the LoRAs were given.
+/// The active adapters: per model, layer path -> deltas, in the order the LoRAs were given.
 #[derive(Clone, Debug, Default)]
 pub struct AdapterSet {
-    layers: HashMap<LayerId, Vec<LowRankDelta>>,
+    layers: BTreeMap<Component, HashMap<String, Vec<LowRankDelta>>>,
     specs: Vec<LoraSpec>,
+}
+
+/// What a forward pass of one model consults: the deltas of its layers (or none). Passed down
+/// the forward calls; layers look themselves up by their canonical path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Adapt<'a> {
+    layers: Option<&'a HashMap<String, Vec<LowRankDelta>>>,
+}
+
+impl<'a> Adapt<'a> {
+    /// No adapters (the VAE, or no LoRA).
+    pub const NONE: Adapt<'static> = Adapt { layers: None };
+
+    /// The deltas on the layer at `path` (empty when it is not adapted).
+    pub fn deltas(&self, path: &str) -> &'a [LowRankDelta] {
+        self.layers
+            .and_then(|l| l.get(path))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// What building found in one file.
@@ -61,12 +80,14 @@ impl AdapterSet {
         AdapterSet::default()
     }
 
-    /// Reads, validates and uploads every LoRA of `specs` for the model `table` describes.
+    /// Reads, validates and uploads (in `dtype`, the models' compute dtype) every LoRA of
+    /// `specs` for the model `table` describes.
     /// Everything is checked before anything is uploaded; on error nothing is kept.
     pub fn build(
         specs: &[LoraSpec],
         table: &LoraTable,
         device: &Device,
+        dtype: FloatDType,
     ) -> Result<(AdapterSet, BuildReport), LoraError> {
         // plan everything on the host first
         let mut planned: Vec<(LayerId, HostDelta)> = Vec::new();
@@ -77,9 +98,14 @@ impl AdapterSet {
             planned.extend(deltas);
             report.files.push(file_report);
         }
-        let mut layers: HashMap<LayerId, Vec<LowRankDelta>> = HashMap::new();
+        let mut layers: BTreeMap<Component, HashMap<String, Vec<LowRankDelta>>> = BTreeMap::new();
         for (layer, delta) in planned {
-            layers.entry(layer).or_default().push(delta.upload(device));
+            layers
+                .entry(layer.component)
+                .or_default()
+                .entry(layer.path)
+                .or_default()
+                .push(delta.upload(device, dtype));
         }
         Ok((
             AdapterSet {
@@ -97,14 +123,21 @@ impl AdapterSet {
         plan_file(&file, spec, table).map(|(_, report)| report)
     }
 
+    /// What `component`'s forward pass consults.
+    pub fn scope(&self, component: Component) -> Adapt<'_> {
+        Adapt {
+            layers: self.layers.get(&component),
+        }
+    }
+
     /// The deltas on `layer` (empty when it is not adapted).
     pub fn deltas(&self, layer: &LayerId) -> &[LowRankDelta] {
-        self.layers.get(layer).map_or(&[], Vec::as_slice)
+        self.scope(layer.component).deltas(&layer.path)
     }
 
     /// Adapted layers.
     pub fn len(&self) -> usize {
-        self.layers.len()
+        self.layers.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,15 +159,19 @@ struct HostDelta {
 }
 
 impl HostDelta {
-    fn upload(self, device: &Device) -> LowRankDelta {
+    fn upload(self, device: &Device, dtype: FloatDType) -> LowRankDelta {
         match self.down_shape.len() {
             2 => LowRankDelta::Linear {
-                down: Tensor::from_data(TensorData::new(self.down, self.down_shape), device),
-                up: Tensor::from_data(TensorData::new(self.up, self.up_shape), device),
+                down: Tensor::<2>::from_data(TensorData::new(self.down, self.down_shape), device)
+                    .cast(dtype),
+                up: Tensor::<2>::from_data(TensorData::new(self.up, self.up_shape), device)
+                    .cast(dtype),
             },
             _ => LowRankDelta::Conv {
-                down: Tensor::from_data(TensorData::new(self.down, self.down_shape), device),
-                up: Tensor::from_data(TensorData::new(self.up, self.up_shape), device),
+                down: Tensor::<4>::from_data(TensorData::new(self.down, self.down_shape), device)
+                    .cast(dtype),
+                up: Tensor::<4>::from_data(TensorData::new(self.up, self.up_shape), device)
+                    .cast(dtype),
             },
         }
     }

@@ -7,7 +7,7 @@ mod adapter;
 mod file;
 mod keys;
 
-pub use adapter::{AdapterSet, BuildReport, FileReport, LoraSpec, LowRankDelta};
+pub use adapter::{Adapt, AdapterSet, BuildReport, FileReport, LoraSpec, LowRankDelta};
 pub use file::{LoraFile, LoraFormat, LoraModule, StoredTensor};
 pub use keys::{LayerId, LoraTable, Target};
 

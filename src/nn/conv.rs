@@ -5,6 +5,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{module, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::{Adapt, LowRankDelta};
 
 #[derive(Module, Debug)]
 pub struct Conv2d {
@@ -13,6 +14,8 @@ pub struct Conv2d {
     pub bias: Option<Param<Tensor<1>>>,
     pub stride: usize,
     pub padding: usize,
+    /// The canonical path within its model, where runtime LoRA deltas are looked up.
+    pub path: String,
 }
 
 impl Conv2d {
@@ -31,6 +34,7 @@ impl Conv2d {
             weight,
             stride,
             padding: kernel / 2,
+            path: name.to_string(),
         })
     }
 }
@@ -40,6 +44,27 @@ impl Conv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let p = self.padding;
         self.forward_padded(x, [(p, p), (p, p)])
+    }
+
+    /// [`Conv2d::forward`] plus the low-rank deltas `ad` holds for this layer: the down
+    /// convolution with the layer's kernel, stride and padding, then the 1x1 up convolution.
+    pub fn forward_with(&self, x: Tensor<4>, ad: Adapt) -> Tensor<4> {
+        let deltas = ad.deltas(&self.path);
+        if deltas.is_empty() {
+            return self.forward(x);
+        }
+        let (s, p) = (self.stride, self.padding);
+        let dtype = x.dtype();
+        let mut y = self.forward(x.clone());
+        for delta in deltas {
+            if let LowRankDelta::Conv { down, up } = delta {
+                let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+                let low = module::conv2d(x.clone(), down.clone().cast(dtype), None, options); // [B, rank, H', W']
+                let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+                y = y + module::conv2d(low, up.clone().cast(dtype), None, options);
+            }
+        }
+        y
     }
 
     /// The same with explicit `(begin, end)` padding per spatial axis (the VAE encoder's

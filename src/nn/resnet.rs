@@ -7,6 +7,7 @@ use burn::tensor::{activation::silu, Tensor};
 
 use super::{Conv2d, GroupNorm, Linear};
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 
 #[derive(Module, Debug)]
 pub struct ResnetBlock {
@@ -48,14 +49,18 @@ impl ResnetBlock {
 
 impl ResnetBlock {
     /// `x` `[B, in, H, W]`; `emb` the UNet's `silu(timestep embedding)` `[B, E]` (VAE: `None`).
-    pub fn forward(&self, x: Tensor<4>, emb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+    pub fn forward(&self, x: Tensor<4>, emb: Option<&Tensor<2>>, ad: Adapt) -> Tensor<4> {
+        let mut h = self
+            .conv1
+            .forward_with(silu(self.norm1.forward(x.clone())), ad);
         if let (Some(proj), Some(emb)) = (&self.time_emb_proj, emb) {
-            h = h + proj.forward(emb.clone()).unsqueeze_dims::<4>(&[2, 3]); // [B, out, 1, 1]
+            h = h + proj
+                .forward_with(emb.clone(), ad)
+                .unsqueeze_dims::<4>(&[2, 3]); // [B, out, 1, 1]
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward_with(silu(self.norm2.forward(h)), ad);
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv.forward_with(x, ad),
             None => x,
         };
         shortcut + h

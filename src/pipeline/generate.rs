@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
 use super::{Engine, Event, PipelineError, Request, RunStats};
+use crate::checkpoint::Component;
 use crate::error::Error;
 use crate::image_io;
 use crate::sampling::{noise_like, SamplingRun, TorchRng};
@@ -71,10 +72,11 @@ impl Engine {
         let options = TextOptions {
             clip_skip: request.clip_skip,
         };
-        let text = self.models.text_encoders.encode(
+        let text = self.models.text_encoders.encode_with(
             &parse_prompt(&request.prompt),
             &parse_prompt(&request.negative),
             options,
+            self.adapters(),
         )?; // [negative, positive]
         self.gpu.sync()?;
         stats.encode = clock.elapsed();
@@ -149,6 +151,7 @@ impl Engine {
                 context.clone(),
                 pooled.clone(),
                 &vec![ids; 2 * b],
+                self.adapters().scope(Component::Unet),
             );
             let [_, c, lh, lw] = out.dims();
             let uncond = out.clone().slice([0..b, 0..c, 0..lh, 0..lw]);

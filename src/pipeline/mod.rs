@@ -12,9 +12,12 @@ pub use events::{Event, RunStats};
 pub use generate::Generated;
 pub use request::{InitImage, Noise, Request, SizeConditioning, MAX_BATCH, MAX_SIDE};
 
+use burn::tensor::FloatDType;
+
 use crate::checkpoint::{Checkpoint, Prediction, SdxlModels, WeightDtype};
 use crate::device::Gpu;
 use crate::error::Error;
+use crate::lora::{AdapterSet, BuildReport, LoraSpec, LoraTable};
 use crate::sampling::TrainSchedule;
 use crate::vae::VaeLimits;
 
@@ -39,7 +42,7 @@ pub enum PipelineError {
     NoiseValues,
 }
 
-/// A loaded checkpoint on a device.
+/// A loaded checkpoint on a device, and the active LoRA adapters.
 pub struct Engine {
     pub gpu: Gpu,
     pub checkpoint: Checkpoint,
@@ -48,6 +51,10 @@ pub struct Engine {
     pub prediction: Prediction,
     /// The training noise schedule (SDXL's).
     pub train: TrainSchedule,
+    /// The active LoRAs' deltas; replaced whole by [`Engine::set_loras`].
+    adapters: AdapterSet,
+    /// LoRA module names -> this model's layers.
+    lora_table: LoraTable,
 }
 
 impl Engine {
@@ -55,13 +62,52 @@ impl Engine {
     pub fn load(gpu: Gpu, checkpoint: Checkpoint, dtype: WeightDtype) -> Result<Self, Error> {
         let models = checkpoint.load(&gpu, dtype)?;
         let prediction = checkpoint.variant.prediction;
+        let lora_table = LoraTable::new(&checkpoint.config);
         Ok(Engine {
             gpu,
             checkpoint,
             models,
             prediction,
             train: TrainSchedule::sdxl(),
+            adapters: AdapterSet::none(),
+            lora_table,
         })
+    }
+
+    /// Makes `specs` the active LoRAs (empty: none). The new set is built whole off to the side
+    /// (files read, every tensor validated against its layer, uploaded) and replaces the previous
+    /// one in one step; asking for the active set again does nothing (`Ok(None)`). On error the
+    /// previous set stays active. Either way, the pooled device memory of the replaced set or of
+    /// the failed attempt is released.
+    pub fn set_loras(&mut self, specs: &[LoraSpec]) -> Result<Option<BuildReport>, Error> {
+        if specs == self.adapters.specs() {
+            return Ok(None);
+        }
+        let built = AdapterSet::build(
+            specs,
+            &self.lora_table,
+            &self.gpu.device,
+            self.compute_dtype(),
+        );
+        let result = match built {
+            Ok((set, report)) => {
+                self.adapters = set; // the previous set is dropped here
+                Ok(Some(report))
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.gpu.device.memory_cleanup();
+        result
+    }
+
+    /// The active LoRAs' deltas.
+    pub fn adapters(&self) -> &AdapterSet {
+        &self.adapters
+    }
+
+    /// The dtype the UNet and text encoders compute in (their weights').
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.models.unet.conv_in.weight.val().dtype().into()
     }
 
     /// What an untiled VAE pass must fit in on this adapter.

@@ -7,6 +7,7 @@ use burn::module::Module;
 use burn::tensor::{activation, Int, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 use crate::nn::attention::{attention, merge_heads, split_heads};
 use crate::nn::{Embedding, LayerNorm, Linear};
 
@@ -69,14 +70,14 @@ impl ClipTextModel {
     /// Runs the embeddings and the first `layers` layers on `ids` `[B, S]` and returns every
     /// hidden state on the way, as transformers' `output_hidden_states` does: index 0 is the
     /// embedding output, index `l` the output of layer `l`. Layers past `layers` never run.
-    pub fn hidden_states(&self, ids: Tensor<2, Int>, layers: usize) -> Vec<Tensor<3>> {
+    pub fn hidden_states(&self, ids: Tensor<2, Int>, layers: usize, ad: Adapt) -> Vec<Tensor<3>> {
         let [_, seq] = ids.dims();
         let positions = self.position_embedding.weight.val().slice(0..seq); // [S, C]
         let mut x = self.token_embedding.forward(ids) + positions.unsqueeze::<3>(); // [B, S, C]
         let mut states = Vec::with_capacity(layers + 1);
         states.push(x.clone());
         for layer in &self.layers[..layers.min(self.layers.len())] {
-            x = layer.forward(x);
+            x = layer.forward(x, ad);
             states.push(x.clone());
         }
         states
@@ -140,9 +141,9 @@ impl ClipLayer {
     }
 
     /// Pre-norm residual block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    pub fn forward(&self, x: Tensor<3>, ad: Adapt) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), ad);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x), ad)
     }
 }
 
@@ -157,12 +158,12 @@ pub struct ClipAttention {
 
 impl ClipAttention {
     /// Causal multi-head self-attention, `[B, S, C]` -> `[B, S, C]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let q = split_heads(self.q_proj.forward(x.clone()), self.heads); // [B, heads, S, hd]
-        let k = split_heads(self.k_proj.forward(x.clone()), self.heads);
-        let v = split_heads(self.v_proj.forward(x), self.heads);
+    pub fn forward(&self, x: Tensor<3>, ad: Adapt) -> Tensor<3> {
+        let q = split_heads(self.q_proj.forward_with(x.clone(), ad), self.heads); // [B, heads, S, hd]
+        let k = split_heads(self.k_proj.forward_with(x.clone(), ad), self.heads);
+        let v = split_heads(self.v_proj.forward_with(x, ad), self.heads);
         let out = attention(q, k, v, true); // [B, heads, S, hd]
-        self.out_proj.forward(merge_heads(out)) // [B, S, C]
+        self.out_proj.forward_with(merge_heads(out), ad) // [B, S, C]
     }
 }
 
@@ -175,13 +176,13 @@ pub struct ClipMlp {
 }
 
 impl ClipMlp {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
+    pub fn forward(&self, x: Tensor<3>, ad: Adapt) -> Tensor<3> {
+        let h = self.fc1.forward_with(x, ad);
         let h = if self.quick_gelu {
             h.clone() * activation::sigmoid(h * 1.702)
         } else {
             activation::gelu(h)
         };
-        self.fc2.forward(h)
+        self.fc2.forward_with(h, ad)
     }
 }

@@ -14,6 +14,8 @@
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use super::{ClipTextModel, TextError};
+use crate::checkpoint::Component;
+use crate::lora::AdapterSet;
 use crate::tokenizer::{chunk_prompt, Chunk, ClipTokenizer, Flavor, ParsedPrompt, PromptPart, EOS};
 
 /// Options of the encoding that are not in the prompts.
@@ -52,6 +54,18 @@ impl TextEncoders {
         positive: &ParsedPrompt,
         negative: &ParsedPrompt,
         options: TextOptions,
+    ) -> Result<Conditioning, TextError> {
+        self.encode_with(positive, negative, options, &AdapterSet::none())
+    }
+
+    /// [`TextEncoders::encode`] with the text-encoder LoRA deltas of `adapters` (applied to
+    /// both prompts, as diffusers does).
+    pub fn encode_with(
+        &self,
+        positive: &ParsedPrompt,
+        negative: &ParsedPrompt,
+        options: TextOptions,
+        adapters: &AdapterSet,
     ) -> Result<Conditioning, TextError> {
         let (clip_l, big_g) = (&self.text_encoder, &self.text_encoder_2);
         let layers = clip_l.layers.len().min(big_g.layers.len());
@@ -102,11 +116,19 @@ impl TextEncoders {
         let skip = options.clip_skip;
         let ids_l = ids_tensor(&rows_l, Flavor::ClipL, &device);
         let z_l = clip_l
-            .hidden_states(ids_l, clip_l.layers.len() - 1 - skip)
+            .hidden_states(
+                ids_l,
+                clip_l.layers.len() - 1 - skip,
+                adapters.scope(Component::TextEncoder),
+            )
             .pop()
             .expect("hidden states"); // [rows, 77, 768]
         let ids_g = ids_tensor(&rows_g, Flavor::BigG, &device);
-        let mut states_g = big_g.hidden_states(ids_g, big_g.layers.len());
+        let mut states_g = big_g.hidden_states(
+            ids_g,
+            big_g.layers.len(),
+            adapters.scope(Component::TextEncoder2),
+        );
         let last_g = states_g.pop().expect("last hidden state"); // [rows, 77, 1280]
         let z_g = states_g.swap_remove(big_g.layers.len() - 1 - skip); // [rows, 77, 1280]
 

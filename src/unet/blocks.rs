@@ -9,6 +9,7 @@ use burn::tensor::Tensor;
 
 use super::{Transformer2d, UnetConfig, RESNET_EPS};
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 use crate::nn::{Conv2d, ResnetBlock};
 
 #[derive(Module, Debug)]
@@ -47,16 +48,17 @@ impl DownBlock {
         emb: &Tensor<2>,
         context: &Tensor<3>,
         skips: &mut Vec<Tensor<4>>,
+        ad: Adapt,
     ) -> Tensor<4> {
         for (j, resnet) in self.resnets.iter().enumerate() {
-            h = resnet.forward(h, Some(emb));
+            h = resnet.forward(h, Some(emb), ad);
             if let Some(attn) = self.attentions.get(j) {
-                h = attn.forward(h, context);
+                h = attn.forward(h, context, ad);
             }
             skips.push(h.clone());
         }
         if let Some(down) = &self.downsampler {
-            h = down.forward(h);
+            h = down.forward_with(h, ad);
             skips.push(h.clone());
         }
         h
@@ -114,10 +116,16 @@ impl MidBlock {
         })
     }
 
-    pub fn forward(&self, h: Tensor<4>, emb: &Tensor<2>, context: &Tensor<3>) -> Tensor<4> {
-        let h = self.resnets[0].forward(h, Some(emb));
-        let h = self.attention.forward(h, context);
-        self.resnets[1].forward(h, Some(emb))
+    pub fn forward(
+        &self,
+        h: Tensor<4>,
+        emb: &Tensor<2>,
+        context: &Tensor<3>,
+        ad: Adapt,
+    ) -> Tensor<4> {
+        let h = self.resnets[0].forward(h, Some(emb), ad);
+        let h = self.attention.forward(h, context, ad);
+        self.resnets[1].forward(h, Some(emb), ad)
     }
 }
 
@@ -157,12 +165,13 @@ impl UpBlock {
         emb: &Tensor<2>,
         context: &Tensor<3>,
         skips: &mut Vec<Tensor<4>>,
+        ad: Adapt,
     ) -> Tensor<4> {
         for (j, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("one skip per up resnet");
-            h = resnet.forward(Tensor::cat(vec![h, skip], 1), Some(emb)); // [B, C + C_skip, H, W] in
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), Some(emb), ad); // [B, C + C_skip, H, W] in
             if let Some(attn) = self.attentions.get(j) {
-                h = attn.forward(h, context);
+                h = attn.forward(h, context, ad);
             }
         }
         if let Some(up) = &self.upsampler {
@@ -172,7 +181,7 @@ impl UpBlock {
                 .map(|s| [s.dims()[2], s.dims()[3]])
                 .unwrap_or([height * 2, width * 2]);
             let options = InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size);
-            h = up.forward(interpolate(h, options));
+            h = up.forward_with(interpolate(h, options), ad);
         }
         h
     }

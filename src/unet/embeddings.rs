@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::tensor::{activation::silu, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 use crate::nn::Linear;
 
 #[derive(Module, Debug)]
@@ -25,8 +26,9 @@ impl TimestepEmbedding {
 
 impl TimestepEmbedding {
     /// `linear_2(silu(linear_1(x)))`, `[B, in]` -> `[B, out]`.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear_2.forward(silu(self.linear_1.forward(x)))
+    pub fn forward(&self, x: Tensor<2>, ad: Adapt) -> Tensor<2> {
+        self.linear_2
+            .forward_with(silu(self.linear_1.forward_with(x, ad)), ad)
     }
 }
 

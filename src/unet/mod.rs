@@ -17,6 +17,7 @@ pub use embeddings::{sinusoidal, TimestepEmbedding};
 pub use transformer::{Attention, BasicTransformerBlock, FeedForward, Transformer2d};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 use crate::nn::{Conv2d, GroupNorm};
 
 /// SDXL's UNet architecture as detected from a checkpoint's tensors (SDXL base 1.0 values in
@@ -139,6 +140,7 @@ impl Unet {
         context: Tensor<3>,
         pooled: Tensor<2>,
         add_time_ids: &[[f32; 6]],
+        ad: Adapt,
     ) -> Tensor<4> {
         let dtype = self.conv_in.weight.val().dtype();
         let device = latents.device();
@@ -153,20 +155,22 @@ impl Unet {
         let ids = TensorData::new(sinusoidal(&ids, id_dim), [batch, 6 * id_dim]);
         let ids = Tensor::<2>::from_data(ids, &device).cast(dtype); // [B, 6 * 256]
         let text_time = Tensor::cat(vec![pooled.cast(dtype), ids], 1); // [B, pooled + 6 * 256]
-        let emb = self.time_embedding.forward(t) + self.add_embedding.forward(text_time);
+        let emb = self.time_embedding.forward(t, ad) + self.add_embedding.forward(text_time, ad);
         let emb = silu(emb); // every resnet applies silu before its projection
 
         let context = context.cast(dtype);
-        let mut h = self.conv_in.forward(latents.cast(dtype));
+        let mut h = self.conv_in.forward_with(latents.cast(dtype), ad);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
-            h = block.forward(h, &emb, &context, &mut skips);
+            h = block.forward(h, &emb, &context, &mut skips, ad);
         }
-        h = self.mid_block.forward(h, &emb, &context);
+        h = self.mid_block.forward(h, &emb, &context, ad);
         for block in &self.up_blocks {
-            h = block.forward(h, &emb, &context, &mut skips);
+            h = block.forward(h, &emb, &context, &mut skips, ad);
         }
-        let h = self.conv_out.forward(silu(self.conv_norm_out.forward(h)));
+        let h = self
+            .conv_out
+            .forward_with(silu(self.conv_norm_out.forward(h)), ad);
         h.cast(FloatDType::F32)
     }
 }

@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::tensor::{activation::gelu, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 use crate::nn::attention::{attention, merge_heads, split_heads};
 use crate::nn::{GroupNorm, LayerNorm, Linear};
 
@@ -43,18 +44,18 @@ impl Transformer2d {
     }
 
     /// `x` `[B, C, H, W]`, `context` `[B, N, context_dim]` -> `[B, C, H, W]`.
-    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
+    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>, ad: Adapt) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let tokens = self
             .norm
             .forward(x.clone())
             .reshape([b, c, h * w])
             .swap_dims(1, 2); // [B, H*W, C]
-        let mut t = self.proj_in.forward(tokens);
+        let mut t = self.proj_in.forward_with(tokens, ad);
         for block in &self.transformer_blocks {
-            t = block.forward(t, context);
+            t = block.forward(t, context, ad);
         }
-        let t = self.proj_out.forward(t); // [B, H*W, C]
+        let t = self.proj_out.forward_with(t, ad); // [B, H*W, C]
         let t = t.swap_dims(1, 2).reshape([b, c, h, w]); // [B, C, H, W]
         t + x
     }
@@ -93,11 +94,14 @@ impl BasicTransformerBlock {
 
     /// Self-attention, cross-attention over `context`, GEGLU feed-forward, each pre-normed and
     /// residual. `x` `[B, N, C]`.
-    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>, ad: Adapt) -> Tensor<3> {
         let n1 = self.norm1.forward(x.clone());
-        let x = self.attn1.forward(n1.clone(), &n1) + x;
-        let x = self.attn2.forward(self.norm2.forward(x.clone()), context) + x;
-        self.ff.forward(self.norm3.forward(x.clone())) + x
+        let x = self.attn1.forward(n1.clone(), &n1, ad) + x;
+        let x = self
+            .attn2
+            .forward(self.norm2.forward(x.clone()), context, ad)
+            + x;
+        self.ff.forward(self.norm3.forward(x.clone()), ad) + x
     }
 }
 
@@ -127,11 +131,12 @@ impl Attention {
     }
 
     /// Queries from `x` `[B, N, C]`, keys and values from `context` `[B, M, C']`.
-    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
-        let q = split_heads(self.to_q.forward(x), self.heads); // [B, heads, N, d]
-        let k = split_heads(self.to_k.forward(context.clone()), self.heads); // [B, heads, M, d]
-        let v = split_heads(self.to_v.forward(context.clone()), self.heads);
-        self.to_out.forward(merge_heads(attention(q, k, v, false))) // [B, N, C]
+    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>, ad: Adapt) -> Tensor<3> {
+        let q = split_heads(self.to_q.forward_with(x, ad), self.heads); // [B, heads, N, d]
+        let k = split_heads(self.to_k.forward_with(context.clone(), ad), self.heads); // [B, heads, M, d]
+        let v = split_heads(self.to_v.forward_with(context.clone(), ad), self.heads);
+        self.to_out
+            .forward_with(merge_heads(attention(q, k, v, false)), ad) // [B, N, C]
     }
 }
 
@@ -153,12 +158,12 @@ impl FeedForward {
     }
 
     /// `out(value * gelu(gate))` where `[value, gate]` = `geglu(x)` split in halves.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, ad: Adapt) -> Tensor<3> {
         let [b, n, _] = x.dims();
-        let projected = self.geglu.forward(x); // [B, N, 2 * inner]
+        let projected = self.geglu.forward_with(x, ad); // [B, N, 2 * inner]
         let inner = projected.dims()[2] / 2;
         let value = projected.clone().slice([0..b, 0..n, 0..inner]);
         let gate = projected.slice([0..b, 0..n, inner..2 * inner]);
-        self.out.forward(value * gelu(gate))
+        self.out.forward_with(value * gelu(gate), ad)
     }
 }

@@ -17,6 +17,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{FloatDType, Tensor};
 
 use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::lora::Adapt;
 use crate::nn::attention::attention;
 use crate::nn::{Conv2d, GroupNorm, Linear, ResnetBlock};
 
@@ -167,7 +168,7 @@ impl Encoder {
         let mut h = self.conv_in.forward(x);
         for block in &self.down_blocks {
             for resnet in &block.resnets {
-                h = resnet.forward(h, None);
+                h = resnet.forward(h, None, Adapt::NONE);
             }
             if let Some(down) = &block.sampler {
                 // diffusers pads right and bottom by one, then convolves without padding
@@ -215,7 +216,7 @@ impl Decoder {
         let mut h = self.mid_block.forward(self.conv_in.forward(z));
         for block in &self.up_blocks {
             for resnet in &block.resnets {
-                h = resnet.forward(h, None);
+                h = resnet.forward(h, None, Adapt::NONE);
             }
             if let Some(up) = &block.sampler {
                 let options =
@@ -300,9 +301,9 @@ impl VaeMidBlock {
     }
 
     fn forward(&self, h: Tensor<4>) -> Tensor<4> {
-        let h = self.resnets[0].forward(h, None);
+        let h = self.resnets[0].forward(h, None, Adapt::NONE);
         let h = self.attention.forward(h);
-        self.resnets[1].forward(h, None)
+        self.resnets[1].forward(h, None, Adapt::NONE)
     }
 }
 
