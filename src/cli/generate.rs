@@ -11,13 +11,14 @@ use anyhow::bail;
 use clap::Args;
 
 use super::gpu;
-use super::job::{read_jobs, Job, JobArgs};
+use super::job::{lora_name, read_jobs, Job, JobArgs};
 use super::progress::Progress;
 use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::{Checkpoint, Prediction, WeightDtype};
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::image_io::{self, metadata::Infotext, ImageMetadata};
 use sdxl_wgpu::pipeline::{Engine, Generated};
+use sdxl_wgpu::tokenizer::parse_prompt;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -116,9 +117,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     for (label, job) in &jobs {
         let Ok(job) = job else { continue };
         progress.start(label.clone());
-        let result = engine
-            .generate(&job.request, &mut |e| progress.on_event(e))
-            .map_err(anyhow::Error::from)
+        let result = set_loras(&mut engine, label, job)
+            .and_then(|()| Ok(engine.generate(&job.request, &mut |e| progress.on_event(e))?))
             .and_then(|out| write_outputs(job, &out, &model).map(|()| out));
         match result {
             Ok(out) => summarize(label, job, &out),
@@ -132,6 +132,43 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     if failed > 0 {
         bail!("{failed} of {} jobs failed", jobs.len());
+    }
+    Ok(())
+}
+
+/// Makes the job's LoRAs the engine's active set (a no-op when they already are), saying what
+/// a new set adapts and which modules matched nothing.
+fn set_loras(engine: &mut Engine, label: &str, job: &Job) -> anyhow::Result<()> {
+    let Some(report) = engine.set_loras(&job.loras)? else {
+        return Ok(());
+    };
+    for file in &report.files {
+        let adapted: Vec<String> = file
+            .matched
+            .iter()
+            .map(|(c, n)| format!("{n} {}", c.describe()))
+            .collect();
+        println!(
+            "{label}LoRA {}: {} layers",
+            file.path.display(),
+            adapted.join(", ")
+        );
+        if !file.unmatched.is_empty() {
+            eprintln!(
+                "warning: {label}LoRA {}: {} modules match no layer and are ignored (e.g. `{}`)",
+                file.path.display(),
+                file.unmatched.len(),
+                file.unmatched[..file.unmatched.len().min(3)].join("`, `")
+            );
+        }
+        if !file.unrecognised.is_empty() {
+            eprintln!(
+                "warning: {label}LoRA {}: {} tensors of unsupported kinds are ignored (e.g. `{}`)",
+                file.path.display(),
+                file.unrecognised.len(),
+                file.unrecognised[0]
+            );
+        }
     }
     Ok(())
 }
@@ -220,8 +257,32 @@ fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMeta
     }
     let version = format!("sdxl-wgpu {}", env!("CARGO_PKG_VERSION"));
     fields.push(("Version".into(), version.clone()));
+    // LoRAs given by flag appear as A1111 tags (their weights), every LoRA in `Lora hashes`
+    let mut prompt = r.prompt.clone();
+    let tagged: Vec<String> = parse_prompt(&r.prompt)
+        .loras
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    let mut hashes = Vec::new();
+    for lora in &job.loras {
+        let name = lora_name(&lora.path);
+        if !tagged.contains(&name) {
+            let (te, unet) = (lora.text_encoder_weight, lora.unet_weight);
+            if te == unet {
+                prompt.push_str(&format!(" <lora:{name}:{unet}>"));
+            } else {
+                prompt.push_str(&format!(" <lora:{name}:{te}:{unet}>"));
+            }
+        }
+        hashes.push(format!("{name}: {}", image_io::lora_hash(&lora.path)?));
+    }
+    if !hashes.is_empty() {
+        let at = fields.len() - 1; // before Version
+        fields.insert(at, ("Lora hashes".into(), hashes.join(", ")));
+    }
     let parameters = image_io::parameters(&Infotext {
-        prompt: r.prompt.clone(),
+        prompt,
         negative: r.negative.clone(),
         fields,
     });

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::tensor_file;
 use sdxl_wgpu::image_io;
+use sdxl_wgpu::lora::LoraSpec;
 use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
-use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::tokenizer::{parse_prompt, LoraRequest};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 
 /// The request flags. Unset fields take the preset's value (size, steps, CFG), the init
@@ -125,6 +126,15 @@ pub struct JobArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dump: Option<PathBuf>,
+    /// A LoRA to apply: `PATH[:UNET_WEIGHT[:TE_WEIGHT]]` (weights default to 1; the text
+    /// encoders' to the UNet's). Repeatable; in a job, a list of such strings.
+    #[arg(long = "lora", value_name = "PATH[:W[:TE_W]]")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<Vec<String>>,
+    /// Where `<lora:NAME:W>` tags in the prompt are looked up (`DIR/NAME.safetensors`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora_dir: Option<PathBuf>,
 }
 
 /// img2img's strength when none is given (A1111's default denoising strength).
@@ -141,6 +151,8 @@ pub struct Job {
     pub warnings: Vec<String>,
     /// The resolved fields, for the image's JSON metadata.
     pub record: JobArgs,
+    /// The LoRAs to apply (flags, then prompt tags).
+    pub loras: Vec<LoraSpec>,
 }
 
 macro_rules! over {
@@ -178,7 +190,9 @@ impl JobArgs {
             policy,
             vae_tiling,
             vae_precision,
-            dump
+            dump,
+            lora,
+            lora_dir
         )
     }
 
@@ -209,16 +223,16 @@ impl JobArgs {
             cfg: self.cfg.unwrap_or(preset.cfg),
             steps: self.steps.unwrap_or(preset.steps),
         };
-        let loras = parse_prompt(&prompt).loras;
-        let mut outcome = policy::apply(asked, &loras, profile);
-        if !loras.is_empty() {
-            let names: Vec<&str> = loras.iter().map(|l| l.name.as_str()).collect();
-            outcome.warnings.push(format!(
-                "LoRA tags are removed from the prompt but not applied yet (LoRA support is \
-                 still to come): {}",
-                names.join(", ")
-            ));
-        }
+        let loras = self.loras(&prompt)?;
+        let requests: Vec<LoraRequest> = loras
+            .iter()
+            .map(|l| LoraRequest {
+                name: lora_name(&l.path),
+                text_encoder_weight: l.text_encoder_weight,
+                unet_weight: l.unet_weight,
+            })
+            .collect();
+        let outcome = policy::apply(asked, &requests, profile);
         let settings = outcome.settings;
         let choice = self.sampler.unwrap_or(SamplerChoice {
             sampler: Sampler::Euler,
@@ -289,6 +303,8 @@ impl JobArgs {
             vae_tiling: Some(r.vae_tiling),
             vae_precision: Some(r.vae_precision),
             dump: self.dump.clone(),
+            lora: self.lora.clone(),
+            lora_dir: self.lora_dir.clone(),
         };
         Ok(Job {
             request,
@@ -298,8 +314,79 @@ impl JobArgs {
             corrections: outcome.corrections,
             warnings: outcome.warnings,
             record,
+            loras,
         })
     }
+
+    /// The LoRAs of `--lora` and of the prompt's `<lora:NAME:...>` tags (in `--lora-dir`), in
+    /// that order; each file must exist.
+    fn loras(&self, prompt: &str) -> anyhow::Result<Vec<LoraSpec>> {
+        let mut specs = Vec::new();
+        for arg in self.lora.iter().flatten() {
+            specs.push(parse_lora_arg(arg)?);
+        }
+        for tag in parse_prompt(prompt).loras {
+            let Some(dir) = &self.lora_dir else {
+                bail!(
+                    "the prompt names LoRA `{}` (<lora:{}:...>): give --lora-dir DIR to look it up",
+                    tag.name,
+                    tag.name
+                );
+            };
+            let file = if tag.name.ends_with(".safetensors") {
+                dir.join(&tag.name)
+            } else {
+                dir.join(format!("{}.safetensors", tag.name))
+            };
+            specs.push(LoraSpec {
+                path: file,
+                unet_weight: tag.unet_weight,
+                text_encoder_weight: tag.text_encoder_weight,
+            });
+        }
+        for spec in &specs {
+            if !spec.path.is_file() {
+                bail!("LoRA {}: no such file", spec.path.display());
+            }
+        }
+        Ok(specs)
+    }
+}
+
+/// `PATH[:UNET_WEIGHT[:TE_WEIGHT]]`, weights read from the right so paths may hold `:`.
+pub fn parse_lora_arg(arg: &str) -> anyhow::Result<LoraSpec> {
+    let mut path = arg;
+    let mut weights = Vec::new();
+    while weights.len() < 2 {
+        let Some((rest, last)) = path.rsplit_once(':') else {
+            break;
+        };
+        let Ok(w) = last.trim().parse::<f32>() else {
+            break;
+        };
+        if !w.is_finite() {
+            bail!("--lora {arg}: the weight {last} is not a finite number");
+        }
+        weights.insert(0, w);
+        path = rest;
+    }
+    if path.is_empty() {
+        bail!("--lora {arg}: no file named");
+    }
+    let unet = weights.first().copied().unwrap_or(1.0);
+    Ok(LoraSpec {
+        path: PathBuf::from(path),
+        unet_weight: unet,
+        text_encoder_weight: weights.get(1).copied().unwrap_or(unet),
+    })
+}
+
+/// A LoRA's name as A1111 shows it: the file's stem.
+pub fn lora_name(path: &Path) -> String {
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The jobs of a JSON-lines file: `(line number, job)` for each non-blank line that does not

@@ -120,6 +120,30 @@ pub fn read_png_text(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
 /// Civitai). Cached by path, size and modification time in `cache_dir()`, so each file is read
 /// once; a cache that cannot be read or written only costs the hashing again.
 pub fn model_hash(path: &Path) -> std::io::Result<String> {
+    Ok(cached_sha256(path, Hashed::WholeFile)?
+        .chars()
+        .take(10)
+        .collect())
+}
+
+/// A1111's LoRA hash ("AutoV3" on Civitai, what `Lora hashes` lists): the first 12 hex digits
+/// of the sha256 of a safetensors file's data, after its header. Cached like [`model_hash`].
+pub fn lora_hash(path: &Path) -> std::io::Result<String> {
+    Ok(cached_sha256(path, Hashed::SafetensorsData)?
+        .chars()
+        .take(12)
+        .collect())
+}
+
+/// What of a file is hashed.
+#[derive(Clone, Copy)]
+enum Hashed {
+    WholeFile,
+    /// Everything after the 8-byte length and the JSON header.
+    SafetensorsData,
+}
+
+fn cached_sha256(path: &Path, what: Hashed) -> std::io::Result<String> {
     let meta = std::fs::metadata(path)?;
     let canonical = std::fs::canonicalize(path)?;
     let modified = meta
@@ -127,7 +151,11 @@ pub fn model_hash(path: &Path) -> std::io::Result<String> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    let key = format!("{}|{}|{modified}", canonical.display(), meta.len());
+    let kind = match what {
+        Hashed::WholeFile => "",
+        Hashed::SafetensorsData => "data|",
+    };
+    let key = format!("{kind}{}|{}|{modified}", canonical.display(), meta.len());
     let cache_file = cache_dir().map(|d| d.join("model-hashes.json"));
     let mut cache: BTreeMap<String, String> = cache_file
         .as_ref()
@@ -137,7 +165,7 @@ pub fn model_hash(path: &Path) -> std::io::Result<String> {
     let sha = match cache.get(&key) {
         Some(sha) => sha.clone(),
         None => {
-            let sha = sha256_file(path)?;
+            let sha = sha256_file(path, what)?;
             cache.insert(key, sha.clone());
             if let Some(file) = &cache_file {
                 let _ = store(file, &cache);
@@ -145,11 +173,19 @@ pub fn model_hash(path: &Path) -> std::io::Result<String> {
             sha
         }
     };
-    Ok(sha.chars().take(10).collect())
+    Ok(sha)
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+fn sha256_file(path: &Path, what: Hashed) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
+    if let Hashed::SafetensorsData = what {
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len)?;
+        std::io::copy(
+            &mut (&mut file).take(u64::from_le_bytes(len)),
+            &mut std::io::sink(),
+        )?;
+    }
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {

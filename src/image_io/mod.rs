@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 
-pub use metadata::{model_hash, parameters, ImageMetadata};
+pub use metadata::{lora_hash, model_hash, parameters, ImageMetadata};
 
 /// An image that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
