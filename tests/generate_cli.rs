@@ -418,3 +418,126 @@ fn img2img_writes_the_diffusers_image() {
         "{chunks:?}"
     );
 }
+
+/// A jobs file that swaps LoRA sets between jobs (A, B, A+B, none, a corrupt file, an SD 1.5
+/// LoRA, A again): the failing jobs fail with their cause, the others run; A's two runs are
+/// bit-identical and equal a fresh process with only A (within the ~1e-6 that autotune's
+/// timing-dependent kernel choice leaves between processes); LoRAs are in the metadata.
+#[test]
+fn jobs_swap_lora_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loras = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
+    let corrupt = dir.path().join("corrupt.safetensors");
+    let bytes = std::fs::read(format!("{loras}/style_kohya.safetensors")).expect("fixture");
+    std::fs::write(&corrupt, &bytes[..bytes.len() - 1000]).expect("write");
+    let a = format!("{loras}/style_kohya.safetensors:0.8");
+    let b = format!("{loras}/detail_locon.safetensors:0.5");
+    let sets: [Vec<String>; 7] = [
+        vec![a.clone()],
+        vec![b.clone()],
+        vec![a.clone(), b.clone()],
+        vec![],
+        vec![path(&corrupt).to_string()],
+        vec![format!("{loras}/sd15.safetensors")],
+        vec![a.clone()],
+    ];
+    let lines: Vec<String> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| {
+            let job = serde_json::json!({
+                "lora": set,
+                "dump": dir.path().join(format!("dump-{}.safetensors", i + 1)),
+            });
+            job.to_string()
+        })
+        .collect();
+    let jobs = dir.path().join("swaps.jsonl");
+    std::fs::write(&jobs, lines.join("\n")).expect("jobs file");
+    let common = [
+        "--model",
+        TINY,
+        "--prompt",
+        "1girl, solo",
+        "--negative",
+        "lowres",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "2",
+        "--seed",
+        "4",
+        "--policy",
+        "off",
+        "--precision",
+        "f32",
+    ];
+    let base = dir.path().join("swap.png");
+    let mut args = vec!["generate", "--jobs", path(&jobs), "--output", path(&base)];
+    args.extend_from_slice(&common);
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("line 5: LoRA") && err.contains("corrupt.safetensors"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 6: LoRA") && err.contains("SD 1.x/2.x"),
+        "{err}"
+    );
+    assert!(err.contains("2 of 7 jobs failed"), "{err}");
+    assert!(out.contains("style_kohya.safetensors: 192 UNet"), "{out}");
+    let dump = |i: usize| fixture_at(&dir.path().join(format!("dump-{i}.safetensors")));
+    let (first, last) = (dump(1), dump(7));
+    assert_eq!(
+        first["final_latents"], last["final_latents"],
+        "A before and after the swaps"
+    );
+    assert_ne!(
+        first["final_latents"],
+        dump(4)["final_latents"],
+        "A differs from no LoRA"
+    );
+
+    let fresh = dir.path().join("fresh.safetensors");
+    let mut args = vec![
+        "generate",
+        "--lora",
+        &a,
+        "--dump",
+        path(&fresh),
+        "--output",
+        path(&base),
+    ];
+    args.extend_from_slice(&common);
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let err = relative_error(
+        &fixture_at(&fresh)["final_latents"],
+        &last["final_latents"],
+        "fresh",
+    );
+    assert!(err <= 1e-5, "fresh process: {err:.2e}");
+
+    let chunks = read_png_text(&dir.path().join("swap-3.png")).expect("text chunks");
+    let parameters = &chunks["parameters"];
+    assert!(
+        parameters.starts_with("1girl, solo <lora:style_kohya:0.8> <lora:detail_locon:0.5>\n"),
+        "{parameters}"
+    );
+    // A1111's LoRA hash: sha256 of the data after the safetensors header, 12 hex digits
+    let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let sha: String = Sha256::digest(&bytes[8 + header..])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        parameters.contains(&format!(
+            "Lora hashes: \"style_kohya: {}, detail_locon: ",
+            &sha[..12]
+        )),
+        "{parameters}"
+    );
+}

@@ -416,3 +416,65 @@ fn random_seed() -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) & 0xffff_ffff
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lora_args_take_weights_from_the_right() {
+        let table: [(&str, &str, f32, f32); 6] = [
+            ("a.safetensors", "a.safetensors", 1.0, 1.0),
+            ("a.safetensors:0.8", "a.safetensors", 0.8, 0.8),
+            ("a.safetensors:0.8:0.5", "a.safetensors", 0.8, 0.5),
+            (
+                "C:\\loras\\a.safetensors:0.7",
+                "C:\\loras\\a.safetensors",
+                0.7,
+                0.7,
+            ),
+            (
+                "dir:with:colons/a.safetensors",
+                "dir:with:colons/a.safetensors",
+                1.0,
+                1.0,
+            ),
+            ("a.safetensors:-1", "a.safetensors", -1.0, -1.0),
+        ];
+        for (arg, path, unet, te) in table {
+            let spec = parse_lora_arg(arg).expect(arg);
+            assert_eq!(spec.path, PathBuf::from(path), "{arg}");
+            assert_eq!(
+                (spec.unet_weight, spec.text_encoder_weight),
+                (unet, te),
+                "{arg}"
+            );
+        }
+        assert!(parse_lora_arg(":0.5").is_err());
+        assert!(parse_lora_arg("a.safetensors:inf").is_err());
+    }
+
+    #[test]
+    fn prompt_tags_need_a_lora_dir_and_an_existing_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("style.safetensors"), b"x").expect("write");
+        let job = |prompt: &str, lora_dir: Option<&Path>| JobArgs {
+            prompt: Some(prompt.into()),
+            lora_dir: lora_dir.map(Path::to_path_buf),
+            ..JobArgs::default()
+        };
+        let err = job("x <lora:style:0.7>", None).loras("x <lora:style:0.7>");
+        assert!(format!("{:#}", err.expect_err("no dir")).contains("--lora-dir"));
+        let specs = job("", Some(dir.path()))
+            .loras("x <lora:style:0.7:0.9>")
+            .expect("found");
+        assert_eq!(specs[0].path, dir.path().join("style.safetensors"));
+        assert_eq!(
+            (specs[0].text_encoder_weight, specs[0].unet_weight),
+            (0.7, 0.9)
+        );
+        let err = job("", Some(dir.path())).loras("<lora:missing:1>");
+        assert!(format!("{:#}", err.expect_err("missing"))
+            .contains("missing.safetensors: no such file"));
+    }
+}
