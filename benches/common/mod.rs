@@ -117,3 +117,32 @@ pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
     out.flush()?;
     Ok(path)
 }
+
+/// The real SDXL base 1.0 single file known only by its tensor list (no weights): its detected
+/// architecture and key tables.
+pub fn manifest_checkpoint() -> anyhow::Result<sdxl_wgpu::Checkpoint> {
+    use sdxl_wgpu::checkpoint::{Dtype, Header, TensorInfo};
+    let mut header = Header::default();
+    let mut offset = 0;
+    for line in MANIFEST.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (Some(dtype), Some(shape)) = (cols.get(1), cols.get(2)) else {
+            continue;
+        };
+        let dtype = Dtype::parse(dtype).ok_or_else(|| anyhow::anyhow!("dtype {dtype}"))?;
+        let shape: Vec<usize> = serde_json::from_str(shape)?;
+        let len = dtype.size() * shape.iter().product::<usize>();
+        let info = TensorInfo {
+            dtype,
+            shape,
+            start: offset,
+            end: offset + len,
+        };
+        header.tensors.insert(cols[0].to_string(), info);
+        offset += len;
+    }
+    Ok(sdxl_wgpu::Checkpoint::from_header(
+        "sd_xl_base_1.0.safetensors",
+        header,
+    )?)
+}

@@ -160,18 +160,29 @@ struct HostDelta {
 
 impl HostDelta {
     fn upload(self, device: &Device, dtype: FloatDType) -> LowRankDelta {
-        match self.down_shape.len() {
+        // f16 compute: upload f16 (half the bytes, no cast kernel)
+        let data = |values: Vec<f32>, shape: Vec<usize>| match dtype {
+            FloatDType::F16 => TensorData::new(
+                values
+                    .into_iter()
+                    .map(half::f16::from_f32)
+                    .collect::<Vec<_>>(),
+                shape,
+            ),
+            _ => TensorData::new(values, shape),
+        };
+        let (down, up) = (
+            data(self.down, self.down_shape),
+            data(self.up, self.up_shape),
+        );
+        match down.shape().len() {
             2 => LowRankDelta::Linear {
-                down: Tensor::<2>::from_data(TensorData::new(self.down, self.down_shape), device)
-                    .cast(dtype),
-                up: Tensor::<2>::from_data(TensorData::new(self.up, self.up_shape), device)
-                    .cast(dtype),
+                down: Tensor::<2>::from_data(down, device).cast(dtype),
+                up: Tensor::<2>::from_data(up, device).cast(dtype),
             },
             _ => LowRankDelta::Conv {
-                down: Tensor::<4>::from_data(TensorData::new(self.down, self.down_shape), device)
-                    .cast(dtype),
-                up: Tensor::<4>::from_data(TensorData::new(self.up, self.up_shape), device)
-                    .cast(dtype),
+                down: Tensor::<4>::from_data(down, device).cast(dtype),
+                up: Tensor::<4>::from_data(up, device).cast(dtype),
             },
         }
     }
