@@ -261,7 +261,9 @@ fn policy_corrections_are_printed() {
         "--model",
         "/nonexistent.safetensors",
         "--prompt",
-        "x <lora:style:1.4>",
+        "x <lora:style_kohya:1.4>",
+        "--lora-dir",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora"),
         "--width",
         "512",
         "--height",
@@ -277,7 +279,7 @@ fn policy_corrections_are_printed() {
         "quality policy (anime): height 512 -> 768",
         "quality policy (anime): cfg 2 -> 7",
         "quality policy (anime): steps 8 -> 25",
-        "LoRA style UNet weight 1.4 is outside the recommended 0.5-1",
+        "LoRA style_kohya UNet weight 1.4 is outside the recommended 0.5-1",
         "no such file",
     ] {
         assert!(err.contains(line), "{line}: {err}");

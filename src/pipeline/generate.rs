@@ -13,7 +13,7 @@ use super::{Engine, Event, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
 use crate::error::Error;
 use crate::image_io;
-use crate::sampling::{noise_like, SamplingRun, TorchRng};
+use crate::sampling::{noise, SamplingRun, TorchRng};
 use crate::text_encoder::{Conditioning, TextOptions};
 use crate::tokenizer::parse_prompt;
 use crate::vae::TilePlan;
@@ -92,7 +92,7 @@ impl Engine {
             .collect();
         let noise = match &request.init_noise {
             Some(n) => Tensor::from_data(TensorData::new(n.values.clone(), n.shape), device),
-            None => noise_like(&Tensor::zeros(shape, device), &mut rngs),
+            None => noise(shape, &mut rngs, device),
         };
         let mut x = match &request.init {
             None => run.initial_latents(noise),

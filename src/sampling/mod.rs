@@ -9,6 +9,6 @@ mod schedule;
 mod torch_rng;
 
 pub use names::{SamplerChoice, UnknownSampler};
-pub use sampler::{noise_like, SamplingRun};
+pub use sampler::{noise, SamplingRun};
 pub use schedule::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TrainSchedule};
 pub use torch_rng::TorchRng;

@@ -7,7 +7,7 @@
 //! Every rule is a linear combination of tensors with coefficients from the schedule, so the
 //! coefficients are computed on the CPU in f64 and the tensors stay f32 on the device.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TorchRng, TrainSchedule};
 use crate::checkpoint::Prediction;
@@ -127,7 +127,7 @@ impl SamplingRun {
                 } else {
                     let up = (next * next * (sigma * sigma - next * next) / (sigma * sigma)).sqrt();
                     let down = (next * next - up * up).sqrt();
-                    let noise = noise_like(&x, rngs);
+                    let noise = noise(x.dims(), rngs, &x.device());
                     x + derivative * (down - sigma) + noise * up
                 }
             }
@@ -193,10 +193,10 @@ impl SamplingRun {
     }
 }
 
-/// Standard normal noise shaped like `x` (`[B, ...]`), item i from `rngs[i]`.
-pub fn noise_like(x: &Tensor<4>, rngs: &mut [TorchRng]) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
+/// Standard normal noise of `shape` (`[B, ...]`), item i from `rngs[i]`, uploaded to `device`.
+pub fn noise(shape: [usize; 4], rngs: &mut [TorchRng], device: &Device) -> Tensor<4> {
+    let [b, c, h, w] = shape;
     assert_eq!(b, rngs.len(), "one generator per batch item");
     let values: Vec<f32> = rngs.iter_mut().flat_map(|r| r.randn(c * h * w)).collect();
-    Tensor::from_data(TensorData::new(values, [b, c, h, w]), &x.device())
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
