@@ -82,6 +82,25 @@ impl Dtype {
             Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 | Dtype::F8E4M3 | Dtype::F8E5M2
         )
     }
+
+    /// Little-endian values of this dtype as f32: f32, f16 and bf16; `None` for the others.
+    pub fn to_f32(self, bytes: &[u8]) -> Option<Vec<f32>> {
+        Some(match self {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => return None,
+        })
+    }
 }
 
 impl std::fmt::Display for Dtype {

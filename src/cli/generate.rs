@@ -193,6 +193,11 @@ struct ModelInfo {
 impl ModelInfo {
     fn of(path: &Path) -> Self {
         let hash = if path.is_file() {
+            if std::fs::metadata(path).is_ok_and(|m| m.len() > 1 << 30) {
+                println!(
+                    "model hash for the image metadata (the first time reads the whole file)..."
+                );
+            }
             match image_io::model_hash(path) {
                 Ok(hash) => Some(hash),
                 Err(e) => {

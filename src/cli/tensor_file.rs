@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use burn::tensor::Tensor;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
+use sdxl_wgpu::checkpoint::SafetensorsFile;
 
 /// A named tensor on the host: shape and f32 values.
 pub struct HostTensor {
@@ -73,28 +74,31 @@ pub fn read_4d(
     name: Option<&str>,
     preferred: &[&str],
 ) -> anyhow::Result<([usize; 4], Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let names = file.names();
+    let file = SafetensorsFile::open(path)?;
+    let tensors = &file.header().tensors;
     let name = match name {
         Some(n) => n.to_string(),
         None => preferred
             .iter()
-            .find(|n| names.iter().any(|m| m == *n))
+            .find(|n| tensors.contains_key(**n))
             .map(|n| n.to_string())
-            .or_else(|| (names.len() == 1).then(|| names[0].to_string()))
+            .or_else(|| {
+                (tensors.len() == 1)
+                    .then(|| tensors.keys().next().cloned())
+                    .flatten()
+            })
             .with_context(|| {
+                let names: Vec<&String> = tensors.keys().collect();
                 format!(
                     "{}: no tensor named {preferred:?} (tensors: {names:?})",
                     path.display()
                 )
             })?,
     };
-    let t = file
-        .tensor(&name)
+    let info = tensors
+        .get(&name)
         .with_context(|| format!("{}: no tensor `{name}`", path.display()))?;
-    let shape: [usize; 4] = match *t.shape() {
+    let shape: [usize; 4] = match *info.shape {
         [b, c, h, w] => [b, c, h, w],
         [c, h, w] => [1, c, h, w],
         ref s => bail!(
@@ -102,25 +106,16 @@ pub fn read_4d(
             path.display()
         ),
     };
-    let data = t.data();
-    let values: Vec<f32> = match t.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => bail!(
-            "{}: `{name}` is {other:?}; it must be f32, f16 or bf16",
-            path.display()
-        ),
-    };
+    let values = file
+        .bytes(info)
+        .and_then(|bytes| info.dtype.to_f32(bytes))
+        .with_context(|| {
+            format!(
+                "{}: `{name}` is {}; it must be f32, f16 or bf16",
+                path.display(),
+                info.dtype.name()
+            )
+        })?;
     if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
         bail!(
             "{}: `{name}` holds a non-finite value ({bad})",

@@ -169,26 +169,12 @@ impl LoraFile {
             .file
             .bytes(info)
             .ok_or_else(|| bad("its data is outside the file".into()))?;
-        let values: Vec<f32> = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(bad(format!(
-                    "{} values; LoRA tensors must be f32, f16 or bf16",
-                    other.name()
-                )))
-            }
-        };
+        let values = info.dtype.to_f32(bytes).ok_or_else(|| {
+            bad(format!(
+                "{} values; LoRA tensors must be f32, f16 or bf16",
+                info.dtype.name()
+            ))
+        })?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(bad("holds NaN or infinite values".into()));
         }
