@@ -14,9 +14,7 @@ use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
 use sdxl_wgpu::device;
 
 mod common;
-use common::{gpu, TINY};
-
-const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
+use common::{gpu, TINY, TINY_FOLDER};
 
 /// The diffusers folder's f16 tensors of one component: name -> values as f32.
 fn reference(component: Component) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
