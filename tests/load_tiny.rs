@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use burn::tensor::{DType, Tensor};
 use half::{bf16, f16};
@@ -15,6 +16,19 @@ use sdxl_wgpu::device;
 
 mod common;
 use common::{gpu, TINY, TINY_FOLDER};
+
+/// The tests of this file share one device; the one that compares its memory in use before and
+/// after takes this exclusively, every other test shares it, so no upload of a neighbour lands
+/// between its two readings.
+static DEVICE_MEMORY: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    DEVICE_MEMORY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    DEVICE_MEMORY.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The diffusers folder's f16 tensors of one component: name -> values as f32.
 fn reference(component: Component) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
@@ -94,6 +108,7 @@ fn assert_loaded_equal(
 
 #[test]
 fn single_file_loads_equal_to_diffusers() {
+    let _memory = shared();
     let ckpt = Checkpoint::open(TINY).expect("opens");
     assert!(ckpt.report().is_clean());
     assert_loaded_equal(&ckpt, WeightDtype::AsStored, DType::F16, |v| v);
@@ -101,6 +116,7 @@ fn single_file_loads_equal_to_diffusers() {
 
 #[test]
 fn diffusers_folder_loads_equal_to_diffusers() {
+    let _memory = shared();
     let ckpt = Checkpoint::open(TINY_FOLDER).expect("opens");
     assert!(ckpt.report().is_clean());
     assert_eq!(ckpt.config, Checkpoint::open(TINY).expect("opens").config);
@@ -109,6 +125,7 @@ fn diffusers_folder_loads_equal_to_diffusers() {
 
 #[test]
 fn weights_can_be_widened_to_f32() {
+    let _memory = shared();
     let ckpt = Checkpoint::open(TINY).expect("opens");
     assert_loaded_equal(&ckpt, WeightDtype::F32, DType::F32, |v| v);
 }
@@ -146,6 +163,7 @@ fn converted(dir: &Path, dtype: StDtype, to: impl Fn(f16) -> Vec<u8>) -> std::pa
 
 #[test]
 fn bf16_file_loads_as_f16() {
+    let _memory = shared();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = converted(dir.path(), StDtype::BF16, |v| {
         bf16::from_f32(v.to_f32()).to_le_bytes().to_vec()
@@ -158,6 +176,7 @@ fn bf16_file_loads_as_f16() {
 
 #[test]
 fn fp8_file_loads_as_f16() {
+    let _memory = shared();
     let dir = tempfile::tempdir().expect("tempdir");
     // float8_e5m2 is the high byte of an f16.
     let path = converted(dir.path(), StDtype::F8_E5M2, |v| {
@@ -171,6 +190,7 @@ fn fp8_file_loads_as_f16() {
 
 #[test]
 fn f32_file_loads_as_f32() {
+    let _memory = shared();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = converted(dir.path(), StDtype::F32, |v| {
         v.to_f32().to_le_bytes().to_vec()
@@ -181,6 +201,7 @@ fn f32_file_loads_as_f32() {
 
 #[test]
 fn module_tree_follows_the_detected_architecture() {
+    let _memory = shared();
     let ckpt = Checkpoint::open(TINY).expect("opens");
     let models = ckpt.load(gpu(), WeightDtype::AsStored).expect("loads");
     let unet = &models.unet;
@@ -219,6 +240,7 @@ fn module_tree_follows_the_detected_architecture() {
 /// naming the tensor and the way out.
 #[test]
 fn tensor_over_the_buffer_limit_is_refused_up_front() {
+    let _memory = exclusive();
     let mut small = gpu().clone();
     small.adapter.max_buffer_size = 4 << 20; // 4 MiB: the f32 token embeddings (6 MiB) exceed it
     let ckpt = Checkpoint::open(TINY).expect("fixture");
