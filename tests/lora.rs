@@ -222,6 +222,17 @@ fn bad_files_fail_naming_file_and_cause() {
     let report = check(&partly).expect("partly matches");
     assert_eq!(report.unmatched, ["lora_unet_nowhere"]);
     assert_eq!(report.unrecognised, ["lora_unet_x.hada_w1_a"]);
+    // inspect says which component the unmatched module belongs to
+    let (code, out, err) = run_cli(&["inspect", partly.to_str().expect("utf-8"), "--model", TINY]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2 modules (0 conv, 1 match no layer)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ignored: 1 (UNet 1; e.g. `lora_unet_nowhere`)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -284,7 +295,10 @@ fn inspect_reports_format_groups_and_the_verdict() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("format: Kohya (68 modules)"), "{out}");
-    assert!(out.contains("68 modules (34 conv), rank {2}"), "{out}");
+    assert!(
+        out.contains("68 modules (34 conv, 0 match no layer), rank {2}"),
+        "{out}"
+    );
     assert!(out.contains("compatible: adapts 68 UNet layers"), "{out}");
     assert!(
         out.contains("ss_base_model_version: sdxl_base_v1-0"),

@@ -21,10 +21,21 @@ const GROUPS: [(&str, &str); 7] = [
     ("text_encoder.", "CLIP-L"),
 ];
 
+/// The group a module name belongs to, by [`GROUPS`].
+fn group_of(module: &str) -> &'static str {
+    GROUPS
+        .iter()
+        .find(|(prefix, _)| module.starts_with(prefix))
+        .map_or("other", |(_, g)| g)
+}
+
 #[derive(Serialize, Default)]
 struct Group {
     modules: usize,
     conv_modules: usize,
+    /// Modules that match no layer of the model (known only with `--model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unmatched: Option<usize>,
     ranks: BTreeSet<usize>,
     alphas: BTreeSet<String>,
     dtypes: BTreeSet<String>,
@@ -60,11 +71,9 @@ pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> 
     let file = LoraFile::open(path)?;
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for module in &file.modules {
-        let group = GROUPS
-            .iter()
-            .find(|(prefix, _)| module.name.starts_with(prefix))
-            .map_or("other", |(_, g)| g);
-        let g = groups.entry(group.to_string()).or_default();
+        let g = groups
+            .entry(group_of(&module.name).to_string())
+            .or_default();
         g.modules += 1;
         g.conv_modules += usize::from(module.down.shape.len() == 4 && module.down.shape[2] > 1);
         g.ranks.insert(module.rank());
@@ -90,12 +99,21 @@ pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> 
                 text_encoder_weight: 1.0,
             };
             Some(match AdapterSet::check(&spec, &table) {
-                Ok(report) => Compatibility {
-                    model: model.to_path_buf(),
-                    compatible: true,
-                    verdict: verdict(&report),
-                    report: Some(report),
-                },
+                Ok(report) => {
+                    for g in groups.values_mut() {
+                        g.unmatched = Some(0);
+                    }
+                    for name in &report.unmatched {
+                        let g = groups.entry(group_of(name).to_string()).or_default();
+                        *g.unmatched.get_or_insert(0) += 1;
+                    }
+                    Compatibility {
+                        model: model.to_path_buf(),
+                        compatible: true,
+                        verdict: verdict(&report),
+                        report: Some(report),
+                    }
+                }
                 Err(e) => Compatibility {
                     model: model.to_path_buf(),
                     compatible: false,
@@ -148,9 +166,15 @@ fn verdict(report: &FileReport) -> String {
         .collect();
     let mut text = format!("compatible: adapts {}", adapted.join(", "));
     if !report.unmatched.is_empty() {
+        let mut per_group: BTreeMap<&str, usize> = BTreeMap::new();
+        for name in &report.unmatched {
+            *per_group.entry(group_of(name)).or_default() += 1;
+        }
+        let per_group: Vec<String> = per_group.iter().map(|(g, n)| format!("{g} {n}")).collect();
         text.push_str(&format!(
-            "; {} modules match no layer and are ignored (e.g. `{}`)",
+            "; modules that match no layer are ignored: {} ({}; e.g. `{}`)",
             report.unmatched.len(),
+            per_group.join(", "),
             report.unmatched[0]
         ));
     }
@@ -162,8 +186,11 @@ fn print_text(i: &LoraInspection) {
     let formats: Vec<String> = i.formats.iter().map(|f| format!("{f:?}")).collect();
     println!("format: {} ({} modules)", formats.join(", "), i.modules);
     for (name, g) in &i.groups {
+        let unmatched = g
+            .unmatched
+            .map_or(String::new(), |n| format!(", {n} match no layer"));
         println!(
-            "  {name:<10} {:>4} modules ({} conv), rank {:?}, alpha {:?}, {:?}",
+            "  {name:<10} {:>4} modules ({} conv{unmatched}), rank {:?}, alpha {:?}, {:?}",
             g.modules, g.conv_modules, g.ranks, g.alphas, g.dtypes
         );
     }

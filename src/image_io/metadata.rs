@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use image::RgbImage;
@@ -120,22 +121,16 @@ pub fn read_png_text(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
 /// Civitai). Cached by path, size and modification time in `cache_dir()`, so each file is read
 /// once; a cache that cannot be read or written only costs the hashing again.
 pub fn model_hash(path: &Path) -> std::io::Result<String> {
-    Ok(cached_sha256(path, Hashed::WholeFile)?
-        .chars()
-        .take(10)
-        .collect())
+    short_sha256(path, Hashed::WholeFile, cache_dir().as_deref())
 }
 
 /// A1111's LoRA hash ("AutoV3" on Civitai, what `Lora hashes` lists): the first 12 hex digits
 /// of the sha256 of a safetensors file's data, after its header. Cached like [`model_hash`].
 pub fn lora_hash(path: &Path) -> std::io::Result<String> {
-    Ok(cached_sha256(path, Hashed::SafetensorsData)?
-        .chars()
-        .take(12)
-        .collect())
+    short_sha256(path, Hashed::SafetensorsData, cache_dir().as_deref())
 }
 
-/// What of a file is hashed.
+/// What of a file is hashed, and how many hex digits A1111 keeps of it.
 #[derive(Clone, Copy)]
 enum Hashed {
     WholeFile,
@@ -143,7 +138,22 @@ enum Hashed {
     SafetensorsData,
 }
 
-fn cached_sha256(path: &Path, what: Hashed) -> std::io::Result<String> {
+impl Hashed {
+    fn digits(self) -> usize {
+        match self {
+            Hashed::WholeFile => 10,
+            Hashed::SafetensorsData => 12,
+        }
+    }
+}
+
+fn short_sha256(path: &Path, what: Hashed, cache: Option<&Path>) -> std::io::Result<String> {
+    let cache_file = cache.map(|d| d.join("model-hashes.json"));
+    let sha = cached_sha256(path, what, cache_file.as_deref())?;
+    Ok(sha.chars().take(what.digits()).collect())
+}
+
+fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::io::Result<String> {
     let meta = std::fs::metadata(path)?;
     let canonical = std::fs::canonicalize(path)?;
     let modified = meta
@@ -156,9 +166,7 @@ fn cached_sha256(path: &Path, what: Hashed) -> std::io::Result<String> {
         Hashed::SafetensorsData => "data|",
     };
     let key = format!("{kind}{}|{}|{modified}", canonical.display(), meta.len());
-    let cache_file = cache_dir().map(|d| d.join("model-hashes.json"));
     let mut cache: BTreeMap<String, String> = cache_file
-        .as_ref()
         .and_then(|f| std::fs::read(f).ok())
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
@@ -167,7 +175,7 @@ fn cached_sha256(path: &Path, what: Hashed) -> std::io::Result<String> {
         None => {
             let sha = sha256_file(path, what)?;
             cache.insert(key, sha.clone());
-            if let Some(file) = &cache_file {
+            if let Some(file) = cache_file {
                 let _ = store(file, &cache);
             }
             sha
@@ -206,8 +214,11 @@ fn store(file: &Path, cache: &BTreeMap<String, String>) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // write then rename, so a concurrent reader never sees half a file
-    let tmp = file.with_extension(format!("json.{}", std::process::id()));
+    // write then rename, so a concurrent reader never sees half a file; the temporary name is
+    // unique per process and call, so concurrent writers never share one
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = file.with_extension(format!("json.{}.{n}", std::process::id()));
     std::fs::write(
         &tmp,
         serde_json::to_vec_pretty(cache).map_err(std::io::Error::other)?,
@@ -273,14 +284,18 @@ mod tests {
     #[test]
     fn model_hash_is_a1111s_and_cached() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::env::set_var("SDXL_WGPU_CACHE_DIR", dir.path().join("cache"));
+        let cache_dir = dir.path().join("cache");
+        let hash = |path: &Path| short_sha256(path, Hashed::WholeFile, Some(&cache_dir));
         let path = dir.path().join("model.safetensors");
         std::fs::write(&path, b"hello").expect("write");
         // sha256("hello") = 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
-        assert_eq!(model_hash(&path).expect("hash"), "2cf24dba5f");
-        let cache = std::fs::read_to_string(dir.path().join("cache/model-hashes.json"))
-            .expect("cache written");
+        assert_eq!(hash(&path).expect("hash"), "2cf24dba5f");
+        let cache =
+            std::fs::read_to_string(cache_dir.join("model-hashes.json")).expect("cache written");
         assert!(cache.contains("2cf24dba5fb0a30e"), "{cache}");
-        assert_eq!(model_hash(&path).expect("cached"), "2cf24dba5f");
+        // the second call reads the cache, not the file
+        let planted = cache.replace("2cf24dba5fb0a30e", "0123456789abcdef");
+        std::fs::write(cache_dir.join("model-hashes.json"), planted).expect("write");
+        assert_eq!(hash(&path).expect("cached"), "0123456789");
     }
 }
