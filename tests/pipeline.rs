@@ -166,7 +166,7 @@ fn events_count_the_steps_run() {
                 _ => None,
             })
             .collect();
-        let want: Vec<(usize, usize)> = (1..=steps).map(|d| (d, steps)).collect();
+        let want: Vec<(usize, usize)> = (0..=steps).map(|d| (d, steps)).collect();
         assert_eq!(done, want, "{name}");
         assert!(matches!(events[0], Event::Encoded { .. }), "{events:?}");
         assert_eq!(out.stats.steps, steps);

@@ -10,7 +10,8 @@ pub enum Event {
     Encoded { elapsed: Duration },
     /// img2img: the init image is encoded.
     ImageEncoded { elapsed: Duration },
-    /// `done` of `total` denoising steps are finished (the GPU has caught up).
+    /// `done` of `total` denoising steps are finished (the GPU has caught up); `done: 0` is sent
+    /// as denoising starts, so a rate can be measured from there.
     Step { done: usize, total: usize },
     /// The VAE starts decoding `images` images.
     Decoding { images: usize },

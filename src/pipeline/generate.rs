@@ -140,6 +140,7 @@ impl Engine {
             0,
         ); // [2B, 1280]
         let clock = Instant::now();
+        on_event(Event::Step { done: 0, total });
         let mut noise_pred_step0 = None;
         for done in 1..=total {
             let input = run.model_input(&x);
