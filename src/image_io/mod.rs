@@ -1,14 +1,17 @@
 //! Images in and out: reading an init image and fitting it to the target size, turning decoded
-//! tensors into 8-bit RGB files (PNG, JPEG, WebP by extension) with the generation's metadata in
-//! PNGs (see [`metadata`]).
+//! tensors into 8-bit RGB files (PNG, JPEG, WebP by extension) with the generation's metadata
+//! (PNG text chunks, see [`metadata`]; EXIF in JPEG and WebP, see [`exif`]).
 
+pub mod exif;
 pub mod metadata;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::webp::WebPEncoder;
 use image::imageops::{self, FilterType};
-use image::RgbImage;
+use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
 pub use metadata::{lora_hash, model_hash, parameters, ImageMetadata};
 
@@ -92,8 +95,9 @@ pub fn to_rgb(images: Tensor<4>) -> Result<Vec<RgbImage>, ImageError> {
         .collect())
 }
 
-/// Writes `image` in the format `path`'s extension names; PNGs carry `metadata` as text
-/// chunks (other formats are written without it).
+/// Writes `image` in the format `path`'s extension names, with `metadata` where A1111 puts it:
+/// PNG text chunks (`parameters` and our JSON), or for JPEG and WebP the `parameters` text as
+/// EXIF `UserComment`. JPEG at quality 75, WebP lossless (what the `image` crate writes).
 pub fn save(
     image: &RgbImage,
     path: &Path,
@@ -112,11 +116,34 @@ pub fn save(
             metadata::write_png(image, std::io::BufWriter::new(file), metadata)
                 .map_err(|e| write_error(e.to_string()))
         }
-        Some("jpg" | "jpeg" | "webp") => image.save(path).map_err(|e| write_error(e.to_string())),
+        Some(ext @ ("jpg" | "jpeg" | "webp")) => {
+            let file = std::fs::File::create(path).map_err(|e| write_error(e.to_string()))?;
+            let writer = std::io::BufWriter::new(file);
+            let exif = metadata.map(|m| exif::user_comment_exif(&m.parameters));
+            match ext {
+                "webp" => encode(WebPEncoder::new_lossless(writer), image, exif),
+                _ => encode(JpegEncoder::new(writer), image, exif),
+            }
+            .map_err(write_error)
+        }
         _ => Err(ImageError::Format {
             path: path.to_path_buf(),
         }),
     }
+}
+
+fn encode(
+    mut encoder: impl ImageEncoder,
+    image: &RgbImage,
+    exif: Option<Vec<u8>>,
+) -> Result<(), String> {
+    if let Some(exif) = exif {
+        encoder.set_exif_metadata(exif).map_err(|e| e.to_string())?;
+    }
+    let (w, h) = image.dimensions();
+    encoder
+        .write_image(image.as_raw(), w, h, ExtendedColorType::Rgb8)
+        .map_err(|e| e.to_string())
 }
 
 /// `out.png` for item 0, `out-1.png` for item 1, ...
@@ -130,4 +157,47 @@ pub fn numbered(path: &Path, i: usize) -> PathBuf {
         None => format!("{stem}-{i}"),
     };
     path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageDecoder;
+
+    /// The EXIF block a JPEG or WebP file carries, read with the `image` crate's decoders.
+    fn exif_of(path: &Path) -> Option<Vec<u8>> {
+        let reader = std::io::BufReader::new(std::fs::File::open(path).expect("open"));
+        let mut decoder: Box<dyn ImageDecoder> = match path.extension().and_then(|e| e.to_str()) {
+            Some("webp") => Box::new(image::codecs::webp::WebPDecoder::new(reader).expect("webp")),
+            _ => Box::new(image::codecs::jpeg::JpegDecoder::new(reader).expect("jpeg")),
+        };
+        decoder.exif_metadata().expect("reads")
+    }
+
+    #[test]
+    fn jpeg_and_webp_carry_the_infotext_as_exif_user_comment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = RgbImage::from_fn(16, 8, |x, y| image::Rgb([x as u8 * 16, y as u8 * 32, 7]));
+        let metadata = ImageMetadata {
+            parameters: "1girl, café\nNegative prompt: bad\nSteps: 20, Seed: 1".into(),
+            json: "{}".into(),
+        };
+        for name in ["a.jpg", "a.jpeg", "a.webp"] {
+            let path = dir.path().join(name);
+            save(&image, &path, Some(&metadata)).expect("saves");
+            let exif = exif_of(&path).expect("has EXIF");
+            assert_eq!(
+                exif::read_user_comment(&exif).as_deref(),
+                Some(metadata.parameters.as_str()),
+                "{name}"
+            );
+            let back = image::open(&path).expect("decodes").to_rgb8();
+            assert_eq!(back.dimensions(), (16, 8));
+            if name.ends_with("webp") {
+                assert_eq!(back, image, "lossless");
+            }
+            save(&image, &path, None).expect("saves");
+            assert_eq!(exif_of(&path), None, "{name} without metadata");
+        }
+    }
 }
