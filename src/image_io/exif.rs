@@ -50,52 +50,37 @@ pub fn read_user_comment(exif: &[u8]) -> Option<String> {
         b"II" => false,
         _ => return None,
     };
-    let u16_at = |at: usize| {
-        let b: [u8; 2] = exif.get(at..at + 2)?.try_into().ok()?;
-        Some(if big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    };
-    let u32_at = |at: usize| {
-        let b: [u8; 4] = exif.get(at..at + 4)?.try_into().ok()?;
-        Some(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        } as usize)
-    };
+    // the unsigned number of `n` bytes at `at`
+    let at = |at: usize, n: usize| Some(uint(exif.get(at..at.checked_add(n)?)?, big));
     // (count, value or offset) of `tag` in the IFD at `ifd`
     let find = |ifd: usize, tag: u16| {
-        let entries = usize::from(u16_at(ifd)?);
-        (0..entries).find_map(|i| {
+        (0..at(ifd, 2)?).find_map(|i| {
             let entry = ifd + 2 + 12 * i;
-            (u16_at(entry)? == tag).then_some(())?;
-            Some((u32_at(entry + 4)?, u32_at(entry + 8)?))
+            (at(entry, 2)? == usize::from(tag)).then_some(())?;
+            Some((at(entry + 4, 4)?, at(entry + 8, 4)?))
         })
     };
-    let (_, exif_ifd) = find(u32_at(4)?, EXIF_IFD_POINTER)?;
+    let (_, exif_ifd) = find(at(4, 4)?, EXIF_IFD_POINTER)?;
     let (count, offset) = find(exif_ifd, USER_COMMENT)?;
     let comment = exif.get(offset..offset.checked_add(count)?)?;
     let (prefix, body) = comment.split_at_checked(8)?;
     if prefix == UNICODE_PREFIX {
-        let units: Vec<u16> = body
-            .chunks_exact(2)
-            .map(|b| {
-                let b = [b[0], b[1]];
-                if big {
-                    u16::from_be_bytes(b)
-                } else {
-                    u16::from_le_bytes(b)
-                }
-            })
-            .collect();
+        let units: Vec<u16> = body.chunks_exact(2).map(|b| uint(b, big) as u16).collect();
         String::from_utf16(&units).ok()
     } else if prefix == ASCII_PREFIX {
         String::from_utf8(body.to_vec()).ok()
     } else {
         None
+    }
+}
+
+/// `bytes` as one unsigned number, big- or little-endian.
+fn uint(bytes: &[u8], big: bool) -> usize {
+    let digit = |n: usize, &b: &u8| n << 8 | usize::from(b);
+    if big {
+        bytes.iter().fold(0, digit)
+    } else {
+        bytes.iter().rev().fold(0, digit)
     }
 }
 
@@ -120,6 +105,12 @@ mod tests {
             read_user_comment(&user_comment_exif(text)).as_deref(),
             Some(text)
         );
+        // little-endian (as Windows writes it), behind JPEG's APP1 marker
+        let mut le = b"Exif\0\0II\x2a\0\x08\0\0\0".to_vec();
+        le.extend([1, 0, 0x69, 0x87, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0, 0, 0, 0]);
+        le.extend([1, 0, 0x86, 0x92, 7, 0, 12, 0, 0, 0, 44, 0, 0, 0, 0, 0, 0, 0]);
+        le.extend(b"UNICODE\0a\0b\0");
+        assert_eq!(read_user_comment(&le).as_deref(), Some("ab"));
         assert_eq!(read_user_comment(b"MM\0\x2a"), None);
         assert_eq!(read_user_comment(b""), None);
     }
