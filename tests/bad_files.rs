@@ -3,17 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use safetensors::tensor::TensorView;
 use safetensors::Dtype as StDtype;
 use sdxl_wgpu::checkpoint::{Checkpoint, CheckpointError};
 
-const TINY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tiny-sdxl.safetensors"
-);
-const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
+mod common;
+use common::{run_cli, TINY, TINY_FOLDER};
 
 /// A stored tensor: dtype, shape, bytes.
 type Stored = (StDtype, Vec<usize>, Vec<u8>);
@@ -495,13 +491,8 @@ fn cli_exits_2_with_the_message_and_no_panic() {
     let path = dir.path().join("half.safetensors");
     let bytes = std::fs::read(TINY).expect("tiny");
     std::fs::write(&path, &bytes[..bytes.len() / 3]).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
-        .arg("inspect")
-        .arg(&path)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = run_cli(&["inspect", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("truncated") && stderr.contains("half.safetensors"),
         "{stderr}"
