@@ -315,7 +315,7 @@ fn bad_inputs_are_refused_before_loading() {
     safetensors::serialize_to_file([("noise", view)], None, &noise).expect("written");
     // a model path that does not exist: reaching the load would say "no such file"
     let model = "/nonexistent.safetensors";
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (
             &["--width", "60"],
             "--width 60 --height 1024: both must be multiples of 8",
@@ -341,6 +341,18 @@ fn bad_inputs_are_refused_before_loading() {
         (
             &["--init-noise", path(&noise)],
             "--init-noise has shape [1, 4, 8, 9]",
+        ),
+        (
+            &["--output", "out.gif"],
+            "out.gif: unsupported output format",
+        ),
+        (
+            &["--output", "/missing-folder/out.png"],
+            "/missing-folder/out.png: the folder /missing-folder does not exist",
+        ),
+        (
+            &["--dump", "/missing-folder/run.safetensors"],
+            "the folder /missing-folder does not exist",
         ),
     ];
     for (extra, message) in cases {

@@ -30,7 +30,8 @@ pub struct DecodeArgs {
     /// input); by default they are sampler output and get divided here.
     #[arg(long)]
     unscaled: bool,
-    /// Output PNG; batch item i > 0 is written with `-i` before the extension.
+    /// Output image (.png, .jpg, .jpeg, .webp); batch item i > 0 is written with `-i` before the
+    /// extension.
     #[arg(long)]
     output: PathBuf,
     #[arg(long, value_enum, default_value_t = VaeTiling::Auto)]
@@ -42,6 +43,7 @@ pub struct DecodeArgs {
 }
 
 pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
+    image_io::OutputFormat::of(&args.output)?;
     let (shape, mut values) = tensor_file::read_4d(
         &args.latents,
         args.name.as_deref(),

@@ -274,6 +274,10 @@ impl JobArgs {
         };
         request.check()?;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
+        image_io::OutputFormat::of(&output)?;
+        for path in std::iter::once(&output).chain(&self.dump) {
+            folder_exists(path)?;
+        }
         let r = &request;
         let record = JobArgs {
             prompt: Some(r.prompt.clone()),
@@ -415,6 +419,22 @@ fn random_seed() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) & 0xffff_ffff
+}
+
+/// An output's folder must exist before the run, or the work would be lost at the end.
+fn folder_exists(path: &Path) -> anyhow::Result<()> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        bail!(
+            "{}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

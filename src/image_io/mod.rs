@@ -103,32 +103,47 @@ pub fn save(
     path: &Path,
     metadata: Option<&ImageMetadata>,
 ) -> Result<(), ImageError> {
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let format = OutputFormat::of(path)?;
     let write_error = |reason: String| ImageError::Write {
         path: path.to_path_buf(),
         reason,
     };
-    match ext.as_deref() {
-        Some("png") => {
-            let file = std::fs::File::create(path).map_err(|e| write_error(e.to_string()))?;
-            metadata::write_png(image, std::io::BufWriter::new(file), metadata)
-                .map_err(|e| write_error(e.to_string()))
+    let file = std::fs::File::create(path).map_err(|e| write_error(e.to_string()))?;
+    let writer = std::io::BufWriter::new(file);
+    let exif = || metadata.map(|m| exif::user_comment_exif(&m.parameters));
+    match format {
+        OutputFormat::Png => {
+            metadata::write_png(image, writer, metadata).map_err(|e| e.to_string())
         }
-        Some(ext @ ("jpg" | "jpeg" | "webp")) => {
-            let file = std::fs::File::create(path).map_err(|e| write_error(e.to_string()))?;
-            let writer = std::io::BufWriter::new(file);
-            let exif = metadata.map(|m| exif::user_comment_exif(&m.parameters));
-            match ext {
-                "webp" => encode(WebPEncoder::new_lossless(writer), image, exif),
-                _ => encode(JpegEncoder::new(writer), image, exif),
-            }
-            .map_err(write_error)
+        OutputFormat::Jpeg => encode(JpegEncoder::new(writer), image, exif()),
+        OutputFormat::WebP => encode(WebPEncoder::new_lossless(writer), image, exif()),
+    }
+    .map_err(write_error)
+}
+
+/// The image formats [`save`] writes, by the path's extension (any case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Png,
+    Jpeg,
+    WebP,
+}
+
+impl OutputFormat {
+    /// The format `path` names, or [`ImageError::Format`]: checked before a run so that an
+    /// unwritable name fails before the work, not after.
+    pub fn of(path: &Path) -> Result<Self, ImageError> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("png") => Ok(OutputFormat::Png),
+            Some("jpg" | "jpeg") => Ok(OutputFormat::Jpeg),
+            Some("webp") => Ok(OutputFormat::WebP),
+            _ => Err(ImageError::Format {
+                path: path.to_path_buf(),
+            }),
         }
-        _ => Err(ImageError::Format {
-            path: path.to_path_buf(),
-        }),
     }
 }
 
