@@ -2,7 +2,8 @@
 //! corrupt file, an SD 1.5 LoRA, A again. Every successful job equals, bit for bit, what a
 //! fresh engine with the same set gives; every failure fails with its message and leaves the
 //! previous set active; the device memory in use after each swap is exactly that of the set
-//! (no LoRA: the baseline after loading), and the pools' reservation does not creep up.
+//! (no LoRA: the baseline after loading) and again after each run, and the pools' reservation
+//! does not creep up.
 //!
 //! (A fresh *process* is not bit-identical even to another fresh process with the same set:
 //! autotune picks kernels by timing, so two processes differ by ~1e-6 relative; the CLI test
@@ -148,6 +149,10 @@ fn two_hundred_swaps_leave_nothing_behind() {
                     want,
                     "swap {swaps}: {set:?} differs from a fresh engine"
                 );
+                // a run leaves nothing in use behind, and releases its activations
+                let (after_run, pool) = in_use();
+                assert_eq!(after_run, bytes, "swap {swaps}: the run left memory in use");
+                reserved.push(pool);
             }
         }
     }

@@ -41,12 +41,20 @@ pub struct Generated {
 
 impl Engine {
     /// Runs `request` start to end, reporting progress to `on_event`. Nothing is kept between
-    /// requests: a failed request leaves the engine as it was.
+    /// requests: a failed request leaves the engine as it was. Afterwards, success or not, the
+    /// pooled device memory of the run's activations is released, so an idle engine holds its
+    /// weights, adapters and the returned tensors only, whatever size the last request was.
     pub fn generate(
         &self,
         request: &Request,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Generated, Error> {
+        let generated = self.run(request, on_event);
+        self.gpu.device.memory_cleanup();
+        generated
+    }
+
+    fn run(&self, request: &Request, on_event: &mut dyn FnMut(Event)) -> Result<Generated, Error> {
         request.check()?;
         let channels = self.checkpoint.config.unet.in_channels;
         let shape = request.latent_shape(channels);
