@@ -100,17 +100,17 @@ pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> 
             };
             Some(match AdapterSet::check(&spec, &table) {
                 Ok(report) => {
+                    let unmatched = unmatched_per_group(&report);
                     for g in groups.values_mut() {
                         g.unmatched = Some(0);
                     }
-                    for name in &report.unmatched {
-                        let g = groups.entry(group_of(name).to_string()).or_default();
-                        *g.unmatched.get_or_insert(0) += 1;
+                    for (&name, &n) in &unmatched {
+                        groups.entry(name.to_string()).or_default().unmatched = Some(n);
                     }
                     Compatibility {
                         model: model.to_path_buf(),
                         compatible: true,
-                        verdict: verdict(&report),
+                        verdict: verdict(&report, &unmatched),
                         report: Some(report),
                     }
                 }
@@ -158,7 +158,16 @@ pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> 
     }
 }
 
-fn verdict(report: &FileReport) -> String {
+/// How many of the report's unmatched modules each group has.
+fn unmatched_per_group(report: &FileReport) -> BTreeMap<&'static str, usize> {
+    let mut per_group = BTreeMap::new();
+    for name in &report.unmatched {
+        *per_group.entry(group_of(name)).or_default() += 1;
+    }
+    per_group
+}
+
+fn verdict(report: &FileReport, unmatched: &BTreeMap<&str, usize>) -> String {
     let adapted: Vec<String> = report
         .matched
         .iter()
@@ -166,11 +175,7 @@ fn verdict(report: &FileReport) -> String {
         .collect();
     let mut text = format!("compatible: adapts {}", adapted.join(", "));
     if !report.unmatched.is_empty() {
-        let mut per_group: BTreeMap<&str, usize> = BTreeMap::new();
-        for name in &report.unmatched {
-            *per_group.entry(group_of(name)).or_default() += 1;
-        }
-        let per_group: Vec<String> = per_group.iter().map(|(g, n)| format!("{g} {n}")).collect();
+        let per_group: Vec<String> = unmatched.iter().map(|(g, n)| format!("{g} {n}")).collect();
         text.push_str(&format!(
             "; modules that match no layer are ignored: {} ({}; e.g. `{}`)",
             report.unmatched.len(),

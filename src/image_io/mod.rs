@@ -5,6 +5,7 @@
 pub mod exif;
 pub mod metadata;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -109,15 +110,17 @@ pub fn save(
         reason,
     };
     let file = std::fs::File::create(path).map_err(|e| write_error(e.to_string()))?;
-    let writer = std::io::BufWriter::new(file);
+    let mut writer = std::io::BufWriter::new(file);
     let exif = || metadata.map(|m| exif::user_comment_exif(&m.parameters));
     match format {
         OutputFormat::Png => {
-            metadata::write_png(image, writer, metadata).map_err(|e| e.to_string())
+            metadata::write_png(image, &mut writer, metadata).map_err(|e| e.to_string())
         }
-        OutputFormat::Jpeg => encode(JpegEncoder::new(writer), image, exif()),
-        OutputFormat::WebP => encode(WebPEncoder::new_lossless(writer), image, exif()),
+        OutputFormat::Jpeg => encode(JpegEncoder::new(&mut writer), image, exif()),
+        OutputFormat::WebP => encode(WebPEncoder::new_lossless(&mut writer), image, exif()),
     }
+    // flushed here, not on drop, so that a full disk is an error and not a silent truncation
+    .and_then(|()| writer.flush().map_err(|e| e.to_string()))
     .map_err(write_error)
 }
 
@@ -213,6 +216,21 @@ mod tests {
             }
             save(&image, &path, None).expect("saves");
             assert_eq!(exif_of(&path), None, "{name} without metadata");
+        }
+    }
+
+    /// A write that fails when the buffer is flushed (a full disk) is an error, not a truncated
+    /// file reported as written.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]));
+        for name in ["full.png", "full.jpg", "full.webp"] {
+            let path = dir.path().join(name);
+            std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+            let err = save(&image, &path, None).expect_err("no space");
+            assert!(matches!(err, ImageError::Write { .. }), "{name}: {err}");
         }
     }
 }
