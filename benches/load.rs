@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device;
+use sdxl_wgpu::weights::WeightDtype;
 
 mod common;
 

@@ -28,7 +28,7 @@ const RANK: usize = 32;
 fn main() -> anyhow::Result<()> {
     let (gpu, dtype, model_path) = common::model_bench()?;
     let runs = common::runs(3);
-    let compute = if dtype == sdxl_wgpu::checkpoint::WeightDtype::F16 {
+    let compute = if dtype == sdxl_wgpu::weights::WeightDtype::F16 {
         FloatDType::F16
     } else {
         FloatDType::F32

@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
                 context.clone(),
                 pooled.clone(),
                 &ids,
-                sdxl_wgpu::lora::Adapt::NONE,
+                sdxl_wgpu::nn::Adapt::NONE,
             );
             std::hint::black_box(out.into_data());
             sync()?;

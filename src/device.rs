@@ -9,15 +9,13 @@ use burn::tensor::wgpu::WgpuBackend;
 use burn::tensor::{Device, DeviceKind};
 use serde::Serialize;
 
-/// The graphics API to run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+/// The graphics API to run on (spellings and meanings: the `spelled!` table below).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Backend {
-    /// The best adapter on Vulkan, Metal or DX12, hardware before software (GL if none).
     Auto,
     Vulkan,
     Metal,
     Dx12,
-    /// OpenGL / GLES.
     Gl,
 }
 
@@ -38,22 +36,25 @@ impl Backend {
     }
 }
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Auto => "auto",
-            Backend::Vulkan => "vulkan",
-            Backend::Metal => "metal",
-            Backend::Dx12 => "dx12",
-            Backend::Gl => "gl",
-        })
-    }
-}
+crate::spelled!(
+    Backend,
+    "backend",
+    [
+        (
+            Backend::Auto,
+            "auto",
+            "The best adapter on Vulkan, Metal or DX12, hardware before software (GL if none)"
+        ),
+        (Backend::Vulkan, "vulkan", ""),
+        (Backend::Metal, "metal", ""),
+        (Backend::Dx12, "dx12", ""),
+        (Backend::Gl, "gl", "OpenGL / GLES"),
+    ]
+);
 
-/// The float precision a run computes in (`--precision`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+/// The float precision a run computes in (`--precision`; spellings: the table below).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum Precision {
-    /// f16 where the adapter has f16 shaders, else f32.
     #[default]
     Auto,
     F16,
@@ -66,17 +67,21 @@ impl Precision {
     pub fn use_f16(self, adapter: &AdapterInfo) -> bool {
         self != Precision::F32 && adapter.shader_f16
     }
-
-    /// The dtype weights get on `adapter` (compute follows the weights).
-    pub fn weight_dtype(self, adapter: &AdapterInfo) -> crate::checkpoint::WeightDtype {
-        use crate::checkpoint::WeightDtype;
-        if self.use_f16(adapter) {
-            WeightDtype::F16
-        } else {
-            WeightDtype::F32
-        }
-    }
 }
+
+crate::spelled!(
+    Precision,
+    "precision",
+    [
+        (
+            Precision::Auto,
+            "auto",
+            "f16 where the adapter has f16 shaders, else f32"
+        ),
+        (Precision::F16, "f16", ""),
+        (Precision::F32, "f32", ""),
+    ]
+);
 
 /// Why no device came up.
 #[derive(Debug, thiserror::Error)]

@@ -1,30 +1,41 @@
 //! sdxl-wgpu: Stable Diffusion XL on burn's wgpu backend (Vulkan, Metal, DX12).
 //!
-//! - [`checkpoint`] reads single-file and diffusers-folder SDXL checkpoints: classification,
-//!   architecture detection from tensor shapes, exact key tables, and loading onto a device.
+//! The modules form layers, each using only those below it (`docs/ARCHITECTURE.md` draws them;
+//! `tests/layering.rs` keeps them true), from the bottom:
+//!
+//! - [`spelling`]: the names users type for closed sets of values (`--backend vulkan`).
 //! - [`device`] lists adapters and brings one up (`--backend auto|vulkan|metal|dx12|gl`).
-//! - [`pipeline`] holds the [`pipeline::Engine`] (device + models) and txt2img / img2img.
+//! - [`weights`] reads safetensors files and uploads parameters from a [`weights::WeightSource`].
+//! - [`tokenizer`] turns prompts (A1111 syntax) into CLIP token chunks with weights.
+//! - [`nn`] holds the layers, which apply runtime LoRA deltas; [`text_encoder`], [`unet`] and
+//!   [`vae`] the models, named like diffusers' modules.
+//! - [`sampling`]: eps / v prediction, schedules, samplers, and PyTorch's CPU generator.
+//! - [`checkpoint`] reads single-file and diffusers-folder SDXL checkpoints: classification,
+//!   architecture detection from tensor shapes, exact key tables; its components are the models'
+//!   weight sources.
 //! - [`lora`] reads LoRA files (kohya, PEFT) into a validated [`lora::AdapterSet`].
 //! - [`policy`] corrects parameters known to break SDXL anime images (the quality policy).
-//! - [`image_io`] reads init images and writes PNG/JPEG/WebP with A1111 metadata.
-//! - [`sampling`]: schedules, samplers, and noise drawn as PyTorch's CPU generator does.
-//! - [`tokenizer`] turns prompts (A1111 syntax) into CLIP token chunks with weights.
-//! - [`unet`], [`text_encoder`], [`vae`] hold the models, named like diffusers' modules.
+//! - [`image_io`] reads init images and writes PNG/JPEG/WebP with A1111 metadata;
+//!   [`model_hash`] gives A1111's model and LoRA hashes.
+//! - [`pipeline`] holds the [`pipeline::Engine`] (device + models + adapters) and txt2img /
+//!   img2img, and the crate's [`Error`].
 
 pub mod checkpoint;
 pub mod device;
-pub mod error;
 pub mod image_io;
 pub mod lora;
+pub mod model_hash;
 pub mod nn;
 pub mod pipeline;
 pub mod policy;
 pub mod sampling;
+pub mod spelling;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+pub mod weights;
 
 pub use checkpoint::{Checkpoint, CheckpointError, Component, ModelConfig};
 pub use device::{Backend, DeviceError, Gpu};
-pub use error::Error;
+pub use pipeline::Error;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype as StDtype;
 use sdxl_wgpu::checkpoint::{Checkpoint, CheckpointError};
+use sdxl_wgpu::weights::WeightError;
 
 mod common;
 use common::{run_cli, TINY, TINY_FOLDER};
@@ -140,7 +141,10 @@ fn file_too_short_for_a_header() {
     std::fs::write(&path, b"abc").expect("write");
     let e = open_err(&path);
     assert!(
-        matches!(e, CheckpointError::TooShort { len: 3, .. }),
+        matches!(
+            e,
+            CheckpointError::Weights(WeightError::TooShort { len: 3, .. })
+        ),
         "{e:?}"
     );
 }
@@ -152,7 +156,10 @@ fn truncated_file() {
     let bytes = std::fs::read(TINY).expect("tiny");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write");
     let e = open_err(&path);
-    assert!(matches!(e, CheckpointError::Truncated { .. }), "{e:?}");
+    assert!(
+        matches!(e, CheckpointError::Weights(WeightError::Truncated { .. })),
+        "{e:?}"
+    );
     let msg = e.to_string();
     assert!(
         msg.contains("half.safetensors") && msg.contains("truncated"),
@@ -171,10 +178,10 @@ fn header_length_larger_than_the_file() {
     assert!(
         matches!(
             e,
-            CheckpointError::HeaderTooLong {
+            CheckpointError::Weights(WeightError::HeaderTooLong {
                 header_len: 1_000_000,
                 ..
-            }
+            })
         ),
         "{e:?}"
     );
@@ -185,7 +192,13 @@ fn header_length_larger_than_the_file() {
 fn invalid_header_json() {
     let dir = tmp();
     let e = open_err(&raw(dir.path(), "{\"a\": [1, 2", &[]));
-    assert!(matches!(e, CheckpointError::InvalidHeader { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            CheckpointError::Weights(WeightError::InvalidHeader { .. })
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("not valid safetensors JSON"), "{e}");
 }
 
@@ -197,11 +210,11 @@ fn tensor_offsets_outside_the_data() {
     assert!(
         matches!(
             e,
-            CheckpointError::Truncated {
+            CheckpointError::Weights(WeightError::Truncated {
                 end: 16,
                 data_len: 8,
                 ..
-            }
+            })
         ),
         "{e:?}"
     );
@@ -213,7 +226,13 @@ fn tensor_offsets_running_backwards() {
     let dir = tmp();
     let header = r#"{"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}"#;
     let e = open_err(&raw(dir.path(), header, &[0; 8]));
-    assert!(matches!(e, CheckpointError::InvalidOffsets { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            CheckpointError::Weights(WeightError::InvalidOffsets { .. })
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -222,7 +241,10 @@ fn overlapping_tensors() {
     let header = r#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#;
     let e = open_err(&raw(dir.path(), header, &[0; 12]));
-    assert!(matches!(e, CheckpointError::Overlap { .. }), "{e:?}");
+    assert!(
+        matches!(e, CheckpointError::Weights(WeightError::Overlap { .. })),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("`a` and `b` overlap"), "{e}");
 }
 
@@ -234,11 +256,11 @@ fn shape_times_dtype_not_equal_to_byte_length() {
     assert!(
         matches!(
             e,
-            CheckpointError::SizeMismatch {
+            CheckpointError::Weights(WeightError::SizeMismatch {
                 expected: 12,
                 actual: 8,
                 ..
-            }
+            })
         ),
         "{e:?}"
     );
@@ -250,7 +272,13 @@ fn unknown_dtype() {
     let dir = tmp();
     let header = r#"{"w": {"dtype": "F12", "shape": [1], "data_offsets": [0, 2]}}"#;
     let e = open_err(&raw(dir.path(), header, &[0; 2]));
-    assert!(matches!(e, CheckpointError::UnknownDtype { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            CheckpointError::Weights(WeightError::UnknownDtype { .. })
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("unknown dtype `F12`"), "{e}");
 }
 

@@ -11,11 +11,15 @@ use burn::tensor::{DType, Tensor};
 use half::{bf16, f16};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype as StDtype;
-use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
+use sdxl_wgpu::checkpoint::{Checkpoint, Component};
 use sdxl_wgpu::device;
+use sdxl_wgpu::vae::AutoencoderKl;
+use sdxl_wgpu::weights::{
+    self, SafetensorsFile, StoredParam, Transform, WeightDtype, WeightSource,
+};
 
 mod common;
-use common::{gpu, TINY, TINY_FOLDER};
+use common::{gpu, values, TINY, TINY_FOLDER};
 
 /// The tests of this file share one device; the one that compares its memory in use before and
 /// after takes this exclusively, every other test shares it, so no upload of a neighbour lands
@@ -260,4 +264,73 @@ fn tensor_over_the_buffer_limit_is_refused_up_front() {
     );
     // f16 halves it to 3 MiB, which fits.
     assert!(ckpt.load_text_encoders(&small, WeightDtype::F16).is_ok());
+}
+
+/// A weight source that is not a checkpoint: one safetensors file whose keys already are the
+/// canonical names (a diffusers component file, or a separate VAE file in that spelling).
+struct CanonicalFile {
+    file: SafetensorsFile,
+}
+
+impl WeightSource for CanonicalFile {
+    fn model_name(&self) -> &str {
+        "vae"
+    }
+
+    fn describe(&self) -> String {
+        self.file.path().display().to_string()
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.file
+            .header()
+            .tensors
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<StoredParam<'_>> {
+        let (key, info) = self.file.header().tensors.get_key_value(name)?;
+        Some(StoredParam {
+            file: &self.file,
+            key,
+            info,
+            transform: Transform::None,
+            shape: &info.shape,
+        })
+    }
+}
+
+/// The models are built from the weight-source interface, not from a checkpoint: the VAE builds
+/// straight from the diffusers folder's VAE file, taking every tensor, each equal to what the
+/// checkpoint's VAE loads.
+#[test]
+fn a_model_builds_from_any_weight_source() {
+    let _memory = shared();
+    let path = Path::new(TINY_FOLDER).join("vae/diffusion_pytorch_model.fp16.safetensors");
+    let source = CanonicalFile {
+        file: SafetensorsFile::open(&path).expect("the VAE file"),
+    };
+    let checkpoint = Checkpoint::open(TINY_FOLDER).expect("fixture");
+    let cfg = &checkpoint.config.vae;
+    let mut uploaded = BTreeMap::new();
+    let mut observe = |name: &str, _: &[usize], t: Tensor<1>| {
+        uploaded.insert(name.to_string(), values(t));
+    };
+    weights::build(
+        &source,
+        &gpu().device,
+        WeightDtype::F32,
+        &mut observe,
+        |w| AutoencoderKl::load(cfg, w),
+    )
+    .expect("builds without a checkpoint");
+    let from_checkpoint = load(&checkpoint, WeightDtype::F32)
+        .remove(&Component::Vae)
+        .expect("the checkpoint's VAE");
+    assert_eq!(uploaded.len(), from_checkpoint.len());
+    for (name, _, tensor) in from_checkpoint {
+        assert_eq!(uploaded.get(&name), Some(&values(tensor)), "{name}");
+    }
 }

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use sdxl_wgpu::checkpoint::{Checkpoint, Component, WeightDtype};
-use sdxl_wgpu::lora::{AdapterSet, LayerId, LoraError, LoraSpec, LoraTable, LowRankDelta};
+use sdxl_wgpu::checkpoint::{Checkpoint, Component};
+use sdxl_wgpu::lora::{AdapterSet, LayerId, LoraError, LoraSpec, LoraTable};
+use sdxl_wgpu::nn::LowRankDelta;
 use sdxl_wgpu::pipeline::{Engine, Noise, Request};
 use sdxl_wgpu::sampling::Sampler;
+use sdxl_wgpu::weights::WeightDtype;
 
 mod common;
 use common::{fixture, gpu, relative_error, run_cli, values, TINY};

@@ -1,4 +1,4 @@
-//! The swap soak (DESIGN.md §1.2): one engine, 200+ LoRA swaps cycling A, B, A+B, none, a
+//! The swap soak (docs/ARCHITECTURE.md, "Invariants"): one engine, 200+ LoRA swaps cycling A, B, A+B, none, a
 //! corrupt file, an SD 1.5 LoRA, A again. Every successful job equals, bit for bit, what a
 //! fresh engine with the same set gives; every failure fails with its message and leaves the
 //! previous set active; the device memory in use after each swap is exactly that of the set
@@ -11,10 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::memory_in_use;
 use sdxl_wgpu::lora::{LoraError, LoraSpec};
 use sdxl_wgpu::pipeline::{Engine, Request};
+use sdxl_wgpu::weights::WeightDtype;
 use sdxl_wgpu::Error;
 
 mod common;

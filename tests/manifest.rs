@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
-use sdxl_wgpu::checkpoint::{Checkpoint, Dtype, Header, Prediction, TensorInfo, Transform};
+use sdxl_wgpu::checkpoint::Checkpoint;
+use sdxl_wgpu::sampling::Prediction;
 use sdxl_wgpu::text_encoder::HiddenAct;
+use sdxl_wgpu::weights::{Dtype, Header, TensorInfo, Transform};
 
 const MANIFEST: &str = include_str!("data/sdxl_base_1.0_single_file_keys.tsv");
 

@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::pipeline::{
     Engine, Event, Generated, InitImage, Noise, PipelineError, Request, SizeConditioning,
 };
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
+use sdxl_wgpu::weights::WeightDtype;
 use sdxl_wgpu::Error;
 
 mod common;

@@ -4,9 +4,9 @@
 //! each stepping rule for eps and v prediction, and Euler a's per-step noise order.
 
 use burn::tensor::{Tensor, TensorData};
-use clap::ValueEnum;
-use sdxl_wgpu::checkpoint::Prediction;
-use sdxl_wgpu::sampling::{Sampler, SamplingRun, ScheduleKind, TorchRng, TrainSchedule};
+use sdxl_wgpu::sampling::{
+    Prediction, Sampler, SamplingRun, ScheduleKind, TorchRng, TrainSchedule,
+};
 
 mod common;
 use common::{gpu, values};
@@ -46,7 +46,7 @@ fn sampling_loops_equal_diffusers() {
     let device = &gpu().device;
     let mut worst = 0f32;
     for run in &fixture.runs {
-        let sampler = Sampler::from_str(&run.sampler, false).expect("a sampler name");
+        let sampler = run.sampler.parse::<Sampler>().expect("a sampler name");
         let kind = if run.karras {
             ScheduleKind::Karras
         } else {

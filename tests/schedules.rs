@@ -1,7 +1,6 @@
 //! Timesteps and sigmas against diffusers' schedulers for SDXL's config
 //! (`tests/fixtures/schedules.json`, made by `tests/reference/make_schedule_fixtures.py`).
 
-use clap::ValueEnum;
 use sdxl_wgpu::sampling::{schedule, Sampler, ScheduleError, ScheduleKind, TrainSchedule};
 
 #[derive(serde::Deserialize)]
@@ -29,7 +28,7 @@ fn timesteps_and_sigmas_equal_diffusers() {
     let fixture: Fixture = serde_json::from_str(&text).expect("json");
     let train = TrainSchedule::sdxl();
     for case in &fixture.cases {
-        let sampler = Sampler::from_str(&case.sampler, false).expect("a sampler name");
+        let sampler = case.sampler.parse::<Sampler>().expect("a sampler name");
         let kind = if case.karras {
             ScheduleKind::Karras
         } else {

@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::text_encoder::{Conditioning, TextEncoders, TextError, TextOptions};
 use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::weights::WeightDtype;
 
 mod common;
 use common::{gpu, relative_error, values, TINY};

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels, WeightDtype};
+use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels};
 use sdxl_wgpu::nn::attention::attention;
 use sdxl_wgpu::vae::{decode_peak_bytes, TilePlan, VaeError, VaeLimits, VaeTiling};
+use sdxl_wgpu::weights::WeightDtype;
 
 mod common;
 use common::{gpu, relative_error, values, TINY};
@@ -74,7 +75,7 @@ fn unet_error(dtype: WeightDtype, case: &str) -> f32 {
         input(&format!("{case}.context")),
         input(&format!("{case}.pooled")),
         &c.add_time_ids,
-        sdxl_wgpu::lora::Adapt::NONE,
+        sdxl_wgpu::nn::Adapt::NONE,
     );
     let err = error_to(values(out), &format!("{case}.output"));
     eprintln!("{dtype:?} {case}: relative max error {err:.2e}");

@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sdxl_wgpu::checkpoint::WeightDtype;
 use sdxl_wgpu::device::{self, Backend, Gpu, Precision};
+use sdxl_wgpu::weights::WeightDtype;
 
 const MANIFEST: &str = include_str!("../../tests/data/sdxl_base_1.0_single_file_keys.tsv");
 
@@ -33,7 +33,7 @@ pub fn model_bench() -> anyhow::Result<(Gpu, WeightDtype, PathBuf)> {
         Ok("f32") => Precision::F32,
         _ => Precision::Auto,
     };
-    let dtype = precision.weight_dtype(&gpu.adapter);
+    let dtype = WeightDtype::for_precision(precision, &gpu.adapter);
     Ok((gpu, dtype, path))
 }
 
@@ -121,7 +121,7 @@ pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
 /// The real SDXL base 1.0 single file known only by its tensor list (no weights): its detected
 /// architecture and key tables.
 pub fn manifest_checkpoint() -> anyhow::Result<sdxl_wgpu::Checkpoint> {
-    use sdxl_wgpu::checkpoint::{Dtype, Header, TensorInfo};
+    use sdxl_wgpu::weights::{Dtype, Header, TensorInfo};
     let mut header = Header::default();
     let mut offset = 0;
     for line in MANIFEST.lines().skip(1) {

@@ -9,17 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::CheckpointError;
-use super::safetensors_file::TensorInfo;
-
-/// What the model predicts at each step (`--prediction eps|v` overrides the detected one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-pub enum Prediction {
-    /// The noise (SDXL base and most community models).
-    #[value(name = "eps")]
-    Epsilon,
-    /// The velocity (NoobAI-XL v-pred and other v-prediction fine-tunes).
-    V,
-}
+use crate::sampling::Prediction;
+use crate::weights::TensorInfo;
 
 /// The verdict on an SDXL base-type checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -27,6 +18,21 @@ pub struct Variant {
     pub prediction: Prediction,
     /// Trained with a zero-terminal-SNR schedule (`ztsnr` marker / `rescale_betas_zero_snr`).
     pub zero_terminal_snr: bool,
+}
+
+impl Variant {
+    /// What the checkpoint declares that sampling does not act on yet; said wherever the
+    /// variant is shown, so a printed property is never mistaken for one the engine honours.
+    pub fn caveats(&self) -> Vec<&'static str> {
+        let mut caveats = Vec::new();
+        if self.zero_terminal_snr {
+            caveats.push(
+                "the zero-terminal-SNR marker is detected but not used yet: sampling runs the \
+                 default SDXL schedule, so images may look washed out",
+            );
+        }
+        caveats
+    }
 }
 
 impl std::fmt::Display for Variant {

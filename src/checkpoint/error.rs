@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::weights::WeightError;
+
 /// A checkpoint that cannot be read, is not an SDXL base-type model, or does not match the
 /// architecture its own tensors describe.
 #[derive(Debug, thiserror::Error)]
@@ -22,64 +24,10 @@ pub enum CheckpointError {
     #[error("{path}: {reason}")]
     BadFolder { path: PathBuf, reason: String },
 
-    #[error("{path}: file is {len} bytes, too short for a safetensors file (8-byte header length first)")]
-    TooShort { path: PathBuf, len: u64 },
-
-    #[error(
-        "{path}: header length {header_len} is larger than the file ({file_len} bytes): not a safetensors file, or truncated"
-    )]
-    HeaderTooLong {
-        path: PathBuf,
-        header_len: u64,
-        file_len: u64,
-    },
-
-    #[error("{path}: header is not valid safetensors JSON: {reason}")]
-    InvalidHeader { path: PathBuf, reason: String },
-
-    #[error("{path}: tensor `{name}` has unknown dtype `{dtype}`")]
-    UnknownDtype {
-        path: PathBuf,
-        name: String,
-        dtype: String,
-    },
-
-    #[error("{path}: tensor `{name}` has data offsets {start}..{end}, which run backwards")]
-    InvalidOffsets {
-        path: PathBuf,
-        name: String,
-        start: u64,
-        end: u64,
-    },
-
-    #[error(
-        "{path}: tensor `{name}` is {dtype} {shape:?}, which needs {expected} bytes, but its offsets span {actual} bytes"
-    )]
-    SizeMismatch {
-        path: PathBuf,
-        name: String,
-        dtype: String,
-        shape: Vec<usize>,
-        expected: u64,
-        actual: u64,
-    },
-
-    #[error(
-        "{path}: tensor `{name}` ends at byte {end} of the data section, which holds only {data_len} bytes: the file is truncated (or its header is wrong)"
-    )]
-    Truncated {
-        path: PathBuf,
-        name: String,
-        end: u64,
-        data_len: u64,
-    },
-
-    #[error("{path}: tensors `{first}` and `{second}` overlap in the data section")]
-    Overlap {
-        path: PathBuf,
-        first: String,
-        second: String,
-    },
+    /// A weight file that cannot be read (its header, offsets, dtypes), or a tensor that cannot
+    /// be uploaded.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
 
     #[error("{path}: this is {kind}, not a full checkpoint ({evidence}){hint}")]
     NotACheckpoint {
@@ -120,29 +68,5 @@ pub enum CheckpointError {
         path: PathBuf,
         count: usize,
         first: String,
-    },
-
-    #[error("{path}: tensor `{name}` is {dtype}, which cannot be loaded as a float weight")]
-    UnsupportedWeightDtype {
-        path: PathBuf,
-        name: String,
-        dtype: String,
-    },
-
-    #[error("cannot upload `{name}` to the device: {reason}")]
-    Device { name: String, reason: String },
-
-    #[error(
-        "`{name}` needs {} MiB as {dtype}, more than the {} MiB one buffer of {adapter} can hold; \
-         load it in f16 (--precision f16 / auto) or use a GPU with larger buffers",
-        bytes >> 20,
-        max >> 20
-    )]
-    TooLargeForAdapter {
-        name: String,
-        dtype: String,
-        bytes: u64,
-        max: u64,
-        adapter: String,
     },
 }

@@ -2,16 +2,16 @@
 //!
 //! Opening a checkpoint reads headers only: it classifies the file, detects the architecture of
 //! each component from tensor shapes, and matches every stored tensor against exact key tables
-//! generated from that architecture, giving a [`LoadReport`]. Loading then uploads each tensor
-//! once, in the file's dtype, into modules named by canonical (diffusers) names. This is the only
-//! place that knows foreign key spellings.
+//! generated from that architecture, giving a [`LoadReport`]. Each component is then a
+//! [`WeightSource`](crate::weights::WeightSource) the models load from, once per tensor, in the
+//! file's dtype, by canonical (diffusers) names. This is the only place that knows foreign key
+//! spellings (`lora/` reuses its tables); see `docs/ARCHITECTURE.md`.
 
 mod detect;
 mod error;
 pub mod keys;
-mod load;
+mod models;
 mod report;
-mod safetensors_file;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,12 +19,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use detect::{lora_evidence, Prediction, Variant};
+pub use detect::{lora_evidence, Variant};
 pub use error::CheckpointError;
-pub use keys::{Layout, Transform};
-pub use load::{ComponentWeights, Observer, SdxlModels, WeightDtype};
+pub use keys::Layout;
+pub use models::{ComponentObserver, SdxlModels};
 pub use report::{IgnoredTensor, LoadReport, MismatchedTensor, MissingTensor, TransformedTensor};
-pub use safetensors_file::{Dtype, Header, SafetensorsFile, TensorInfo};
 pub use source::HEAD_DIM_METADATA;
 
 use keys::clip::ClipSpelling;
@@ -35,6 +34,7 @@ use source::Source;
 use crate::text_encoder::{ClipConfig, HiddenAct};
 use crate::unet::UnetConfig;
 use crate::vae::VaeConfig;
+use crate::weights::{Dtype, Header, SafetensorsFile, TensorInfo, Transform};
 
 /// SDXL's attention head width, a convention the shapes cannot show (`num_head_channels: 64`).
 pub const SDXL_HEAD_DIM: usize = 64;
@@ -272,7 +272,7 @@ impl Checkpoint {
                 let Some(bytes) = file.bytes(info) else {
                     continue;
                 };
-                let (nan, inf) = load::count_non_finite(bytes, info.dtype);
+                let (nan, inf) = info.dtype.count_non_finite(bytes);
                 if nan + inf > 0 {
                     found.push(NonFinite {
                         key: key.clone(),

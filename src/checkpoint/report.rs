@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::keys::Transform;
 use super::Component;
+use crate::weights::Transform;
 
 /// The outcome of matching a checkpoint's tensors against the detected architecture's tables.
 /// Clean means nothing missing, nothing of the wrong shape, nothing unexplained left over.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::CheckpointError;
 use super::keys::Layout;
-use super::safetensors_file::{Header, SafetensorsFile};
 use super::Component;
+use crate::weights::{Header, SafetensorsFile};
 
 /// The stored tensors of one component: which file, and the prefix of its keys there.
 #[derive(Clone, Copy, Debug)]
@@ -101,74 +101,9 @@ impl Source {
             .and_then(|c| c.as_str())
             .unwrap_or("unknown pipeline")
             .to_string();
-
-        let mut files = Vec::new();
-        let mut components = [None; 4];
-        for component in Component::ALL {
-            let dir = path.join(component.name());
-            let Some(file) = component
-                .diffusers_files()
-                .iter()
-                .map(|name| dir.join(name))
-                .find(|p| p.is_file())
-            else {
-                if dir.is_dir() {
-                    let sharded = component
-                        .diffusers_files()
-                        .iter()
-                        .any(|name| dir.join(format!("{name}.index.json")).is_file());
-                    let why = if sharded {
-                        "sharded weights (*.safetensors.index.json) are not read yet; save the \
-                         component unsharded or use a single-file checkpoint"
-                    } else {
-                        "only .safetensors weights are read; convert .bin files first"
-                    };
-                    return Err(CheckpointError::BadFolder {
-                        path: dir,
-                        reason: format!("no {} ({why})", component.diffusers_files().join(" or ")),
-                    });
-                }
-                continue;
-            };
-            components[component as usize] = Some(ComponentFile {
-                file: files.len(),
-                prefix: "",
-            });
-            files.push(SafetensorsFile::open(&file)?);
-        }
-
-        let config = |component: Component| -> Result<serde_json::Value, CheckpointError> {
-            let p = path.join(component.name()).join("config.json");
-            if p.is_file() {
-                read_json(&p)
-            } else {
-                Ok(serde_json::Value::Null)
-            }
-        };
-        let unet = config(Component::Unet)?;
-        let te = [
-            config(Component::TextEncoder)?,
-            config(Component::TextEncoder2)?,
-        ];
-        let scheduler_path = path.join("scheduler").join("scheduler_config.json");
-        let scheduler = if scheduler_path.is_file() {
-            read_json(&scheduler_path)?
-        } else {
-            serde_json::Value::Null
-        };
-        let hints = Hints {
-            head_dim: unet_head_dim(&unet),
-            text_encoder_heads: te.each_ref().map(|c| {
-                c.get("num_attention_heads")
-                    .and_then(|h| h.as_u64())
-                    .map(|h| h as usize)
-            }),
-            text_encoder_act: te.each_ref().map(|c| {
-                c.get("hidden_act")
-                    .and_then(|a| a.as_str())
-                    .map(str::to_string)
-            }),
-        };
+        let (files, components) = folder_files(path)?;
+        let hints = Hints::of_folder(path)?;
+        let scheduler = optional_json(&path.join("scheduler").join("scheduler_config.json"))?;
         Ok(Source {
             path: path.to_path_buf(),
             layout: Layout::Diffusers,
@@ -184,6 +119,83 @@ impl Source {
     pub fn component(&self, component: Component) -> Option<(&SafetensorsFile, &'static str)> {
         let c = self.components[component as usize]?;
         Some((&self.files[c.file], c.prefix))
+    }
+}
+
+/// Each component's weight file in a diffusers folder, opened; a component folder without a
+/// readable file is an error that says why (sharded, `.bin`), a missing folder is left to
+/// classification.
+fn folder_files(
+    path: &Path,
+) -> Result<(Vec<SafetensorsFile>, [Option<ComponentFile>; 4]), CheckpointError> {
+    let mut files = Vec::new();
+    let mut components = [None; 4];
+    for component in Component::ALL {
+        let dir = path.join(component.name());
+        let Some(file) = component
+            .diffusers_files()
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+        else {
+            if dir.is_dir() {
+                let sharded = component
+                    .diffusers_files()
+                    .iter()
+                    .any(|name| dir.join(format!("{name}.index.json")).is_file());
+                let why = if sharded {
+                    "sharded weights (*.safetensors.index.json) are not read yet; save the \
+                     component unsharded or use a single-file checkpoint"
+                } else {
+                    "only .safetensors weights are read; convert .bin files first"
+                };
+                return Err(CheckpointError::BadFolder {
+                    path: dir,
+                    reason: format!("no {} ({why})", component.diffusers_files().join(" or ")),
+                });
+            }
+            continue;
+        };
+        components[component as usize] = Some(ComponentFile {
+            file: files.len(),
+            prefix: "",
+        });
+        files.push(SafetensorsFile::open(&file)?);
+    }
+    Ok((files, components))
+}
+
+impl Hints {
+    /// What the components' `config.json` files state.
+    fn of_folder(path: &Path) -> Result<Hints, CheckpointError> {
+        let config = |c: Component| optional_json(&path.join(c.name()).join("config.json"));
+        let unet = config(Component::Unet)?;
+        let te = [
+            config(Component::TextEncoder)?,
+            config(Component::TextEncoder2)?,
+        ];
+        Ok(Hints {
+            head_dim: unet_head_dim(&unet),
+            text_encoder_heads: te.each_ref().map(|c| {
+                c.get("num_attention_heads")
+                    .and_then(|h| h.as_u64())
+                    .map(|h| h as usize)
+            }),
+            text_encoder_act: te.each_ref().map(|c| {
+                c.get("hidden_act")
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            }),
+        })
+    }
+}
+
+/// A JSON file's value, or `null` when there is no such file.
+fn optional_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
+    if path.is_file() {
+        read_json(path)
+    } else {
+        Ok(serde_json::Value::Null)
     }
 }
 

@@ -11,10 +11,13 @@ use anyhow::bail;
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use super::values::spelled;
+
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::Backend;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::vae::{VaeLimits, VaePrecision, VaeTiling};
+use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
@@ -34,11 +37,11 @@ pub struct DecodeArgs {
     /// extension.
     #[arg(long)]
     output: PathBuf,
-    #[arg(long, value_enum, default_value_t = VaeTiling::Auto)]
+    #[arg(long, value_parser = spelled::<VaeTiling>(), default_value_t = VaeTiling::Auto)]
     vae_tiling: VaeTiling,
-    #[arg(long, value_enum, default_value_t = VaePrecision::F32)]
+    #[arg(long, value_parser = spelled::<VaePrecision>(), default_value_t = VaePrecision::F32)]
     vae_precision: VaePrecision,
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
 }
 

@@ -1,12 +1,14 @@
 //! `sdxl-wgpu devices`: the adapters wgpu sees, and which one `--backend` would use.
 
 use clap::Args;
+
+use super::values::spelled;
 use sdxl_wgpu::device::{self, Backend};
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
     /// Only list adapters of this graphics API; `auto` lists all.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -9,12 +9,15 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
+use super::values::spelled;
+
 use super::gpu;
 use super::tensor_file::{self, HostTensor};
-use sdxl_wgpu::checkpoint::{Checkpoint, WeightDtype};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::text_encoder::TextOptions;
 use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
@@ -31,10 +34,10 @@ pub struct EncodeArgs {
     #[arg(long, default_value_t = 0)]
     clip_skip: usize,
     /// Compute precision.
-    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
     precision: Precision,
     /// Graphics API.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
     /// Write prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds and
     /// negative_pooled_prompt_embeds here (safetensors, f32).
@@ -48,7 +51,9 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     for lora in positive.loras.iter().chain(&negative.loras) {
         eprintln!(
             "warning: <lora:{}:{}:{}> removed from the prompt; LoRAs are not applied by `encode`",
-            lora.name, lora.text_encoder_weight, lora.unet_weight
+            lora.path.display(),
+            lora.text_encoder_weight,
+            lora.unet_weight
         );
     }
 

@@ -10,15 +10,20 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 
+use super::values::spelled;
+
 use super::gpu;
-use super::job::{lora_name, read_jobs, Job, JobArgs};
+use super::job::{read_jobs, Job, JobArgs};
 use super::progress::Progress;
 use super::tensor_file::{self, HostTensor};
-use sdxl_wgpu::checkpoint::{Checkpoint, Prediction, WeightDtype};
+use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::image_io::{self, metadata::Infotext, ImageMetadata};
+use sdxl_wgpu::model_hash;
 use sdxl_wgpu::pipeline::{Engine, Generated};
+use sdxl_wgpu::sampling::Prediction;
 use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -32,87 +37,30 @@ pub struct GenerateArgs {
     #[arg(long)]
     jobs: Option<PathBuf>,
     /// Override the detected prediction type.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = spelled::<Prediction>())]
     prediction: Option<Prediction>,
-    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
     precision: Precision,
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
 }
 
+/// A job as labelled in messages (`jobs.jsonl line 3: `; empty for the command line's), and the
+/// request it resolved to, or why it cannot run.
+type LabelledJob = (String, anyhow::Result<Job>);
+
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let default_output = PathBuf::from("output.png");
     // every request resolved (files read, policy applied, checked) before the model loads
-    let jobs: Vec<(String, anyhow::Result<Job>)> = match &args.jobs {
-        None => vec![(String::new(), Ok(args.job.resolve(&default_output)?))],
-        Some(file) => {
-            // --output names the jobs' outputs by line; the other flags are their defaults
-            let base = args.job.output.clone().unwrap_or(default_output);
-            let defaults = JobArgs {
-                output: None,
-                ..args.job.clone()
-            };
-            read_jobs(file)?
-                .into_iter()
-                .map(|(line, job)| {
-                    let label = format!("{} line {line}: ", file.display());
-                    let numbered = line_output(&base, line);
-                    let job = job.and_then(|j| j.over(&defaults).resolve(&numbered));
-                    (label, job)
-                })
-                .collect()
-        }
-    };
-    let mut failed = 0;
-    for (label, job) in &jobs {
-        match job {
-            Ok(job) => {
-                for c in &job.corrections {
-                    eprintln!(
-                        "warning: {label}quality policy ({}): {c}",
-                        job.policy.profile().name
-                    );
-                }
-                for w in &job.warnings {
-                    eprintln!("warning: {label}{w}");
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {label}{e:#}");
-                failed += 1;
-            }
-        }
-    }
+    let jobs = resolve_jobs(&args)?;
+    let mut failed = report_jobs(&jobs);
     if failed == jobs.len() {
         bail!("no job to run");
     }
-
-    let checkpoint = Checkpoint::open(&args.model)?;
-    let gpu = gpu::open(args.backend)?;
-    let dtype = gpu::weight_dtype(&gpu, args.precision);
-    let start = Instant::now();
-    let mut engine = Engine::load(gpu, checkpoint, dtype)?;
-    engine.gpu.sync()?;
-    let load_s = start.elapsed().as_secs_f64();
-    if let Some(prediction) = args.prediction {
-        engine.prediction = prediction;
-    }
-    println!(
-        "{} on {} ({}), {}, loaded in {load_s:.1} s",
-        engine.checkpoint.variant,
-        engine.gpu.adapter.name,
-        engine.gpu.adapter.api,
-        if dtype == WeightDtype::F16 {
-            "f16"
-        } else {
-            "f32"
-        },
-    );
+    let mut engine = load_engine(&args)?;
     let model = ModelInfo::of(&args.model);
-
     let mut progress = Progress::new(args.quiet);
     for (label, job) in &jobs {
         let Ok(job) = job else { continue };
@@ -134,6 +82,86 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("{failed} of {} jobs failed", jobs.len());
     }
     Ok(())
+}
+
+/// The command line's request, or every line of `--jobs` over the command line's flags.
+fn resolve_jobs(args: &GenerateArgs) -> anyhow::Result<Vec<LabelledJob>> {
+    let default_output = PathBuf::from("output.png");
+    let Some(file) = &args.jobs else {
+        return Ok(vec![(
+            String::new(),
+            Ok(args.job.resolve(&default_output)?),
+        )]);
+    };
+    // --output names the jobs' outputs by line; the other flags are their defaults
+    let base = args.job.output.clone().unwrap_or(default_output);
+    let defaults = JobArgs {
+        output: None,
+        ..args.job.clone()
+    };
+    Ok(read_jobs(file)?
+        .into_iter()
+        .map(|(line, job)| {
+            let label = format!("{} line {line}: ", file.display());
+            let numbered = line_output(&base, line);
+            let job = job.and_then(|j| j.over(&defaults).resolve(&numbered));
+            (label, job)
+        })
+        .collect())
+}
+
+/// Prints each job's policy corrections and warnings, or its error; returns how many failed.
+fn report_jobs(jobs: &[LabelledJob]) -> usize {
+    let mut failed = 0;
+    for (label, job) in jobs {
+        match job {
+            Ok(job) => {
+                for c in &job.corrections {
+                    eprintln!(
+                        "warning: {label}quality policy ({}): {c}",
+                        job.policy.profile().name
+                    );
+                }
+                for w in &job.warnings {
+                    eprintln!("warning: {label}{w}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {label}{e:#}");
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+/// Opens the checkpoint, brings up the device and loads the engine, saying what loaded where.
+fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
+    let checkpoint = Checkpoint::open(&args.model)?;
+    let gpu = gpu::open(args.backend)?;
+    let dtype = gpu::weight_dtype(&gpu, args.precision);
+    let start = Instant::now();
+    let mut engine = Engine::load(gpu, checkpoint, dtype)?;
+    engine.gpu.sync()?;
+    let load_s = start.elapsed().as_secs_f64();
+    if let Some(prediction) = args.prediction {
+        engine.prediction = prediction;
+    }
+    println!(
+        "{} on {} ({}), {}, loaded in {load_s:.1} s",
+        engine.checkpoint.variant,
+        engine.gpu.adapter.name,
+        engine.gpu.adapter.api,
+        if dtype == WeightDtype::F16 {
+            "f16"
+        } else {
+            "f32"
+        },
+    );
+    for caveat in engine.checkpoint.variant.caveats() {
+        eprintln!("warning: {caveat}");
+    }
+    Ok(engine)
 }
 
 /// Makes the job's LoRAs the engine's active set (a no-op when they already are), saying what
@@ -198,7 +226,7 @@ impl ModelInfo {
                     "model hash for the image metadata (the first time reads the whole file)..."
                 );
             }
-            match image_io::model_hash(path) {
+            match model_hash::model_hash(path) {
                 Ok(hash) => Some(hash),
                 Err(e) => {
                     eprintln!("warning: {}: cannot hash the model: {e}", path.display());
@@ -267,11 +295,11 @@ fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMeta
     let tagged: Vec<String> = parse_prompt(&r.prompt)
         .loras
         .into_iter()
-        .map(|l| l.name)
+        .map(|l| l.path.to_string_lossy().into_owned())
         .collect();
     let mut hashes = Vec::new();
     for lora in &job.loras {
-        let name = lora_name(&lora.path);
+        let name = lora.name();
         if !tagged.contains(&name) {
             let (te, unet) = (lora.text_encoder_weight, lora.unet_weight);
             if te == unet {
@@ -280,7 +308,7 @@ fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMeta
                 prompt.push_str(&format!(" <lora:{name}:{te}:{unet}>"));
             }
         }
-        hashes.push(format!("{name}: {}", image_io::lora_hash(&lora.path)?));
+        hashes.push(format!("{name}: {}", model_hash::lora_hash(&lora.path)?));
     }
     if !hashes.is_empty() {
         let at = fields.len() - 1; // before Version

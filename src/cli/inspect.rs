@@ -7,12 +7,15 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+
+use super::values::spelled;
 use serde::Serialize;
 
 use sdxl_wgpu::checkpoint::{
-    Checkpoint, Component, ComponentStats, Layout, LoadReport, NonFinite, WeightDtype,
+    Checkpoint, Component, ComponentStats, Layout, LoadReport, ModelConfig, NonFinite, Variant,
 };
 use sdxl_wgpu::device::{self, Backend};
+use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -31,7 +34,7 @@ pub struct InspectArgs {
     #[arg(long)]
     load: bool,
     /// Graphics API for --load.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
 }
 
@@ -41,9 +44,12 @@ struct Inspection<'a> {
     layout: Layout,
     files: Vec<PathBuf>,
     verdict: String,
-    variant: sdxl_wgpu::checkpoint::Variant,
+    variant: Variant,
+    /// What the verdict declares that the engine does not act on yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    caveats: Vec<&'static str>,
     metadata: BTreeMap<String, String>,
-    config: &'a sdxl_wgpu::ModelConfig,
+    config: &'a ModelConfig,
     components: Vec<ComponentStats>,
     report: &'a LoadReport,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +88,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         files: checkpoint.files(),
         verdict: checkpoint.variant.to_string(),
         variant: checkpoint.variant,
+        caveats: checkpoint.variant.caveats(),
         metadata: checkpoint
             .metadata()
             .into_iter()
@@ -147,6 +154,35 @@ fn joined(values: &[usize]) -> String {
 }
 
 fn print_text(i: &Inspection) {
+    print_header(i);
+    println!();
+    for s in &i.components {
+        print_component(s, i.config);
+    }
+    println!();
+    print_report(i.report);
+    if let Some(found) = &i.non_finite {
+        if found.is_empty() {
+            println!("  scan       every float tensor is finite");
+        }
+        for t in found {
+            println!("  scan       {}: {} NaN, {} Inf", t.key, t.nan, t.inf);
+        }
+    }
+    if let Some(l) = &i.load {
+        println!(
+            "  load       {:.2} s onto {} ({:.2} GB/s), device memory in use {} MiB, reserved {} MiB",
+            l.seconds,
+            l.adapter,
+            l.bytes as f64 / l.seconds / 1e9,
+            l.device_bytes_in_use.unwrap_or(0) >> 20,
+            l.device_bytes_reserved.unwrap_or(0) >> 20
+        );
+    }
+}
+
+/// Path, layout, verdict (with what of it the engine ignores) and metadata.
+fn print_header(i: &Inspection) {
     println!("{}", i.path.display());
     let layout = match i.layout {
         Layout::SingleFile => "single file (SGM/LDM keys)",
@@ -154,54 +190,58 @@ fn print_text(i: &Inspection) {
     };
     println!("  layout     {layout}");
     println!("  verdict    {}", i.verdict);
+    for caveat in &i.caveats {
+        println!("  note       {caveat}");
+    }
     for (k, v) in &i.metadata {
         println!("  metadata   {k} = {v}");
     }
-    println!();
-    let (u, t1, t2, v) = (
-        &i.config.unet,
-        &i.config.text_encoder,
-        &i.config.text_encoder_2,
-        &i.config.vae,
+}
+
+/// One component: parameters per dtype and its detected architecture.
+fn print_component(s: &ComponentStats, config: &ModelConfig) {
+    let dtypes: Vec<String> = s
+        .dtypes
+        .iter()
+        .map(|(d, n)| format!("{d} {}", millions(*n)))
+        .collect();
+    println!(
+        "  {:<28} {:>10} parameters ({})",
+        s.component.describe(),
+        millions(s.parameters),
+        dtypes.join(", ")
     );
-    for s in &i.components {
-        let dtypes: Vec<String> = s
-            .dtypes
-            .iter()
-            .map(|(d, n)| format!("{d} {}", millions(*n)))
-            .collect();
-        println!(
-            "  {:<28} {:>10} parameters ({})",
-            s.component.describe(),
-            millions(s.parameters),
-            dtypes.join(", ")
-        );
-        let detail = match s.component {
-            Component::Unet => format!(
-                "levels {}, {} resnets per level, transformer depth {} (mid {}, up {}), heads {} wide, \
-                 context {}, time embedding {}, text_time input {} ({} pooled + 6 x {}), channels in/out {}/{}",
-                joined(&u.block_out_channels), u.layers_per_block, joined(&u.transformer_depth),
-                u.mid_transformer_depth, joined(&u.transformer_depth_up), u.head_dim, u.context_dim,
-                u.time_embed_dim, u.addition_embed_dim, u.addition_embed_dim - 6 * u.addition_time_embed_dim,
-                u.addition_time_embed_dim, u.in_channels, u.out_channels
-            ),
-            Component::TextEncoder | Component::TextEncoder2 => {
-                let c = if s.component == Component::TextEncoder { t1 } else { t2 };
-                format!(
-                    "width {}, {} layers, {} heads, MLP {}, vocabulary {}, {} positions, {:?}{}",
-                    c.width, c.layers, c.heads, c.intermediate, c.vocab_size, c.max_positions, c.activation,
-                    c.projection.map(|p| format!(", projection {p}")).unwrap_or_default()
-                )
-            }
-            Component::Vae => format!(
-                "levels {}, {} resnets per level, latent channels {}, scaling factor {}",
-                joined(&v.block_out_channels), v.layers_per_block, v.latent_channels, v.scaling_factor
-            ),
-        };
-        println!("      {detail}");
-    }
-    println!();
-    let r = i.report;
+    let (u, v) = (&config.unet, &config.vae);
+    let detail = match s.component {
+        Component::Unet => format!(
+            "levels {}, {} resnets per level, transformer depth {} (mid {}, up {}), heads {} wide, \
+             context {}, time embedding {}, text_time input {} ({} pooled + 6 x {}), channels in/out {}/{}",
+            joined(&u.block_out_channels), u.layers_per_block, joined(&u.transformer_depth),
+            u.mid_transformer_depth, joined(&u.transformer_depth_up), u.head_dim, u.context_dim,
+            u.time_embed_dim, u.addition_embed_dim, u.addition_embed_dim - 6 * u.addition_time_embed_dim,
+            u.addition_time_embed_dim, u.in_channels, u.out_channels
+        ),
+        Component::TextEncoder | Component::TextEncoder2 => {
+            let c = match s.component {
+                Component::TextEncoder => &config.text_encoder,
+                _ => &config.text_encoder_2,
+            };
+            format!(
+                "width {}, {} layers, {} heads, MLP {}, vocabulary {}, {} positions, {:?}{}",
+                c.width, c.layers, c.heads, c.intermediate, c.vocab_size, c.max_positions, c.activation,
+                c.projection.map(|p| format!(", projection {p}")).unwrap_or_default()
+            )
+        }
+        Component::Vae => format!(
+            "levels {}, {} resnets per level, latent channels {}, scaling factor {}",
+            joined(&v.block_out_channels), v.layers_per_block, v.latent_channels, v.scaling_factor
+        ),
+    };
+    println!("      {detail}");
+}
+
+/// What loading does with each tensor: counts, then the first few of each problem.
+fn print_report(r: &LoadReport) {
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &r.transformed {
         *kinds.entry(t.transform.name()).or_default() += 1;
@@ -240,24 +280,6 @@ fn print_text(i: &Inspection) {
         println!(
             "    mismatch {} is {} {:?}, expected {:?}",
             m.key, m.dtype, m.found, m.expected
-        );
-    }
-    if let Some(found) = &i.non_finite {
-        if found.is_empty() {
-            println!("  scan       every float tensor is finite");
-        }
-        for t in found {
-            println!("  scan       {}: {} NaN, {} Inf", t.key, t.nan, t.inf);
-        }
-    }
-    if let Some(l) = &i.load {
-        println!(
-            "  load       {:.2} s onto {} ({:.2} GB/s), device memory in use {} MiB, reserved {} MiB",
-            l.seconds,
-            l.adapter,
-            l.bytes as f64 / l.seconds / 1e9,
-            l.device_bytes_in_use.unwrap_or(0) >> 20,
-            l.device_bytes_reserved.unwrap_or(0) >> 20
         );
     }
 }

@@ -69,59 +69,10 @@ pub fn is_lora(path: &Path) -> bool {
 
 pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let file = LoraFile::open(path)?;
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for module in &file.modules {
-        let g = groups
-            .entry(group_of(&module.name).to_string())
-            .or_default();
-        g.modules += 1;
-        g.conv_modules += usize::from(module.down.shape.len() == 4 && module.down.shape[2] > 1);
-        g.ranks.insert(module.rank());
-        g.dtypes.insert(module.down.dtype.name().to_string());
-        let alpha = match &module.alpha {
-            Some(t) => file
-                .values(t)
-                .ok()
-                .and_then(|v| v.first().map(|a| a.to_string()))
-                .unwrap_or_else(|| "unreadable".into()),
-            None => "none (= rank)".into(),
-        };
-        g.alphas.insert(alpha);
-    }
+    let mut groups = groups(&file);
     let compatibility = match model {
         None => None,
-        Some(model) => {
-            let checkpoint = Checkpoint::open(model)?;
-            let table = LoraTable::new(&checkpoint.config);
-            let spec = LoraSpec {
-                path: path.to_path_buf(),
-                unet_weight: 1.0,
-                text_encoder_weight: 1.0,
-            };
-            Some(match AdapterSet::check(&spec, &table) {
-                Ok(report) => {
-                    let unmatched = unmatched_per_group(&report);
-                    for g in groups.values_mut() {
-                        g.unmatched = Some(0);
-                    }
-                    for (&name, &n) in &unmatched {
-                        groups.entry(name.to_string()).or_default().unmatched = Some(n);
-                    }
-                    Compatibility {
-                        model: model.to_path_buf(),
-                        compatible: true,
-                        verdict: verdict(&report, &unmatched),
-                        report: Some(report),
-                    }
-                }
-                Err(e) => Compatibility {
-                    model: model.to_path_buf(),
-                    compatible: false,
-                    verdict: format!("incompatible: {e}"),
-                    report: None,
-                },
-            })
-        }
+        Some(model) => Some(compatibility(path, model, &mut groups)?),
     };
     let inspection = LoraInspection {
         path: path.to_path_buf(),
@@ -156,6 +107,69 @@ pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> 
         Some(c) if !c.compatible => anyhow::bail!("{}", c.verdict),
         _ => Ok(()),
     }
+}
+
+/// The file's modules by group: counts, ranks, alphas, dtypes.
+fn groups(file: &LoraFile) -> BTreeMap<String, Group> {
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for module in &file.modules {
+        let g = groups
+            .entry(group_of(&module.name).to_string())
+            .or_default();
+        g.modules += 1;
+        g.conv_modules += usize::from(module.down.shape.len() == 4 && module.down.shape[2] > 1);
+        g.ranks.insert(module.rank());
+        g.dtypes.insert(module.down.dtype.name().to_string());
+        let alpha = match &module.alpha {
+            Some(t) => file
+                .values(t)
+                .ok()
+                .and_then(|v| v.first().map(|a| a.to_string()))
+                .unwrap_or_else(|| "unreadable".into()),
+            None => "none (= rank)".into(),
+        };
+        g.alphas.insert(alpha);
+    }
+    groups
+}
+
+/// The verdict on the LoRA at `path` with the checkpoint at `model`, counting the modules that
+/// match no layer into `groups`.
+fn compatibility(
+    path: &Path,
+    model: &Path,
+    groups: &mut BTreeMap<String, Group>,
+) -> anyhow::Result<Compatibility> {
+    let checkpoint = Checkpoint::open(model)?;
+    let table = LoraTable::new(&checkpoint.config);
+    let spec = LoraSpec {
+        path: path.to_path_buf(),
+        unet_weight: 1.0,
+        text_encoder_weight: 1.0,
+    };
+    Ok(match AdapterSet::check(&spec, &table) {
+        Ok(report) => {
+            let unmatched = unmatched_per_group(&report);
+            for g in groups.values_mut() {
+                g.unmatched = Some(0);
+            }
+            for (&name, &n) in &unmatched {
+                groups.entry(name.to_string()).or_default().unmatched = Some(n);
+            }
+            Compatibility {
+                model: model.to_path_buf(),
+                compatible: true,
+                verdict: verdict(&report, &unmatched),
+                report: Some(report),
+            }
+        }
+        Err(e) => Compatibility {
+            model: model.to_path_buf(),
+            compatible: false,
+            verdict: format!("incompatible: {e}"),
+            report: None,
+        },
+    })
 }
 
 /// How many of the report's unmatched modules each group has.

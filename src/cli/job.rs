@@ -8,6 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use image::RgbImage;
+
+use super::values::spelled;
 use serde::{Deserialize, Serialize};
 
 use super::tensor_file;
@@ -16,7 +19,7 @@ use sdxl_wgpu::lora::LoraSpec;
 use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
-use sdxl_wgpu::tokenizer::{parse_prompt, LoraRequest};
+use sdxl_wgpu::tokenizer::parse_prompt;
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 
 /// The request flags. Unset fields take the preset's value (size, steps, CFG), the init
@@ -59,7 +62,7 @@ pub struct JobArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampler: Option<SamplerChoice>,
     /// The sigma schedule [default: the sampler name's, else default].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = spelled::<ScheduleKind>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleKind>,
     /// Images per request, one GPU batch, seeds seed, seed+1, ... [default: 1].
@@ -107,19 +110,19 @@ pub struct JobArgs {
     pub init_noise: Option<PathBuf>,
     /// Defaults for size, CFG and steps: standard (768x768, CFG 7, 25 steps) or high
     /// (1024x1024, CFG 7.5, 30 steps) [default: high].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = spelled::<Preset>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
     /// The quality policy's profile; off disables it [default: anime].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = spelled::<PolicyName>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyName>,
     /// [default: auto]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = spelled::<VaeTiling>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vae_tiling: Option<VaeTiling>,
     /// [default: f32]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = spelled::<VaePrecision>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vae_precision: Option<VaePrecision>,
     /// Write the run's intermediate tensors (f32) to this safetensors file.
@@ -203,44 +206,65 @@ impl JobArgs {
             bail!("no prompt: give --prompt (or \"prompt\" in the job)");
         };
         let policy = self.policy.unwrap_or_default();
-        let profile = policy.profile();
-        let preset = self.preset.unwrap_or_default().settings(profile);
         let init_image = self.init_image.as_deref().map(image_io::read).transpose()?;
         if self.strength.is_some() && init_image.is_none() {
             bail!("--strength is for img2img: give --init-image too");
         }
-        // img2img keeps the init image's size (rounded down to multiples of 8) by default
-        let (width, height) = match &init_image {
+        let loras = self.loras(&prompt)?;
+        let outcome = policy::apply(
+            self.asked(policy, init_image.as_ref()),
+            &loras,
+            policy.profile(),
+        );
+        let request = self.request(prompt, outcome.settings, init_image)?;
+        request.check()?;
+        let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
+        image_io::OutputFormat::of(&output)?;
+        for path in std::iter::once(&output).chain(&self.dump) {
+            folder_exists(path)?;
+        }
+        Ok(Job {
+            record: self.record(&request, &output, policy),
+            request,
+            output,
+            dump: self.dump.clone(),
+            policy,
+            corrections: outcome.corrections,
+            warnings: outcome.warnings,
+            loras,
+        })
+    }
+
+    /// The size, CFG and steps asked for: the flags', else the preset's under `policy`'s profile;
+    /// img2img keeps the init image's size (rounded down to multiples of 8) by default.
+    fn asked(&self, policy: PolicyName, init_image: Option<&RgbImage>) -> Settings {
+        let preset = self.preset.unwrap_or_default().settings(policy.profile());
+        let (width, height) = match init_image {
             Some(image) => (
                 (image.width() as usize / 8 * 8).max(8),
                 (image.height() as usize / 8 * 8).max(8),
             ),
             None => (preset.width, preset.height),
         };
-        let asked = Settings {
+        Settings {
             width: self.width.unwrap_or(width),
             height: self.height.unwrap_or(height),
             cfg: self.cfg.unwrap_or(preset.cfg),
             steps: self.steps.unwrap_or(preset.steps),
-        };
-        let loras = self.loras(&prompt)?;
-        let requests: Vec<LoraRequest> = loras
-            .iter()
-            .map(|l| LoraRequest {
-                name: lora_name(&l.path),
-                text_encoder_weight: l.text_encoder_weight,
-                unet_weight: l.unet_weight,
-            })
-            .collect();
-        let outcome = policy::apply(asked, &requests, profile);
-        let settings = outcome.settings;
+        }
+    }
+
+    /// The request with the policy's `settings` and every other field's value or default.
+    fn request(
+        &self,
+        prompt: String,
+        settings: Settings,
+        init_image: Option<RgbImage>,
+    ) -> anyhow::Result<Request> {
         let choice = self.sampler.unwrap_or(SamplerChoice {
             sampler: Sampler::Euler,
             schedule: None,
         });
-        let schedule = self.schedule.or(choice.schedule).unwrap_or_default();
-        let batch = self.batch.unwrap_or(1);
-        let seed = self.seed.unwrap_or_else(random_seed);
         let init_noise = match &self.init_noise {
             Some(path) => {
                 let (shape, values) = tensor_file::read_4d(path, None, &["noise"])?;
@@ -249,17 +273,17 @@ impl JobArgs {
             None => None,
         };
         let strength = self.strength.unwrap_or(DEFAULT_STRENGTH);
-        let request = Request {
+        Ok(Request {
             prompt,
             negative: self.negative.clone().unwrap_or_default(),
             width: settings.width,
             height: settings.height,
             steps: settings.steps,
             cfg: settings.cfg,
-            seed,
-            batch,
+            seed: self.seed.unwrap_or_else(random_seed),
+            batch: self.batch.unwrap_or(1),
             sampler: choice.sampler,
-            schedule,
+            schedule: self.schedule.or(choice.schedule).unwrap_or_default(),
             clip_skip: self.clip_skip.unwrap_or(0),
             size_conditioning: SizeConditioning {
                 original_width: self.original_width,
@@ -271,15 +295,12 @@ impl JobArgs {
             init_noise,
             vae_tiling: self.vae_tiling.unwrap_or_default(),
             vae_precision: self.vae_precision.unwrap_or_default(),
-        };
-        request.check()?;
-        let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
-        image_io::OutputFormat::of(&output)?;
-        for path in std::iter::once(&output).chain(&self.dump) {
-            folder_exists(path)?;
-        }
-        let r = &request;
-        let record = JobArgs {
+        })
+    }
+
+    /// The fields as resolved, for the image's JSON metadata.
+    fn record(&self, r: &Request, output: &Path, policy: PolicyName) -> JobArgs {
+        JobArgs {
             prompt: Some(r.prompt.clone()),
             negative: Some(r.negative.clone()),
             width: Some(r.width),
@@ -293,7 +314,7 @@ impl JobArgs {
             }),
             schedule: Some(r.schedule),
             batch: Some(r.batch),
-            output: Some(output.clone()),
+            output: Some(output.to_path_buf()),
             clip_skip: Some(r.clip_skip),
             init_image: self.init_image.clone(),
             strength: r.init.as_ref().map(|i| i.strength),
@@ -309,17 +330,7 @@ impl JobArgs {
             dump: self.dump.clone(),
             lora: self.lora.clone(),
             lora_dir: self.lora_dir.clone(),
-        };
-        Ok(Job {
-            request,
-            output,
-            dump: self.dump.clone(),
-            policy,
-            corrections: outcome.corrections,
-            warnings: outcome.warnings,
-            record,
-            loras,
-        })
+        }
     }
 
     /// The LoRAs of `--lora` and of the prompt's `<lora:NAME:...>` tags (in `--lora-dir`), in
@@ -330,23 +341,18 @@ impl JobArgs {
             specs.push(parse_lora_arg(arg)?);
         }
         for tag in parse_prompt(prompt).loras {
+            let name = tag.path.to_string_lossy().into_owned();
             let Some(dir) = &self.lora_dir else {
                 bail!(
-                    "the prompt names LoRA `{}` (<lora:{}:...>): give --lora-dir DIR to look it up",
-                    tag.name,
-                    tag.name
+                    "the prompt names LoRA `{name}` (<lora:{name}:...>): give --lora-dir DIR to look it up"
                 );
             };
-            let file = if tag.name.ends_with(".safetensors") {
-                dir.join(&tag.name)
+            let file = if name.ends_with(".safetensors") {
+                dir.join(&name)
             } else {
-                dir.join(format!("{}.safetensors", tag.name))
+                dir.join(format!("{name}.safetensors"))
             };
-            specs.push(LoraSpec {
-                path: file,
-                unet_weight: tag.unet_weight,
-                text_encoder_weight: tag.text_encoder_weight,
-            });
+            specs.push(LoraSpec { path: file, ..tag });
         }
         for spec in &specs {
             if !spec.path.is_file() {
@@ -383,14 +389,6 @@ pub fn parse_lora_arg(arg: &str) -> anyhow::Result<LoraSpec> {
         unet_weight: unet,
         text_encoder_weight: weights.get(1).copied().unwrap_or(unet),
     })
-}
-
-/// A LoRA's name as A1111 shows it: the file's stem.
-pub fn lora_name(path: &Path) -> String {
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The jobs of a JSON-lines file: `(line number, job)` for each non-blank line that does not

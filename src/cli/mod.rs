@@ -11,6 +11,7 @@ mod job;
 mod progress;
 mod tensor_file;
 mod tokenize;
+mod values;
 
 use clap::{Parser, Subcommand};
 

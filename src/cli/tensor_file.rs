@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use burn::tensor::Tensor;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use sdxl_wgpu::checkpoint::SafetensorsFile;
+use sdxl_wgpu::weights::SafetensorsFile;
 
 /// A named tensor on the host: shape and f32 values.
 pub struct HostTensor {
@@ -67,8 +67,8 @@ pub fn write(
 }
 
 /// A 4-d tensor (`[B, C, h, w]`, or `[C, h, w]` read as B = 1) as f32 values: the tensor named
-/// `name`, else the first of `preferred` the file has, else the file's only tensor. f32, f16
-/// or bf16; non-finite values are refused.
+/// `name`, else the first of `preferred` the file has, else the file's only tensor, in any float
+/// dtype; non-finite values are refused.
 pub fn read_4d(
     path: &Path,
     name: Option<&str>,
@@ -111,7 +111,7 @@ pub fn read_4d(
         .and_then(|bytes| info.dtype.to_f32(bytes))
         .with_context(|| {
             format!(
-                "{}: `{name}` is {}; it must be f32, f16 or bf16",
+                "{}: `{name}` is {}; it must be a float tensor",
                 path.display(),
                 info.dtype.name()
             )

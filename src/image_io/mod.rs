@@ -14,7 +14,7 @@ use image::codecs::webp::WebPEncoder;
 use image::imageops::{self, FilterType};
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
-pub use metadata::{lora_hash, model_hash, parameters, ImageMetadata};
+pub use metadata::{parameters, ImageMetadata};
 
 /// An image that cannot be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -1,59 +1,26 @@
 //! The adapter set: for each adapted layer, the low-rank deltas of every active LoRA, uploaded
 //! and validated. Built whole from a list of files; any failure returns an error and builds
-//! nothing, so the engine keeps its previous set.
+//! nothing, so the engine keeps its previous set. The models apply the deltas at run time
+//! through [`Adapt`] views (`nn/low_rank.rs`); base weights are never modified.
 //!
 //! A layer's output gains `sum_i scale_i * up_i(down_i(x))` with `scale = weight * alpha / rank`
 //! (alpha missing: `scale = weight`), as kohya and PEFT define it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
-use super::{LayerId, LoraError, LoraFile, LoraModule, LoraTable};
+use super::{LayerId, LoraError, LoraFile, LoraModule, LoraSpec, LoraTable};
 use crate::checkpoint::Component;
-
-/// One LoRA to apply: its file and weights for the UNet and the text encoders.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoraSpec {
-    pub path: PathBuf,
-    pub unet_weight: f32,
-    pub text_encoder_weight: f32,
-}
-
-/// One LoRA's delta on one layer, on the device in the models' compute dtype. Linear layers: `down [rank, in]`,
-/// `up [out, rank]`; convolutions: `down [rank, in, kh, kw]` (run with the layer's stride and
-/// padding), `up [out, rank, 1, 1]`. `up` has the scale folded in.
-#[derive(Clone, Debug)]
-pub enum LowRankDelta {
-    Linear { down: Tensor<2>, up: Tensor<2> },
-    Conv { down: Tensor<4>, up: Tensor<4> },
-}
+use crate::nn::{Adapt, LayerDeltas, LowRankDelta};
+use crate::text_encoder::TextAdapters;
 
 /// The active adapters: per model, layer path -> deltas, in the order the LoRAs were given.
 #[derive(Clone, Debug, Default)]
 pub struct AdapterSet {
-    layers: BTreeMap<Component, HashMap<String, Vec<LowRankDelta>>>,
+    layers: BTreeMap<Component, LayerDeltas>,
     specs: Vec<LoraSpec>,
-}
-
-/// What a forward pass of one model consults: the deltas of its layers (or none). Passed down
-/// the forward calls; layers look themselves up by their canonical path.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Adapt<'a> {
-    layers: Option<&'a HashMap<String, Vec<LowRankDelta>>>,
-}
-
-impl<'a> Adapt<'a> {
-    /// No adapters (the VAE, or no LoRA).
-    pub const NONE: Adapt<'static> = Adapt { layers: None };
-
-    /// The deltas on the layer at `path` (empty when it is not adapted).
-    pub fn deltas(&self, path: &str) -> &'a [LowRankDelta] {
-        self.layers
-            .and_then(|l| l.get(path))
-            .map_or(&[], Vec::as_slice)
-    }
 }
 
 /// What building found in one file.
@@ -98,7 +65,7 @@ impl AdapterSet {
             planned.extend(deltas);
             report.files.push(file_report);
         }
-        let mut layers: BTreeMap<Component, HashMap<String, Vec<LowRankDelta>>> = BTreeMap::new();
+        let mut layers: BTreeMap<Component, LayerDeltas> = BTreeMap::new();
         for (layer, delta) in planned {
             layers
                 .entry(layer.component)
@@ -125,8 +92,14 @@ impl AdapterSet {
 
     /// What `component`'s forward pass consults.
     pub fn scope(&self, component: Component) -> Adapt<'_> {
-        Adapt {
-            layers: self.layers.get(&component),
+        Adapt::new(self.layers.get(&component))
+    }
+
+    /// What the text encoders' forward passes consult.
+    pub fn text(&self) -> TextAdapters<'_> {
+        TextAdapters {
+            text_encoder: self.scope(Component::TextEncoder),
+            text_encoder_2: self.scope(Component::TextEncoder2),
         }
     }
 
@@ -137,7 +110,7 @@ impl AdapterSet {
 
     /// Adapted layers.
     pub fn len(&self) -> usize {
-        self.layers.values().map(HashMap::len).sum()
+        self.layers.values().map(LayerDeltas::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::LoraError;
-use crate::checkpoint::{Dtype, SafetensorsFile, TensorInfo};
+use crate::weights::{Dtype, SafetensorsFile, TensorInfo};
 
 /// How a file names its tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -152,7 +152,7 @@ impl LoraFile {
         formats
     }
 
-    /// A tensor's values as f32 (f32, f16 and bf16 files); non-finite values are an error.
+    /// A tensor's values as f32 (any float dtype); non-finite values are an error.
     pub fn values(&self, tensor: &StoredTensor) -> Result<Vec<f32>, LoraError> {
         let bad = |reason: String| LoraError::Tensor {
             path: self.path().to_path_buf(),
@@ -171,7 +171,7 @@ impl LoraFile {
             .ok_or_else(|| bad("its data is outside the file".into()))?;
         let values = info.dtype.to_f32(bytes).ok_or_else(|| {
             bad(format!(
-                "{} values; LoRA tensors must be f32, f16 or bf16",
+                "{} values; LoRA tensors must be floats",
                 info.dtype.name()
             ))
         })?;

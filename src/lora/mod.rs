@@ -1,25 +1,27 @@
-//! LoRA files as runtime adapters (DESIGN.md §1.2, §3): the file formats (`file.rs`), the exact
-//! tables from their module names to our layers (`keys.rs`), and the validated set of low-rank
-//! deltas built from a list of files (`adapter.rs`). Base weights are never modified: a set is
-//! built whole off to the side and replaces the previous one in one step.
+//! LoRA files as runtime adapters: the file formats (`file.rs`), the exact tables from their
+//! module names to our layers (`keys.rs`), and the validated set of low-rank deltas built from a
+//! list of files (`adapter.rs`). The layers apply the deltas at run time (`nn/low_rank.rs`); base
+//! weights are never modified: a set is built whole off to the side and replaces the previous
+//! one in one step (see `docs/ARCHITECTURE.md`).
 
 mod adapter;
 mod file;
 mod keys;
 
-pub use adapter::{Adapt, AdapterSet, BuildReport, FileReport, LoraSpec, LowRankDelta};
+pub use crate::tokenizer::LoraSpec;
+pub use adapter::{AdapterSet, BuildReport, FileReport};
 pub use file::{LoraFile, LoraFormat, LoraModule, StoredTensor};
 pub use keys::{LayerId, LoraTable, Target};
 
 use std::path::PathBuf;
 
-use crate::checkpoint::CheckpointError;
+use crate::weights::WeightError;
 
 /// Why a LoRA cannot be used; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
     #[error("LoRA {0}")]
-    File(Box<CheckpointError>),
+    File(Box<WeightError>),
     #[error("LoRA {path}: no LoRA tensors (no `.lora_down`/`.lora_up`, `.lora_A`/`.lora_B` pairs); not a LoRA file")]
     Empty { path: PathBuf },
     #[error("LoRA {path}: `{key}` {reason}")]

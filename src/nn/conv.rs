@@ -4,8 +4,8 @@ use burn::module::{Module, Param};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{module, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::{Adapt, LowRankDelta};
+use super::{Adapt, LowRankDelta};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct Conv2d {
@@ -21,11 +21,7 @@ pub struct Conv2d {
 impl Conv2d {
     /// Loads `{name}.weight` (and `.bias`); padding keeps the spatial size at stride 1, as every
     /// convolution in SDXL does (3x3 with padding 1, 1x1 with padding 0).
-    pub fn load(
-        w: &mut ComponentWeights,
-        name: &str,
-        stride: usize,
-    ) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str, stride: usize) -> Result<Self, WeightError> {
         let weight: Param<Tensor<4>> = w.param(&format!("{name}.weight"))?;
         let bias_name = format!("{name}.bias");
         let kernel = weight.lazy_shape()[2];

@@ -3,7 +3,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Int, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct Embedding {
@@ -12,7 +12,7 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    pub fn load(w: &mut ComponentWeights, name: &str) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str) -> Result<Self, WeightError> {
         Ok(Embedding {
             weight: w.param(&format!("{name}.weight"))?,
         })

@@ -4,9 +4,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::{module, Tensor};
 
-use crate::lora::{Adapt, LowRankDelta};
+use super::{Adapt, LowRankDelta};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -19,7 +19,7 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `{name}.weight` and, where the checkpoint's architecture has one, `{name}.bias`.
-    pub fn load(w: &mut ComponentWeights, name: &str) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str) -> Result<Self, WeightError> {
         let bias_name = format!("{name}.bias");
         Ok(Linear {
             weight: w.param(&format!("{name}.weight"))?,

@@ -1,16 +1,19 @@
 //! The layers the SDXL models are built from, holding weights in PyTorch's layout and named
 //! like PyTorch's modules (`weight`, `bias`), so a canonical parameter name is the same string
-//! in diffusers, in our key tables and in the module tree.
+//! in diffusers, in our key tables and in the module tree. Linear and convolution layers also
+//! apply the runtime LoRA deltas an [`Adapt`] view holds for them.
 
 pub mod attention;
 mod conv;
 mod embedding;
 mod linear;
+mod low_rank;
 mod norm;
 mod resnet;
 
 pub use conv::Conv2d;
 pub use embedding::Embedding;
 pub use linear::Linear;
+pub use low_rank::{Adapt, LayerDeltas, LowRankDelta};
 pub use norm::{GroupNorm, LayerNorm};
 pub use resnet::ResnetBlock;

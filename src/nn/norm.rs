@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{module, FloatDType, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct GroupNorm {
@@ -15,12 +15,7 @@ pub struct GroupNorm {
 }
 
 impl GroupNorm {
-    pub fn load(
-        w: &mut ComponentWeights,
-        name: &str,
-        groups: usize,
-        eps: f64,
-    ) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str, groups: usize, eps: f64) -> Result<Self, WeightError> {
         Ok(GroupNorm {
             weight: w.param(&format!("{name}.weight"))?,
             bias: w.param(&format!("{name}.bias"))?,
@@ -57,7 +52,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn load(w: &mut ComponentWeights, name: &str, eps: f64) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str, eps: f64) -> Result<Self, WeightError> {
         Ok(LayerNorm {
             weight: w.param(&format!("{name}.weight"))?,
             bias: w.param(&format!("{name}.bias"))?,

@@ -5,9 +5,8 @@
 use burn::module::Module;
 use burn::tensor::{activation::silu, Tensor};
 
-use super::{Conv2d, GroupNorm, Linear};
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
+use super::{Adapt, Conv2d, GroupNorm, Linear};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct ResnetBlock {
@@ -22,12 +21,7 @@ pub struct ResnetBlock {
 }
 
 impl ResnetBlock {
-    pub fn load(
-        w: &mut ComponentWeights,
-        name: &str,
-        groups: usize,
-        eps: f64,
-    ) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str, groups: usize, eps: f64) -> Result<Self, WeightError> {
         let time = format!("{name}.time_emb_proj");
         let shortcut = format!("{name}.conv_shortcut");
         Ok(ResnetBlock {

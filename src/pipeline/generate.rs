@@ -9,9 +9,8 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
-use super::{Engine, Event, PipelineError, Request, RunStats};
+use super::{Engine, Error, Event, InitImage, Request, RunStats};
 use crate::checkpoint::Component;
-use crate::error::Error;
 use crate::image_io;
 use crate::sampling::{noise, SamplingRun, TorchRng};
 use crate::text_encoder::{Conditioning, TextOptions};
@@ -56,88 +55,145 @@ impl Engine {
 
     fn run(&self, request: &Request, on_event: &mut dyn FnMut(Event)) -> Result<Generated, Error> {
         request.check()?;
-        let channels = self.checkpoint.config.unet.in_channels;
-        let shape = request.latent_shape(channels);
-        if let Some(noise) = &request.init_noise {
-            if noise.shape != shape {
-                return Err(PipelineError::NoiseShape {
-                    got: noise.shape.to_vec(),
-                    want: shape,
-                }
-                .into());
-            }
-        }
-        let mut run = SamplingRun::new(
+        let sampling = SamplingRun::new(
             request.sampler,
             request.schedule,
             request.steps,
             self.prediction,
             &self.train,
         )?;
-        let mut stats = RunStats::default();
-        let mut peak = Peak::default();
-        let clock = Instant::now();
-        let options = TextOptions {
-            clip_skip: request.clip_skip,
+        let mut run = Run {
+            engine: self,
+            request,
+            rngs: (0..request.batch as u64)
+                .map(|i| TorchRng::new(request.seed.wrapping_add(i)))
+                .collect(),
+            sampling,
+            stats: RunStats::default(),
+            on_event,
         };
-        let text = self.models.text_encoders.encode_with(
-            &parse_prompt(&request.prompt),
-            &parse_prompt(&request.negative),
-            options,
-            self.adapters(),
-        )?; // [negative, positive]
-        self.gpu.sync()?;
-        stats.encode = clock.elapsed();
-        peak.sample(self);
-        on_event(Event::Encoded {
-            elapsed: stats.encode,
-        });
+        let text = run.encode()?; // [negative, positive]
+        let x = run.initial_latents()?;
+        let first = run.sampling.steps_done();
+        let schedule = run.sampling.schedule();
+        let (timesteps, sigmas) = (
+            schedule.timesteps[first..].to_vec(),
+            schedule.sigmas[first..].to_vec(),
+        );
+        let (x, noise_pred_step0) = run.denoise(&text, x)?;
+        let (images, vae_plan) = run.decode(&x)?;
+        Ok(Generated {
+            conditioning: text,
+            add_time_ids: request.add_time_ids(),
+            timesteps,
+            sigmas,
+            noise_pred_step0,
+            final_latents: x.cast(FloatDType::F32),
+            images,
+            vae_plan,
+            stats: run.stats,
+        })
+    }
+}
 
-        let device = &self.gpu.device;
-        let b = request.batch;
-        let mut rngs: Vec<TorchRng> = (0..b as u64)
-            .map(|i| TorchRng::new(request.seed.wrapping_add(i)))
-            .collect();
+/// One run as it moves through its stages: the request, the sampler's state, one CPU
+/// generator per image, and the figures gathered at each stage's end.
+struct Run<'a> {
+    engine: &'a Engine,
+    request: &'a Request,
+    sampling: SamplingRun,
+    rngs: Vec<TorchRng>,
+    stats: RunStats,
+    on_event: &'a mut dyn FnMut(Event),
+}
+
+impl Run<'_> {
+    /// A stage's end: waits for the device (surfacing its failure) and samples its memory.
+    fn boundary(&mut self) -> Result<(), Error> {
+        let gpu = &self.engine.gpu;
+        gpu.sync()?;
+        if let Some(bytes) = gpu.reserved_bytes() {
+            let peak = &mut self.stats.peak_reserved_bytes;
+            *peak = Some(peak.map_or(bytes, |p| p.max(bytes)));
+        }
+        Ok(())
+    }
+
+    /// Both prompts' conditioning, with the text encoders' LoRA deltas.
+    fn encode(&mut self) -> Result<Conditioning, Error> {
+        let clock = Instant::now();
+        let engine = self.engine;
+        let options = TextOptions {
+            clip_skip: self.request.clip_skip,
+        };
+        let text = engine.models.text_encoders.encode_with(
+            &parse_prompt(&self.request.prompt),
+            &parse_prompt(&self.request.negative),
+            options,
+            engine.adapters().text(),
+        )?;
+        self.boundary()?;
+        self.stats.encode = clock.elapsed();
+        (self.on_event)(Event::Encoded {
+            elapsed: self.stats.encode,
+        });
+        Ok(text)
+    }
+
+    /// txt2img: the noise scaled to the first sigma; img2img: the image encoded and noised to
+    /// its start step. The noise is the request's, or drawn from the seeds.
+    fn initial_latents(&mut self) -> Result<Tensor<4>, Error> {
+        let request = self.request;
+        let device = &self.engine.gpu.device;
         let noise = match &request.init_noise {
             Some(n) => Tensor::from_data(TensorData::new(n.values.clone(), n.shape), device),
-            None => noise(shape, &mut rngs, device),
+            None => noise(request.latent_shape(), &mut self.rngs, device),
         };
-        let mut x = match &request.init {
-            None => run.initial_latents(noise),
-            Some(init) => {
-                let clock = Instant::now();
-                let image = image_io::fit(&init.image, request.width, request.height);
-                let pixels = image_io::to_tensor(&image, device); // [1, 3, H, W]
-                let vae_cfg = &self.checkpoint.config.vae;
-                let (posterior, _) = self.models.vae.encode_tiled(
-                    vae_cfg,
-                    pixels,
-                    request.vae_precision.dtype(),
-                    request.vae_tiling,
-                    &self.vae_limits(),
-                )?;
-                let x0 = (posterior.mean * vae_cfg.scaling_factor).repeat_dim(0, b);
-                run.start_at(
-                    request.steps - SamplingRun::img2img_steps(request.steps, init.strength),
-                );
-                let noised = run.add_noise(x0, noise);
-                self.gpu.sync()?;
-                stats.image_encode = clock.elapsed();
-                peak.sample(self);
-                on_event(Event::ImageEncoded {
-                    elapsed: stats.image_encode,
-                });
-                noised
-            }
-        };
+        match &request.init {
+            None => Ok(self.sampling.initial_latents(noise)),
+            Some(init) => self.noised_image(init, noise),
+        }
+    }
 
-        let first = run.steps_done();
-        let total = run.steps_left();
-        let schedule = run.schedule();
-        let timesteps = schedule.timesteps[first..].to_vec();
-        let sigmas = schedule.sigmas[first..].to_vec();
+    /// img2img's start: the image fitted to the size, encoded to its posterior mean, scaled, and
+    /// noised to the step `strength` leaves.
+    fn noised_image(&mut self, init: &InitImage, noise: Tensor<4>) -> Result<Tensor<4>, Error> {
+        let clock = Instant::now();
+        let (engine, request) = (self.engine, self.request);
+        let image = image_io::fit(&init.image, request.width, request.height);
+        let pixels = image_io::to_tensor(&image, &engine.gpu.device); // [1, 3, H, W]
+        let vae_cfg = &engine.checkpoint.config.vae;
+        let (posterior, _) = engine.models.vae.encode_tiled(
+            vae_cfg,
+            pixels,
+            request.vae_precision.dtype(),
+            request.vae_tiling,
+            &engine.vae_limits(),
+        )?;
+        let x0 = (posterior.mean * vae_cfg.scaling_factor).repeat_dim(0, request.batch);
+        let steps = request.steps;
+        self.sampling
+            .start_at(steps - SamplingRun::img2img_steps(steps, init.strength));
+        let noised = self.sampling.add_noise(x0, noise);
+        self.boundary()?;
+        self.stats.image_encode = clock.elapsed();
+        (self.on_event)(Event::ImageEncoded {
+            elapsed: self.stats.image_encode,
+        });
+        Ok(noised)
+    }
+
+    /// The sampling loop with classifier-free guidance: the final latents and the guided
+    /// prediction at the first step run.
+    fn denoise(
+        &mut self,
+        text: &Conditioning,
+        mut x: Tensor<4>,
+    ) -> Result<(Tensor<4>, Tensor<4>), Error> {
+        let (engine, request) = (self.engine, self.request);
+        let b = request.batch;
         let ids = request.add_time_ids();
-        let (negative, positive) = halves(&text);
+        let (negative, positive) = halves(text);
         // CFG batch [uncond x B, cond x B], as diffusers concatenates it
         let context = Tensor::cat(
             vec![negative.0.repeat_dim(0, b), positive.0.repeat_dim(0, b)],
@@ -147,20 +203,21 @@ impl Engine {
             vec![negative.1.repeat_dim(0, b), positive.1.repeat_dim(0, b)],
             0,
         ); // [2B, 1280]
+        let total = self.sampling.steps_left();
         let clock = Instant::now();
-        on_event(Event::Step { done: 0, total });
+        (self.on_event)(Event::Step { done: 0, total });
         let mut noise_pred_step0 = None;
         for done in 1..=total {
-            let input = run.model_input(&x);
-            let t = run.timestep();
+            let input = self.sampling.model_input(&x);
+            let t = self.sampling.timestep();
             let both = Tensor::cat(vec![input.clone(), input], 0); // [2B, 4, h/8, w/8]
-            let out = self.models.unet.forward(
+            let out = engine.models.unet.forward(
                 both,
                 &vec![t; 2 * b],
                 context.clone(),
                 pooled.clone(),
                 &vec![ids; 2 * b],
-                self.adapters().scope(Component::Unet),
+                engine.adapters().scope(Component::Unet),
             );
             let [_, c, lh, lw] = out.dims();
             let uncond = out.clone().slice([0..b, 0..c, 0..lh, 0..lw]);
@@ -169,49 +226,43 @@ impl Engine {
             if noise_pred_step0.is_none() {
                 noise_pred_step0 = Some(guided.clone());
             }
-            x = run.step(guided, x, &mut rngs);
-            self.gpu.sync()?;
-            peak.sample(self);
-            on_event(Event::Step { done, total });
+            x = self.sampling.step(guided, x, &mut self.rngs);
+            self.boundary()?;
+            (self.on_event)(Event::Step { done, total });
         }
-        stats.denoise = clock.elapsed();
-        stats.steps = total;
+        self.stats.denoise = clock.elapsed();
+        self.stats.steps = total;
+        let step0 = noise_pred_step0.unwrap_or_else(|| x.zeros_like());
+        Ok((x, step0))
+    }
 
-        on_event(Event::Decoding { images: b });
+    /// The VAE decode of every image of the batch, one at a time: `[B, 3, H, W]` and the tiling
+    /// used.
+    fn decode(&mut self, x: &Tensor<4>) -> Result<(Tensor<4>, Option<TilePlan>), Error> {
+        let (engine, request) = (self.engine, self.request);
+        let b = request.batch;
+        (self.on_event)(Event::Decoding { images: b });
         let clock = Instant::now();
-        let vae_cfg = &self.checkpoint.config.vae;
+        let vae_cfg = &engine.checkpoint.config.vae;
         let mut images = Vec::with_capacity(b);
         let mut vae_plan = None;
         for i in 0..b {
             let [_, c, lh, lw] = x.dims();
             let z = x.clone().slice([i..i + 1, 0..c, 0..lh, 0..lw]) / vae_cfg.scaling_factor;
-            let (image, plan) = self.models.vae.decode_tiled(
+            let (image, plan) = engine.models.vae.decode_tiled(
                 vae_cfg,
                 z,
                 request.vae_precision.dtype(),
                 request.vae_tiling,
-                &self.vae_limits(),
+                &engine.vae_limits(),
             )?;
             images.push(image);
             vae_plan = plan;
         }
         let images = Tensor::cat(images, 0); // [B, 3, H, W]
-        self.gpu.sync()?;
-        stats.decode = clock.elapsed();
-        peak.sample(self);
-        stats.peak_reserved_bytes = peak.0;
-
-        Ok(Generated {
-            conditioning: text,
-            add_time_ids: ids,
-            timesteps,
-            sigmas,
-            noise_pred_step0: noise_pred_step0.unwrap_or_else(|| x.zeros_like()),
-            final_latents: x.cast(FloatDType::F32),
-            images,
-            vae_plan,
-            stats,
-        })
+        self.boundary()?;
+        self.stats.decode = clock.elapsed();
+        Ok((images, vae_plan))
     }
 }
 
@@ -228,16 +279,4 @@ fn halves(text: &Conditioning) -> (Half, Half) {
         )
     };
     (part(0), part(1))
-}
-
-/// The largest pool reservation seen.
-#[derive(Default)]
-struct Peak(Option<u64>);
-
-impl Peak {
-    fn sample(&mut self, engine: &Engine) {
-        if let Some(bytes) = engine.gpu.reserved_bytes() {
-            self.0 = Some(self.0.map_or(bytes, |p| p.max(bytes)));
-        }
-    }
 }

@@ -4,43 +4,26 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py>)
 //! with the noise of seeded CPU generators.
 
+mod error;
 mod events;
 mod generate;
 mod request;
 
+pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
-pub use request::{InitImage, Noise, Request, SizeConditioning, MAX_BATCH, MAX_SIDE};
+pub use request::{
+    InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH, MAX_SIDE,
+};
 
 use burn::tensor::FloatDType;
 
-use crate::checkpoint::{Checkpoint, Prediction, SdxlModels, WeightDtype};
+use crate::checkpoint::{Checkpoint, SdxlModels};
 use crate::device::Gpu;
-use crate::error::Error;
 use crate::lora::{AdapterSet, BuildReport, LoraSpec, LoraTable};
-use crate::sampling::TrainSchedule;
+use crate::sampling::{Prediction, TrainSchedule};
 use crate::vae::VaeLimits;
-
-/// Why a request cannot run; all caused by the request, none leaves state behind.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("--width {width} --height {height}: both must be multiples of 8 between 8 and {max}", max = MAX_SIDE)]
-    Size { width: usize, height: usize },
-    #[error("--cfg {0}: the guidance scale must be a finite number, 0 or more")]
-    Guidance(f32),
-    #[error("--batch {0}: between 1 and {max} images per request", max = MAX_BATCH)]
-    Batch(usize),
-    #[error("--strength {0}: must be in (0, 1] (1 = ignore the image's content)")]
-    Strength(f64),
-    #[error("--steps {steps} with --strength {strength} runs int({steps} x {strength}) = 0 steps; raise either")]
-    NoSteps { steps: usize, strength: f64 },
-    #[error("the init image is empty (0 pixels)")]
-    EmptyImage,
-    #[error("--init-noise has shape {got:?}; this request needs {want:?} ([batch, 4, height/8, width/8])")]
-    NoiseShape { got: Vec<usize>, want: [usize; 4] },
-    #[error("--init-noise holds a non-finite value")]
-    NoiseValues,
-}
+use crate::weights::WeightDtype;
 
 /// A loaded checkpoint on a device, and the active LoRA adapters.
 pub struct Engine {

@@ -3,15 +3,17 @@
 
 use image::RgbImage;
 
-use super::PipelineError;
-use crate::error::Error;
-use crate::sampling::{schedule, Sampler, ScheduleKind, TrainSchedule};
+use super::{Error, PipelineError};
+use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleKind, TrainSchedule};
 use crate::vae::{VaePrecision, VaeTiling};
 
 /// Largest width or height accepted (SDXL is trained around 1024; 8192 is far past any use).
 pub const MAX_SIDE: usize = 8192;
 /// Largest batch accepted in one request.
 pub const MAX_BATCH: usize = 64;
+/// Latent channels of SDXL's UNet and VAE: the only UNet input a checkpoint may have to be
+/// accepted as SDXL base-type (see `checkpoint/detect.rs`).
+pub const LATENT_CHANNELS: usize = 4;
 
 /// One request: `batch` images of the same prompt, image i with seed `seed + i`.
 #[derive(Clone, Debug)]
@@ -105,14 +107,14 @@ impl Request {
         ]
     }
 
-    /// The latents' shape for `channels` latent channels.
-    pub fn latent_shape(&self, channels: usize) -> [usize; 4] {
-        [self.batch, channels, self.height / 8, self.width / 8]
+    /// The latents' shape, `[batch, 4, height/8, width/8]`.
+    pub fn latent_shape(&self) -> [usize; 4] {
+        [self.batch, LATENT_CHANNELS, self.height / 8, self.width / 8]
     }
 
     /// The checks that need no model: size, guidance, batch, the schedule (steps, sampler and
     /// schedule on SDXL's training schedule), strength, the steps img2img leaves, the injected
-    /// noise's shape (SDXL's 4 latent channels).
+    /// noise's shape and values. The engine runs these checks itself too.
     pub fn check(&self) -> Result<(), Error> {
         self.check_request()?;
         schedule(
@@ -142,9 +144,7 @@ impl Request {
             if !(init.strength > 0.0 && init.strength <= 1.0) {
                 return Err(PipelineError::Strength(init.strength));
             }
-            if crate::sampling::SamplingRun::img2img_steps(self.steps, init.strength) == 0
-                && self.steps > 0
-            {
+            if SamplingRun::img2img_steps(self.steps, init.strength) == 0 && self.steps > 0 {
                 return Err(PipelineError::NoSteps {
                     steps: self.steps,
                     strength: init.strength,
@@ -155,7 +155,7 @@ impl Request {
             }
         }
         if let Some(noise) = &self.init_noise {
-            let want = self.latent_shape(4);
+            let want = self.latent_shape();
             if noise.shape != want || noise.values.len() != want.iter().product::<usize>() {
                 return Err(PipelineError::NoiseShape {
                     got: noise.shape.to_vec(),

@@ -1,4 +1,4 @@
-//! The quality policy (DESIGN.md §1): parameters known to break SDXL anime images (512x512, CFG 2
+//! The quality policy: parameters known to break SDXL anime images (512x512, CFG 2
 //! or 15, 8 steps) are corrected before generation, each correction reported as old -> new and
 //! recorded in the image's metadata; LoRA weights outside the recommended range are warned
 //! about, never changed. [`apply`] is a pure function of the settings and a profile; the
@@ -10,7 +10,7 @@ pub use profiles::{ANIME, ILLUSTRIOUS, OFF};
 
 use std::fmt;
 
-use crate::tokenizer::LoraRequest;
+use crate::tokenizer::LoraSpec;
 
 /// The parameters the policy looks at.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,17 +57,7 @@ pub struct Profile {
 }
 
 /// `--policy`: which profile corrects the request.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyName {
     #[default]
@@ -75,6 +65,16 @@ pub enum PolicyName {
     Illustrious,
     Off,
 }
+
+crate::spelled!(
+    PolicyName,
+    "policy",
+    [
+        (PolicyName::Anime, "anime", ""),
+        (PolicyName::Illustrious, "illustrious", ""),
+        (PolicyName::Off, "off", ""),
+    ]
+);
 
 impl PolicyName {
     pub fn profile(self) -> &'static Profile {
@@ -86,26 +86,31 @@ impl PolicyName {
     }
 }
 
-/// `--preset`: a named set of defaults for size, CFG and steps.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+/// `--preset`: a named set of defaults for size, CFG and steps (meanings: the table below).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// 768x768, CFG 7.0, 25 steps (anime profile).
     Standard,
-    /// 1024x1024, CFG 7.5, 30 steps (anime profile).
     #[default]
     High,
 }
+
+crate::spelled!(
+    Preset,
+    "preset",
+    [
+        (
+            Preset::Standard,
+            "standard",
+            "768x768, CFG 7.0, 25 steps (anime profile)"
+        ),
+        (
+            Preset::High,
+            "high",
+            "1024x1024, CFG 7.5, 30 steps (anime profile)"
+        ),
+    ]
+);
 
 /// A changed parameter.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -131,7 +136,7 @@ pub struct Outcome {
 }
 
 /// Applies `profile` to `settings` (and checks the weights of `loras`).
-pub fn apply(settings: Settings, loras: &[LoraRequest], profile: &Profile) -> Outcome {
+pub fn apply(settings: Settings, loras: &[LoraSpec], profile: &Profile) -> Outcome {
     let mut out = settings;
     let mut corrections = Vec::new();
     if let Some(min) = profile.min_side {
@@ -179,7 +184,7 @@ pub fn apply(settings: Settings, loras: &[LoraRequest], profile: &Profile) -> Ou
                     warnings.push(format!(
                         "LoRA {} {part} weight {weight} is outside the recommended {low}-{high} \
                          (0.8-1.0 for a clear effect); left as is",
-                        lora.name
+                        lora.name()
                     ));
                 }
             }
@@ -362,10 +367,10 @@ mod tests {
 
     #[test]
     fn lora_weights_warn_and_stay() {
-        let lora = |w: f32| LoraRequest {
-            name: "style".into(),
-            text_encoder_weight: w,
+        let lora = |w: f32| LoraSpec {
+            path: "style.safetensors".into(),
             unet_weight: w,
+            text_encoder_weight: w,
         };
         let table: [(f32, usize); 6] = [
             (0.49, 2),

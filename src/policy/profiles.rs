@@ -1,5 +1,5 @@
 //! The model profiles as data: each rule's bounds and what an out-of-range value becomes, and
-//! the presets. `anime` is DESIGN.md §1's baseline table; `illustrious` follows the published
+//! the presets. `anime` is the baseline table (README, "Quality policy"); `illustrious` follows the published
 //! recommendations for Illustrious XL / NoobAI derivatives (CFG about 4-7); `off` corrects
 //! nothing.
 

@@ -61,15 +61,9 @@ impl FromStr for SamplerChoice {
 
 impl fmt::Display for SamplerChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.sampler {
-            Sampler::Euler => "euler",
-            Sampler::EulerAncestral => "euler_a",
-            Sampler::DpmPp2m => "dpmpp_2m",
-            Sampler::Ddim => "ddim",
-        };
         match self.schedule {
-            Some(ScheduleKind::Karras) => write!(f, "{name} karras"),
-            _ => f.write_str(name),
+            Some(ScheduleKind::Karras) => write!(f, "{} karras", self.sampler),
+            _ => write!(f, "{}", self.sampler),
         }
     }
 }

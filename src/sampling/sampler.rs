@@ -9,8 +9,9 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{schedule, Sampler, Schedule, ScheduleError, ScheduleKind, TorchRng, TrainSchedule};
-use crate::checkpoint::Prediction;
+use super::{
+    schedule, Prediction, Sampler, Schedule, ScheduleError, ScheduleKind, TorchRng, TrainSchedule,
+};
 
 /// One sampling run: the schedule and the state the multistep rule carries.
 pub struct SamplingRun {

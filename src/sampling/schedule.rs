@@ -8,39 +8,45 @@
 //! cumulative product); the rest in f64 like NumPy, then stored as f32.
 
 /// The sampler, as far as its schedule is concerned.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sampler {
     Euler,
-    #[value(name = "euler_a")]
     #[serde(rename = "euler_a")]
     EulerAncestral,
-    #[value(name = "dpmpp_2m")]
     #[serde(rename = "dpmpp_2m")]
     DpmPp2m,
     Ddim,
 }
 
+crate::spelled!(
+    Sampler,
+    "sampler",
+    [
+        (Sampler::Euler, "euler", ""),
+        (Sampler::EulerAncestral, "euler_a", ""),
+        (Sampler::DpmPp2m, "dpmpp_2m", ""),
+        (Sampler::Ddim, "ddim", ""),
+    ]
+);
+
 /// `--schedule`: the checkpoint's own (SDXL: `leading` discrete timesteps) or Karras sigmas.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     #[default]
     Default,
     Karras,
 }
+
+crate::spelled!(
+    ScheduleKind,
+    "schedule",
+    [
+        (ScheduleKind::Default, "default", ""),
+        (ScheduleKind::Karras, "karras", ""),
+    ]
+);
 
 /// A checkpoint's training noise schedule (SDXL: scaled_linear betas 0.00085-0.012 over 1000
 /// steps) and how inference timesteps are spaced.

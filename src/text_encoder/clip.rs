@@ -6,10 +6,9 @@
 use burn::module::Module;
 use burn::tensor::{activation, Int, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
 use crate::nn::attention::{attention, merge_heads, split_heads};
-use crate::nn::{Embedding, LayerNorm, Linear};
+use crate::nn::{Adapt, Embedding, LayerNorm, Linear};
+use crate::weights::{WeightError, Weights};
 
 /// The MLP activation: CLIP-L uses quick_gelu, OpenCLIP bigG exact gelu.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,7 +51,7 @@ pub struct ClipTextModel {
 }
 
 impl ClipTextModel {
-    pub fn load(cfg: &ClipConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+    pub fn load(cfg: &ClipConfig, w: &mut Weights) -> Result<Self, WeightError> {
         Ok(ClipTextModel {
             token_embedding: Embedding::load(w, "text_model.embeddings.token_embedding")?,
             position_embedding: Embedding::load(w, "text_model.embeddings.position_embedding")?,
@@ -116,11 +115,7 @@ pub struct ClipLayer {
 }
 
 impl ClipLayer {
-    pub fn load(
-        w: &mut ComponentWeights,
-        name: &str,
-        cfg: &ClipConfig,
-    ) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str, cfg: &ClipConfig) -> Result<Self, WeightError> {
         let attn = format!("{name}.self_attn");
         Ok(ClipLayer {
             layer_norm1: LayerNorm::load(w, &format!("{name}.layer_norm1"), CLIP_NORM_EPS)?,

@@ -14,8 +14,7 @@
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use super::{ClipTextModel, TextError};
-use crate::checkpoint::Component;
-use crate::lora::AdapterSet;
+use crate::nn::Adapt;
 use crate::tokenizer::{chunk_prompt, Chunk, ClipTokenizer, Flavor, ParsedPrompt, PromptPart, EOS};
 
 /// Options of the encoding that are not in the prompts.
@@ -47,6 +46,48 @@ pub struct TextEncoders {
     pub text_encoder_2: ClipTextModel,
 }
 
+/// The LoRA deltas each encoder's forward pass consults (both: none, by default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextAdapters<'a> {
+    pub text_encoder: Adapt<'a>,
+    pub text_encoder_2: Adapt<'a>,
+}
+
+/// The prompts of one encoding, each cut into the same number of chunks per flavor.
+struct Batch {
+    /// Prompts encoded: `[negative, positive]`, or `[positive]` for an empty negative.
+    prompts: usize,
+    /// Chunks per prompt.
+    chunks: usize,
+    /// Per flavor (`Flavor::BOTH` order), prompt-major rows: prompt 0's chunks, then prompt 1's.
+    rows: [Vec<Chunk>; 2],
+}
+
+impl Batch {
+    fn of(prompts: &[&ParsedPrompt]) -> Batch {
+        let tokenizer = ClipTokenizer::shared();
+        let mut chunks: Vec<[Vec<Chunk>; 2]> = prompts
+            .iter()
+            .map(|p| Flavor::BOTH.map(|f| chunk_prompt(tokenizer, p, f)))
+            .collect();
+        let count = chunks.iter().flatten().map(Vec::len).max().unwrap_or(1);
+        for list in chunks.iter_mut().flatten() {
+            list.resize(count, Chunk::default());
+        }
+        let rows = [0, 1].map(|flavor| {
+            chunks
+                .iter()
+                .flat_map(|per_flavor| per_flavor[flavor].iter().cloned())
+                .collect()
+        });
+        Batch {
+            prompts: prompts.len(),
+            chunks: count,
+            rows,
+        }
+    }
+}
+
 impl TextEncoders {
     /// Encodes `negative` and `positive` in one batch.
     pub fn encode(
@@ -55,18 +96,48 @@ impl TextEncoders {
         negative: &ParsedPrompt,
         options: TextOptions,
     ) -> Result<Conditioning, TextError> {
-        self.encode_with(positive, negative, options, &AdapterSet::none())
+        self.encode_with(positive, negative, options, TextAdapters::default())
     }
 
-    /// [`TextEncoders::encode`] with the text-encoder LoRA deltas of `adapters` (applied to
-    /// both prompts, as diffusers does).
+    /// [`TextEncoders::encode`] with each encoder's LoRA deltas (applied to both prompts, as
+    /// diffusers does).
     pub fn encode_with(
         &self,
         positive: &ParsedPrompt,
         negative: &ParsedPrompt,
         options: TextOptions,
-        adapters: &AdapterSet,
+        adapters: TextAdapters,
     ) -> Result<Conditioning, TextError> {
+        self.check(options)?;
+        for prompt in [positive, negative] {
+            check_weights(prompt)?;
+        }
+        // Prompts to encode: the negative only when it has text.
+        let zero_negative = negative.is_empty();
+        let prompts: Vec<&ParsedPrompt> = if zero_negative {
+            vec![positive]
+        } else {
+            vec![negative, positive]
+        };
+        let batch = Batch::of(&prompts);
+        let (context, pooled) = self.run(&batch, options.clip_skip, adapters);
+        let (context, pooled) = if zero_negative {
+            (
+                Tensor::cat(vec![context.zeros_like(), context], 0),
+                Tensor::cat(vec![pooled.zeros_like(), pooled], 0),
+            )
+        } else {
+            (context, pooled)
+        };
+        Ok(Conditioning {
+            context,
+            pooled,
+            chunks: batch.chunks,
+        })
+    }
+
+    /// Refuses a `clip_skip` past the encoders' depth and a bigG without its projection.
+    fn check(&self, options: TextOptions) -> Result<(), TextError> {
         let (clip_l, big_g) = (&self.text_encoder, &self.text_encoder_2);
         let layers = clip_l.layers.len().min(big_g.layers.len());
         let max = layers.saturating_sub(1);
@@ -80,65 +151,31 @@ impl TextEncoders {
         if big_g.text_projection.is_none() {
             return Err(TextError::NoProjection);
         }
-        for prompt in [positive, negative] {
-            check_weights(prompt)?;
-        }
+        Ok(())
+    }
 
-        // Prompts to encode: the negative only when it has text.
-        let zero_negative = negative.is_empty();
-        let prompts: Vec<&ParsedPrompt> = if zero_negative {
-            vec![positive]
-        } else {
-            vec![negative, positive]
-        };
-        let tokenizer = ClipTokenizer::shared();
-        let mut chunks: Vec<[Vec<Chunk>; 2]> = prompts
-            .iter()
-            .map(|p| Flavor::BOTH.map(|f| chunk_prompt(tokenizer, p, f)))
-            .collect();
-        let count = chunks.iter().flatten().map(Vec::len).max().unwrap_or(1);
-        for per_flavor in &mut chunks {
-            for list in per_flavor.iter_mut() {
-                list.resize(count, Chunk::default());
-            }
-        }
-
+    /// Both encoders on every row of `batch`: the context `[prompts, 77 * chunks, 2048]` and
+    /// the pooled embedding of each prompt's first chunk `[prompts, 1280]`, f32.
+    fn run(&self, batch: &Batch, skip: usize, adapters: TextAdapters) -> (Tensor<3>, Tensor<2>) {
+        let (clip_l, big_g) = (&self.text_encoder, &self.text_encoder_2);
         let device = clip_l.token_embedding.weight.val().device();
-        // Rows are prompt-major: prompt 0's chunks, then prompt 1's.
-        let rows = |flavor: usize| -> Vec<&Chunk> {
-            chunks
-                .iter()
-                .flat_map(|per_flavor| per_flavor[flavor].iter())
-                .collect()
-        };
-        let (rows_l, rows_g) = (rows(0), rows(1));
-
-        let skip = options.clip_skip;
-        let ids_l = ids_tensor(&rows_l, Flavor::ClipL, &device);
+        let [rows_l, rows_g] = &batch.rows;
+        let ids_l = ids_tensor(rows_l, Flavor::ClipL, &device);
         let z_l = clip_l
-            .hidden_states(
-                ids_l,
-                clip_l.layers.len() - 1 - skip,
-                adapters.scope(Component::TextEncoder),
-            )
+            .hidden_states(ids_l, clip_l.layers.len() - 1 - skip, adapters.text_encoder)
             .pop()
             .expect("hidden states"); // [rows, 77, 768]
-        let ids_g = ids_tensor(&rows_g, Flavor::BigG, &device);
-        let mut states_g = big_g.hidden_states(
-            ids_g,
-            big_g.layers.len(),
-            adapters.scope(Component::TextEncoder2),
-        );
+        let ids_g = ids_tensor(rows_g, Flavor::BigG, &device);
+        let mut states_g = big_g.hidden_states(ids_g, big_g.layers.len(), adapters.text_encoder_2);
         let last_g = states_g.pop().expect("last hidden state"); // [rows, 77, 1280]
         let z_g = states_g.swap_remove(big_g.layers.len() - 1 - skip); // [rows, 77, 1280]
 
         let f32 = FloatDType::F32;
-        let z_l = apply_weights(z_l.cast(f32), &rows_l, &device);
-        let z_g = apply_weights(z_g.cast(f32), &rows_g, &device);
-        let batch = prompts.len();
+        let z_l = apply_weights(z_l.cast(f32), rows_l, &device);
+        let z_g = apply_weights(z_g.cast(f32), rows_g, &device);
         let per_prompt = |z: Tensor<3>| {
             let [_, seq, width] = z.dims();
-            z.reshape([batch, count * seq, width]) // [prompts, chunks * 77, C]
+            z.reshape([batch.prompts, batch.chunks * seq, width]) // [prompts, chunks * 77, C]
         };
         let context = Tensor::cat(vec![per_prompt(z_l), per_prompt(z_g)], 2); // [prompts, 77k, 2048]
 
@@ -147,24 +184,12 @@ impl TextEncoders {
             .map(|c| first_eos(&c.ids(Flavor::BigG)))
             .collect();
         let pooled = big_g.pooled(last_g, &eos).cast(f32); // [rows, 1280]
-        let first_chunks: Vec<i64> = (0..batch).map(|p| (p * count) as i64).collect();
+        let first_chunks: Vec<i64> = (0..batch.prompts)
+            .map(|p| (p * batch.chunks) as i64)
+            .collect();
         let first_chunks =
-            Tensor::<1, Int>::from_data(TensorData::new(first_chunks, [batch]), &device);
-        let pooled = pooled.select(0, first_chunks); // [prompts, 1280]
-
-        let (context, pooled) = if zero_negative {
-            (
-                Tensor::cat(vec![context.zeros_like(), context], 0),
-                Tensor::cat(vec![pooled.zeros_like(), pooled], 0),
-            )
-        } else {
-            (context, pooled)
-        };
-        Ok(Conditioning {
-            context,
-            pooled,
-            chunks: count,
-        })
+            Tensor::<1, Int>::from_data(TensorData::new(first_chunks, [batch.prompts]), &device);
+        (context, pooled.select(0, first_chunks)) // pooled [prompts, 1280]
     }
 }
 
@@ -183,7 +208,7 @@ fn check_weights(prompt: &ParsedPrompt) -> Result<(), TextError> {
 }
 
 /// `[rows, 77]` ids.
-fn ids_tensor(rows: &[&Chunk], flavor: Flavor, device: &Device) -> Tensor<2, Int> {
+fn ids_tensor(rows: &[Chunk], flavor: Flavor, device: &Device) -> Tensor<2, Int> {
     let ids: Vec<i64> = rows
         .iter()
         .flat_map(|c| c.ids(flavor))
@@ -203,7 +228,7 @@ fn first_eos(ids: &[u32]) -> usize {
 
 /// A1111's weighting: each token's hidden state times its weight, then the chunk rescaled so
 /// its mean over tokens and channels is what it was. Rows without weights are left untouched.
-fn apply_weights(z: Tensor<3>, rows: &[&Chunk], device: &Device) -> Tensor<3> {
+fn apply_weights(z: Tensor<3>, rows: &[Chunk], device: &Device) -> Tensor<3> {
     if !rows.iter().any(|c| c.is_weighted()) {
         return z;
     }

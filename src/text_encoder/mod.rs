@@ -8,5 +8,5 @@ mod conditioning;
 mod error;
 
 pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, HiddenAct};
-pub use conditioning::{Conditioning, TextEncoders, TextOptions};
+pub use conditioning::{Conditioning, TextAdapters, TextEncoders, TextOptions};
 pub use error::TextError;

@@ -6,6 +6,7 @@
 //! with one deliberate difference: malformed syntax (an unbalanced bracket, `(x:abc)`) stays
 //! literal text instead of weighting the rest of the prompt. Parsing never fails.
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -22,19 +23,33 @@ pub enum PromptPart {
     Break,
 }
 
-/// A `<lora:name:te_weight:unet_weight>` tag (A1111's order: one weight sets both; named
-/// `te=` / `unet=` also work). Resolving the name to a file is the LoRA subsystem's job.
+/// One LoRA to apply: its file and its weights for the UNet and the text encoders. A prompt's
+/// `<lora:name:te_weight:unet_weight>` tag (A1111's order: one weight sets both; named `te=` /
+/// `unet=` also work) gives the name as written in `path`, which the caller resolves in its LoRA
+/// folder; `--lora PATH:W` gives the file itself.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoraRequest {
-    pub name: String,
-    pub text_encoder_weight: f32,
+pub struct LoraSpec {
+    pub path: PathBuf,
     pub unet_weight: f32,
+    pub text_encoder_weight: f32,
+}
+
+impl LoraSpec {
+    /// The LoRA's name as A1111 shows it: the file's stem (of a resolved file; a tag's name as
+    /// written is its `path`).
+    pub fn name(&self) -> String {
+        self.path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ParsedPrompt {
     pub parts: Vec<PromptPart>,
-    pub loras: Vec<LoraRequest>,
+    pub loras: Vec<LoraSpec>,
 }
 
 impl ParsedPrompt {
@@ -95,7 +110,7 @@ fn lora_pattern() -> &'static Regex {
 }
 
 /// Removes well-formed LoRA tags; a malformed one (`<lora:>`, `<lora:x:abc>`) stays as text.
-fn take_lora_tags(prompt: &str) -> (String, Vec<LoraRequest>) {
+fn take_lora_tags(prompt: &str) -> (String, Vec<LoraSpec>) {
     let mut loras = Vec::new();
     let mut text = String::with_capacity(prompt.len());
     let mut last = 0;
@@ -111,7 +126,7 @@ fn take_lora_tags(prompt: &str) -> (String, Vec<LoraRequest>) {
     (text, loras)
 }
 
-fn lora_request(args: &str) -> Option<LoraRequest> {
+fn lora_request(args: &str) -> Option<LoraSpec> {
     let mut args = args.split(':');
     let name = args.next()?.trim();
     if name.is_empty() {
@@ -130,10 +145,10 @@ fn lora_request(args: &str) -> Option<LoraRequest> {
         }
     }
     let te = te.unwrap_or(1.0);
-    Some(LoraRequest {
-        name: name.to_string(),
-        text_encoder_weight: te,
+    Some(LoraSpec {
+        path: PathBuf::from(name),
         unet_weight: unet.unwrap_or(te),
+        text_encoder_weight: te,
     })
 }
 
@@ -389,8 +404,9 @@ mod tests {
         ];
         assert_eq!(p.loras.len(), want.len());
         for (got, (name, te, unet)) in p.loras.iter().zip(want) {
+            let name = Some(name);
             assert_eq!(
-                (got.name.as_str(), got.text_encoder_weight, got.unet_weight),
+                (got.path.to_str(), got.text_encoder_weight, got.unet_weight),
                 (name, te, unet)
             );
         }

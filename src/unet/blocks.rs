@@ -8,9 +8,8 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::Tensor;
 
 use super::{Transformer2d, UnetConfig, RESNET_EPS};
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
-use crate::nn::{Conv2d, ResnetBlock};
+use crate::nn::{Adapt, Conv2d, ResnetBlock};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct DownBlock {
@@ -22,21 +21,20 @@ pub struct DownBlock {
 }
 
 impl DownBlock {
-    pub fn load(
-        cfg: &UnetConfig,
-        w: &mut ComponentWeights,
-        level: usize,
-    ) -> Result<Self, CheckpointError> {
-        let name = format!("down_blocks.{level}");
+    pub fn load(cfg: &UnetConfig, w: &mut Weights, level: usize) -> Result<Self, WeightError> {
         let (depth, width) = (cfg.transformer_depth[level], cfg.block_out_channels[level]);
-        let (resnets, attentions) =
-            level_layers(cfg, w, &name, cfg.layers_per_block, depth, width)?;
+        let sampler = (level + 1 < cfg.levels()).then_some(("downsamplers", 2));
+        let (resnets, attentions, downsampler) = level_layers(
+            cfg,
+            w,
+            &format!("down_blocks.{level}"),
+            [cfg.layers_per_block, depth, width],
+            sampler,
+        )?;
         Ok(DownBlock {
             resnets,
             attentions,
-            downsampler: (level + 1 < cfg.levels())
-                .then(|| Conv2d::load(w, &format!("{name}.downsamplers.0.conv"), 2))
-                .transpose()?,
+            downsampler,
         })
     }
 
@@ -65,15 +63,18 @@ impl DownBlock {
     }
 }
 
-/// The `count` resnets of a level `name` and, where `depth` > 0, one transformer after each.
+/// A level's layers: `(resnets, attentions, sampler)`.
+type LevelLayers = (Vec<ResnetBlock>, Vec<Transformer2d>, Option<Conv2d>);
+
+/// The `count` resnets of the level `name`, one transformer of `depth` blocks after each where
+/// `depth` > 0, and its `{name}.{kind}.0.conv` sampler (with `stride`) where it has one.
 fn level_layers(
     cfg: &UnetConfig,
-    w: &mut ComponentWeights,
+    w: &mut Weights,
     name: &str,
-    count: usize,
-    depth: usize,
-    width: usize,
-) -> Result<(Vec<ResnetBlock>, Vec<Transformer2d>), CheckpointError> {
+    [count, depth, width]: [usize; 3],
+    sampler: Option<(&str, usize)>,
+) -> Result<LevelLayers, WeightError> {
     let resnets = (0..count)
         .map(|j| {
             let resnet = format!("{name}.resnets.{j}");
@@ -86,7 +87,10 @@ fn level_layers(
             Transformer2d::load(w, &attn, depth, cfg.norm_groups, cfg.heads(width))
         })
         .collect::<Result<_, _>>()?;
-    Ok((resnets, attentions))
+    let sampler = sampler
+        .map(|(kind, stride)| Conv2d::load(w, &format!("{name}.{kind}.0.conv"), stride))
+        .transpose()?;
+    Ok((resnets, attentions, sampler))
 }
 
 #[derive(Module, Debug)]
@@ -97,7 +101,7 @@ pub struct MidBlock {
 }
 
 impl MidBlock {
-    pub fn load(cfg: &UnetConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+    pub fn load(cfg: &UnetConfig, w: &mut Weights) -> Result<Self, WeightError> {
         let width = cfg.block_out_channels[cfg.levels() - 1];
         Ok(MidBlock {
             resnets: (0..2)
@@ -138,21 +142,20 @@ pub struct UpBlock {
 }
 
 impl UpBlock {
-    pub fn load(
-        cfg: &UnetConfig,
-        w: &mut ComponentWeights,
-        level: usize,
-    ) -> Result<Self, CheckpointError> {
-        let name = format!("up_blocks.{level}");
+    pub fn load(cfg: &UnetConfig, w: &mut Weights, level: usize) -> Result<Self, WeightError> {
         let (depth, width) = (cfg.transformer_depth_up[level], cfg.up_channels(level));
-        let count = cfg.layers_per_block + 1;
-        let (resnets, attentions) = level_layers(cfg, w, &name, count, depth, width)?;
+        let sampler = (level + 1 < cfg.levels()).then_some(("upsamplers", 1));
+        let (resnets, attentions, upsampler) = level_layers(
+            cfg,
+            w,
+            &format!("up_blocks.{level}"),
+            [cfg.layers_per_block + 1, depth, width],
+            sampler,
+        )?;
         Ok(UpBlock {
             resnets,
             attentions,
-            upsampler: (level + 1 < cfg.levels())
-                .then(|| Conv2d::load(w, &format!("{name}.upsamplers.0.conv"), 1))
-                .transpose()?,
+            upsampler,
         })
     }
 

@@ -5,9 +5,8 @@
 use burn::module::Module;
 use burn::tensor::{activation::silu, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
-use crate::nn::Linear;
+use crate::nn::{Adapt, Linear};
+use crate::weights::{WeightError, Weights};
 
 #[derive(Module, Debug)]
 pub struct TimestepEmbedding {
@@ -16,7 +15,7 @@ pub struct TimestepEmbedding {
 }
 
 impl TimestepEmbedding {
-    pub fn load(w: &mut ComponentWeights, name: &str) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str) -> Result<Self, WeightError> {
         Ok(TimestepEmbedding {
             linear_1: Linear::load(w, &format!("{name}.linear_1"))?,
             linear_2: Linear::load(w, &format!("{name}.linear_2"))?,

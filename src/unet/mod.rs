@@ -16,9 +16,8 @@ pub use blocks::{DownBlock, MidBlock, UpBlock};
 pub use embeddings::{sinusoidal, TimestepEmbedding};
 pub use transformer::{Attention, BasicTransformerBlock, FeedForward, Transformer2d};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
-use crate::nn::{Conv2d, GroupNorm};
+use crate::nn::{Adapt, Conv2d, GroupNorm};
+use crate::weights::{WeightError, Weights};
 
 /// SDXL's UNet architecture as detected from a checkpoint's tensors (SDXL base 1.0 values in
 /// the comments). Everything but the norm groups and the head width is read from shapes.
@@ -108,7 +107,7 @@ pub struct Unet {
 }
 
 impl Unet {
-    pub fn load(cfg: &UnetConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+    pub fn load(cfg: &UnetConfig, w: &mut Weights) -> Result<Self, WeightError> {
         Ok(Unet {
             conv_in: Conv2d::load(w, "conv_in", 1)?,
             time_embedding: TimestepEmbedding::load(w, "time_embedding")?,

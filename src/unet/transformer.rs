@@ -5,10 +5,9 @@
 use burn::module::Module;
 use burn::tensor::{activation::gelu, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
 use crate::nn::attention::{attention, merge_heads, split_heads};
-use crate::nn::{GroupNorm, LayerNorm, Linear};
+use crate::nn::{Adapt, GroupNorm, LayerNorm, Linear};
+use crate::weights::{WeightError, Weights};
 
 /// GroupNorm epsilon in front of `proj_in`.
 pub const TRANSFORMER_NORM_EPS: f64 = 1e-6;
@@ -25,12 +24,12 @@ pub struct Transformer2d {
 
 impl Transformer2d {
     pub fn load(
-        w: &mut ComponentWeights,
+        w: &mut Weights,
         name: &str,
         depth: usize,
         groups: usize,
         heads: usize,
-    ) -> Result<Self, CheckpointError> {
+    ) -> Result<Self, WeightError> {
         Ok(Transformer2d {
             norm: GroupNorm::load(w, &format!("{name}.norm"), groups, TRANSFORMER_NORM_EPS)?,
             proj_in: Linear::load(w, &format!("{name}.proj_in"))?,
@@ -74,14 +73,9 @@ pub struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    pub fn load(
-        w: &mut ComponentWeights,
-        name: &str,
-        heads: usize,
-    ) -> Result<Self, CheckpointError> {
-        let norm = |w: &mut ComponentWeights, n: &str| {
-            LayerNorm::load(w, &format!("{name}.{n}"), BLOCK_NORM_EPS)
-        };
+    pub fn load(w: &mut Weights, name: &str, heads: usize) -> Result<Self, WeightError> {
+        let norm =
+            |w: &mut Weights, n: &str| LayerNorm::load(w, &format!("{name}.{n}"), BLOCK_NORM_EPS);
         Ok(BasicTransformerBlock {
             norm1: norm(w, "norm1")?,
             attn1: Attention::load(w, &format!("{name}.attn1"), heads)?,
@@ -116,11 +110,7 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn load(
-        w: &mut ComponentWeights,
-        name: &str,
-        heads: usize,
-    ) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str, heads: usize) -> Result<Self, WeightError> {
         Ok(Attention {
             to_q: Linear::load(w, &format!("{name}.to_q"))?,
             to_k: Linear::load(w, &format!("{name}.to_k"))?,
@@ -150,7 +140,7 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn load(w: &mut ComponentWeights, name: &str) -> Result<Self, CheckpointError> {
+    pub fn load(w: &mut Weights, name: &str) -> Result<Self, WeightError> {
         Ok(FeedForward {
             geglu: Linear::load(w, &format!("{name}.net.0.proj"))?,
             out: Linear::load(w, &format!("{name}.net.2"))?,

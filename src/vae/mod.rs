@@ -3,11 +3,15 @@
 //! Canonical names: `encoder.down_blocks.{i}.resnets.{j}...`, `encoder.mid_block.attentions.0.to_q`,
 //! `quant_conv`, `post_quant_conv`, `decoder.up_blocks.{i}...`.
 
-mod tiling;
+mod blend;
+mod error;
+mod plan;
+mod tiled;
 
-pub use tiling::{
-    decode_peak_bytes, encode_peak_bytes, TilePlan, VaeError, VaeLimits, VaeTiling,
-    DEFAULT_MEMORY_BUDGET,
+pub use error::VaeError;
+pub use plan::{
+    decode_peak_bytes, encode_peak_bytes, TilePlan, VaeLimits, VaeTiling, DEFAULT_MEMORY_BUDGET,
+    TILE_LATENTS, WORKING_SET_FACTOR,
 };
 
 use burn::module::Module;
@@ -16,10 +20,9 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{FloatDType, Tensor};
 
-use crate::checkpoint::{CheckpointError, ComponentWeights};
-use crate::lora::Adapt;
 use crate::nn::attention::attention;
-use crate::nn::{Conv2d, GroupNorm, Linear, ResnetBlock};
+use crate::nn::{Adapt, Conv2d, GroupNorm, Linear, ResnetBlock};
+use crate::weights::{WeightError, Weights};
 
 /// The VAE's architecture as detected from its tensors (SDXL values in the comments).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -40,23 +43,22 @@ pub struct VaeConfig {
 
 /// The precision the VAE computes in (`--vae-precision`): f32 by default, because SDXL's VAE
 /// overflows in f16 (black or speckled images) unless it is the fp16-fix VAE.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VaePrecision {
     #[default]
     F32,
     F16,
 }
+
+crate::spelled!(
+    VaePrecision,
+    "VAE precision",
+    [
+        (VaePrecision::F32, "f32", ""),
+        (VaePrecision::F16, "f16", "")
+    ]
+);
 
 impl VaePrecision {
     pub fn dtype(self) -> FloatDType {
@@ -92,7 +94,7 @@ pub struct AutoencoderKl {
 }
 
 impl AutoencoderKl {
-    pub fn load(cfg: &VaeConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+    pub fn load(cfg: &VaeConfig, w: &mut Weights) -> Result<Self, WeightError> {
         Ok(AutoencoderKl {
             encoder: Encoder::load(cfg, w)?,
             quant_conv: Conv2d::load(w, "quant_conv", 1)?,
@@ -142,7 +144,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    fn load(cfg: &VaeConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+    fn load(cfg: &VaeConfig, w: &mut Weights) -> Result<Self, WeightError> {
         Ok(Encoder {
             conv_in: Conv2d::load(w, "encoder.conv_in", 1)?,
             down_blocks: (0..cfg.levels())
@@ -190,7 +192,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    fn load(cfg: &VaeConfig, w: &mut ComponentWeights) -> Result<Self, CheckpointError> {
+    fn load(cfg: &VaeConfig, w: &mut Weights) -> Result<Self, WeightError> {
         Ok(Decoder {
             conv_in: Conv2d::load(w, "decoder.conv_in", 1)?,
             mid_block: VaeMidBlock::load(cfg, w, "decoder.mid_block")?,
@@ -238,11 +240,11 @@ pub struct SampleBlock {
 impl SampleBlock {
     fn load(
         cfg: &VaeConfig,
-        w: &mut ComponentWeights,
+        w: &mut Weights,
         name: &str,
         resnets: usize,
         sampler: Option<(&str, usize)>,
-    ) -> Result<Self, CheckpointError> {
+    ) -> Result<Self, WeightError> {
         Ok(SampleBlock {
             resnets: (0..resnets)
                 .map(|j| {
@@ -268,11 +270,7 @@ pub struct VaeMidBlock {
 }
 
 impl VaeMidBlock {
-    fn load(
-        cfg: &VaeConfig,
-        w: &mut ComponentWeights,
-        name: &str,
-    ) -> Result<Self, CheckpointError> {
+    fn load(cfg: &VaeConfig, w: &mut Weights, name: &str) -> Result<Self, WeightError> {
         let attn = format!("{name}.attentions.0");
         Ok(VaeMidBlock {
             resnets: (0..2)

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
 use sdxl_wgpu::device::{self, Backend, Gpu};
+use sdxl_wgpu::weights::Dtype;
 
 pub const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -41,11 +42,7 @@ pub fn fixture(name: &str) -> Fixture {
         .tensors()
         .into_iter()
         .map(|(name, t)| {
-            let values = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let values = floats(t.data());
             (name, (t.shape().to_vec(), values))
         })
         .collect();
@@ -100,12 +97,9 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Little-endian f32 values.
+/// Little-endian f32 values, through the library's one dtype decoder.
 pub fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    Dtype::F32.to_f32(bytes).expect("a float dtype")
 }
 
 /// The largest difference, in 8-bit levels, between `png` and a `[1, 3, H, W]` VAE output in

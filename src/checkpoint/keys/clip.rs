@@ -4,8 +4,9 @@
 //! `in_proj` and `text_projection` is stored transposed, as diffusers'
 //! `convert_open_clip_checkpoint` reads them.
 
-use super::{Probe, Rows, Transform};
+use super::{Probe, Rows};
 use crate::text_encoder::{ClipConfig, HiddenAct};
+use crate::weights::Transform;
 
 /// How a text encoder's keys are spelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

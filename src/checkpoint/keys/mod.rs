@@ -10,45 +10,7 @@ pub mod vae;
 
 use std::collections::BTreeMap;
 
-use super::safetensors_file::TensorInfo;
-
-/// How the stored tensor becomes the canonical one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Transform {
-    /// Stored as is.
-    None,
-    /// Part `index` of `parts` equal slices along dim 0 (open_clip's fused q/k/v `in_proj`).
-    SplitRows { index: usize, parts: usize },
-    /// A 2-D matrix stored transposed (open_clip's `text_projection`, `[width, proj]`).
-    Transpose,
-    /// A 1x1 convolution `[out, in, 1, 1]` used as a linear layer `[out, in]` (LDM VAE attention).
-    Squeeze1x1,
-}
-
-impl Transform {
-    /// The stored shape that produces a tensor of `canonical` shape.
-    pub fn source_shape(self, canonical: &[usize]) -> Vec<usize> {
-        match self {
-            Transform::None => canonical.to_vec(),
-            Transform::SplitRows { parts, .. } => {
-                let mut s = canonical.to_vec();
-                s[0] *= parts;
-                s
-            }
-            Transform::Transpose => canonical.iter().rev().copied().collect(),
-            Transform::Squeeze1x1 => [canonical, &[1, 1]].concat(),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transform::None => "none",
-            Transform::SplitRows { .. } => "split fused q/k/v",
-            Transform::Transpose => "transpose",
-            Transform::Squeeze1x1 => "squeeze 1x1 conv",
-        }
-    }
-}
+use crate::weights::{TensorInfo, Transform};
 
 /// One canonical parameter: its name and shape, and where the foreign spelling stores it
 /// (`key`, relative to the component's prefix in a single file).

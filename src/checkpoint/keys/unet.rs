@@ -212,42 +212,32 @@ pub fn table(cfg: &UnetConfig, layout: Layout) -> Vec<super::Row> {
         layout,
         layers: cfg.layers_per_block,
     };
+    let ch = &cfg.block_out_channels;
+    let mut rows = Rows::default();
+    let embeddings = [
+        ("time_embedding.linear_1", ch[0]),
+        ("time_embedding.linear_2", cfg.time_embed_dim),
+        ("add_embedding.linear_1", cfg.addition_embed_dim),
+        ("add_embedding.linear_2", cfg.time_embed_dim),
+    ];
+    for (c, inp) in embeddings {
+        rows.linear(c, sp.fixed(c), cfg.time_embed_dim, inp, true);
+    }
+    rows.conv("conv_in", sp.fixed("conv_in"), ch[0], cfg.in_channels, 3);
+    down_rows(&mut rows, cfg, &sp);
+    mid_rows(&mut rows, cfg, &sp);
+    up_rows(&mut rows, cfg, &sp);
+    rows.norm("conv_norm_out", sp.fixed("conv_norm_out"), ch[0]);
+    rows.conv("conv_out", sp.fixed("conv_out"), cfg.out_channels, ch[0], 3);
+    rows.0
+}
+
+/// The down blocks: resnets, their transformers where the level has them, the downsamplers.
+fn down_rows(rows: &mut Rows, cfg: &UnetConfig, sp: &Spelling) {
     let leaf = |name| sp.resnet_leaf(name);
     let temb = Some(cfg.time_embed_dim);
-    let ch = &cfg.block_out_channels;
-    let levels = cfg.levels();
-    let mut rows = Rows::default();
-
-    let fixed_linear = |rows: &mut Rows, c: &'static str, out: usize, inp: usize| {
-        rows.linear(c, sp.fixed(c), out, inp, true);
-    };
-    fixed_linear(
-        &mut rows,
-        "time_embedding.linear_1",
-        cfg.time_embed_dim,
-        ch[0],
-    );
-    fixed_linear(
-        &mut rows,
-        "time_embedding.linear_2",
-        cfg.time_embed_dim,
-        cfg.time_embed_dim,
-    );
-    fixed_linear(
-        &mut rows,
-        "add_embedding.linear_1",
-        cfg.time_embed_dim,
-        cfg.addition_embed_dim,
-    );
-    fixed_linear(
-        &mut rows,
-        "add_embedding.linear_2",
-        cfg.time_embed_dim,
-        cfg.time_embed_dim,
-    );
-    rows.conv("conv_in", sp.fixed("conv_in"), ch[0], cfg.in_channels, 3);
-
-    for (level, &width) in ch.iter().enumerate() {
+    for (level, &width) in cfg.block_out_channels.iter().enumerate() {
+        let depth = cfg.transformer_depth[level];
         for j in 0..cfg.layers_per_block {
             let cin = if j == 0 {
                 cfg.down_in_channels(level)
@@ -256,41 +246,44 @@ pub fn table(cfg: &UnetConfig, layout: Layout) -> Vec<super::Row> {
             };
             let c = format!("down_blocks.{level}.resnets.{j}");
             rows.resnet(&c, &sp.down_resnet(level, j), &leaf, cin, width, temb);
-            if cfg.transformer_depth[level] > 0 {
+            if depth > 0 {
                 let c = format!("down_blocks.{level}.attentions.{j}");
                 let f = sp.down_attention(level, j);
-                transformer(
-                    &mut rows,
-                    &c,
-                    &f,
-                    width,
-                    cfg.transformer_depth[level],
-                    cfg.context_dim,
-                );
+                transformer(rows, &c, &f, width, depth, cfg.context_dim);
             }
         }
-        if level + 1 < levels {
+        if level + 1 < cfg.levels() {
             let c = format!("down_blocks.{level}.downsamplers.0.conv");
             rows.conv(&c, &sp.downsampler(level), width, width, 3);
         }
     }
+}
 
-    let deepest = ch[levels - 1];
+/// The mid block: two resnets around a transformer, at the deepest width.
+fn mid_rows(rows: &mut Rows, cfg: &UnetConfig, sp: &Spelling) {
+    let leaf = |name| sp.resnet_leaf(name);
+    let deepest = cfg.block_out_channels[cfg.levels() - 1];
     for k in 0..2 {
         let c = format!("mid_block.resnets.{k}");
+        let temb = Some(cfg.time_embed_dim);
         rows.resnet(&c, &sp.mid_resnet(k), &leaf, deepest, deepest, temb);
     }
     let (c, f) = ("mid_block.attentions.0", sp.mid_attention());
     transformer(
-        &mut rows,
+        rows,
         c,
         &f,
         deepest,
         cfg.mid_transformer_depth,
         cfg.context_dim,
     );
+}
 
-    for level in 0..levels {
+/// The up blocks, deepest first: resnets reading the skips, transformers, upsamplers.
+fn up_rows(rows: &mut Rows, cfg: &UnetConfig, sp: &Spelling) {
+    let leaf = |name| sp.resnet_leaf(name);
+    let temb = Some(cfg.time_embed_dim);
+    for level in 0..cfg.levels() {
         let width = cfg.up_channels(level);
         let depth = cfg.transformer_depth_up[level];
         for j in 0..=cfg.layers_per_block {
@@ -299,25 +292,15 @@ pub fn table(cfg: &UnetConfig, layout: Layout) -> Vec<super::Row> {
             rows.resnet(&c, &sp.up_resnet(level, j), &leaf, cin, width, temb);
             if depth > 0 {
                 let c = format!("up_blocks.{level}.attentions.{j}");
-                transformer(
-                    &mut rows,
-                    &c,
-                    &sp.up_attention(level, j),
-                    width,
-                    depth,
-                    cfg.context_dim,
-                );
+                let f = sp.up_attention(level, j);
+                transformer(rows, &c, &f, width, depth, cfg.context_dim);
             }
         }
-        if level + 1 < levels {
+        if level + 1 < cfg.levels() {
             let c = format!("up_blocks.{level}.upsamplers.0.conv");
             rows.conv(&c, &sp.upsampler(level, depth > 0), width, width, 3);
         }
     }
-
-    rows.norm("conv_norm_out", sp.fixed("conv_norm_out"), ch[0]);
-    rows.conv("conv_out", sp.fixed("conv_out"), cfg.out_channels, ch[0], 3);
-    rows.0
 }
 
 /// A spatial transformer (`Transformer2DModel`, linear projections): the same leaf names in

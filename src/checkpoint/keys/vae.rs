@@ -4,8 +4,9 @@
 //! side (`decoder.up.{levels-1-i}` = `decoder.up_blocks.i`) and whose mid-block attention
 //! uses 1x1 convolutions, as in diffusers' `convert_ldm_vae_checkpoint`.
 
-use super::{spelled, Layout, Probe, Rows, Transform};
+use super::{spelled, Layout, Probe, Rows};
 use crate::vae::{VaeConfig, SDXL_SCALING_FACTOR};
+use crate::weights::Transform;
 
 /// Resnet leaves in the single-file spelling.
 const RESNET_SINGLE_FILE: &[(&str, &str)] = &[("conv_shortcut", "nin_shortcut")];

@@ -13,101 +13,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use serde::Deserialize;
 
-use super::error::CheckpointError;
-
-/// The element types of the safetensors format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub enum Dtype {
-    Bool,
-    U8,
-    I8,
-    F8E5M2,
-    F8E4M3,
-    I16,
-    U16,
-    F16,
-    BF16,
-    I32,
-    U32,
-    F32,
-    F64,
-    I64,
-    U64,
-}
-
-/// The format's spelling of each dtype and its size in bytes.
-const DTYPES: &[(&str, Dtype, usize)] = &[
-    ("BOOL", Dtype::Bool, 1),
-    ("U8", Dtype::U8, 1),
-    ("I8", Dtype::I8, 1),
-    ("F8_E5M2", Dtype::F8E5M2, 1),
-    ("F8_E4M3", Dtype::F8E4M3, 1),
-    ("I16", Dtype::I16, 2),
-    ("U16", Dtype::U16, 2),
-    ("F16", Dtype::F16, 2),
-    ("BF16", Dtype::BF16, 2),
-    ("I32", Dtype::I32, 4),
-    ("U32", Dtype::U32, 4),
-    ("F32", Dtype::F32, 4),
-    ("F64", Dtype::F64, 8),
-    ("I64", Dtype::I64, 8),
-    ("U64", Dtype::U64, 8),
-];
-
-impl Dtype {
-    pub fn parse(name: &str) -> Option<Dtype> {
-        DTYPES
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, d, _)| *d)
-    }
-
-    pub fn name(self) -> &'static str {
-        DTYPES
-            .iter()
-            .find(|(_, d, _)| *d == self)
-            .map_or("?", |(n, _, _)| n)
-    }
-
-    pub fn size(self) -> usize {
-        DTYPES
-            .iter()
-            .find(|(_, d, _)| *d == self)
-            .map_or(0, |(_, _, s)| *s)
-    }
-
-    pub fn is_float(self) -> bool {
-        matches!(
-            self,
-            Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 | Dtype::F8E4M3 | Dtype::F8E5M2
-        )
-    }
-
-    /// Little-endian values of this dtype as f32: f32, f16 and bf16; `None` for the others.
-    pub fn to_f32(self, bytes: &[u8]) -> Option<Vec<f32>> {
-        Some(match self {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for Dtype {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::{Dtype, WeightError};
 
 /// One tensor as the header describes it; offsets are relative to the data section.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,8 +46,8 @@ struct RawEntry {
 
 impl Header {
     /// Parses the JSON header and checks it against a data section of `data_len` bytes.
-    pub fn parse(json: &[u8], data_len: u64, path: &Path) -> Result<Header, CheckpointError> {
-        let invalid = |reason: String| CheckpointError::InvalidHeader {
+    pub fn parse(json: &[u8], data_len: u64, path: &Path) -> Result<Header, WeightError> {
+        let invalid = |reason: String| WeightError::InvalidHeader {
             path: path.to_path_buf(),
             reason,
         };
@@ -166,55 +72,16 @@ impl Header {
             }
             let entry: RawEntry = serde_json::from_value(value)
                 .map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
-            let dtype =
-                Dtype::parse(&entry.dtype).ok_or_else(|| CheckpointError::UnknownDtype {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    dtype: entry.dtype.clone(),
-                })?;
-            let (start, end) = entry.data_offsets;
-            if start > end {
-                return Err(CheckpointError::InvalidOffsets {
-                    path: path.to_path_buf(),
-                    name,
-                    start,
-                    end,
-                });
-            }
-            let expected = entry
-                .shape
-                .iter()
-                .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
-            if expected != Some(end - start) {
-                return Err(CheckpointError::SizeMismatch {
-                    path: path.to_path_buf(),
-                    name,
-                    dtype: dtype.name().to_string(),
-                    shape: entry.shape,
-                    expected: expected.unwrap_or(u64::MAX),
-                    actual: end - start,
-                });
-            }
-            if end > data_len {
-                return Err(CheckpointError::Truncated {
-                    path: path.to_path_buf(),
-                    name,
-                    end,
-                    data_len,
-                });
-            }
-            header.tensors.insert(
-                name,
-                TensorInfo {
-                    dtype,
-                    shape: entry.shape,
-                    start: start as usize,
-                    end: end as usize,
-                },
-            );
+            let info = entry.check(&name, data_len, path)?;
+            header.tensors.insert(name, info);
         }
+        header.check_overlaps(path)?;
+        Ok(header)
+    }
 
-        let mut spans: Vec<(&String, &TensorInfo)> = header
+    /// No two tensors share bytes of the data section.
+    fn check_overlaps(&self, path: &Path) -> Result<(), WeightError> {
+        let mut spans: Vec<(&String, &TensorInfo)> = self
             .tensors
             .iter()
             .filter(|(_, t)| t.end > t.start)
@@ -222,14 +89,64 @@ impl Header {
         spans.sort_by_key(|(_, t)| t.start);
         for pair in spans.windows(2) {
             if pair[0].1.end > pair[1].1.start {
-                return Err(CheckpointError::Overlap {
+                return Err(WeightError::Overlap {
                     path: path.to_path_buf(),
                     first: pair[0].0.clone(),
                     second: pair[1].0.clone(),
                 });
             }
         }
-        Ok(header)
+        Ok(())
+    }
+}
+
+impl RawEntry {
+    /// The tensor `name` describes, if its dtype is known and its offsets run forwards, span
+    /// exactly its shape's bytes and end inside a data section of `data_len` bytes.
+    fn check(self, name: &str, data_len: u64, path: &Path) -> Result<TensorInfo, WeightError> {
+        let name = name.to_string();
+        let dtype = Dtype::parse(&self.dtype).ok_or_else(|| WeightError::UnknownDtype {
+            path: path.to_path_buf(),
+            name: name.clone(),
+            dtype: self.dtype.clone(),
+        })?;
+        let (start, end) = self.data_offsets;
+        if start > end {
+            return Err(WeightError::InvalidOffsets {
+                path: path.to_path_buf(),
+                name,
+                start,
+                end,
+            });
+        }
+        let expected = self
+            .shape
+            .iter()
+            .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
+        if expected != Some(end - start) {
+            return Err(WeightError::SizeMismatch {
+                path: path.to_path_buf(),
+                name,
+                dtype: dtype.name().to_string(),
+                shape: self.shape,
+                expected: expected.unwrap_or(u64::MAX),
+                actual: end - start,
+            });
+        }
+        if end > data_len {
+            return Err(WeightError::Truncated {
+                path: path.to_path_buf(),
+                name,
+                end,
+                data_len,
+            });
+        }
+        Ok(TensorInfo {
+            dtype,
+            shape: self.shape,
+            start: start as usize,
+            end: end as usize,
+        })
     }
 }
 
@@ -251,20 +168,20 @@ impl std::fmt::Debug for SafetensorsFile {
 }
 
 impl SafetensorsFile {
-    pub fn open(path: &Path) -> Result<SafetensorsFile, CheckpointError> {
-        let io = |source| CheckpointError::Io {
+    pub fn open(path: &Path) -> Result<SafetensorsFile, WeightError> {
+        let io = |source| WeightError::Io {
             path: path.to_path_buf(),
             source,
         };
         let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => CheckpointError::NotFound {
+            std::io::ErrorKind::NotFound => WeightError::NotFound {
                 path: path.to_path_buf(),
             },
             _ => io(e),
         })?;
         let file_len = file.metadata().map_err(io)?.len();
         if file_len < 8 {
-            return Err(CheckpointError::TooShort {
+            return Err(WeightError::TooShort {
                 path: path.to_path_buf(),
                 len: file_len,
             });
@@ -274,7 +191,7 @@ impl SafetensorsFile {
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let header_len = u64::from_le_bytes(map[..8].try_into().expect("8 bytes"));
         if header_len > file_len - 8 {
-            return Err(CheckpointError::HeaderTooLong {
+            return Err(WeightError::HeaderTooLong {
                 path: path.to_path_buf(),
                 header_len,
                 file_len,

@@ -1,0 +1,177 @@
+//! Building the four models from a checkpoint: each component is a [`WeightSource`] over its
+//! resolved tensors (canonical name -> stored tensor and transform), which the models' own
+//! constructors load from. Nothing is uploaded unless the report is complete and every tensor
+//! fits the adapter's largest buffer.
+
+use burn::tensor::{Device, Tensor};
+
+use super::{Checkpoint, CheckpointError, Component};
+use crate::device::Gpu;
+use crate::text_encoder::{ClipTextModel, TextEncoders};
+use crate::unet::Unet;
+use crate::vae::AutoencoderKl;
+use crate::weights::{self, StoredParam, WeightDtype, WeightError, WeightSource, Weights};
+
+/// Told of every tensor as it is uploaded: its component, canonical name, shape, and the
+/// device tensor (flattened). For progress reports, and for checking what reached the device.
+pub type ComponentObserver<'a> = dyn FnMut(Component, &str, &[usize], Tensor<1>) + 'a;
+
+/// The four models of an SDXL checkpoint, on a device.
+#[derive(Debug)]
+pub struct SdxlModels {
+    pub unet: Unet,
+    pub text_encoders: TextEncoders,
+    pub vae: AutoencoderKl,
+}
+
+/// One component of a checkpoint as the models see it: its parameters by canonical name.
+struct ComponentSource<'a> {
+    checkpoint: &'a Checkpoint,
+    component: Component,
+}
+
+impl WeightSource for ComponentSource<'_> {
+    fn model_name(&self) -> &str {
+        self.component.name()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}: {}",
+            self.checkpoint.path().display(),
+            self.component.describe()
+        )
+    }
+
+    fn names(&self) -> Vec<&str> {
+        let resolved = self.checkpoint.resolved(self.component);
+        resolved.keys().map(String::as_str).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<StoredParam<'_>> {
+        let r = self.checkpoint.resolved(self.component).get(name)?;
+        Some(StoredParam {
+            file: self.checkpoint.file(r.file),
+            key: &r.key,
+            info: &r.info,
+            transform: r.transform,
+            shape: &r.shape,
+        })
+    }
+}
+
+impl Checkpoint {
+    /// Uploads every component onto `gpu`. Fails, uploading nothing, unless the report has no
+    /// missing or mismatched tensors and every tensor fits the adapter's largest buffer.
+    pub fn load(&self, gpu: &Gpu, dtype: WeightDtype) -> Result<SdxlModels, CheckpointError> {
+        self.load_observed(gpu, dtype, &mut |_, _, _, _| {})
+    }
+
+    /// [`Checkpoint::load`], telling `observe` of every tensor uploaded.
+    pub fn load_observed(
+        &self,
+        gpu: &Gpu,
+        dtype: WeightDtype,
+        observe: &mut ComponentObserver,
+    ) -> Result<SdxlModels, CheckpointError> {
+        self.check_loadable(&Component::ALL, gpu, dtype)?;
+        let device = &gpu.device;
+        let cfg = &self.config;
+        Ok(SdxlModels {
+            unet: self.build(Component::Unet, device, dtype, observe, |w| {
+                Unet::load(&cfg.unet, w)
+            })?,
+            text_encoders: self.text_encoders(device, dtype, observe)?,
+            vae: self.build(Component::Vae, device, dtype, observe, |w| {
+                AutoencoderKl::load(&cfg.vae, w)
+            })?,
+        })
+    }
+
+    /// Uploads only the two text encoders (what prompt encoding needs).
+    pub fn load_text_encoders(
+        &self,
+        gpu: &Gpu,
+        dtype: WeightDtype,
+    ) -> Result<TextEncoders, CheckpointError> {
+        let encoders = [Component::TextEncoder, Component::TextEncoder2];
+        self.check_loadable(&encoders, gpu, dtype)?;
+        self.text_encoders(&gpu.device, dtype, &mut |_, _, _, _| {})
+    }
+
+    /// Uploads only the VAE (what decoding latents needs).
+    pub fn load_vae(
+        &self,
+        gpu: &Gpu,
+        dtype: WeightDtype,
+    ) -> Result<AutoencoderKl, CheckpointError> {
+        self.check_loadable(&[Component::Vae], gpu, dtype)?;
+        let cfg = &self.config.vae;
+        let mut ignore = |_: Component, _: &str, _: &[usize], _: Tensor<1>| {};
+        self.build(Component::Vae, &gpu.device, dtype, &mut ignore, |w| {
+            AutoencoderKl::load(cfg, w)
+        })
+    }
+
+    /// The report is complete, and no tensor of `components` is larger than the adapter's
+    /// largest buffer in the dtype it gets on the device.
+    fn check_loadable(
+        &self,
+        components: &[Component],
+        gpu: &Gpu,
+        dtype: WeightDtype,
+    ) -> Result<(), CheckpointError> {
+        self.ensure_complete()?;
+        for &component in components {
+            let source = self.source(component);
+            weights::check_fits(&source, dtype, &gpu.adapter)?;
+        }
+        Ok(())
+    }
+
+    fn text_encoders(
+        &self,
+        device: &Device,
+        dtype: WeightDtype,
+        observe: &mut ComponentObserver,
+    ) -> Result<TextEncoders, CheckpointError> {
+        let cfg = &self.config;
+        Ok(TextEncoders {
+            text_encoder: self.build(Component::TextEncoder, device, dtype, observe, |w| {
+                ClipTextModel::load(&cfg.text_encoder, w)
+            })?,
+            text_encoder_2: self.build(Component::TextEncoder2, device, dtype, observe, |w| {
+                ClipTextModel::load(&cfg.text_encoder_2, w)
+            })?,
+        })
+    }
+
+    fn source(&self, component: Component) -> ComponentSource<'_> {
+        ComponentSource {
+            checkpoint: self,
+            component,
+        }
+    }
+
+    /// Builds one component's module from its weights and checks it took all of them.
+    fn build<M>(
+        &self,
+        component: Component,
+        device: &Device,
+        dtype: WeightDtype,
+        observe: &mut ComponentObserver,
+        module: impl FnOnce(&mut Weights) -> Result<M, WeightError>,
+    ) -> Result<M, CheckpointError> {
+        let mut observe = |name: &str, shape: &[usize], t: Tensor<1>| {
+            observe(component, name, shape, t);
+        };
+        let source = self.source(component);
+        Ok(weights::build(
+            &source,
+            device,
+            dtype,
+            &mut observe,
+            module,
+        )?)
+    }
+}
