@@ -36,21 +36,15 @@ impl Backend {
     }
 }
 
-crate::spelled!(
-    Backend,
-    "backend",
-    [
-        (
-            Backend::Auto,
-            "auto",
-            "The best adapter on Vulkan, Metal or DX12, hardware before software (GL if none)"
-        ),
-        (Backend::Vulkan, "vulkan", ""),
-        (Backend::Metal, "metal", ""),
-        (Backend::Dx12, "dx12", ""),
-        (Backend::Gl, "gl", "OpenGL / GLES"),
-    ]
-);
+crate::spelled! {
+    Backend, "backend",
+    (Backend::Auto, "auto",
+        "The best adapter on Vulkan, Metal or DX12, hardware before software (GL if none)"),
+    (Backend::Vulkan, "vulkan", ""),
+    (Backend::Metal, "metal", ""),
+    (Backend::Dx12, "dx12", ""),
+    (Backend::Gl, "gl", "OpenGL / GLES"),
+}
 
 /// The float precision a run computes in (`--precision`; spellings: the table below).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -69,19 +63,12 @@ impl Precision {
     }
 }
 
-crate::spelled!(
-    Precision,
-    "precision",
-    [
-        (
-            Precision::Auto,
-            "auto",
-            "f16 where the adapter has f16 shaders, else f32"
-        ),
-        (Precision::F16, "f16", ""),
-        (Precision::F32, "f32", ""),
-    ]
-);
+crate::spelled! {
+    Precision, "precision",
+    (Precision::Auto, "auto", "f16 where the adapter has f16 shaders, else f32"),
+    (Precision::F16, "f16", ""),
+    (Precision::F32, "f32", ""),
+}
 
 /// Why no device came up.
 #[derive(Debug, thiserror::Error)]

@@ -46,11 +46,11 @@ pub fn parse<T: Spelled>(s: &str) -> Result<T, UnknownSpelling> {
         })
 }
 
-/// Implements [`Spelled`], `FromStr` and `Display` for an enum from its table:
-/// `spelled!(Backend, "backend", [(Backend::Auto, "auto", "The best adapter ..."), ...]);`
+/// Implements [`Spelled`], `FromStr` and `Display` for an enum from its table, one row per value:
+/// `spelled! { Backend, "backend", (Backend::Auto, "auto", "The best adapter ..."), ... }`.
 #[macro_export]
 macro_rules! spelled {
-    ($type:ty, $kind:literal, [$(($value:expr, $name:literal, $help:literal)),+ $(,)?]) => {
+    ($type:ty, $kind:literal, $(($value:expr, $name:literal, $help:literal)),+ $(,)?) => {
         impl $crate::spelling::Spelled for $type {
             const KIND: &'static str = $kind;
             const SPELLINGS: &'static [(Self, &'static str, &'static str)] =

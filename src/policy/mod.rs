@@ -66,15 +66,12 @@ pub enum PolicyName {
     Off,
 }
 
-crate::spelled!(
-    PolicyName,
-    "policy",
-    [
-        (PolicyName::Anime, "anime", ""),
-        (PolicyName::Illustrious, "illustrious", ""),
-        (PolicyName::Off, "off", ""),
-    ]
-);
+crate::spelled! {
+    PolicyName, "policy",
+    (PolicyName::Anime, "anime", ""),
+    (PolicyName::Illustrious, "illustrious", ""),
+    (PolicyName::Off, "off", ""),
+}
 
 impl PolicyName {
     pub fn profile(self) -> &'static Profile {
@@ -95,22 +92,11 @@ pub enum Preset {
     High,
 }
 
-crate::spelled!(
-    Preset,
-    "preset",
-    [
-        (
-            Preset::Standard,
-            "standard",
-            "768x768, CFG 7.0, 25 steps (anime profile)"
-        ),
-        (
-            Preset::High,
-            "high",
-            "1024x1024, CFG 7.5, 30 steps (anime profile)"
-        ),
-    ]
-);
+crate::spelled! {
+    Preset, "preset",
+    (Preset::Standard, "standard", "768x768, CFG 7.0, 25 steps (anime profile)"),
+    (Preset::High, "high", "1024x1024, CFG 7.5, 30 steps (anime profile)"),
+}
 
 /// A changed parameter.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

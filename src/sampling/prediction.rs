@@ -10,19 +10,8 @@ pub enum Prediction {
     V,
 }
 
-crate::spelled!(
-    Prediction,
-    "prediction type",
-    [
-        (
-            Prediction::Epsilon,
-            "eps",
-            "The noise (SDXL base and most community models)"
-        ),
-        (
-            Prediction::V,
-            "v",
-            "The velocity (NoobAI-XL v-pred and other v-prediction fine-tunes)"
-        ),
-    ]
-);
+crate::spelled! {
+    Prediction, "prediction type",
+    (Prediction::Epsilon, "eps", "The noise (SDXL base and most community models)"),
+    (Prediction::V, "v", "The velocity (NoobAI-XL v-pred and other v-prediction fine-tunes)"),
+}

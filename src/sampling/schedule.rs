@@ -19,16 +19,13 @@ pub enum Sampler {
     Ddim,
 }
 
-crate::spelled!(
-    Sampler,
-    "sampler",
-    [
-        (Sampler::Euler, "euler", ""),
-        (Sampler::EulerAncestral, "euler_a", ""),
-        (Sampler::DpmPp2m, "dpmpp_2m", ""),
-        (Sampler::Ddim, "ddim", ""),
-    ]
-);
+crate::spelled! {
+    Sampler, "sampler",
+    (Sampler::Euler, "euler", ""),
+    (Sampler::EulerAncestral, "euler_a", ""),
+    (Sampler::DpmPp2m, "dpmpp_2m", ""),
+    (Sampler::Ddim, "ddim", ""),
+}
 
 /// `--schedule`: the checkpoint's own (SDXL: `leading` discrete timesteps) or Karras sigmas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,14 +36,11 @@ pub enum ScheduleKind {
     Karras,
 }
 
-crate::spelled!(
-    ScheduleKind,
-    "schedule",
-    [
-        (ScheduleKind::Default, "default", ""),
-        (ScheduleKind::Karras, "karras", ""),
-    ]
-);
+crate::spelled! {
+    ScheduleKind, "schedule",
+    (ScheduleKind::Default, "default", ""),
+    (ScheduleKind::Karras, "karras", ""),
+}
 
 /// A checkpoint's training noise schedule (SDXL: scaled_linear betas 0.00085-0.012 over 1000
 /// steps) and how inference timesteps are spaced.

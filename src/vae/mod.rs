@@ -51,14 +51,11 @@ pub enum VaePrecision {
     F16,
 }
 
-crate::spelled!(
-    VaePrecision,
-    "VAE precision",
-    [
-        (VaePrecision::F32, "f32", ""),
-        (VaePrecision::F16, "f16", "")
-    ]
-);
+crate::spelled! {
+    VaePrecision, "VAE precision",
+    (VaePrecision::F32, "f32", ""),
+    (VaePrecision::F16, "f16", ""),
+}
 
 impl VaePrecision {
     pub fn dtype(self) -> FloatDType {

@@ -15,19 +15,13 @@ pub enum VaeTiling {
     Off,
 }
 
-crate::spelled!(
-    VaeTiling,
-    "VAE tiling",
-    [
-        (
-            VaeTiling::Auto,
-            "auto",
-            "Tile only when an untiled pass would not fit the adapter's buffers or the memory budget"
-        ),
-        (VaeTiling::On, "on", ""),
-        (VaeTiling::Off, "off", ""),
-    ]
-);
+crate::spelled! {
+    VaeTiling, "VAE tiling",
+    (VaeTiling::Auto, "auto",
+        "Tile only when an untiled pass would not fit the adapter's buffers or the memory budget"),
+    (VaeTiling::On, "on", ""),
+    (VaeTiling::Off, "off", ""),
+}
 
 /// What an untiled pass must fit in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
