@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::tensor_file;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::lora::LoraSpec;
-use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
+use sdxl_wgpu::pipeline::{check_settings, InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
 use sdxl_wgpu::tokenizer::parse_prompt;
@@ -211,11 +211,9 @@ impl JobArgs {
             bail!("--strength is for img2img: give --init-image too");
         }
         let loras = self.loras(&prompt)?;
-        let outcome = policy::apply(
-            self.asked(policy, init_image.as_ref()),
-            &loras,
-            policy.profile(),
-        );
+        let asked = self.asked(policy, init_image.as_ref());
+        check_settings(&asked)?; // malformed values are errors, whatever the policy
+        let outcome = policy::apply(asked, &loras, policy.profile());
         let request = self.request(prompt, outcome.settings, init_image)?;
         request.check()?;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
@@ -470,6 +468,48 @@ mod tests {
         }
         assert!(parse_lora_arg(":0.5").is_err());
         assert!(parse_lora_arg("a.safetensors:inf").is_err());
+    }
+
+    /// Malformed values are errors under every profile; the policy moves only poor ones.
+    #[test]
+    fn malformed_values_are_errors_before_the_policy() {
+        let job = |edit: fn(&mut JobArgs)| {
+            let mut args = JobArgs {
+                prompt: Some("x".into()),
+                ..JobArgs::default()
+            };
+            edit(&mut args);
+            args.resolve(Path::new("out.png")).map(|job| job.request)
+        };
+        let malformed: [(fn(&mut JobArgs), &str); 7] = [
+            (|a| a.width = Some(0), "--width 0"),
+            (|a| a.height = Some(1020), "--height 1020"),
+            (|a| a.width = Some(9000), "between 8 and 8192"),
+            (|a| a.cfg = Some(f32::NAN), "--cfg NaN"),
+            (|a| a.cfg = Some(-2.0), "--cfg -2"),
+            (|a| a.steps = Some(0), "--steps 0"),
+            (|a| a.steps = Some(1001), "--steps 1001"),
+        ];
+        for (edit, message) in malformed {
+            for policy in [PolicyName::Anime, PolicyName::Illustrious, PolicyName::Off] {
+                let mut args = JobArgs {
+                    prompt: Some("x".into()),
+                    policy: Some(policy),
+                    ..JobArgs::default()
+                };
+                edit(&mut args);
+                let err = args.resolve(Path::new("out.png")).err().expect(message);
+                assert!(format!("{err:#}").contains(message), "{policy}: {err:#}");
+            }
+        }
+        // poor but valid: moved by the default profile, kept with the policy off
+        let poor = job(|a| {
+            a.width = Some(512);
+            a.cfg = Some(2.0);
+            a.steps = Some(8);
+        })
+        .expect("valid");
+        assert_eq!((poor.width, poor.cfg, poor.steps), (768, 7.0, 25));
     }
 
     #[test]

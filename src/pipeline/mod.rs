@@ -13,7 +13,8 @@ pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
 pub use request::{
-    InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH, MAX_SIDE,
+    check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
+    MAX_SIDE,
 };
 
 use burn::tensor::FloatDType;

@@ -4,7 +4,8 @@
 use image::RgbImage;
 
 use super::{Error, PipelineError};
-use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleKind, TrainSchedule};
+use crate::policy::Settings;
+use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleError, ScheduleKind, TrainSchedule};
 use crate::vae::{VaePrecision, VaeTiling};
 
 /// Largest width or height accepted (SDXL is trained around 1024; 8192 is far past any use).
@@ -92,6 +93,34 @@ impl Default for Request {
     }
 }
 
+/// Whether the size, guidance and steps a user asked for can run at all: a value that fails is
+/// malformed and an error, whatever the quality policy would make of it; the policy only moves
+/// values that are valid but poor. Run it before [`crate::policy::apply`].
+pub fn check_settings(asked: &Settings) -> Result<(), Error> {
+    check_size_and_guidance(asked.width, asked.height, asked.cfg)?;
+    let max = TrainSchedule::sdxl().alphas_cumprod.len();
+    if asked.steps == 0 || asked.steps > max {
+        return Err(ScheduleError::Steps {
+            steps: asked.steps,
+            max,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Multiples of 8 between 8 and [`MAX_SIDE`]; guidance finite and 0 or more.
+fn check_size_and_guidance(width: usize, height: usize, cfg: f32) -> Result<(), PipelineError> {
+    let side_ok = |s: usize| s > 0 && s % 8 == 0 && s <= MAX_SIDE;
+    if !side_ok(width) || !side_ok(height) {
+        return Err(PipelineError::Size { width, height });
+    }
+    if !cfg.is_finite() || cfg < 0.0 {
+        return Err(PipelineError::Guidance(cfg));
+    }
+    Ok(())
+}
+
 impl Request {
     /// `(original h, original w, crop top, crop left, target h, target w)`, diffusers' order.
     pub fn add_time_ids(&self) -> [f32; 6] {
@@ -127,16 +156,7 @@ impl Request {
     }
 
     fn check_request(&self) -> Result<(), PipelineError> {
-        let (w, h) = (self.width, self.height);
-        if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 || w > MAX_SIDE || h > MAX_SIDE {
-            return Err(PipelineError::Size {
-                width: w,
-                height: h,
-            });
-        }
-        if !self.cfg.is_finite() || self.cfg < 0.0 {
-            return Err(PipelineError::Guidance(self.cfg));
-        }
+        check_size_and_guidance(self.width, self.height, self.cfg)?;
         if self.batch == 0 || self.batch > MAX_BATCH {
             return Err(PipelineError::Batch(self.batch));
         }
