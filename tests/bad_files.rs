@@ -28,12 +28,16 @@ fn tiny_tensors() -> Vec<(String, Stored)> {
 }
 
 fn write(path: &Path, tensors: &[(String, Stored)]) {
+    // The tiny model's heads are 8 wide, as its metadata says.
+    write_with_head_dim(path, tensors, "8");
+}
+
+fn write_with_head_dim(path: &Path, tensors: &[(String, Stored)], head_dim: &str) {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
         .collect();
-    // The tiny model's heads are 8 wide, as its metadata says.
-    let metadata = HashMap::from([("sdxl_wgpu.head_dim".to_string(), "8".to_string())]);
+    let metadata = HashMap::from([("sdxl_wgpu.head_dim".to_string(), head_dim.to_string())]);
     safetensors::serialize_to_file(views, Some(metadata), path).expect("write");
 }
 
@@ -502,6 +506,147 @@ fn unexplained_tensors_are_reported_as_unused() {
         .any(|t| t.key == "model_ema.decay"));
     ckpt.ensure_complete()
         .expect("unused tensors are reported, not fatal");
+}
+
+/// The architecture error of a file, with its message.
+fn architecture_err(path: &Path) -> String {
+    let e = open_err(path);
+    assert!(matches!(e, CheckpointError::Architecture { .. }), "{e:?}");
+    e.to_string()
+}
+
+/// The tiny checkpoint with one tensor's shape replaced (zero-filled, f16).
+fn reshaped(dir: &Path, name: &str, shape: &[usize]) -> PathBuf {
+    tiny_variant(dir, |_| true, |n, t| if n == name { f16(shape) } else { t })
+}
+
+#[test]
+fn zero_head_width_is_refused_before_detection_divides_by_it() {
+    let dir = tmp();
+    let path = dir.path().join("zero-heads.safetensors");
+    write_with_head_dim(&path, &tiny_tensors(), "0");
+    let msg = architecture_err(&path);
+    assert!(msg.contains("attention head width is 0"), "{msg}");
+}
+
+#[test]
+fn a_unet_without_down_levels_is_an_error_not_an_index_out_of_bounds() {
+    let dir = tmp();
+    // the downsamplers stay, so the resnet count is found; level 0's first resnet is gone
+    let path = tiny_variant(
+        dir.path(),
+        |n| !n.starts_with("model.diffusion_model.input_blocks.1.0."),
+        |_, t| t,
+    );
+    let msg = architecture_err(&path);
+    assert!(msg.contains("0 resolution levels"), "{msg}");
+}
+
+#[test]
+fn widths_the_norm_groups_do_not_divide_are_refused() {
+    let dir = tmp();
+    let name = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight";
+    let msg = architecture_err(&reshaped(dir.path(), name, &[40, 32, 3, 3]));
+    assert!(
+        msg.contains("width 40 does not split into the 32 normalisation groups"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn text_tables_smaller_than_the_tokenizer_are_refused() {
+    let dir = tmp();
+    let te = "conditioner.embedders.0.transformer.text_model.embeddings.";
+    let positions = format!("{te}position_embedding.weight");
+    let msg = architecture_err(&reshaped(dir.path(), &positions, &[76, 16]));
+    assert!(
+        msg.contains("76 position embeddings, fewer than the 77"),
+        "{msg}"
+    );
+    let vocabulary = format!("{te}token_embedding.weight");
+    let msg = architecture_err(&reshaped(dir.path(), &vocabulary, &[1000, 16]));
+    assert!(
+        msg.contains("vocabulary of 1000 tokens, fewer than CLIP's 49408"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_unet_giving_other_than_four_latent_channels_is_refused() {
+    let dir = tmp();
+    let path = tiny_variant(
+        dir.path(),
+        |_| true,
+        |n, t| match n {
+            "model.diffusion_model.out.2.weight" => f16(&[8, 32, 3, 3]),
+            "model.diffusion_model.out.2.bias" => f16(&[8]),
+            _ => t,
+        },
+    );
+    let msg = architecture_err(&path);
+    assert!(msg.contains("gives 8 latent channels"), "{msg}");
+}
+
+#[test]
+fn layer_counts_past_the_bounds_are_refused_before_any_table() {
+    let dir = tmp();
+    let mut tensors = tiny_tensors();
+    let layer = "conditioner.embedders.0.transformer.text_model.encoder.layers.";
+    let first: Vec<(String, Stored)> = tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with(&format!("{layer}0.")))
+        .cloned()
+        .collect();
+    for l in 4..80 {
+        for (n, t) in &first {
+            tensors.push((
+                n.replacen(&format!("{layer}0."), &format!("{layer}{l}."), 1),
+                t.clone(),
+            ));
+        }
+    }
+    let path = dir.path().join("deep.safetensors");
+    write(&path, &tensors);
+    let msg = architecture_err(&path);
+    assert!(msg.contains("80 layers, more than the 64"), "{msg}");
+}
+
+#[test]
+fn a_name_given_twice_is_refused() {
+    let dir = tmp();
+    let header = r#"{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                     "w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#;
+    let e = open_err(&raw(dir.path(), header, &[0; 8]));
+    assert!(
+        matches!(
+            e,
+            CheckpointError::Weights(WeightError::DuplicateName { .. })
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("names `w` twice"), "{e}");
+}
+
+#[test]
+fn a_header_over_100_mb_is_refused_without_reading_it() {
+    let dir = tmp();
+    let path = dir.path().join("big-header.safetensors");
+    let mut bytes = 200_000_000u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    std::fs::write(&path, bytes).expect("write");
+    let e = open_err(&path);
+    assert!(
+        matches!(
+            e,
+            CheckpointError::Weights(WeightError::HeaderTooLarge { .. })
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("over the format's 100000000-byte limit"),
+        "{e}"
+    );
 }
 
 #[test]

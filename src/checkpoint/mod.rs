@@ -10,6 +10,7 @@
 mod detect;
 mod error;
 pub mod keys;
+pub mod limits;
 mod models;
 mod report;
 mod source;
@@ -340,6 +341,8 @@ fn detect_architecture(
         }
     };
     let head_dim = source.hints.head_dim.unwrap_or(SDXL_HEAD_DIM);
+    let failed = |(component, reason): limits::Failure| fail(component)(reason);
+    limits::check_head_dim(head_dim).map_err(failed)?;
     let heads = |index: usize| {
         move |width: usize| source.hints.text_encoder_heads[index].unwrap_or(width / head_dim)
     };
@@ -367,17 +370,6 @@ fn detect_architecture(
         fail(Component::TextEncoder2)("no text_projection (pooled output)".into())
     })?;
 
-    for (component, c) in [
-        (Component::TextEncoder, &text_encoder),
-        (Component::TextEncoder2, &text_encoder_2),
-    ] {
-        if c.heads == 0 || c.width % c.heads != 0 {
-            return Err(fail(component)(format!(
-                "width {} does not split into {} attention heads",
-                c.width, c.heads
-            )));
-        }
-    }
     let unet = keys::unet::detect(
         &probe(source, Component::Unet)?,
         source.layout,
@@ -385,30 +377,17 @@ fn detect_architecture(
         pooled,
     )
     .map_err(fail(Component::Unet))?;
-    let context = text_encoder.width + text_encoder_2.width;
-    if unet.context_dim != context {
-        return Err(fail(Component::Unet)(format!(
-            "cross-attention takes a {}-wide context, but the text encoders give {} + {} = {context}",
-            unet.context_dim, text_encoder.width, text_encoder_2.width
-        )));
-    }
-    for width in &unet.block_out_channels {
-        if width % head_dim != 0 {
-            return Err(fail(Component::Unet)(format!(
-                "level width {width} is not a multiple of the head width {head_dim}"
-            )));
-        }
-    }
-
     let vae = keys::vae::detect(&probe(source, Component::Vae)?, spellings.vae)
         .map_err(fail(Component::Vae))?;
 
-    Ok(ModelConfig {
+    let config = ModelConfig {
         unet,
         text_encoder,
         text_encoder_2,
         vae,
-    })
+    };
+    limits::check(&config, head_dim).map_err(failed)?;
+    Ok(config)
 }
 
 /// The key table of every component in this checkpoint's spelling.

@@ -28,6 +28,16 @@ pub enum WeightError {
         file_len: u64,
     },
 
+    #[error("{path}: header length {header_len} is over the format's {max}-byte limit: not a safetensors file")]
+    HeaderTooLarge {
+        path: PathBuf,
+        header_len: u64,
+        max: u64,
+    },
+
+    #[error("{path}: the header names `{name}` twice, which the format forbids")]
+    DuplicateName { path: PathBuf, name: String },
+
     #[error("{path}: header is not valid safetensors JSON: {reason}")]
     InvalidHeader { path: PathBuf, reason: String },
 

@@ -37,11 +37,41 @@ pub struct Header {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// The largest header read: the reference implementation's cap (`MAX_HEADER_SIZE`, 100 MB).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
 #[derive(Deserialize)]
 struct RawEntry {
     dtype: String,
     shape: Vec<usize>,
     data_offsets: (u64, u64),
+}
+
+/// The header's top-level entries in file order, each name as often as the file gives it (a
+/// JSON map would keep the last of a repeated name silently; the format forbids repeats).
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 impl Header {
@@ -51,12 +81,17 @@ impl Header {
             path: path.to_path_buf(),
             reason,
         };
-        let raw: BTreeMap<String, serde_json::Value> =
-            serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
-
+        let Entries(raw) = serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
         let mut header = Header::default();
+        let mut metadata_seen = false;
         for (name, value) in raw {
             if name == "__metadata__" {
+                if std::mem::replace(&mut metadata_seen, true) {
+                    return Err(WeightError::DuplicateName {
+                        path: path.to_path_buf(),
+                        name,
+                    });
+                }
                 // Strings by the format; some tools write other JSON values: keep them as text.
                 let serde_json::Value::Object(map) = value else {
                     return Err(invalid("__metadata__ is not an object".into()));
@@ -73,6 +108,12 @@ impl Header {
             let entry: RawEntry = serde_json::from_value(value)
                 .map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
             let info = entry.check(&name, data_len, path)?;
+            if header.tensors.contains_key(&name) {
+                return Err(WeightError::DuplicateName {
+                    path: path.to_path_buf(),
+                    name,
+                });
+            }
             header.tensors.insert(name, info);
         }
         header.check_overlaps(path)?;
@@ -190,6 +231,13 @@ impl SafetensorsFile {
         // map would make reads fault; that is the documented contract of every mmap reader.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let header_len = u64::from_le_bytes(map[..8].try_into().expect("8 bytes"));
+        if header_len > MAX_HEADER_BYTES {
+            return Err(WeightError::HeaderTooLarge {
+                path: path.to_path_buf(),
+                header_len,
+                max: MAX_HEADER_BYTES,
+            });
+        }
         if header_len > file_len - 8 {
             return Err(WeightError::HeaderTooLong {
                 path: path.to_path_buf(),
