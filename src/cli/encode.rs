@@ -15,7 +15,7 @@ use super::gpu;
 use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, Precision};
-use sdxl_wgpu::text_encoder::TextOptions;
+use sdxl_wgpu::text_encoder::{check_prompts, TextOptions};
 use sdxl_wgpu::tokenizer::parse_prompt;
 use sdxl_wgpu::weights::WeightDtype;
 
@@ -46,6 +46,7 @@ pub struct EncodeArgs {
 }
 
 pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
+    check_prompts(&args.prompt, &args.negative)?;
     let positive = parse_prompt(&args.prompt);
     let negative = parse_prompt(&args.negative);
     for lora in positive.loras.iter().chain(&negative.loras) {

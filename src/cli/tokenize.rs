@@ -4,6 +4,7 @@
 use clap::Args;
 use serde::Serialize;
 
+use sdxl_wgpu::text_encoder::{TextError, MAX_PROMPT_BYTES};
 use sdxl_wgpu::tokenizer::{chunk_prompt, parse_prompt, ClipTokenizer, Flavor, PromptPart};
 
 #[derive(Args, Debug)]
@@ -46,6 +47,14 @@ struct Report {
 
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     let tokenizer = ClipTokenizer::shared();
+    if args.prompt.len() > MAX_PROMPT_BYTES {
+        return Err(TextError::PromptTooLong {
+            which: "prompt",
+            bytes: args.prompt.len(),
+            max: MAX_PROMPT_BYTES,
+        }
+        .into());
+    }
     let parsed = parse_prompt(&args.prompt);
     let chunks = |flavor| -> Vec<Vec<Token>> {
         chunk_prompt(tokenizer, &parsed, flavor)

@@ -6,6 +6,7 @@ use image::RgbImage;
 use super::{Error, PipelineError};
 use crate::policy::Settings;
 use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleError, ScheduleKind, TrainSchedule};
+use crate::text_encoder::check_prompts;
 use crate::vae::{VaePrecision, VaeTiling};
 
 /// Largest width or height accepted (SDXL is trained around 1024; 8192 is far past any use).
@@ -141,11 +142,13 @@ impl Request {
         [self.batch, LATENT_CHANNELS, self.height / 8, self.width / 8]
     }
 
-    /// The checks that need no model: size, guidance, batch, the schedule (steps, sampler and
-    /// schedule on SDXL's training schedule), strength, the steps img2img leaves, the injected
-    /// noise's shape and values. The engine runs these checks itself too.
+    /// The checks that need no model: size, guidance, batch, the prompts (size, weights,
+    /// chunks), the schedule (steps, sampler and schedule on SDXL's training schedule), strength,
+    /// the steps img2img leaves, the injected noise's shape and values. The engine runs these
+    /// checks itself too.
     pub fn check(&self) -> Result<(), Error> {
         self.check_request()?;
+        check_prompts(&self.prompt, &self.negative)?;
         schedule(
             self.sampler,
             self.schedule,

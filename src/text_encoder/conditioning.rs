@@ -13,9 +13,10 @@
 
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
+use super::limits::{check_chunks, check_weights};
 use super::{ClipTextModel, TextError};
 use crate::nn::Adapt;
-use crate::tokenizer::{chunk_prompt, Chunk, ClipTokenizer, Flavor, ParsedPrompt, PromptPart, EOS};
+use crate::tokenizer::{chunk_prompt, Chunk, ClipTokenizer, Flavor, ParsedPrompt, EOS};
 
 /// Options of the encoding that are not in the prompts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +121,7 @@ impl TextEncoders {
             vec![negative, positive]
         };
         let batch = Batch::of(&prompts);
+        check_chunks("prompt", batch.chunks)?;
         let (context, pooled) = self.run(&batch, options.clip_skip, adapters);
         let (context, pooled) = if zero_negative {
             (
@@ -191,20 +193,6 @@ impl TextEncoders {
             Tensor::<1, Int>::from_data(TensorData::new(first_chunks, [batch.prompts]), &device);
         (context, pooled.select(0, first_chunks)) // pooled [prompts, 1280]
     }
-}
-
-fn check_weights(prompt: &ParsedPrompt) -> Result<(), TextError> {
-    for part in &prompt.parts {
-        if let PromptPart::Text { text, weight } = part {
-            if !weight.is_finite() {
-                return Err(TextError::Weight {
-                    text: text.clone(),
-                    weight: *weight,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `[rows, 77]` ids.

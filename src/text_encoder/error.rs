@@ -12,8 +12,23 @@ pub enum TextError {
         layers: usize,
         max: usize,
     },
-    #[error("prompt weight of {text:?} is {weight}, which is not a finite number (too many nested brackets?)")]
-    Weight { text: String, weight: f32 },
+    #[error(
+        "prompt weight of {text:?} is {weight}, outside the -{max}..{max} this engine accepts \
+         (each level of brackets multiplies by 1.1: too many nested brackets?)"
+    )]
+    Weight { text: String, weight: f32, max: f32 },
+    #[error("the {which} is {bytes} bytes; at most {max} are read")]
+    PromptTooLong {
+        which: &'static str,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("the {which} fills {chunks} chunks of 75 tokens; at most {max} are encoded")]
+    TooManyChunks {
+        which: &'static str,
+        chunks: usize,
+        max: usize,
+    },
     #[error("text_encoder_2 has no text_projection, so it cannot give SDXL's pooled embedding")]
     NoProjection,
 }

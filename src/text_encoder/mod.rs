@@ -6,7 +6,9 @@
 mod clip;
 mod conditioning;
 mod error;
+mod limits;
 
 pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, HiddenAct};
 pub use conditioning::{Conditioning, TextAdapters, TextEncoders, TextOptions};
 pub use error::TextError;
+pub use limits::{check_prompts, MAX_CHUNKS, MAX_PROMPT_BYTES, MAX_PROMPT_WEIGHT};

@@ -3,7 +3,8 @@
 //! merge loop of transformers' `CLIPTokenizer.bpe`.
 //! <https://github.com/mlfoundations/open_clip/blob/v3.3.0/src/open_clip/tokenizer.py>
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::Read;
 
 /// open_clip's `bpe_simple_vocab_16e6.txt.gz` (MIT; see `BPE-LICENSE` beside it).
@@ -37,7 +38,10 @@ pub struct Bpe {
     pub vocab: HashMap<String, u32>,
     /// id -> token string
     pub tokens: Vec<String>,
-    ranks: HashMap<(String, String), u32>,
+    /// `(left id, right id)` -> `(rank, merged id)`.
+    merges: HashMap<(u32, u32), (u32, u32)>,
+    /// The id of each byte character, alone and as a word's last (`</w>`) symbol.
+    chars: HashMap<char, (u32, u32)>,
 }
 
 impl Bpe {
@@ -49,7 +53,7 @@ impl Bpe {
         flate2::read::GzDecoder::new(MERGES_GZ)
             .read_to_string(&mut text)
             .expect("the embedded BPE merges file is valid gzip'd UTF-8");
-        let merges: Vec<(String, String)> = text
+        let pairs: Vec<(String, String)> = text
             .lines()
             .skip(1)
             .take(MERGE_COUNT)
@@ -71,23 +75,135 @@ impl Bpe {
         );
         let mut tokens: Vec<String> = order.iter().map(char::to_string).collect();
         tokens.extend(order.iter().map(|c| format!("{c}</w>")));
-        tokens.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
+        tokens.extend(pairs.iter().map(|(a, b)| format!("{a}{b}")));
         tokens.push(START_OF_TEXT.to_string());
         tokens.push(END_OF_TEXT.to_string());
 
-        let vocab = tokens.iter().cloned().zip(0u32..).collect();
-        let ranks = merges.into_iter().zip(0u32..).collect();
+        let vocab: HashMap<String, u32> = tokens.iter().cloned().zip(0u32..).collect();
+        let id = |t: &str| vocab[t];
+        let merges = pairs
+            .iter()
+            .zip(0u32..)
+            .map(|((a, b), rank)| ((id(a), id(b)), (rank, id(&format!("{a}{b}")))))
+            .collect();
+        let chars = order
+            .iter()
+            .map(|&c| (c, (id(&c.to_string()), id(&format!("{c}</w>")))))
+            .collect();
         Bpe {
             vocab,
             tokens,
-            ranks,
+            merges,
+            chars,
         }
     }
 
-    /// Splits one pre-token (already mapped through [`byte_encoder`]) into vocabulary symbols:
-    /// the last character carries `</w>`; the lowest-ranked adjacent pair is merged everywhere
-    /// it occurs until no ranked pair is left.
-    pub fn split(&self, word: &str) -> Vec<String> {
+    /// Splits one pre-token (already mapped through [`byte_encoder`]) into vocabulary ids, as
+    /// transformers' `CLIPTokenizer.bpe` does: the last character carries `</w>`; the
+    /// lowest-ranked adjacent pair is merged everywhere it occurs, left to right without
+    /// overlap, until no ranked pair is left.
+    ///
+    /// Written by hand because that loop rescans the word after every merge (quadratic in its
+    /// length): here the pairs wait in a heap by `(rank, position)`, and each rank's merges are
+    /// taken as one left-to-right pass over the pairs that existed before it, which is exactly
+    /// the reference's pass; a word of `n` characters costs `O(n log n)`.
+    pub fn split(&self, word: &str) -> Vec<u32> {
+        let chars: Vec<char> = word.chars().collect();
+        let Some(last) = chars.len().checked_sub(1) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<u32> = chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (alone, end) = self
+                    .chars
+                    .get(c)
+                    .copied()
+                    .unwrap_or((super::EOS, super::EOS));
+                if i == last {
+                    end
+                } else {
+                    alone
+                }
+            })
+            .collect();
+        let n = ids.len();
+        // a doubly linked list over positions; a merged-away position is dead
+        let mut next: Vec<usize> = (1..=n).collect(); // n = none
+        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect(); // usize::MAX = none
+        let mut alive = vec![true; n];
+        let mut heap = BinaryHeap::new();
+        let rank_at = |ids: &[u32], next: &[usize], i: usize| -> Option<(u32, u32)> {
+            let j = *next.get(i)?;
+            (j < ids.len())
+                .then(|| self.merges.get(&(ids[i], ids[j])).copied())
+                .flatten()
+        };
+        for i in 0..n {
+            if let Some((rank, _)) = rank_at(&ids, &next, i) {
+                heap.push(Reverse((rank, i)));
+            }
+        }
+        while let Some(Reverse((rank, first))) = heap.pop() {
+            // every pair of this rank that existed before the pass, left to right
+            let mut positions = vec![first];
+            while let Some(&Reverse((r, i))) = heap.peek() {
+                if r != rank {
+                    break;
+                }
+                positions.push(i);
+                heap.pop();
+            }
+            positions.sort_unstable();
+            positions.dedup();
+            let mut touched = Vec::new();
+            for i in positions {
+                let valid = alive[i] && rank_at(&ids, &next, i).is_some_and(|(r, _)| r == rank);
+                if !valid {
+                    continue;
+                }
+                let (_, merged) = rank_at(&ids, &next, i).expect("checked");
+                let j = next[i];
+                ids[i] = merged;
+                alive[j] = false;
+                next[i] = next[j];
+                if next[j] < n {
+                    prev[next[j]] = i;
+                }
+                touched.push(i);
+            }
+            for i in touched {
+                if !alive[i] {
+                    continue;
+                }
+                for at in [prev[i], i] {
+                    if at < n && alive[at] {
+                        if let Some((r, _)) = rank_at(&ids, &next, at) {
+                            heap.push(Reverse((r, at)));
+                        }
+                    }
+                }
+            }
+        }
+        (0..n).filter(|&i| alive[i]).map(|i| ids[i]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// transformers' loop, as written there: the reference [`Bpe::split`] must equal.
+    fn reference_split(bpe: &Bpe, word: &str) -> Vec<u32> {
+        let ranks: HashMap<(String, String), u32> = bpe
+            .merges
+            .iter()
+            .map(|(&(a, b), &(rank, _))| {
+                let t = |id: u32| bpe.tokens[id as usize].clone();
+                ((t(a), t(b)), rank)
+            })
+            .collect();
         let mut symbols: Vec<String> = word.chars().map(String::from).collect();
         if let Some(last) = symbols.last_mut() {
             last.push_str("</w>");
@@ -95,17 +211,14 @@ impl Bpe {
         loop {
             let best = symbols
                 .windows(2)
-                .filter_map(|pair| self.ranks.get(&(pair[0].clone(), pair[1].clone())))
+                .filter_map(|p| ranks.get(&(p[0].clone(), p[1].clone())))
                 .min();
             let Some(&rank) = best else { break };
-            let mut merged = Vec::with_capacity(symbols.len());
+            let mut merged = Vec::new();
             let mut i = 0;
             while i < symbols.len() {
                 if i + 1 < symbols.len()
-                    && self
-                        .ranks
-                        .get(&(symbols[i].clone(), symbols[i + 1].clone()))
-                        == Some(&rank)
+                    && ranks.get(&(symbols[i].clone(), symbols[i + 1].clone())) == Some(&rank)
                 {
                     merged.push(format!("{}{}", symbols[i], symbols[i + 1]));
                     i += 2;
@@ -115,10 +228,55 @@ impl Bpe {
                 }
             }
             symbols = merged;
-            if symbols.len() == 1 {
-                break;
-            }
         }
-        symbols
+        symbols.iter().map(|s| bpe.vocab[s]).collect()
+    }
+
+    #[test]
+    fn split_equals_the_reference_loop() {
+        let bpe = Bpe::embedded();
+        let bytes = byte_encoder();
+        let mut words: Vec<String> = [
+            "a",
+            "aa",
+            "aaa",
+            "aaaa",
+            "aaaaaaaaaaaaa",
+            "hello",
+            "masterpiece",
+            "illustration",
+            "lllllllll",
+            "eeeeeee",
+            "ababababab",
+            "1girl",
+            "abcabcabcabc",
+            "zzzzzzzzzzzz",
+            "catcatcat",
+            "thththththt",
+            "mississippi",
+            "aaabbbaaabbb",
+        ]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+        // a fixed pseudo-random set over a small alphabet, where merges collide often
+        let mut state = 7u64;
+        for _ in 0..300 {
+            let len = 1 + (state % 24) as usize;
+            let word: String = (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    b"aeilnorst"[(state >> 33) as usize % 9] as char
+                })
+                .collect();
+            words.push(word);
+        }
+        words.push("日本語のテキスト".into());
+        for word in words {
+            let mapped: String = word.bytes().map(|b| bytes[b as usize]).collect();
+            assert_eq!(bpe.split(&mapped), reference_split(&bpe, &mapped), "{word}");
+        }
     }
 }

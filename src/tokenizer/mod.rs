@@ -11,6 +11,7 @@ mod chunks;
 mod normalize;
 mod prompt;
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -95,18 +96,19 @@ impl ClipTokenizer {
     fn encode_text(&self, text: &str) -> Vec<u32> {
         let text = normalize(text);
         let mut ids = Vec::new();
+        let mut words: HashMap<&str, Vec<u32>> = HashMap::new();
         for piece in self.pattern.find_iter(&text) {
             let piece = piece.as_str();
             if piece == bpe::START_OF_TEXT || piece == bpe::END_OF_TEXT {
                 ids.push(self.bpe.vocab[piece]);
                 continue;
             }
-            let word: String = piece.bytes().map(|b| self.bytes[b as usize]).collect();
-            for symbol in self.bpe.split(&word) {
-                // Every symbol a merge produces is in the vocabulary; transformers maps anything
-                // else to its unknown token, which is the end token.
-                ids.push(self.bpe.vocab.get(&symbol).copied().unwrap_or(EOS));
-            }
+            // a prompt repeats its words: each distinct one goes through BPE once
+            let split = words.entry(piece).or_insert_with(|| {
+                let word: String = piece.bytes().map(|b| self.bytes[b as usize]).collect();
+                self.bpe.split(&word)
+            });
+            ids.extend_from_slice(split);
         }
         ids
     }

@@ -186,6 +186,7 @@ struct Frame {
 /// valid weight is left literal, as is every bracket without a partner.
 fn weighted_text(text: &str) -> Vec<(String, f32)> {
     let chars: Vec<char> = text.chars().collect();
+    let weight_runs = weight_runs(&chars);
     let mut marks = vec![Mark::Literal; chars.len()];
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = 0;
@@ -209,7 +210,7 @@ fn weighted_text(text: &str) -> Vec<(String, f32)> {
                 let round = close == ')';
                 if stack.last().is_some_and(|f| f.round == round) {
                     let frame = stack.pop().expect("checked");
-                    match group_weight(&chars, &frame, i) {
+                    match group_weight(&chars, &weight_runs, &frame, i) {
                         Some((weight, tail)) => {
                             marks[frame.at] = Mark::Open(weight);
                             marks[tail..=i].fill(Mark::Close);
@@ -254,18 +255,43 @@ fn weighted_text(text: &str) -> Vec<(String, f32)> {
     runs
 }
 
+/// For each position `p`, where the run of characters a weight can hold (digits, `.`, signs,
+/// spaces) that ends just before `p` starts (`p` itself when there is none).
+fn weight_runs(chars: &[char]) -> Vec<usize> {
+    let mut runs = Vec::with_capacity(chars.len() + 1);
+    let mut start = 0;
+    for (i, c) in chars.iter().enumerate() {
+        runs.push(start);
+        if !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-') || c.is_whitespace()) {
+            start = i + 1;
+        }
+    }
+    runs.push(start);
+    runs
+}
+
 /// The multiplier of the group `frame` opens and `close` closes, and where its closing tail
 /// starts: `(text)` 1.1, `[text]` 1/1.1, `(text:w)` w. `None` if the group is malformed.
-fn group_weight(chars: &[char], frame: &Frame, close: usize) -> Option<(f32, usize)> {
+///
+/// A tail is only read when every character of it can be part of a weight (`runs`): such tails
+/// end at distinct closing brackets and hold no bracket, so they never overlap, and parsing a
+/// prompt stays linear in its length however its groups nest or fail.
+fn group_weight(
+    chars: &[char],
+    runs: &[usize],
+    frame: &Frame,
+    close: usize,
+) -> Option<(f32, usize)> {
     if !frame.round {
         return Some((1.0 / BRACKET_FACTOR, close));
     }
     match frame.colon {
         None => Some((BRACKET_FACTOR, close)),
-        Some(colon) => {
+        Some(colon) if runs[close] <= colon + 1 => {
             let tail: String = chars[colon + 1..close].iter().collect();
             parse_weight(&tail).map(|w| (w, colon))
         }
+        Some(_) => None,
     }
 }
 
