@@ -40,7 +40,7 @@ pub fn check_prompts(prompt: &str, negative: &str) -> Result<(), TextError> {
 pub fn check_weights(prompt: &ParsedPrompt) -> Result<(), TextError> {
     for part in &prompt.parts {
         if let PromptPart::Text { text, weight } = part {
-            if !(weight.abs() <= MAX_PROMPT_WEIGHT) {
+            if !weight.is_finite() || weight.abs() > MAX_PROMPT_WEIGHT {
                 return Err(TextError::Weight {
                     text: text.chars().take(80).collect(),
                     weight: *weight,
