@@ -473,7 +473,8 @@ mod tests {
     /// Malformed values are errors under every profile; the policy moves only poor ones.
     #[test]
     fn malformed_values_are_errors_before_the_policy() {
-        let job = |edit: fn(&mut JobArgs)| {
+        type Edit = fn(&mut JobArgs);
+        let job = |edit: Edit| {
             let mut args = JobArgs {
                 prompt: Some("x".into()),
                 ..JobArgs::default()
@@ -481,7 +482,7 @@ mod tests {
             edit(&mut args);
             args.resolve(Path::new("out.png")).map(|job| job.request)
         };
-        let malformed: [(fn(&mut JobArgs), &str); 7] = [
+        let malformed: [(Edit, &str); 7] = [
             (|a| a.width = Some(0), "--width 0"),
             (|a| a.height = Some(1020), "--height 1020"),
             (|a| a.width = Some(9000), "between 8 and 8192"),
