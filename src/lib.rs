@@ -3,7 +3,8 @@
 //! The modules form layers, each using only those below it (`docs/ARCHITECTURE.md` draws them;
 //! `tests/layering.rs` keeps them true), from the bottom:
 //!
-//! - [`spelling`]: the names users type for closed sets of values (`--backend vulkan`).
+//! - [`spelling`]: the names users type for closed sets of values (`--backend vulkan`);
+//!   [`files`]: opening the files users name (regular files only, capped reads).
 //! - [`device`] lists adapters and brings one up (`--backend auto|vulkan|metal|dx12|gl`).
 //! - [`weights`] reads safetensors files and uploads parameters from a [`weights::WeightSource`].
 //! - [`tokenizer`] turns prompts (A1111 syntax) into CLIP token chunks with weights.
@@ -22,6 +23,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod files;
 pub mod image_io;
 pub mod lora;
 pub mod model_hash;

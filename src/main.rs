@@ -7,13 +7,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // a panic is a bug: say so and exit 1 (an internal failure), never 101
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal failure (a bug in sdxl-wgpu; please report it): {info}");
+        std::process::exit(1);
+    }));
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        // the reader of stdout went away (`| head`): nothing more to say
+        Err(error) if cli::exit::broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            // Every failure here is a bad file, argument or environment: exit 2, like clap.
-            ExitCode::from(2)
+            ExitCode::from(cli::exit::code(&error))
         }
     }
 }

@@ -10,6 +10,12 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
+use crate::files;
+
+/// The largest hash cache read; a larger (or unreadable, or corrupt) one counts as empty and is
+/// rewritten. At ~150 bytes an entry this is ~100,000 files.
+const MAX_CACHE_BYTES: u64 = 16 << 20;
+
 /// A1111's short model hash: the first 10 hex digits of the file's sha256 ("AutoV2" on
 /// Civitai). Cached by path, size and modification time in `cache_dir()`, so each file is read
 /// once; a cache that cannot be read or written only costs the hashing again.
@@ -60,7 +66,7 @@ fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::i
     };
     let key = format!("{kind}{}|{}|{modified}", canonical.display(), meta.len());
     let mut cache: BTreeMap<String, String> = cache_file
-        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|f| files::read_limited(f, MAX_CACHE_BYTES).ok())
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     let sha = match cache.get(&key) {
@@ -78,7 +84,7 @@ fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::i
 }
 
 fn sha256_file(path: &Path, what: Hashed) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = files::open_regular(path)?;
     if let Hashed::SafetensorsData = what {
         let mut len = [0u8; 8];
         file.read_exact(&mut len)?;

@@ -232,3 +232,83 @@ fn decode_rejects_latents_of_the_wrong_shape() {
     );
     assert!(!output.exists());
 }
+
+/// A reader that stops early (`| head -c1`): the command ends with 0 and no panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let prompt = "a cat, ".repeat(400);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
+        .args(["tokenize", &prompt])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("one byte");
+    // the pipe's read end is closed here
+    let out = child.wait_with_output().expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Inputs that are not what they claim end in a message and exit 2 before any work: a FIFO as
+/// the model (opening it would block), latents larger than any request, a `--dump` that would
+/// overwrite the model.
+#[test]
+fn hostile_paths_and_sizes_are_refused_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("model.safetensors");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let fifo = fifo.to_str().expect("utf-8");
+    let (code, _, err) = run(&["inspect", fifo]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+
+    let latents = dir.path().join("tall.safetensors");
+    let zeros = vec![0u8; 4 * 4 * 1100 * 8];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 4, 1100, 8], &zeros)
+            .expect("view");
+    safetensors::serialize_to_file([("latents", view)], None, &latents).expect("written");
+    let out = dir.path().join("out.png");
+    let (code, _, err) = run(&[
+        "decode",
+        TINY,
+        "--latents",
+        latents.to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("latents are at most [64, 4, 1024, 1024]"),
+        "{err}"
+    );
+
+    let model = dir.path().join("tiny.safetensors");
+    std::fs::copy(TINY, &model).expect("copy");
+    let before = std::fs::read(&model).expect("read");
+    let model = model.to_str().expect("utf-8");
+    let (code, _, err) = run(&[
+        "generate", "--model", model, "--prompt", "x", "--dump", model, "--policy", "off",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("writing it would replace the input"), "{err}");
+    assert_eq!(
+        std::fs::read(model).expect("read"),
+        before,
+        "the model is untouched"
+    );
+}

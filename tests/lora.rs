@@ -192,6 +192,38 @@ fn bad_files_fail_naming_file_and_cause() {
         FloatDType::F32,
     );
     assert!(matches!(built, Err(LoraError::Weight { .. })));
+    // past the stated bound: refused before the file is read
+    let err = AdapterSet::check(&spec(lora("style_kohya"), 10.5), &table);
+    assert!(
+        matches!(err, Err(LoraError::Weight { .. }))
+            && err.as_ref().unwrap_err().to_string().contains("-10 to 10"),
+        "{err:?}"
+    );
+    // finite in the file, but past f16 once scaled: refused for an f16 model, fine in f32
+    let loud = dir.path().join("loud.safetensors");
+    write(
+        &loud,
+        &[
+            (
+                &format!("{to_q}.lora_down.weight"),
+                vec![4, 64],
+                vec![0.5; 256],
+            ),
+            (
+                &format!("{to_q}.lora_up.weight"),
+                vec![64, 4],
+                vec![2e4; 256],
+            ),
+        ],
+    );
+    let build = |dtype| AdapterSet::build(&[spec(loud.clone(), 4.0)], &table, &gpu().device, dtype);
+    let err = build(FloatDType::F16).expect_err("overflows f16");
+    assert!(
+        matches!(err, LoraError::Overflow { dtype: "f16", .. })
+            && err.to_string().contains("80000"),
+        "{err}"
+    );
+    assert!(build(FloatDType::F32).is_ok());
 
     // one good module and one unknown: built, the unknown one reported
     let partly = dir.path().join("partly.safetensors");

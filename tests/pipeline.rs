@@ -277,3 +277,48 @@ fn bad_requests_fail_and_the_engine_still_works() {
         "same request, same latents, after the failures"
     );
 }
+
+/// A run whose latents overflow is an error naming the likely cause, not an image; the engine
+/// then gives the same result as before.
+#[test]
+fn non_finite_results_are_errors_naming_the_cause() {
+    let good = request("euler_a");
+    let before = values(generate(&good).expect("generates").final_latents);
+    let shape = good.latent_shape();
+    let overflowing = Noise {
+        shape,
+        values: vec![3e38; shape.iter().product()],
+    };
+    let plain = Request {
+        init_noise: Some(overflowing.clone()),
+        ..good.clone()
+    };
+    let err = generate(&plain).err().expect("overflows");
+    assert!(
+        matches!(
+            err,
+            Error::Pipeline(PipelineError::NonFinite {
+                what: "final latents",
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("the checkpoint") && !message.contains("prompt weight"),
+        "{message}"
+    );
+    let weighted = Request {
+        prompt: "(cat:2) on a sofa".into(),
+        init_noise: Some(overflowing),
+        ..good.clone()
+    };
+    let message = generate(&weighted).err().expect("overflows").to_string();
+    assert!(
+        message.contains("likely cause: a prompt weight"),
+        "{message}"
+    );
+    let after = values(generate(&good).expect("generates").final_latents);
+    assert_eq!(before.1, after.1, "same latents after the failures");
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::error::CheckpointError;
 use super::keys::Layout;
 use super::Component;
+use crate::files;
 use crate::weights::{Header, SafetensorsFile};
 
 /// The stored tensors of one component: which file, and the prefix of its keys there.
@@ -199,11 +200,15 @@ fn optional_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
     }
 }
 
+/// The largest JSON file of a diffusers folder read (theirs are a few KB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 fn read_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
-    let text = std::fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        files::read_limited(path, MAX_CONFIG_BYTES).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     serde_json::from_slice(&text).map_err(|e| CheckpointError::BadFolder {
         path: path.to_path_buf(),
         reason: format!("not valid JSON: {e}"),

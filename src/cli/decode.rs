@@ -2,6 +2,7 @@
 //! with the checkpoint's VAE (loaded alone), tiled where the adapter needs it. For latents saved
 //! by another tool or backend (diffusers' latents, `--dump`'s `final_latents`).
 
+use super::say;
 use std::path::PathBuf;
 
 use super::{gpu, tensor_file};
@@ -74,7 +75,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
     let (image, plan) =
         vae.decode_tiled(cfg, z, args.vae_precision.dtype(), args.vae_tiling, &limits)?;
     let [b, _, h, w] = image.dims();
-    println!(
+    say!(
         "decoded {b} x {w}x{h} in {:.2} s ({}, {:?})",
         start.elapsed().as_secs_f64(),
         match plan {
@@ -82,11 +83,11 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
             None => "untiled".to_string(),
         },
         args.vae_precision
-    );
+    )?;
     for (i, rgb) in image_io::to_rgb(image)?.iter().enumerate() {
         let path = image_io::numbered(&args.output, i);
         image_io::save(rgb, &path, None)?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display())?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `sdxl-wgpu devices`: the adapters wgpu sees, and which one `--backend` would use.
 
+use super::say;
 use clap::Args;
 
 use super::values::spelled;
@@ -18,11 +19,11 @@ pub struct DevicesArgs {
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let found = device::adapters(args.backend);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        say!("{}", serde_json::to_string_pretty(&found)?)?;
         return Ok(());
     }
     for a in &found {
-        println!(
+        say!(
             "{:<40} {:<7} {:<14} f16 {:<3}  max buffer {:>6} MiB  max binding {:>6} MiB  {}",
             a.name,
             a.api,
@@ -31,13 +32,15 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             a.max_buffer_size >> 20,
             a.max_storage_buffer_binding_size >> 20,
             a.driver
-        );
+        )?;
     }
     let (chosen, warning) = device::choose(args.backend)?;
-    println!(
+    say!(
         "--backend {} uses: {} ({})",
-        args.backend, chosen.name, chosen.api
-    );
+        args.backend,
+        chosen.name,
+        chosen.api
+    )?;
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }

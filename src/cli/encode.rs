@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
+use super::say;
 use super::values::spelled;
 
 use super::gpu;
@@ -85,13 +86,13 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     ];
     let encode_s = start.elapsed().as_secs_f64();
 
-    println!(
+    say!(
         "adapter: {} ({}), {}",
         gpu.adapter.name,
         gpu.adapter.api,
         if f16 { "f16" } else { "f32" }
-    );
-    println!("chunks: {} (77 tokens each)", conditioning.chunks);
+    )?;
+    say!("chunks: {} (77 tokens each)", conditioning.chunks)?;
     for HostTensor {
         name,
         shape,
@@ -105,12 +106,12 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
             .map(|&v| (f64::from(v) - mean).powi(2))
             .sum::<f64>()
             / n;
-        println!(
+        say!(
             "{name:<30} {shape:?}  mean {mean:+.5}  std {:.5}",
             var.sqrt()
-        );
+        )?;
     }
-    println!("load {load_s:.2} s, encode {:.1} ms", encode_s * 1e3);
+    say!("load {load_s:.2} s, encode {:.1} ms", encode_s * 1e3)?;
 
     if let Some(path) = &args.output {
         let metadata = HashMap::from([
@@ -119,7 +120,7 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
             ("clip_skip".to_string(), args.clip_skip.to_string()),
         ]);
         tensor_file::write(path, &tensors, metadata)?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display())?;
     }
     Ok(())
 }

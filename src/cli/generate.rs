@@ -3,7 +3,8 @@
 //! without reloading the model). Images carry A1111 metadata; `--dump` writes the run's
 //! intermediate tensors.
 
-use std::collections::HashMap;
+use super::say;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use super::progress::Progress;
 use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, Precision};
+use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, metadata::Infotext, ImageMetadata};
 use sdxl_wgpu::model_hash;
 use sdxl_wgpu::pipeline::{Engine, Generated};
@@ -48,91 +50,127 @@ pub struct GenerateArgs {
     quiet: bool,
 }
 
-/// A job as labelled in messages (`jobs.jsonl line 3: `; empty for the command line's), and the
-/// request it resolved to, or why it cannot run.
-type LabelledJob = (String, anyhow::Result<Job>);
-
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    // every request resolved (files read, policy applied, checked) before the model loads
-    let jobs = resolve_jobs(&args)?;
-    let mut failed = report_jobs(&jobs);
-    if failed == jobs.len() {
+    let jobs = JobSource { args: &args };
+    // every request resolved once (files read, policy applied, checked) before the model loads,
+    // then dropped: memory holds one job's inputs at a time
+    let (mut total, mut failed) = (0, BTreeSet::new());
+    jobs.each(|index, label, job| {
+        total += 1;
+        match job {
+            Ok(job) => warn(label, &job),
+            Err(e) if args.jobs.is_some() => {
+                eprintln!("error: {label}{e:#}");
+                failed.insert(index);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    })?;
+    if failed.len() == total {
         bail!("no job to run");
     }
     let mut engine = load_engine(&args)?;
     let model = ModelInfo::of(&args.model);
     let mut progress = Progress::new(args.quiet);
-    for (label, job) in &jobs {
-        let Ok(job) = job else { continue };
-        progress.start(label.clone());
-        let result = set_loras(&mut engine, label, job)
-            .and_then(|()| Ok(engine.generate(&job.request, &mut |e| progress.on_event(e))?))
-            .and_then(|out| write_outputs(job, &out, &model).map(|()| out));
+    // each job resolved again just before it runs
+    jobs.each(|index, label, job| {
+        if failed.contains(&index) {
+            return Ok(());
+        }
+        progress.start(label.to_string());
+        let result = job.and_then(|job| {
+            set_loras(&mut engine, label, &job)?;
+            let out = engine.generate(&job.request, &mut |e| progress.on_event(e))?;
+            write_outputs(&job, &out, &model)?;
+            summarize(label, &job, &out)?;
+            Ok(())
+        });
         match result {
-            Ok(out) => summarize(label, job, &out),
+            Ok(()) => Ok(()),
             Err(e) if args.jobs.is_some() => {
                 progress.abandon();
                 eprintln!("error: {label}{e:#}");
-                failed += 1;
+                failed.insert(index);
+                Ok(())
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-    }
-    if failed > 0 {
-        bail!("{failed} of {} jobs failed", jobs.len());
+    })?;
+    if !failed.is_empty() {
+        bail!("{} of {total} jobs failed", failed.len());
     }
     Ok(())
 }
 
-/// The command line's request, or every line of `--jobs` over the command line's flags.
-fn resolve_jobs(args: &GenerateArgs) -> anyhow::Result<Vec<LabelledJob>> {
-    let default_output = PathBuf::from("output.png");
-    let Some(file) = &args.jobs else {
-        return Ok(vec![(
-            String::new(),
-            Ok(args.job.resolve(&default_output)?),
-        )]);
-    };
-    // --output names the jobs' outputs by line; the other flags are their defaults
-    let base = args.job.output.clone().unwrap_or(default_output);
-    let defaults = JobArgs {
-        output: None,
-        ..args.job.clone()
-    };
-    Ok(read_jobs(file)?
-        .into_iter()
-        .map(|(line, job)| {
-            let label = format!("{} line {line}: ", file.display());
-            let numbered = line_output(&base, line);
-            let job = job.and_then(|j| j.over(&defaults).resolve(&numbered));
-            (label, job)
-        })
-        .collect())
+/// The requests of one `generate`: the command line's, or each line of `--jobs` over the
+/// command line's flags, read from the file again each time they are walked.
+struct JobSource<'a> {
+    args: &'a GenerateArgs,
 }
 
-/// Prints each job's policy corrections and warnings, or its error; returns how many failed.
-fn report_jobs(jobs: &[LabelledJob]) -> usize {
-    let mut failed = 0;
-    for (label, job) in jobs {
-        match job {
-            Ok(job) => {
-                for c in &job.corrections {
-                    eprintln!(
-                        "warning: {label}quality policy ({}): {c}",
-                        job.policy.profile().name
-                    );
-                }
-                for w in &job.warnings {
-                    eprintln!("warning: {label}{w}");
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {label}{e:#}");
-                failed += 1;
+impl JobSource<'_> {
+    /// Calls `visit` with each job's index, label (`jobs.jsonl line 3: `; empty for the command
+    /// line's) and the request it resolves to now, or why it cannot run.
+    fn each(
+        &self,
+        mut visit: impl FnMut(usize, &str, anyhow::Result<Job>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let args = self.args;
+        let default_output = PathBuf::from("output.png");
+        let Some(file) = &args.jobs else {
+            let job = args.job.resolve(&default_output);
+            return visit(0, "", job.and_then(|j| self.check_outputs(j)));
+        };
+        // --output names the jobs' outputs by line; the other flags are their defaults
+        let base = args.job.output.clone().unwrap_or(default_output);
+        let defaults = JobArgs {
+            output: None,
+            ..args.job.clone()
+        };
+        for (index, (line, job)) in read_jobs(file)?.enumerate() {
+            let label = format!("{} line {line}: ", file.display());
+            let job = job
+                .and_then(|j| j.over(&defaults).resolve(&line_output(&base, line)))
+                .and_then(|j| self.check_outputs(j));
+            visit(index, &label, job)?;
+        }
+        Ok(())
+    }
+
+    /// `job`, unless one of its outputs would replace the model, the jobs file or one of the
+    /// job's inputs.
+    fn check_outputs(&self, job: Job) -> anyhow::Result<Job> {
+        let mut inputs: Vec<&Path> = vec![&self.args.model];
+        inputs.extend(self.args.jobs.as_deref());
+        inputs.extend(job.record.init_image.as_deref());
+        inputs.extend(job.record.init_noise.as_deref());
+        inputs.extend(job.loras.iter().map(|l| l.path.as_path()));
+        let images = (0..job.request.batch).map(|i| image_io::numbered(&job.output, i));
+        for output in images.chain(job.dump.clone()) {
+            if let Some(input) = files::overwrites(&output, &inputs) {
+                bail!(
+                    "{}: writing it would replace the input {}",
+                    output.display(),
+                    input.display()
+                );
             }
         }
+        Ok(job)
     }
-    failed
+}
+
+/// Prints a job's policy corrections and warnings.
+fn warn(label: &str, job: &Job) {
+    for c in &job.corrections {
+        eprintln!(
+            "warning: {label}quality policy ({}): {c}",
+            job.policy.profile().name
+        );
+    }
+    for w in &job.warnings {
+        eprintln!("warning: {label}{w}");
+    }
 }
 
 /// Opens the checkpoint, brings up the device and loads the engine, saying what loaded where.
@@ -147,7 +185,7 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
     if let Some(prediction) = args.prediction {
         engine.prediction = prediction;
     }
-    println!(
+    say!(
         "{} on {} ({}), {}, loaded in {load_s:.1} s",
         engine.checkpoint.variant,
         engine.gpu.adapter.name,
@@ -157,7 +195,7 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
         } else {
             "f32"
         },
-    );
+    )?;
     for caveat in engine.checkpoint.variant.caveats() {
         eprintln!("warning: {caveat}");
     }
@@ -176,11 +214,11 @@ fn set_loras(engine: &mut Engine, label: &str, job: &Job) -> anyhow::Result<()> 
             .iter()
             .map(|(c, n)| format!("{n} {}", c.describe()))
             .collect();
-        println!(
+        say!(
             "{label}LoRA {}: {} layers",
             file.path.display(),
             adapted.join(", ")
-        );
+        )?;
         if !file.unmatched.is_empty() {
             eprintln!(
                 "warning: {label}LoRA {}: {} modules match no layer and are ignored (e.g. `{}`)",
@@ -222,7 +260,7 @@ impl ModelInfo {
     fn of(path: &Path) -> Self {
         let hash = if path.is_file() {
             if std::fs::metadata(path).is_ok_and(|m| m.len() > 1 << 30) {
-                println!(
+                eprintln!(
                     "model hash for the image metadata (the first time reads the whole file)..."
                 );
             }
@@ -253,7 +291,7 @@ fn write_outputs(job: &Job, out: &Generated, model: &ModelInfo) -> anyhow::Resul
     let images = image_io::to_rgb(out.images.clone())?;
     for (i, image) in images.iter().enumerate() {
         let path = image_io::numbered(&job.output, i);
-        let metadata = metadata(job, model, job.request.seed + i as u64)?;
+        let metadata = metadata(job, model, job.request.seed.wrapping_add(i as u64))?;
         image_io::save(image, &path, Some(&metadata))?;
     }
     if let Some(path) = &job.dump {
@@ -372,7 +410,7 @@ fn write_dump(path: &Path, job: &Job, out: &Generated) -> anyhow::Result<()> {
 }
 
 /// One line per request: what ran, where it went, where the time went.
-fn summarize(label: &str, job: &Job, out: &Generated) {
+fn summarize(label: &str, job: &Job, out: &Generated) -> std::io::Result<()> {
     let r = &job.request;
     let s = &out.stats;
     let mut paths: Vec<String> = (0..r.batch)
@@ -381,7 +419,7 @@ fn summarize(label: &str, job: &Job, out: &Generated) {
     if let Some(dump) = &job.dump {
         paths.push(format!("dump {}", dump.display()));
     }
-    println!(
+    say!(
         "{label}seed {}: {}x{}, {} steps {} {}, cfg {}{} -> {}",
         r.seed,
         r.width,
@@ -395,13 +433,13 @@ fn summarize(label: &str, job: &Job, out: &Generated) {
             i.strength
         )),
         paths.join(", ")
-    );
+    )?;
     let image_encode = if r.init.is_some() {
         format!("image encode {:.2} s, ", s.image_encode.as_secs_f64())
     } else {
         String::new()
     };
-    println!(
+    say!(
         "  text encode {:.2} s, {image_encode}denoise {:.2} s ({:.2} it/s), VAE decode {:.2} s, peak device memory {}",
         s.encode.as_secs_f64(),
         s.denoise.as_secs_f64(),
@@ -409,7 +447,8 @@ fn summarize(label: &str, job: &Job, out: &Generated) {
         s.decode.as_secs_f64(),
         s.peak_reserved_bytes
             .map_or("unknown".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)),
-    );
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `sdxl-wgpu inspect PATH`: what a checkpoint is (LoRA files: see `inspect_lora.rs`), from its headers alone (well under a second
 //! on a 7 GB file); `--scan` reads every tensor for NaN/Inf, `--load` uploads it to the GPU.
 
+use super::say;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -105,9 +106,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         load,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        say!("{}", serde_json::to_string_pretty(&inspection)?)?;
     } else {
-        print_text(&inspection);
+        print_text(&inspection)?;
     }
     checkpoint.ensure_complete()?;
     Ok(())
@@ -153,64 +154,66 @@ fn joined(values: &[usize]) -> String {
         .join("/")
 }
 
-fn print_text(i: &Inspection) {
-    print_header(i);
-    println!();
+fn print_text(i: &Inspection) -> std::io::Result<()> {
+    print_header(i)?;
+    say!()?;
     for s in &i.components {
-        print_component(s, i.config);
+        print_component(s, i.config)?;
     }
-    println!();
-    print_report(i.report);
+    say!()?;
+    print_report(i.report)?;
     if let Some(found) = &i.non_finite {
         if found.is_empty() {
-            println!("  scan       every float tensor is finite");
+            say!("  scan       every float tensor is finite")?;
         }
         for t in found {
-            println!("  scan       {}: {} NaN, {} Inf", t.key, t.nan, t.inf);
+            say!("  scan       {}: {} NaN, {} Inf", t.key, t.nan, t.inf)?;
         }
     }
     if let Some(l) = &i.load {
-        println!(
+        say!(
             "  load       {:.2} s onto {} ({:.2} GB/s), device memory in use {} MiB, reserved {} MiB",
             l.seconds,
             l.adapter,
             l.bytes as f64 / l.seconds / 1e9,
             l.device_bytes_in_use.unwrap_or(0) >> 20,
             l.device_bytes_reserved.unwrap_or(0) >> 20
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Path, layout, verdict (with what of it the engine ignores) and metadata.
-fn print_header(i: &Inspection) {
-    println!("{}", i.path.display());
+fn print_header(i: &Inspection) -> std::io::Result<()> {
+    say!("{}", i.path.display())?;
     let layout = match i.layout {
         Layout::SingleFile => "single file (SGM/LDM keys)",
         Layout::Diffusers => "diffusers folder",
     };
-    println!("  layout     {layout}");
-    println!("  verdict    {}", i.verdict);
+    say!("  layout     {layout}")?;
+    say!("  verdict    {}", i.verdict)?;
     for caveat in &i.caveats {
-        println!("  note       {caveat}");
+        say!("  note       {caveat}")?;
     }
     for (k, v) in &i.metadata {
-        println!("  metadata   {k} = {v}");
+        say!("  metadata   {k} = {v}")?;
     }
+    Ok(())
 }
 
 /// One component: parameters per dtype and its detected architecture.
-fn print_component(s: &ComponentStats, config: &ModelConfig) {
+fn print_component(s: &ComponentStats, config: &ModelConfig) -> std::io::Result<()> {
     let dtypes: Vec<String> = s
         .dtypes
         .iter()
         .map(|(d, n)| format!("{d} {}", millions(*n)))
         .collect();
-    println!(
+    say!(
         "  {:<28} {:>10} parameters ({})",
         s.component.describe(),
         millions(s.parameters),
         dtypes.join(", ")
-    );
+    )?;
     let (u, v) = (&config.unet, &config.vae);
     let detail = match s.component {
         Component::Unet => format!(
@@ -237,17 +240,18 @@ fn print_component(s: &ComponentStats, config: &ModelConfig) {
             joined(&v.block_out_channels), v.layers_per_block, v.latent_channels, v.scaling_factor
         ),
     };
-    println!("      {detail}");
+    say!("      {detail}")?;
+    Ok(())
 }
 
 /// What loading does with each tensor: counts, then the first few of each problem.
-fn print_report(r: &LoadReport) {
+fn print_report(r: &LoadReport) -> std::io::Result<()> {
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &r.transformed {
         *kinds.entry(t.transform.name()).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!(
+    say!(
         "  tensors    {} applied ({} transformed{}{}), {} ignored, {} unused, {} missing, {} mismatched",
         r.applied,
         r.transformed.len(),
@@ -257,29 +261,33 @@ fn print_report(r: &LoadReport) {
         r.unused.len(),
         r.missing.len(),
         r.mismatched.len()
-    );
+    )?;
     let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &r.ignored {
         *reasons.entry(t.reason).or_default() += 1;
     }
     for (reason, n) in reasons {
-        println!("    ignored  {n} x {reason}");
+        say!("    ignored  {n} x {reason}")?;
     }
     for key in r.unused.iter().take(10) {
-        println!("    unused   {key}");
+        say!("    unused   {key}")?;
     }
     for m in r.missing.iter().take(10) {
-        println!(
+        say!(
             "    missing  {} ({} {})",
             m.key,
             m.component.name(),
             m.canonical
-        );
+        )?;
     }
     for m in r.mismatched.iter().take(10) {
-        println!(
+        say!(
             "    mismatch {} is {} {:?}, expected {:?}",
-            m.key, m.dtype, m.found, m.expected
-        );
+            m.key,
+            m.dtype,
+            m.found,
+            m.expected
+        )?;
     }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! alpha per module group, dtypes, training metadata) and, with a model, whether every module
 //! finds its layer with the right shapes — the verdict a user needs before generating.
 
+use super::say;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -99,9 +100,9 @@ pub fn run(path: &Path, model: Option<&Path>, json: bool) -> anyhow::Result<()> 
         compatibility,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        say!("{}", serde_json::to_string_pretty(&inspection)?)?;
     } else {
-        print_text(&inspection);
+        print_text(&inspection)?;
     }
     match &inspection.compatibility {
         Some(c) if !c.compatible => anyhow::bail!("{}", c.verdict),
@@ -200,30 +201,35 @@ fn verdict(report: &FileReport, unmatched: &BTreeMap<&str, usize>) -> String {
     text
 }
 
-fn print_text(i: &LoraInspection) {
-    println!("LoRA: {}", i.path.display());
+fn print_text(i: &LoraInspection) -> std::io::Result<()> {
+    say!("LoRA: {}", i.path.display())?;
     let formats: Vec<String> = i.formats.iter().map(|f| format!("{f:?}")).collect();
-    println!("format: {} ({} modules)", formats.join(", "), i.modules);
+    say!("format: {} ({} modules)", formats.join(", "), i.modules)?;
     for (name, g) in &i.groups {
         let unmatched = g
             .unmatched
             .map_or(String::new(), |n| format!(", {n} match no layer"));
-        println!(
+        say!(
             "  {name:<10} {:>4} modules ({} conv{unmatched}), rank {:?}, alpha {:?}, {:?}",
-            g.modules, g.conv_modules, g.ranks, g.alphas, g.dtypes
-        );
+            g.modules,
+            g.conv_modules,
+            g.ranks,
+            g.alphas,
+            g.dtypes
+        )?;
     }
     if !i.unrecognised.is_empty() {
-        println!(
+        say!(
             "unrecognised tensors (not applied): {} (e.g. `{}`)",
             i.unrecognised.len(),
             i.unrecognised[0]
-        );
+        )?;
     }
     for (k, v) in &i.metadata {
-        println!("{k}: {v}");
+        say!("{k}: {v}")?;
     }
     if let Some(c) = &i.compatibility {
-        println!("with {}: {}", c.model.display(), c.verdict);
+        say!("with {}: {}", c.model.display(), c.verdict)?;
     }
+    Ok(())
 }

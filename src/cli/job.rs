@@ -3,6 +3,8 @@
 //! preset and the quality policy, reads the init image and noise, and checks everything that
 //! needs no model, so a bad request fails before the model loads.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,8 +16,9 @@ use super::values::spelled;
 use serde::{Deserialize, Serialize};
 
 use super::tensor_file;
+use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::lora::LoraSpec;
+use sdxl_wgpu::lora::{self, LoraSpec};
 use sdxl_wgpu::pipeline::{check_settings, InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
@@ -340,6 +343,17 @@ impl JobArgs {
         }
         for tag in parse_prompt(prompt).loras {
             let name = tag.path.to_string_lossy().into_owned();
+            let mut parts = tag.path.components();
+            let plain = matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            );
+            if !plain {
+                bail!(
+                    "LoRA `{name}` (<lora:{name}:...>): a name is a file name inside --lora-dir, \
+                     without folders"
+                );
+            }
             let Some(dir) = &self.lora_dir else {
                 bail!(
                     "the prompt names LoRA `{name}` (<lora:{name}:...>): give --lora-dir DIR to look it up"
@@ -352,10 +366,21 @@ impl JobArgs {
             };
             specs.push(LoraSpec { path: file, ..tag });
         }
+        let mut seen = Vec::with_capacity(specs.len());
         for spec in &specs {
+            lora::check_weights(spec)?;
             if !spec.path.is_file() {
                 bail!("LoRA {}: no such file", spec.path.display());
             }
+            let file = std::fs::canonicalize(&spec.path)?;
+            if seen.contains(&file) {
+                bail!(
+                    "LoRA {} is named twice in one request (--lora and prompt tags together); \
+                     name it once with the weight you want",
+                    spec.path.display()
+                );
+            }
+            seen.push(file);
         }
         Ok(specs)
     }
@@ -389,20 +414,91 @@ pub fn parse_lora_arg(arg: &str) -> anyhow::Result<LoraSpec> {
     })
 }
 
-/// The jobs of a JSON-lines file: `(line number, job)` for each non-blank line that does not
-/// start with `#`; a line that is not a valid job is an `Err` for that line only.
-pub fn read_jobs(path: &Path) -> anyhow::Result<Vec<(usize, anyhow::Result<JobArgs>)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-        .map(|(i, line)| {
-            let job = serde_json::from_str::<JobArgs>(line).context("not a job object");
-            (i + 1, job)
-        })
-        .collect())
+/// The longest line of a jobs file read (a prompt is at most 64 KB; a job's other fields are
+/// short).
+pub const MAX_JOB_LINE: usize = 256 * 1024;
+
+/// The jobs of a JSON-lines file, read one line at a time: `(line number, job)` for each
+/// non-blank line that does not start with `#`; a line that is not a valid job, not UTF-8 or
+/// longer than [`MAX_JOB_LINE`] is an `Err` for that line only. The file must be a regular file.
+pub fn read_jobs(path: &Path) -> anyhow::Result<JobLines> {
+    let file = files::open_regular(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(JobLines {
+        reader: BufReader::new(file),
+        line: 0,
+        done: false,
+    })
+}
+
+/// The lines of a jobs file as jobs, see [`read_jobs`].
+pub struct JobLines {
+    reader: BufReader<File>,
+    line: usize,
+    done: bool,
+}
+
+impl Iterator for JobLines {
+    type Item = (usize, anyhow::Result<JobArgs>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let mut bytes = Vec::new();
+            let limit = MAX_JOB_LINE as u64 + 1;
+            let read = (&mut self.reader).take(limit).read_until(b'\n', &mut bytes);
+            self.line += 1;
+            let line = self.line;
+            match read {
+                Ok(0) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    return Some((line, Err(anyhow::Error::new(e).context("reading the line"))));
+                }
+                Ok(_) if bytes.len() > MAX_JOB_LINE => {
+                    let skipped = if bytes.ends_with(b"\n") {
+                        Ok(())
+                    } else {
+                        self.skip_rest_of_line()
+                    };
+                    if let Err(e) = skipped {
+                        self.done = true;
+                        return Some((line, Err(e.into())));
+                    }
+                    let message = format!("the line is longer than {MAX_JOB_LINE} bytes");
+                    return Some((line, Err(anyhow::anyhow!(message))));
+                }
+                Ok(_) => {
+                    let Ok(text) = std::str::from_utf8(&bytes) else {
+                        return Some((line, Err(anyhow::anyhow!("the line is not UTF-8"))));
+                    };
+                    let text = text.trim();
+                    if text.is_empty() || text.starts_with('#') {
+                        continue;
+                    }
+                    let job = serde_json::from_str::<JobArgs>(text).context("not a job object");
+                    return Some((line, job));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl JobLines {
+    /// Reads past the end of an over-long line, a bounded buffer at a time.
+    fn skip_rest_of_line(&mut self) -> std::io::Result<()> {
+        loop {
+            let buffer = self.reader.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(());
+            }
+            if let Some(at) = buffer.iter().position(|&b| b == b'\n') {
+                self.reader.consume(at + 1);
+                return Ok(());
+            }
+            let n = buffer.len();
+            self.reader.consume(n);
+        }
+    }
 }
 
 /// A seed in A1111's range [0, 2^32) from the clock.
@@ -535,5 +631,71 @@ mod tests {
         let err = job("", Some(dir.path())).loras("<lora:missing:1>");
         assert!(format!("{:#}", err.expect_err("missing"))
             .contains("missing.safetensors: no such file"));
+    }
+
+    /// A tag names a file inside --lora-dir, nothing outside it; one LoRA named twice, or with a
+    /// weight past the bound, is refused before the model loads.
+    #[test]
+    fn lora_names_stay_in_their_folder_and_are_named_once() {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let dir = outer.path().join("loras");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("style.safetensors"), b"x").expect("write");
+        std::fs::write(outer.path().join("secret.safetensors"), b"x").expect("write");
+        let args = |lora: Vec<String>| JobArgs {
+            lora_dir: Some(dir.clone()),
+            lora: Some(lora),
+            ..JobArgs::default()
+        };
+        let secret = outer.path().join("secret.safetensors");
+        for tag in [
+            "<lora:../secret:1>".to_string(),
+            format!("<lora:{}:1>", secret.display()),
+            "<lora:sub/style:1>".to_string(),
+        ] {
+            let err = args(vec![]).loras(&tag).expect_err(&tag);
+            assert!(
+                format!("{err:#}").contains("a file name inside --lora-dir"),
+                "{tag}: {err:#}"
+            );
+        }
+        let style = dir.join("style.safetensors").display().to_string();
+        let err = args(vec![format!("{style}:0.5")])
+            .loras("x <lora:style:0.8>")
+            .expect_err("twice");
+        assert!(format!("{err:#}").contains("named twice"), "{err:#}");
+        let err = args(vec![]).loras("<lora:style:12>").expect_err("weight");
+        assert!(format!("{err:#}").contains("-10 to 10"), "{err:#}");
+        assert!(args(vec![]).loras("<lora:style:0.8>").is_ok());
+    }
+
+    /// Jobs are read a line at a time: an over-long or non-UTF-8 line is that line's error and
+    /// the lines after it are read as usual.
+    #[test]
+    fn jobs_lines_are_bounded_and_independent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.jsonl");
+        let long = format!("{{\"prompt\": \"{}\"}}\n", "a".repeat(MAX_JOB_LINE));
+        let mut text = b"{\"prompt\": \"one\"}\n# a comment\n\n".to_vec();
+        text.extend_from_slice(long.as_bytes());
+        text.extend_from_slice(b"\xff\xfe\n{\"prompt\": \"two\", \"seed\": 3}\r\n{\"model\": 1}");
+        std::fs::write(&path, &text).expect("write");
+        let jobs: Vec<(usize, anyhow::Result<JobArgs>)> =
+            read_jobs(&path).expect("opens").collect();
+        let lines: Vec<usize> = jobs.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [1, 4, 5, 6, 7]);
+        assert_eq!(
+            jobs[0].1.as_ref().expect("one").prompt.as_deref(),
+            Some("one")
+        );
+        let error = |i: usize| format!("{:#}", jobs[i].1.as_ref().expect_err("an error"));
+        assert!(error(1).contains("longer than"), "{}", error(1));
+        assert!(error(2).contains("not UTF-8"), "{}", error(2));
+        assert_eq!(jobs[3].1.as_ref().expect("two").seed, Some(3));
+        assert!(error(4).contains("not a job object"), "{}", error(4));
+        assert!(
+            read_jobs(dir.path()).is_err(),
+            "a folder is not a jobs file"
+        );
     }
 }

@@ -3,6 +3,7 @@
 mod decode;
 mod devices;
 mod encode;
+pub mod exit;
 mod generate;
 mod gpu;
 mod inspect;
@@ -14,6 +15,16 @@ mod tokenize;
 mod values;
 
 use clap::{Parser, Subcommand};
+
+/// `println!` that returns the write's error instead of panicking: a closed stdout
+/// (`sdxl-wgpu tokenize ... | head -c1`) ends the command through `main`, not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use say;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use burn::tensor::Tensor;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+use sdxl_wgpu::pipeline::{MAX_BATCH, MAX_LATENT_SHAPE, MAX_SIDE};
 use sdxl_wgpu::weights::SafetensorsFile;
 
 /// A named tensor on the host: shape and f32 values.
@@ -66,9 +67,10 @@ pub fn write(
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// A 4-d tensor (`[B, C, h, w]`, or `[C, h, w]` read as B = 1) as f32 values: the tensor named
-/// `name`, else the first of `preferred` the file has, else the file's only tensor, in any float
-/// dtype; non-finite values are refused.
+/// A 4-d latent tensor (`[B, C, h, w]`, or `[C, h, w]` read as B = 1) as f32 values: the tensor
+/// named `name`, else the first of `preferred` the file has, else the file's only tensor, in any
+/// float dtype. Its shape must be within [`MAX_LATENT_SHAPE`] (checked before any value is
+/// read), and non-finite values are refused.
 pub fn read_4d(
     path: &Path,
     name: Option<&str>,
@@ -106,6 +108,13 @@ pub fn read_4d(
             path.display()
         ),
     };
+    if shape.iter().zip(MAX_LATENT_SHAPE).any(|(&d, max)| d > max) {
+        bail!(
+            "{}: `{name}` is {shape:?}; latents are at most {MAX_LATENT_SHAPE:?} ([batch, 4, \
+             height/8, width/8] of {MAX_BATCH} images of {MAX_SIDE}x{MAX_SIDE})",
+            path.display()
+        );
+    }
     let values = file
         .bytes(info)
         .and_then(|bytes| info.dtype.to_f32(bytes))

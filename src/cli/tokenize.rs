@@ -1,6 +1,7 @@
 //! `sdxl-wgpu tokenize PROMPT`: how the engine reads a prompt, without a model or a GPU: the
 //! weighted parts, the LoRA tags, and the 75-token chunks with each token and its weight.
 
+use super::say;
 use clap::Args;
 use serde::Serialize;
 
@@ -102,19 +103,19 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         chunks_2: (!same).then_some(g),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     for part in &report.parts {
         match part {
-            Part::Text { text, weight } => println!("{weight:>6.3}  {text:?}"),
-            Part::Break(b) => println!("{b}"),
+            Part::Text { text, weight } => say!("{weight:>6.3}  {text:?}")?,
+            Part::Break(b) => say!("{b}")?,
         }
     }
     for (name, te, unet) in &report.loras {
-        println!("lora {name:?}: text encoders {te}, unet {unet}");
+        say!("lora {name:?}: text encoders {te}, unet {unet}")?;
     }
-    let show = |label: &str, chunks: &[Vec<Token>]| {
+    let show = |label: &str, chunks: &[Vec<Token>]| -> std::io::Result<()> {
         for (i, chunk) in chunks.iter().enumerate() {
             let tokens: Vec<String> = chunk
                 .iter()
@@ -126,17 +127,18 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
                     }
                 })
                 .collect();
-            println!(
+            say!(
                 "{label}chunk {} ({} tokens): {}",
                 i + 1,
                 chunk.len(),
                 tokens.join(" ")
-            );
+            )?;
         }
+        Ok(())
     };
-    show("", &report.chunks);
+    show("", &report.chunks)?;
     if let Some(g) = &report.chunks_2 {
-        show("tokenizer_2 ", g);
+        show("tokenizer_2 ", g)?;
     }
     Ok(())
 }

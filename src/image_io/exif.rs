@@ -3,6 +3,8 @@
 //! (A1111's `save_image_with_geninfo`; read back by its PNG Info tab and by Civitai).
 //! See <https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/master/modules/images.py>.
 
+use std::borrow::Cow;
+
 /// TIFF tag of the pointer from IFD0 to the Exif IFD.
 const EXIF_IFD_POINTER: u16 = 0x8769;
 /// Exif tag `UserComment`.
@@ -13,6 +15,42 @@ const UNDEFINED: u16 = 7;
 /// The 8-byte character-code prefixes of `UserComment` (Exif 2.3, table 9).
 const UNICODE_PREFIX: &[u8; 8] = b"UNICODE\0";
 const ASCII_PREFIX: &[u8; 8] = b"ASCII\0\0\0";
+
+/// The largest EXIF block (TIFF data) a JPEG holds: its APP1 segment carries at most 65,533 bytes
+/// after its length field, 6 of them `Exif\0\0`.
+pub const JPEG_MAX_EXIF_BYTES: usize = 65_527;
+/// Bytes of [`user_comment_exif`]'s block besides the text: TIFF header, two one-entry IFDs, the
+/// comment's character-code prefix.
+const BLOCK_OVERHEAD: usize = 8 + 18 + 18 + 8;
+
+/// `text` shortened, when needed, so that its [`user_comment_exif`] block takes at most `max`
+/// bytes: the last line (A1111's settings line, what readers parse) is kept whole and the text
+/// before it is cut, ending in `…`; a last line too long on its own is cut as well.
+pub fn fit_comment(text: &str, max: usize) -> Cow<'_, str> {
+    let budget = max.saturating_sub(BLOCK_OVERHEAD) / 2; // UTF-16 units
+    let units = |t: &str| t.encode_utf16().count();
+    if units(text) <= budget {
+        return Cow::Borrowed(text);
+    }
+    // the longest prefix of `t` within `n` units, at a character boundary
+    let prefix = |t: &str, n: usize| -> String {
+        let mut used = 0;
+        t.chars()
+            .take_while(|c| {
+                used += c.len_utf16();
+                used <= n
+            })
+            .collect()
+    };
+    let ellipsis = "…";
+    match text.rsplit_once('\n') {
+        Some((head, last)) if units(last) + 2 <= budget => {
+            let head = prefix(head, budget - units(last) - 2);
+            Cow::Owned(format!("{head}{ellipsis}\n{last}"))
+        }
+        _ => Cow::Owned(format!("{}{ellipsis}", prefix(text, budget - 1))),
+    }
+}
 
 /// The EXIF block (TIFF data, without JPEG's `Exif\0\0` marker) holding `text` as `UserComment`:
 /// IFD0 with one entry pointing to the Exif IFD, which has one entry, the comment.

@@ -5,7 +5,7 @@
 pub mod exif;
 pub mod metadata;
 
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -15,6 +15,8 @@ use image::imageops::{self, FilterType};
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
 pub use metadata::{parameters, ImageMetadata};
+
+use crate::files;
 
 /// An image that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -29,34 +31,60 @@ pub enum ImageError {
     Device(String),
 }
 
-/// Reads an image file (PNG, JPEG, WebP) as 8-bit RGB.
+/// The most pixels an init image may have (8192 x 8192, or any shape of that area).
+pub const MAX_INIT_PIXELS: u64 = 8192 * 8192;
+/// The longest side of an init image.
+pub const MAX_INIT_SIDE: u32 = 32768;
+
+/// Reads an image file (PNG, JPEG, WebP) as 8-bit RGB, if it is a regular file and its size
+/// is within [`MAX_INIT_PIXELS`] and [`MAX_INIT_SIDE`]: the size is read from the header, and
+/// the decoder runs under those limits, so a huge or lying file costs a message, not memory.
 pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| ImageError::Read {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let image = reader.decode().map_err(|e| ImageError::Read {
+    let fail = |reason: String| ImageError::Read {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let reader = || -> Result<image::ImageReader<_>, ImageError> {
+        let file = files::open_regular(path).map_err(|e| fail(e.to_string()))?;
+        let mut reader = image::ImageReader::new(BufReader::new(file))
+            .with_guessed_format()
+            .map_err(|e| fail(e.to_string()))?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_INIT_SIDE);
+        limits.max_image_height = Some(MAX_INIT_SIDE);
+        limits.max_alloc = Some(MAX_INIT_PIXELS * 8);
+        reader.limits(limits);
+        Ok(reader)
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| fail(e.to_string()))?;
+    if u64::from(w) * u64::from(h) > MAX_INIT_PIXELS {
+        return Err(fail(format!(
+            "{w}x{h} is {} pixels, more than the {MAX_INIT_PIXELS} an init image may have; \
+             scale it down first",
+            u64::from(w) * u64::from(h)
+        )));
+    }
+    let image = reader()?.decode().map_err(|e| fail(e.to_string()))?;
     Ok(image.to_rgb8())
 }
 
-/// `image` at exactly `width x height`: unchanged when it already is; otherwise scaled (Lanczos3)
-/// to cover the target with its aspect ratio kept, then cropped to it around the centre.
+/// `image` at exactly `width x height`: unchanged when it already is; otherwise the centred part
+/// of it with the target's aspect ratio is cut out (in the image's own pixels) and scaled
+/// (Lanczos3) to the target, so memory stays at the source plus the target whatever their shapes.
 pub fn fit(image: &RgbImage, width: usize, height: usize) -> RgbImage {
     let (w, h) = (width as u32, height as u32);
     if image.dimensions() == (w, h) {
         return image.clone();
     }
-    let (iw, ih) = (f64::from(image.width()), f64::from(image.height()));
-    let scale = (f64::from(w) / iw).max(f64::from(h) / ih);
-    let sw = ((iw * scale).round() as u32).max(w);
-    let sh = ((ih * scale).round() as u32).max(h);
-    let scaled = imageops::resize(image, sw, sh, FilterType::Lanczos3);
-    imageops::crop_imm(&scaled, (sw - w) / 2, (sh - h) / 2, w, h).to_image()
+    let (iw, ih) = image.dimensions();
+    // the scale that makes the image cover the target, source pixels -> target pixels
+    let scale = (f64::from(w) / f64::from(iw)).max(f64::from(h) / f64::from(ih));
+    let cw = ((f64::from(w) / scale).round() as u32).clamp(1, iw);
+    let ch = ((f64::from(h) / scale).round() as u32).clamp(1, ih);
+    let crop = imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
+    imageops::resize(&crop, w, h, FilterType::Lanczos3)
 }
 
 /// `[1, 3, H, W]` f32 in [-1, 1], as diffusers' image processor normalises (`x / 255 * 2 - 1`).
@@ -111,13 +139,23 @@ pub fn save(
     };
     let file = std::fs::File::create(path).map_err(|e| write_error(e.to_string()))?;
     let mut writer = std::io::BufWriter::new(file);
-    let exif = || metadata.map(|m| exif::user_comment_exif(&m.parameters));
+    // JPEG's EXIF segment holds 64 KB: a longer infotext is cut there (PNG and WebP keep it all)
+    let exif = |max: usize| {
+        metadata.map(|m| exif::user_comment_exif(&exif::fit_comment(&m.parameters, max)))
+    };
     match format {
         OutputFormat::Png => {
             metadata::write_png(image, &mut writer, metadata).map_err(|e| e.to_string())
         }
-        OutputFormat::Jpeg => encode(JpegEncoder::new(&mut writer), image, exif()),
-        OutputFormat::WebP => encode(WebPEncoder::new_lossless(&mut writer), image, exif()),
+        OutputFormat::Jpeg => {
+            let exif = exif(exif::JPEG_MAX_EXIF_BYTES);
+            encode(JpegEncoder::new(&mut writer), image, exif)
+        }
+        OutputFormat::WebP => encode(
+            WebPEncoder::new_lossless(&mut writer),
+            image,
+            exif(usize::MAX),
+        ),
     }
     // flushed here, not on drop, so that a full disk is an error and not a silent truncation
     .and_then(|()| writer.flush().map_err(|e| e.to_string()))
@@ -217,6 +255,107 @@ mod tests {
             save(&image, &path, None).expect("saves");
             assert_eq!(exif_of(&path), None, "{name} without metadata");
         }
+    }
+
+    /// A 40,000-character prompt: PNG and WebP keep the infotext whole; JPEG, whose EXIF segment
+    /// holds 64 KB, gets the prompt cut with `…` and the settings line whole, in a valid file.
+    #[test]
+    fn long_infotexts_fit_the_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]));
+        let settings = "Steps: 20, Sampler: Euler, Seed: 1";
+        let metadata = ImageMetadata {
+            parameters: format!(
+                "{}\nNegative prompt: bad\n{settings}",
+                "猫 girl, ".repeat(5000)
+            ),
+            json: "{}".into(),
+        };
+        for name in ["long.jpg", "long.webp", "long.png"] {
+            let path = dir.path().join(name);
+            save(&image, &path, Some(&metadata)).expect("saves");
+            let decoded = image::open(&path).expect("decodes");
+            assert_eq!((decoded.width(), decoded.height()), (8, 8));
+            let text = match name {
+                "long.png" => metadata::read_png_text(&path).expect("chunks")["parameters"].clone(),
+                _ => exif::read_user_comment(&exif_of(&path).expect("EXIF")).expect("comment"),
+            };
+            if name == "long.jpg" {
+                assert!(
+                    text.ends_with(&format!("…\n{settings}")),
+                    "{}",
+                    &text[text.len() - 80..]
+                );
+                assert!(text.encode_utf16().count() * 2 + 52 <= exif::JPEG_MAX_EXIF_BYTES);
+                assert!(metadata
+                    .parameters
+                    .starts_with(text.split('…').next().expect("head")));
+            } else {
+                assert_eq!(text, metadata.parameters, "{name}");
+            }
+        }
+    }
+
+    /// Fitting cuts the source first: a 1x8000 strip fitted to 1024x1024 scales one pixel, not an
+    /// 8-million-pixel-tall intermediate; the centre is kept.
+    #[test]
+    fn fit_crops_in_source_pixels_before_scaling() {
+        let strip = RgbImage::from_fn(1, 8000, |_, y| image::Rgb([(y / 32) as u8, 0, 0]));
+        let fitted = fit(&strip, 1024, 1024);
+        assert_eq!(fitted.dimensions(), (1024, 1024));
+        assert!(
+            fitted.pixels().all(|p| p[0] == 124 || p[0] == 125),
+            "the centre row"
+        );
+        // a wide image keeps its middle: left third red, middle green, right third blue
+        let wide = RgbImage::from_fn(300, 100, |x, _| match x / 100 {
+            0 => image::Rgb([255, 0, 0]),
+            1 => image::Rgb([0, 255, 0]),
+            _ => image::Rgb([0, 0, 255]),
+        });
+        let square = fit(&wide, 64, 64);
+        assert_eq!(square.get_pixel(32, 32).0, [0, 255, 0]);
+        assert_eq!(fit(&wide, 300, 100), wide, "same size: unchanged");
+    }
+
+    /// Only regular files are read, and an image claiming more pixels than the budget is refused
+    /// from its header, before any pixel is decoded.
+    #[test]
+    fn init_images_are_read_within_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = read(dir.path()).expect_err("a folder");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // a 60-byte PNG that claims 81 million pixels: its IHDR, an empty IDAT, IEND
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            [
+                &(data.len() as u32).to_be_bytes()[..],
+                kind,
+                data,
+                &crc.sum().to_be_bytes(),
+            ]
+            .concat()
+        };
+        let mut ihdr = [9000u32.to_be_bytes(), 9000u32.to_be_bytes()].concat();
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+        let huge = dir.path().join("huge.png");
+        let bytes = [
+            &b"\x89PNG\r\n\x1a\n"[..],
+            &chunk(b"IHDR", &ihdr),
+            &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0, 0, 0, 0, 1]),
+            &chunk(b"IEND", &[]),
+        ]
+        .concat();
+        std::fs::write(&huge, bytes).expect("write");
+        let err = read(&huge).expect_err("over the budget");
+        assert!(err.to_string().contains("9000x9000"), "{err}");
+        let fine = dir.path().join("fine.png");
+        RgbImage::from_pixel(4, 3, image::Rgb([1, 2, 3]))
+            .save(&fine)
+            .expect("save");
+        assert_eq!(read(&fine).expect("reads").dimensions(), (4, 3));
     }
 
     /// A write that fails when the buffer is flushed (a full disk) is an error, not a truncated

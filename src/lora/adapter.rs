@@ -61,7 +61,7 @@ impl AdapterSet {
         let mut report = BuildReport::default();
         for spec in specs {
             let file = LoraFile::open(&spec.path)?;
-            let (deltas, file_report) = plan_file(&file, spec, table)?;
+            let (deltas, file_report) = plan_file(&file, spec, table, dtype)?;
             planned.extend(deltas);
             report.files.push(file_report);
         }
@@ -84,10 +84,10 @@ impl AdapterSet {
     }
 
     /// Validates one LoRA against the model `table` describes (everything [`AdapterSet::build`]
-    /// checks) without uploading anything.
+    /// checks for a model computing in f16, the usual case) without uploading anything.
     pub fn check(spec: &LoraSpec, table: &LoraTable) -> Result<FileReport, LoraError> {
         let file = LoraFile::open(&spec.path)?;
-        plan_file(&file, spec, table).map(|(_, report)| report)
+        plan_file(&file, spec, table, FloatDType::F16).map(|(_, report)| report)
     }
 
     /// What `component`'s forward pass consults.
@@ -173,17 +173,32 @@ fn no_match_hint(file: &LoraFile) -> &'static str {
     }
 }
 
+/// The largest LoRA weight, either sign (A1111 sets none; 0.5 to 1 is usual, a few styles want 2).
+pub const MAX_LORA_WEIGHT: f32 = 10.0;
+
+/// A LoRA's weights are finite and within [`MAX_LORA_WEIGHT`]: checked before its file is read,
+/// and by callers that want to refuse a request before loading anything.
+pub fn check_weights(spec: &LoraSpec) -> Result<(), LoraError> {
+    for weight in [spec.unet_weight, spec.text_encoder_weight] {
+        if !weight.is_finite() || weight.abs() > MAX_LORA_WEIGHT {
+            return Err(LoraError::Weight {
+                path: spec.path.clone(),
+                weight,
+                max: MAX_LORA_WEIGHT,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn plan_file(
     file: &LoraFile,
     spec: &LoraSpec,
     table: &LoraTable,
+    dtype: FloatDType,
 ) -> Result<(Vec<(LayerId, HostDelta)>, FileReport), LoraError> {
     let path = file.path().to_path_buf();
-    for weight in [spec.unet_weight, spec.text_encoder_weight] {
-        if !weight.is_finite() {
-            return Err(LoraError::Weight { path, weight });
-        }
-    }
+    check_weights(spec)?;
     if file.modules.is_empty() {
         return Err(LoraError::Empty { path });
     }
@@ -199,7 +214,7 @@ fn plan_file(
             Component::Unet => spec.unet_weight,
             _ => spec.text_encoder_weight,
         };
-        let delta = plan_module(file, module, &target.weight_shape, weight)?;
+        let delta = plan_module(file, module, &target.weight_shape, weight, dtype)?;
         *matched.entry(target.layer.component).or_default() += 1;
         deltas.push((target.layer.clone(), delta));
     }
@@ -229,6 +244,7 @@ fn plan_module(
     module: &LoraModule,
     layer: &[usize],
     weight: f32,
+    dtype: FloatDType,
 ) -> Result<HostDelta, LoraError> {
     let shape_error = |reason: String| LoraError::Shape {
         path: file.path().to_path_buf(),
@@ -255,11 +271,26 @@ fn plan_module(
     };
     let scale = weight * alpha / rank as f32;
     let down = file.values(&module.down)?;
-    let up = file
+    let up: Vec<f32> = file
         .values(&module.up)?
         .into_iter()
         .map(|v| v * scale)
         .collect();
+    // what the compute dtype holds: a scaled value past it would be infinite on the device
+    let (name, max) = match dtype {
+        FloatDType::F16 => ("f16", f32::from(half::f16::MAX)),
+        _ => ("f32", f32::MAX),
+    };
+    let largest = down.iter().chain(&up).fold(0f32, |m, v| m.max(v.abs()));
+    if largest.is_nan() || largest > max {
+        return Err(LoraError::Overflow {
+            path: file.path().to_path_buf(),
+            module: module.name.clone(),
+            value: largest,
+            dtype: name,
+            max,
+        });
+    }
     Ok(HostDelta {
         down_shape,
         down,

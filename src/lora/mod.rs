@@ -9,7 +9,7 @@ mod file;
 mod keys;
 
 pub use crate::tokenizer::LoraSpec;
-pub use adapter::{AdapterSet, BuildReport, FileReport};
+pub use adapter::{check_weights, AdapterSet, BuildReport, FileReport, MAX_LORA_WEIGHT};
 pub use file::{LoraFile, LoraFormat, LoraModule, StoredTensor};
 pub use keys::{LayerId, LoraTable, Target};
 
@@ -43,6 +43,24 @@ pub enum LoraError {
         example: String,
         hint: &'static str,
     },
-    #[error("LoRA weight {weight} for {path}: must be a finite number")]
-    Weight { path: PathBuf, weight: f32 },
+    #[error(
+        "LoRA weight {weight} for {path}: must be a number from -{max} to {max} (0.5 to 1 is \
+         usual)"
+    )]
+    Weight {
+        path: PathBuf,
+        weight: f32,
+        max: f32,
+    },
+    #[error(
+        "LoRA {path}: module `{module}` times its scale reaches {value}, past what {dtype} holds \
+         ({max}); lower its weight or compute in f32"
+    )]
+    Overflow {
+        path: PathBuf,
+        module: String,
+        value: f32,
+        dtype: &'static str,
+        max: f32,
+    },
 }

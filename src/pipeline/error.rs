@@ -30,6 +30,10 @@ pub enum PipelineError {
     NoiseShape { got: Vec<usize>, want: [usize; 4] },
     #[error("--init-noise holds a non-finite value")]
     NoiseValues,
+    #[error(
+        "the {what} hold NaN or infinite values, so no image is written; likely cause: {cause}"
+    )]
+    NonFinite { what: &'static str, cause: String },
 }
 
 /// The crate's error: one typed error per subsystem.

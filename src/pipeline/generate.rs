@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
-use super::{Engine, Error, Event, InitImage, Request, RunStats};
+use super::{Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
+use crate::device::DeviceError;
 use crate::image_io;
 use crate::sampling::{noise, SamplingRun, TorchRng};
 use crate::text_encoder::{Conditioning, TextOptions};
-use crate::tokenizer::parse_prompt;
+use crate::tokenizer::{parse_prompt, PromptPart};
 use crate::vae::TilePlan;
 
 /// What a run produced, f32 on the device: everything `--dump` writes.
@@ -81,7 +82,9 @@ impl Engine {
             schedule.sigmas[first..].to_vec(),
         );
         let (x, noise_pred_step0) = run.denoise(&text, x)?;
+        run.ensure_finite(&x, "final latents")?;
         let (images, vae_plan) = run.decode(&x)?;
+        run.ensure_finite(&images, "decoded images")?;
         Ok(Generated {
             conditioning: text,
             add_time_ids: request.add_time_ids(),
@@ -117,6 +120,39 @@ impl Run<'_> {
             *peak = Some(peak.map_or(bytes, |p| p.max(bytes)));
         }
         Ok(())
+    }
+
+    /// An error naming the likely cause when `t` holds NaN or infinite values (one value read
+    /// back, after the loop).
+    fn ensure_finite(&self, t: &Tensor<4>, what: &'static str) -> Result<(), Error> {
+        let finite = t
+            .clone()
+            .is_finite()
+            .all()
+            .try_into_scalar::<bool>()
+            .map_err(|e| DeviceError::Execution(format!("{e:?}")))?;
+        if finite {
+            return Ok(());
+        }
+        let weighted = [&self.request.prompt, &self.request.negative]
+            .iter()
+            .flat_map(|p| parse_prompt(p).parts)
+            .any(|part| matches!(part, PromptPart::Text { weight, .. } if weight != 1.0));
+        let mut causes = Vec::new();
+        if weighted {
+            causes.push("a prompt weight (lower it)");
+        }
+        if !self.engine.adapters().is_empty() {
+            causes.push("a LoRA (lower its weight, or run without it)");
+        }
+        causes.push(
+            "the checkpoint (try --precision f32; `inspect --scan` lists tensors holding NaN/Inf)",
+        );
+        Err(PipelineError::NonFinite {
+            what,
+            cause: causes.join(", or "),
+        }
+        .into())
     }
 
     /// Both prompts' conditioning, with the text encoders' LoRA deltas.

@@ -14,7 +14,7 @@ pub use events::{Event, RunStats};
 pub use generate::Generated;
 pub use request::{
     check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
-    MAX_SIDE,
+    MAX_LATENT_SHAPE, MAX_SIDE,
 };
 
 use burn::tensor::FloatDType;

@@ -16,8 +16,10 @@ pub const MAX_BATCH: usize = 64;
 /// Latent channels of SDXL's UNet and VAE: the only UNet input a checkpoint may have to be
 /// accepted as SDXL base-type (see `checkpoint/detect.rs`).
 pub const LATENT_CHANNELS: usize = 4;
+/// The largest latents a request (or `decode`) handles: `[batch, 4, height/8, width/8]`.
+pub const MAX_LATENT_SHAPE: [usize; 4] = [MAX_BATCH, LATENT_CHANNELS, MAX_SIDE / 8, MAX_SIDE / 8];
 
-/// One request: `batch` images of the same prompt, image i with seed `seed + i`.
+/// One request: `batch` images of the same prompt, image i with seed `seed + i` (wrapping).
 #[derive(Clone, Debug)]
 pub struct Request {
     pub prompt: String,

@@ -73,7 +73,10 @@ mod tests {
         let long = "a".repeat(MAX_PROMPT_BYTES + 1);
         assert!(matches!(
             check_prompts(&long, ""),
-            Err(TextError::PromptTooLong { which: "prompt", .. })
+            Err(TextError::PromptTooLong {
+                which: "prompt",
+                ..
+            })
         ));
         assert!(matches!(
             check_prompts("x", &long),

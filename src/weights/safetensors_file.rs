@@ -6,7 +6,6 @@
 //! Only the header is read; tensor bytes are paged in from the map when a tensor is loaded.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use memmap2::Mmap;
 use serde::Deserialize;
 
 use super::{Dtype, WeightError};
+use crate::files;
 
 /// One tensor as the header describes it; offsets are relative to the data section.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,7 +214,7 @@ impl SafetensorsFile {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(|e| match e.kind() {
+        let file = files::open_regular(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => WeightError::NotFound {
                 path: path.to_path_buf(),
             },
