@@ -669,6 +669,68 @@ mod tests {
         assert!(args(vec![]).loras("<lora:style:0.8>").is_ok());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Random jobs files: every line ends in a job or that line's error, and every job
+        /// resolves or fails, without a panic.
+        #[test]
+        fn jobs_files_are_total(lines in proptest::collection::vec(job_line(), 0..8)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("jobs.jsonl");
+            std::fs::write(&path, lines.join("\n")).expect("write");
+            for (_, job) in read_jobs(&path).expect("opens") {
+                if let Ok(job) = job {
+                    let _ = job.resolve(&dir.path().join("out.png"));
+                }
+            }
+        }
+    }
+
+    /// A jobs line: JSON objects with the request's fields at random values, or noise.
+    fn job_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            Just("null".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            "\"[a-z_ .:()<>0-9-]{0,12}\"",
+            Just("[\"a.safetensors:2\"]".to_string()),
+        ];
+        let field = prop_oneof![
+            Just("prompt"),
+            Just("negative"),
+            Just("width"),
+            Just("height"),
+            Just("steps"),
+            Just("cfg"),
+            Just("seed"),
+            Just("sampler"),
+            Just("schedule"),
+            Just("batch"),
+            Just("strength"),
+            Just("init_image"),
+            Just("policy"),
+            Just("preset"),
+            Just("lora"),
+            Just("clip_skip"),
+            Just("vae_tiling"),
+            Just("model"),
+        ];
+        let object = proptest::collection::vec((field, value), 0..6).prop_map(|fields| {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("\"{k}\": {v}"))
+                .collect();
+            format!("{{{}}}", body.join(", "))
+        });
+        prop_oneof![object, ".{0,40}"]
+    }
+
     /// Jobs are read a line at a time: an over-long or non-UTF-8 line is that line's error and
     /// the lines after it are read as usual.
     #[test]
