@@ -156,4 +156,27 @@ mod tests {
         std::fs::write(cache_dir.join("model-hashes.json"), planted).expect("write");
         assert_eq!(hash(&path).expect("cached"), "0123456789");
     }
+
+    /// A corrupt cache, a huge one (a sparse file: nothing of it is read) or a folder in its
+    /// place counts as empty: the hash is computed, and the cache rewritten where it can be.
+    #[test]
+    fn a_bad_cache_costs_a_rehash_not_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir(&cache_dir).expect("mkdir");
+        let cache = cache_dir.join("model-hashes.json");
+        let path = dir.path().join("model.safetensors");
+        std::fs::write(&path, b"hello").expect("write");
+        let hash = || short_sha256(&path, Hashed::WholeFile, Some(&cache_dir));
+        std::fs::write(&cache, b"{ not json").expect("write");
+        assert_eq!(hash().expect("hash"), "2cf24dba5f");
+        let huge = std::fs::File::create(&cache).expect("create");
+        huge.set_len(MAX_CACHE_BYTES + 1).expect("sparse");
+        drop(huge);
+        assert_eq!(hash().expect("hash"), "2cf24dba5f");
+        assert!(std::fs::metadata(&cache).expect("rewritten").len() < 1000);
+        std::fs::remove_file(&cache).expect("rm");
+        std::fs::create_dir(&cache).expect("a folder where the cache goes");
+        assert_eq!(hash().expect("hash"), "2cf24dba5f");
+    }
 }

@@ -555,3 +555,68 @@ fn jobs_swap_lora_sets() {
         "{parameters}"
     );
 }
+
+/// One hostile line per class of untrusted input in a jobs file: each is refused with its line
+/// number and cause before the model is touched (the model path does not exist, so reaching it
+/// would say so), and the run ends with "no job to run", status 2.
+#[test]
+fn hostile_jobs_are_refused_line_by_line_before_the_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = dir.path().join("hostile.jsonl");
+    let fifo = dir.path().join("fifo.png");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let loras = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
+    let job = |value: serde_json::Value| value.to_string();
+    let mut lines = vec![
+        job(serde_json::json!({"prompt": "x", "width": 0})),
+        job(serde_json::json!({"prompt": "x", "steps": 0, "policy": "anime"})),
+        job(serde_json::json!({"prompt": "x <lora:../secret:1>"})),
+        job(serde_json::json!({"prompt": "x".repeat(70_000)})),
+        job(serde_json::json!({"prompt": vec!["cat"; 33].join(" BREAK ")})),
+        job(serde_json::json!({"prompt": "(cat:11)"})),
+        job(serde_json::json!({"prompt": "x <lora:style_kohya:12>"})),
+        job(serde_json::json!({"prompt": "x", "init_image": fifo})),
+        job(serde_json::json!({"prompt": "x", "dump": jobs})),
+    ];
+    lines.push(format!("{{\"prompt\": \"{}\"}}", "a".repeat(300_000)));
+    let mut bytes = lines.join("\n").into_bytes();
+    bytes.extend_from_slice(b"\n\xff\xfe{}");
+    std::fs::write(&jobs, bytes).expect("jobs file");
+    let (code, _, err) = run(&[
+        "generate",
+        "--model",
+        "/nonexistent.safetensors",
+        "--jobs",
+        path(&jobs),
+        "--lora-dir",
+        loras,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let expected = [
+        (1, "--width 0"),
+        (2, "--steps 0"),
+        (3, "a file name inside --lora-dir"),
+        (4, "bytes; at most 65536 are read"),
+        (5, "33 chunks"),
+        (6, "outside the -10..10"),
+        (7, "-10 to 10"),
+        (8, "not a regular file"),
+        (9, "would replace the input"),
+        (10, "longer than 262144 bytes"),
+        (11, "not UTF-8"),
+    ];
+    for (line, message) in expected {
+        let at = format!("hostile.jsonl line {line}: ");
+        let reported = err.lines().find(|l| l.contains(&at));
+        assert!(
+            reported.is_some_and(|l| l.contains(message)),
+            "line {line}: {message}\n{err}"
+        );
+    }
+    assert!(err.contains("no job to run"), "{err}");
+    assert!(!err.contains("/nonexistent.safetensors"), "{err}");
+}

@@ -12,8 +12,8 @@ pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
 /// The most 75-token chunks a prompt may fill (2,464 context tokens).
 pub const MAX_CHUNKS: usize = 32;
 /// The largest prompt weight, either sign: `(word:1.5)` is common, and each level of
-/// `(brackets)` multiplies by 1.1, so 25 levels reach it. Beyond it the weighted context
-/// overflows f16 in the UNet's cross-attention.
+/// `(brackets)` multiplies by 1.1, so 24 levels stay within it and 25 pass it. Larger weights
+/// only wreck the image, and push the weighted context toward f16's range in the UNet.
 pub const MAX_PROMPT_WEIGHT: f32 = 10.0;
 
 /// Checks a prompt pair without a model: each prompt's size, then its weights and chunk count.

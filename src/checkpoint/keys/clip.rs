@@ -81,15 +81,16 @@ pub fn detect(
     let keys = spelling.keys();
     let vocab_size = probe.dim(keys.token_embedding, 0)?;
     let width = probe.dim(keys.token_embedding, 1)?;
-    let layers = probe.count(|l| {
+    let norm = |l: usize| {
         format!(
             "{}.{}.weight",
             spelling.layer(l),
             spelling.leaf("layer_norm1")
         )
-    });
+    };
+    let layers = probe.count(norm);
     if layers == 0 {
-        return Err("no transformer layers found".into());
+        probe.dim(&norm(0), 0)?; // names the missing first layer
     }
     let fc1 = format!("{}.{}.weight", spelling.layer(0), spelling.leaf("mlp.fc1"));
     let projection = match (spelling, probe.has(keys.text_projection)) {

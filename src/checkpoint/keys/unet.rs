@@ -148,6 +148,9 @@ pub fn detect(
     };
 
     let levels = probe.count(|i| conv1(sp.down_resnet(i, 0)));
+    if levels == 0 {
+        probe.dim(&conv1(sp.down_resnet(0, 0)), 0)?; // names the missing first resnet
+    }
     let block_out_channels = (0..levels)
         .map(|i| probe.dim(&conv1(sp.down_resnet(i, 0)), 0))
         .collect::<Result<Vec<_>, _>>()?;

@@ -133,7 +133,7 @@ pub fn detect(probe: &Probe, spelling: VaeSpelling) -> Result<VaeConfig, String>
     let conv1 = |block: String| format!("{block}.{}.weight", spelling.resnet_leaf("conv1"));
     let levels = probe.count(|i| conv1(spelling.encoder_resnet(i, 0)));
     if levels == 0 {
-        return Err("no encoder resnets found".into());
+        probe.dim(&conv1(spelling.encoder_resnet(0, 0)), 0)?; // names the missing first resnet
     }
     Ok(VaeConfig {
         in_channels: probe.dim("encoder.conv_in.weight", 1)?,
