@@ -265,12 +265,7 @@ fn a_closed_stdout_is_not_a_panic() {
 #[test]
 fn hostile_paths_and_sizes_are_refused_up_front() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("model.safetensors");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo (coreutils)");
-    assert!(made.success());
+    let fifo = common::fifo(dir.path(), "model.safetensors");
     let fifo = fifo.to_str().expect("utf-8");
     let (code, _, err) = run(&["inspect", fifo]);
     assert_eq!(code, 2, "{err}");

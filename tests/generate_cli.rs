@@ -563,12 +563,7 @@ fn jobs_swap_lora_sets() {
 fn hostile_jobs_are_refused_line_by_line_before_the_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let jobs = dir.path().join("hostile.jsonl");
-    let fifo = dir.path().join("fifo.png");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo (coreutils)");
-    assert!(made.success());
+    let fifo = common::fifo(dir.path(), "fifo.png");
     let loras = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
     let job = |value: serde_json::Value| value.to_string();
     let mut lines = vec![

@@ -116,3 +116,15 @@ pub fn max_pixel_difference(png: &image::RgbImage, want: &[f32]) -> i32 {
     }
     worst
 }
+
+/// A FIFO named `name` in `dir` (coreutils' `mkfifo`): a path that blocks whoever opens it for
+/// reading until a writer comes.
+pub fn fifo(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success(), "mkfifo {}", path.display());
+    path
+}
