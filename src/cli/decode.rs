@@ -2,9 +2,9 @@
 //! with the checkpoint's VAE (loaded alone), tiled where the adapter needs it. For latents saved
 //! by another tool or backend (diffusers' latents, `--dump`'s `final_latents`).
 
-use super::say;
 use std::path::PathBuf;
 
+use super::say;
 use super::{gpu, tensor_file};
 use std::time::Instant;
 

@@ -1,8 +1,8 @@
 //! `sdxl-wgpu devices`: the adapters wgpu sees, and which one `--backend` would use.
 
-use super::say;
 use clap::Args;
 
+use super::say;
 use super::values::spelled;
 use sdxl_wgpu::device::{self, Backend};
 

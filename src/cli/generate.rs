@@ -3,7 +3,6 @@
 //! without reloading the model). Images carry A1111 metadata; `--dump` writes the run's
 //! intermediate tensors.
 
-use super::say;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +10,7 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 
+use super::say;
 use super::values::spelled;
 
 use super::gpu;

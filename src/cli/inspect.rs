@@ -1,7 +1,6 @@
 //! `sdxl-wgpu inspect PATH`: what a checkpoint is (LoRA files: see `inspect_lora.rs`), from its headers alone (well under a second
 //! on a 7 GB file); `--scan` reads every tensor for NaN/Inf, `--load` uploads it to the GPU.
 
-use super::say;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
+use super::say;
 use super::values::spelled;
 use serde::Serialize;
 

@@ -2,12 +2,12 @@
 //! alpha per module group, dtypes, training metadata) and, with a model, whether every module
 //! finds its layer with the right shapes — the verdict a user needs before generating.
 
-use super::say;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::say;
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::lora::{AdapterSet, FileReport, LoraFile, LoraFormat, LoraSpec, LoraTable};
 

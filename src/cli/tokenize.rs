@@ -1,10 +1,10 @@
 //! `sdxl-wgpu tokenize PROMPT`: how the engine reads a prompt, without a model or a GPU: the
 //! weighted parts, the LoRA tags, and the 75-token chunks with each token and its weight.
 
-use super::say;
 use clap::Args;
 use serde::Serialize;
 
+use super::say;
 use sdxl_wgpu::text_encoder::{TextError, MAX_PROMPT_BYTES};
 use sdxl_wgpu::tokenizer::{chunk_prompt, parse_prompt, ClipTokenizer, Flavor, PromptPart};
 
