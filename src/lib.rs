@@ -20,11 +20,13 @@
 //!   [`model_hash`] gives A1111's model and LoRA hashes.
 //! - [`pipeline`] holds the [`pipeline::Engine`] (device + models + adapters) and txt2img /
 //!   img2img, and the crate's [`Error`].
+//! - [`infotext`]: the A1111 text a generated image carries, the same from the CLI and a server.
 
 pub mod checkpoint;
 pub mod device;
 pub mod files;
 pub mod image_io;
+pub mod infotext;
 pub mod lora;
 pub mod model_hash;
 pub mod nn;

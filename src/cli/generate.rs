@@ -20,11 +20,10 @@ use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::files;
-use sdxl_wgpu::image_io::{self, metadata::Infotext, ImageMetadata};
-use sdxl_wgpu::model_hash;
+use sdxl_wgpu::image_io::{self, ImageMetadata};
+use sdxl_wgpu::infotext::{self, ModelInfo};
 use sdxl_wgpu::pipeline::{Engine, Generated};
 use sdxl_wgpu::sampling::Prediction;
-use sdxl_wgpu::tokenizer::parse_prompt;
 use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
@@ -71,7 +70,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("no job to run");
     }
     let mut engine = load_engine(&args)?;
-    let model = ModelInfo::of(&args.model);
+    let model = model_info(&args.model);
     let mut progress = Progress::new(args.quiet);
     // each job resolved again just before it runs
     jobs.each(|index, label, job| {
@@ -248,42 +247,16 @@ fn line_output(base: &Path, line: usize) -> PathBuf {
     base.with_file_name(format!("{stem}-{line}.{ext}"))
 }
 
-/// The model as the metadata names it.
-struct ModelInfo {
-    path: PathBuf,
-    name: String,
-    /// A1111's short hash (files only; a diffusers folder has none).
-    hash: Option<String>,
-}
-
-impl ModelInfo {
-    fn of(path: &Path) -> Self {
-        let hash = if path.is_file() {
-            if std::fs::metadata(path).is_ok_and(|m| m.len() > 1 << 30) {
-                eprintln!(
-                    "model hash for the image metadata (the first time reads the whole file)..."
-                );
-            }
-            match model_hash::model_hash(path) {
-                Ok(hash) => Some(hash),
-                Err(e) => {
-                    eprintln!("warning: {}: cannot hash the model: {e}", path.display());
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        ModelInfo {
-            path: path.to_path_buf(),
-            name: path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            hash,
-        }
+/// Names and hashes the model for the metadata, saying so when the first hash reads a big file.
+fn model_info(path: &Path) -> ModelInfo {
+    if path.is_file() && std::fs::metadata(path).is_ok_and(|m| m.len() > 1 << 30) {
+        eprintln!("model hash for the image metadata (the first time reads the whole file)...");
     }
+    let (info, error) = ModelInfo::of(path);
+    if let Some(e) = error {
+        eprintln!("warning: {}: cannot hash the model: {e}", path.display());
+    }
+    info
 }
 
 /// The images (with metadata) and the dump of one run.
@@ -302,61 +275,8 @@ fn write_outputs(job: &Job, out: &Generated, model: &ModelInfo) -> anyhow::Resul
 
 /// The PNG text of image `seed` of `job`.
 fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMetadata> {
-    let r = &job.request;
-    let mut fields: Vec<(String, String)> = vec![
-        ("Steps".into(), r.steps.to_string()),
-        ("Sampler".into(), r.sampler.a1111_name().into()),
-        ("Schedule type".into(), r.schedule.a1111_name().into()),
-        ("CFG scale".into(), r.cfg.to_string()),
-        ("Seed".into(), seed.to_string()),
-        ("Size".into(), format!("{}x{}", r.width, r.height)),
-    ];
-    if let Some(hash) = &model.hash {
-        fields.push(("Model hash".into(), hash.clone()));
-    }
-    fields.push(("Model".into(), model.name.clone()));
-    if let Some(init) = &r.init {
-        fields.push(("Denoising strength".into(), init.strength.to_string()));
-    }
-    if r.clip_skip > 0 {
-        // A1111 counts the default (penultimate) layer as 1
-        fields.push(("Clip skip".into(), (r.clip_skip + 1).to_string()));
-    }
-    if !job.corrections.is_empty() {
-        let text: Vec<String> = job.corrections.iter().map(|c| c.to_string()).collect();
-        fields.push(("Quality policy".into(), text.join(", ")));
-    }
-    let version = format!("sdxl-wgpu {}", env!("CARGO_PKG_VERSION"));
-    fields.push(("Version".into(), version.clone()));
-    // LoRAs given by flag appear as A1111 tags (their weights), every LoRA in `Lora hashes`
-    let mut prompt = r.prompt.clone();
-    let tagged: Vec<String> = parse_prompt(&r.prompt)
-        .loras
-        .into_iter()
-        .map(|l| l.path.to_string_lossy().into_owned())
-        .collect();
-    let mut hashes = Vec::new();
-    for lora in &job.loras {
-        let name = lora.name();
-        if !tagged.contains(&name) {
-            let (te, unet) = (lora.text_encoder_weight, lora.unet_weight);
-            if te == unet {
-                prompt.push_str(&format!(" <lora:{name}:{unet}>"));
-            } else {
-                prompt.push_str(&format!(" <lora:{name}:{te}:{unet}>"));
-            }
-        }
-        hashes.push(format!("{name}: {}", model_hash::lora_hash(&lora.path)?));
-    }
-    if !hashes.is_empty() {
-        let at = fields.len() - 1; // before Version
-        fields.insert(at, ("Lora hashes".into(), hashes.join(", ")));
-    }
-    let parameters = image_io::parameters(&Infotext {
-        prompt,
-        negative: r.negative.clone(),
-        fields,
-    });
+    let text = infotext::infotext(&job.request, &job.loras, &job.corrections, model, seed)?;
+    let parameters = image_io::parameters(&text);
     let mut json = serde_json::to_value(JobArgs {
         seed: Some(seed),
         ..job.record.clone()
@@ -368,7 +288,7 @@ fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMeta
             "quality_policy".into(),
             serde_json::to_value(&job.corrections)?,
         );
-        object.insert("version".into(), version.into());
+        object.insert("version".into(), infotext::version().into());
     }
     Ok(ImageMetadata {
         parameters,

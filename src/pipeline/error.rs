@@ -34,6 +34,8 @@ pub enum PipelineError {
         "the {what} hold NaN or infinite values, so no image is written; likely cause: {cause}"
     )]
     NonFinite { what: &'static str, cause: String },
+    #[error("cancelled after {done} of {total} steps")]
+    Cancelled { done: usize, total: usize },
 }
 
 /// The crate's error: one typed error per subsystem.

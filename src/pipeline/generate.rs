@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
-use super::{Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
+use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
 use crate::device::DeviceError;
 use crate::image_io;
@@ -49,12 +49,26 @@ impl Engine {
         request: &Request,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Generated, Error> {
-        let generated = self.run(request, on_event);
+        self.generate_with(
+            request,
+            Controls {
+                cancel: None,
+                on_event,
+                preview: None,
+            },
+        )
+    }
+
+    /// [`Engine::generate`] with a stop signal, checked before each stage and each step (a
+    /// cancelled run stops within one step with [`PipelineError::Cancelled`] and releases its
+    /// memory like any other), and an optional live preview.
+    pub fn generate_with(&self, request: &Request, controls: Controls) -> Result<Generated, Error> {
+        let generated = self.run(request, controls);
         self.gpu.device.memory_cleanup();
         generated
     }
 
-    fn run(&self, request: &Request, on_event: &mut dyn FnMut(Event)) -> Result<Generated, Error> {
+    fn run(&self, request: &Request, controls: Controls) -> Result<Generated, Error> {
         request.check()?;
         let sampling = SamplingRun::new(
             request.sampler,
@@ -71,9 +85,15 @@ impl Engine {
                 .collect(),
             sampling,
             stats: RunStats::default(),
-            on_event,
+            controls,
         };
+        let total = match &request.init {
+            Some(init) => SamplingRun::img2img_steps(request.steps, init.strength),
+            None => request.steps,
+        };
+        run.check_cancel(0, total)?;
         let text = run.encode()?; // [negative, positive]
+        run.check_cancel(0, total)?;
         let x = run.initial_latents()?;
         let first = run.sampling.steps_done();
         let schedule = run.sampling.schedule();
@@ -83,6 +103,7 @@ impl Engine {
         );
         let (x, noise_pred_step0) = run.denoise(&text, x)?;
         run.ensure_finite(&x, "final latents")?;
+        run.check_cancel(run.stats.steps, run.stats.steps)?;
         let (images, vae_plan) = run.decode(&x)?;
         run.ensure_finite(&images, "decoded images")?;
         Ok(Generated {
@@ -101,16 +122,16 @@ impl Engine {
 
 /// One run as it moves through its stages: the request, the sampler's state, one CPU
 /// generator per image, and the figures gathered at each stage's end.
-struct Run<'a> {
+struct Run<'a, 'c> {
     engine: &'a Engine,
     request: &'a Request,
     sampling: SamplingRun,
     rngs: Vec<TorchRng>,
     stats: RunStats,
-    on_event: &'a mut dyn FnMut(Event),
+    controls: Controls<'c>,
 }
 
-impl Run<'_> {
+impl Run<'_, '_> {
     /// A stage's end: waits for the device (surfacing its failure) and samples its memory.
     fn boundary(&mut self) -> Result<(), Error> {
         let gpu = &self.engine.gpu;
@@ -118,6 +139,14 @@ impl Run<'_> {
         if let Some(bytes) = gpu.reserved_bytes() {
             let peak = &mut self.stats.peak_reserved_bytes;
             *peak = Some(peak.map_or(bytes, |p| p.max(bytes)));
+        }
+        Ok(())
+    }
+
+    /// [`PipelineError::Cancelled`] once the caller has asked the run to stop.
+    fn check_cancel(&self, done: usize, total: usize) -> Result<(), Error> {
+        if self.controls.cancelled() {
+            return Err(PipelineError::Cancelled { done, total }.into());
         }
         Ok(())
     }
@@ -170,7 +199,7 @@ impl Run<'_> {
         )?;
         self.boundary()?;
         self.stats.encode = clock.elapsed();
-        (self.on_event)(Event::Encoded {
+        (self.controls.on_event)(Event::Encoded {
             elapsed: self.stats.encode,
         });
         Ok(text)
@@ -213,7 +242,7 @@ impl Run<'_> {
         let noised = self.sampling.add_noise(x0, noise);
         self.boundary()?;
         self.stats.image_encode = clock.elapsed();
-        (self.on_event)(Event::ImageEncoded {
+        (self.controls.on_event)(Event::ImageEncoded {
             elapsed: self.stats.image_encode,
         });
         Ok(noised)
@@ -241,9 +270,10 @@ impl Run<'_> {
         ); // [2B, 1280]
         let total = self.sampling.steps_left();
         let clock = Instant::now();
-        (self.on_event)(Event::Step { done: 0, total });
+        (self.controls.on_event)(Event::Step { done: 0, total });
         let mut noise_pred_step0 = None;
         for done in 1..=total {
+            self.check_cancel(done - 1, total)?;
             let input = self.sampling.model_input(&x);
             let t = self.sampling.timestep();
             let both = Tensor::cat(vec![input.clone(), input], 0); // [2B, 4, h/8, w/8]
@@ -262,9 +292,16 @@ impl Run<'_> {
             if noise_pred_step0.is_none() {
                 noise_pred_step0 = Some(guided.clone());
             }
+            let preview = self
+                .controls
+                .previews(done, total)
+                .then(|| self.sampling.predicted_x0(&guided, &x));
             x = self.sampling.step(guided, x, &mut self.rngs);
             self.boundary()?;
-            (self.on_event)(Event::Step { done, total });
+            (self.controls.on_event)(Event::Step { done, total });
+            if let (Some(x0), Some(p)) = (preview, self.controls.preview.as_mut()) {
+                (p.show)(done, x0);
+            }
         }
         self.stats.denoise = clock.elapsed();
         self.stats.steps = total;
@@ -277,7 +314,7 @@ impl Run<'_> {
     fn decode(&mut self, x: &Tensor<4>) -> Result<(Tensor<4>, Option<TilePlan>), Error> {
         let (engine, request) = (self.engine, self.request);
         let b = request.batch;
-        (self.on_event)(Event::Decoding { images: b });
+        (self.controls.on_event)(Event::Decoding { images: b });
         let clock = Instant::now();
         let vae_cfg = &engine.checkpoint.config.vae;
         let mut images = Vec::with_capacity(b);

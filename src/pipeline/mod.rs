@@ -4,11 +4,13 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py>)
 //! with the noise of seeded CPU generators.
 
+mod controls;
 mod error;
 mod events;
 mod generate;
 mod request;
 
+pub use controls::{Cancel, Controls, Preview};
 pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;

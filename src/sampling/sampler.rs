@@ -139,6 +139,32 @@ impl SamplingRun {
         next_x
     }
 
+    /// The clean latents the (guided) prediction `output` at latents `x` points to at the
+    /// current step, before [`SamplingRun::step`]: what a live preview shows.
+    pub fn predicted_x0(&self, output: &Tensor<4>, x: &Tensor<4>) -> Tensor<4> {
+        let i = self.step;
+        let sigma = f64::from(self.schedule.sigmas[i]);
+        match self.sampler {
+            Sampler::Euler | Sampler::EulerAncestral => self.euler_x0(output, x, sigma),
+            Sampler::DpmPp2m => {
+                let alpha = 1.0 / (sigma * sigma + 1.0).sqrt();
+                match self.prediction {
+                    Prediction::Epsilon => (x.clone() - output.clone() * (sigma * alpha)) / alpha,
+                    Prediction::V => x.clone() * alpha - output.clone() * (sigma * alpha),
+                }
+            }
+            Sampler::Ddim => {
+                let t = self.schedule.timesteps[i] as usize;
+                let alpha = f64::from(self.alphas_cumprod[t]);
+                let (a, b) = (alpha.sqrt(), (1.0 - alpha).sqrt());
+                match self.prediction {
+                    Prediction::Epsilon => (x.clone() - output.clone() * b) / a,
+                    Prediction::V => x.clone() * a - output.clone() * b,
+                }
+            }
+        }
+    }
+
     /// Euler's predicted clean latents.
     fn euler_x0(&self, output: &Tensor<4>, x: &Tensor<4>, sigma: f64) -> Tensor<4> {
         match self.prediction {

@@ -1,0 +1,126 @@
+//! The A1111 infotext of a generated image (the `parameters` text A1111 writes into a PNG and
+//! reads back): the request's settings in A1111's field order, the model and its hash, the
+//! quality policy's corrections, and the LoRAs with their hashes. The CLI and the server write
+//! the same text for the same run.
+//! Field order as A1111's `create_infotext`
+//! (<https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/v1.10.1/modules/processing.py>).
+
+use std::path::{Path, PathBuf};
+
+use crate::image_io::metadata::Infotext;
+use crate::lora::LoraSpec;
+use crate::model_hash;
+use crate::pipeline::Request;
+use crate::policy::Correction;
+use crate::tokenizer::parse_prompt;
+
+/// The model as image metadata names it.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    /// The file's (or folder's) name without extension.
+    pub name: String,
+    /// A1111's short hash (files only; a diffusers folder has none).
+    pub hash: Option<String>,
+}
+
+impl ModelInfo {
+    /// Names and hashes the model at `path` (cached; the first hash of a file reads it whole).
+    /// A file that cannot be hashed gets no hash, and the error says why.
+    pub fn of(path: &Path) -> (Self, Option<std::io::Error>) {
+        let (hash, error) = if path.is_file() {
+            match model_hash::model_hash(path) {
+                Ok(hash) => (Some(hash), None),
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            (None, None)
+        };
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let info = ModelInfo {
+            path: path.to_path_buf(),
+            name,
+            hash,
+        };
+        (info, error)
+    }
+}
+
+/// The version every infotext ends with.
+pub fn version() -> String {
+    format!("sdxl-wgpu {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The infotext of image `seed` of `request`, run with `loras` after the policy made
+/// `corrections`. LoRAs not named by a prompt tag are added to the prompt as A1111 tags, so
+/// pasting the text back reproduces the run; every LoRA's hash is listed.
+pub fn infotext(
+    request: &Request,
+    loras: &[LoraSpec],
+    corrections: &[Correction],
+    model: &ModelInfo,
+    seed: u64,
+) -> std::io::Result<Infotext> {
+    let r = request;
+    let mut fields: Vec<(String, String)> = vec![
+        ("Steps".into(), r.steps.to_string()),
+        ("Sampler".into(), r.sampler.a1111_name().into()),
+        ("Schedule type".into(), r.schedule.a1111_name().into()),
+        ("CFG scale".into(), r.cfg.to_string()),
+        ("Seed".into(), seed.to_string()),
+        ("Size".into(), format!("{}x{}", r.width, r.height)),
+    ];
+    if let Some(hash) = &model.hash {
+        fields.push(("Model hash".into(), hash.clone()));
+    }
+    fields.push(("Model".into(), model.name.clone()));
+    if let Some(init) = &r.init {
+        fields.push(("Denoising strength".into(), init.strength.to_string()));
+    }
+    if r.clip_skip > 0 {
+        // A1111 counts the default (penultimate) layer as 1
+        fields.push(("Clip skip".into(), (r.clip_skip + 1).to_string()));
+    }
+    if !corrections.is_empty() {
+        let text: Vec<String> = corrections.iter().map(|c| c.to_string()).collect();
+        fields.push(("Quality policy".into(), text.join(", ")));
+    }
+    let (prompt, hashes) = lora_fields(&r.prompt, loras)?;
+    if !hashes.is_empty() {
+        fields.push(("Lora hashes".into(), hashes.join(", ")));
+    }
+    fields.push(("Version".into(), version()));
+    Ok(Infotext {
+        prompt,
+        negative: r.negative.clone(),
+        fields,
+    })
+}
+
+/// The prompt with a tag for each LoRA it does not name, and `name: hash` of every LoRA.
+fn lora_fields(prompt: &str, loras: &[LoraSpec]) -> std::io::Result<(String, Vec<String>)> {
+    let mut prompt = prompt.to_string();
+    let tagged: Vec<String> = parse_prompt(&prompt)
+        .loras
+        .into_iter()
+        .map(|l| l.path.to_string_lossy().into_owned())
+        .collect();
+    let mut hashes = Vec::new();
+    for lora in loras {
+        let name = lora.name();
+        if !tagged.contains(&name) {
+            let (te, unet) = (lora.text_encoder_weight, lora.unet_weight);
+            if te == unet {
+                prompt.push_str(&format!(" <lora:{name}:{unet}>"));
+            } else {
+                prompt.push_str(&format!(" <lora:{name}:{te}:{unet}>"));
+            }
+        }
+        hashes.push(format!("{name}: {}", model_hash::lora_hash(&lora.path)?));
+    }
+    Ok((prompt, hashes))
+}
