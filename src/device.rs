@@ -126,7 +126,7 @@ impl AdapterInfo {
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!("{} ({}, {})", self.name, self.api, self.device_type)
     }
 }

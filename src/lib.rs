@@ -21,6 +21,7 @@
 //! - [`pipeline`] holds the [`pipeline::Engine`] (device + models + adapters) and txt2img /
 //!   img2img, and the crate's [`Error`].
 //! - [`infotext`]: the A1111 text a generated image carries, the same from the CLI and a server.
+//! - `server` (feature `server`): the HTTP server of `sdxl-wgpu serve` (A1111's API, a jobs API).
 
 pub mod checkpoint;
 pub mod device;
@@ -33,6 +34,8 @@ pub mod nn;
 pub mod pipeline;
 pub mod policy;
 pub mod sampling;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod spelling;
 pub mod text_encoder;
 pub mod tokenizer;

@@ -53,22 +53,8 @@ fn short_sha256(path: &Path, what: Hashed, cache: Option<&Path>) -> std::io::Res
 }
 
 fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::io::Result<String> {
-    let meta = std::fs::metadata(path)?;
-    let canonical = std::fs::canonicalize(path)?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let kind = match what {
-        Hashed::WholeFile => "",
-        Hashed::SafetensorsData => "data|",
-    };
-    let key = format!("{kind}{}|{}|{modified}", canonical.display(), meta.len());
-    let mut cache: BTreeMap<String, String> = cache_file
-        .and_then(|f| files::read_limited(f, MAX_CACHE_BYTES).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let key = cache_key(path, what)?;
+    let mut cache = read_cache(cache_file);
     let sha = match cache.get(&key) {
         Some(sha) => sha.clone(),
         None => {
@@ -81,6 +67,42 @@ fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::i
         }
     };
     Ok(sha)
+}
+
+/// The whole file's sha256 (hex) if the cache already holds it: a listing of many big files
+/// never reads them.
+pub fn cached_model_sha256(path: &Path) -> Option<String> {
+    let key = cache_key(path, Hashed::WholeFile).ok()?;
+    let cache_file = cache_dir()?.join("model-hashes.json");
+    read_cache(Some(&cache_file)).remove(&key)
+}
+
+/// The cache's key of `path`: what is hashed, the canonical path, the size and the
+/// modification time.
+fn cache_key(path: &Path, what: Hashed) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    let canonical = std::fs::canonicalize(path)?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let kind = match what {
+        Hashed::WholeFile => "",
+        Hashed::SafetensorsData => "data|",
+    };
+    Ok(format!(
+        "{kind}{}|{}|{modified}",
+        canonical.display(),
+        meta.len()
+    ))
+}
+
+fn read_cache(cache_file: Option<&Path>) -> BTreeMap<String, String> {
+    cache_file
+        .and_then(|f| files::read_limited(f, MAX_CACHE_BYTES).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 fn sha256_file(path: &Path, what: Hashed) -> std::io::Result<String> {

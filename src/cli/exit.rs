@@ -48,6 +48,9 @@ fn machine_failed(cause: &(dyn StdError + 'static)) -> bool {
             _ => false,
         };
     }
+    if let Some(sdxl_wgpu::server::ServerError::Device(d)) = cause.downcast_ref() {
+        return device(d);
+    }
     cause.downcast_ref::<DeviceError>().is_some_and(device)
         || cause
             .downcast_ref::<CheckpointError>()

@@ -10,6 +10,7 @@ mod inspect;
 mod inspect_lora;
 mod job;
 mod progress;
+mod serve;
 mod tensor_file;
 mod tokenize;
 mod values;
@@ -51,6 +52,8 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Generate images: txt2img, img2img (--init-image), many requests (--jobs).
     Generate(Box<generate::GenerateArgs>),
+    /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) and a jobs API (/v1/jobs) from one loaded model.
+    Serve(Box<serve::ServeArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,5 +64,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Generate(args) => generate::run(*args),
+        Command::Serve(args) => serve::run(*args),
     }
 }

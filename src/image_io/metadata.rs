@@ -86,11 +86,31 @@ pub fn write_png(
 /// The text chunks of a PNG file, keyword -> text (`tEXt`, `zTXt` and `iTXt`).
 pub fn read_png_text(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
     let file = std::io::BufReader::new(std::fs::File::open(path)?);
-    let mut reader = png::Decoder::new(file)
+    png_text_of(file)
+}
+
+/// The text chunks of a PNG held in memory.
+pub fn png_text(bytes: &[u8]) -> std::io::Result<BTreeMap<String, String>> {
+    png_text_of(std::io::Cursor::new(bytes))
+}
+
+/// The most pixel bytes decoded to reach a PNG's text chunks (8192 x 8192 RGBA).
+const MAX_FRAME_BYTES: usize = 8192 * 8192 * 4;
+
+fn png_text_of(
+    source: impl std::io::BufRead + std::io::Seek,
+) -> std::io::Result<BTreeMap<String, String>> {
+    let mut reader = png::Decoder::new(source)
         .read_info()
         .map_err(std::io::Error::other)?;
-    // text chunks after the image data are read with the frame
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    // text chunks after the image data are read with the frame, which must fit a budget
+    let size = reader.output_buffer_size().unwrap_or(usize::MAX);
+    if size > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!(
+            "the image's {size} bytes of pixels are more than the {MAX_FRAME_BYTES} read for its text"
+        )));
+    }
+    let mut buffer = vec![0; size];
     reader
         .next_frame(&mut buffer)
         .map_err(std::io::Error::other)?;
@@ -113,9 +133,92 @@ pub fn read_png_text(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
     Ok(chunks)
 }
 
+/// The fields of an infotext, as A1111's `parse_generation_parameters` gives them: each
+/// `Key: value` of the last line (quoted values unquoted; a `WxH` value also as `Key-1` and
+/// `Key-2`), then `Prompt` and `Negative prompt`.
+pub fn parse_parameters(text: &str) -> Vec<(String, String)> {
+    let mut lines: Vec<&str> = text.trim().lines().collect();
+    let settings = match lines.last() {
+        Some(last) if lines.len() > 1 || last.contains("Steps: ") => lines.pop().unwrap_or(""),
+        _ => "",
+    };
+    let (mut prompt, mut negative, mut in_negative) = (Vec::new(), Vec::new(), false);
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("Negative prompt:") {
+            in_negative = true;
+            negative.push(rest.trim_start());
+        } else if in_negative {
+            negative.push(line);
+        } else {
+            prompt.push(line);
+        }
+    }
+    let mut fields = settings_fields(settings);
+    fields.push(("Prompt".into(), prompt.join("\n")));
+    fields.push(("Negative prompt".into(), negative.join("\n")));
+    fields
+}
+
+/// `Key: value, Key: "quoted, value", ...` -> pairs.
+fn settings_fields(line: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut rest = line.trim();
+    while let Some((key, after)) = rest.split_once(':') {
+        let after = after.trim_start();
+        let (value, next) = if after.starts_with('"') {
+            let mut stream = serde_json::Deserializer::from_str(after).into_iter::<String>();
+            match stream.next() {
+                Some(Ok(v)) => (v, &after[stream.byte_offset()..]),
+                _ => break,
+            }
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        let key = key.trim().to_string();
+        if let Some((w, h)) = value.split_once('x') {
+            if w.parse::<u32>().is_ok() && h.parse::<u32>().is_ok() {
+                fields.push((format!("{key}-1"), w.to_string()));
+                fields.push((format!("{key}-2"), h.to_string()));
+            }
+        }
+        fields.push((key, value));
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_parse_back() {
+        let info = Infotext {
+            prompt: "1girl, solo\nsecond line".into(),
+            negative: "lowres".into(),
+            fields: vec![
+                ("Steps".into(), "25".into()),
+                ("Size".into(), "768x1024".into()),
+                ("Quality policy".into(), "cfg 2 -> 7, steps 8 -> 25".into()),
+                ("Version".into(), "sdxl-wgpu 0.1.0".into()),
+            ],
+        };
+        let parsed = parse_parameters(&parameters(&info));
+        let get = |k: &str| {
+            parsed
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("Steps"), Some("25"));
+        assert_eq!(get("Size-1"), Some("768"));
+        assert_eq!(get("Size-2"), Some("1024"));
+        assert_eq!(get("Quality policy"), Some("cfg 2 -> 7, steps 8 -> 25"));
+        assert_eq!(get("Version"), Some("sdxl-wgpu 0.1.0"));
+        assert_eq!(get("Prompt"), Some("1girl, solo\nsecond line"));
+        assert_eq!(get("Negative prompt"), Some("lowres"));
+    }
 
     #[test]
     fn infotext_quotes_like_a1111() {

@@ -1,0 +1,406 @@
+//! An A1111 txt2img/img2img body -> the worker's [`Work`]: A1111's defaults and spellings,
+//! seeds (-1 = random), sampler names split into sampler + schedule, init images decoded from
+//! base64 or data URLs under the pixel budget, LoRA tags resolved in `--lora-dir`, per-job
+//! `override_settings`, the quality policy. A field that asks for something we do not do is a
+//! 422 naming it, never ignored; the same field at its "off" value is accepted.
+
+use base64::Engine as _;
+use image::RgbImage;
+use serde_json::{Map, Value};
+
+use super::fields::Fields;
+use super::listings::clip_stop;
+use super::samplers::resolve_sampler;
+use crate::image_io::{MAX_INIT_PIXELS, MAX_INIT_SIDE};
+use crate::lora::{check_weights, LoraSpec};
+use crate::pipeline::{check_settings, InitImage, Request, SizeConditioning};
+use crate::policy::{self, Settings};
+use crate::server::error::ApiError;
+use crate::server::jobs::{Kind, Work};
+use crate::server::state::{lock, Shared};
+use crate::tokenizer::parse_prompt;
+
+/// A converted body: the work, and what the response needs of the body.
+pub struct Converted {
+    pub work: Work,
+    /// The body's fields with defaults filled (`parameters` in the response).
+    pub parameters: Map<String, Value>,
+    pub send_images: bool,
+    pub subseed: i64,
+}
+
+/// Reads `body` for `kind`'s endpoint.
+pub fn convert(
+    shared: &Shared,
+    kind: Kind,
+    body: &Map<String, Value>,
+) -> Result<Converted, ApiError> {
+    let f = Fields::of(kind, body);
+    refuse_unsupported(&f, kind)?;
+    let prompt = f.string("prompt")?.unwrap_or_default();
+    let negative = f.string("negative_prompt")?.unwrap_or_default();
+    let (sampler, schedule) = resolve_sampler(
+        f.string("sampler_name")?
+            .or(f.string("sampler_index")?)
+            .as_deref(),
+        f.string("scheduler")?.as_deref(),
+    )?;
+    let overrides = Overrides::read(shared, f.raw("override_settings"))?;
+    let init = match kind {
+        Kind::Img2img => Some(init_image(&f)?),
+        _ => None,
+    };
+    let loras = resolve_loras(shared, &prompt)?;
+    let asked = Settings {
+        width: positive(&f, "width")?,
+        height: positive(&f, "height")?,
+        cfg: f.float("cfg_scale")?.unwrap_or(7.0) as f32,
+        steps: positive(&f, "steps")?,
+    };
+    check_settings(&asked).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let outcome = policy::apply(asked, &loras, shared.config.policy.profile());
+    let settings = outcome.settings;
+    let request = Request {
+        prompt,
+        negative,
+        width: settings.width,
+        height: settings.height,
+        steps: settings.steps,
+        cfg: settings.cfg,
+        seed: seed(f.int("seed")?),
+        batch: positive(&f, "batch_size")?,
+        sampler,
+        schedule,
+        clip_skip: overrides
+            .clip_skip
+            .unwrap_or(clip_stop(shared).saturating_sub(1)),
+        size_conditioning: SizeConditioning::default(),
+        init: init
+            .map(|image| fitted(&f, image, settings.width, settings.height))
+            .transpose()?,
+        init_noise: None,
+        vae_tiling: Default::default(),
+        vae_precision: Default::default(),
+    };
+    request
+        .check()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let n_iter = positive(&f, "n_iter")?;
+    if n_iter * request.batch > crate::pipeline::MAX_BATCH * 16 {
+        return Err(ApiError::invalid(format!(
+            "batch_size x n_iter = {}: at most {} images per request",
+            n_iter * request.batch,
+            crate::pipeline::MAX_BATCH * 16
+        )));
+    }
+    let mut parameters = f.values.clone();
+    if kind == Kind::Img2img && !f.bool("include_init_images")?.unwrap_or(false) {
+        parameters.insert("init_images".into(), Value::Null);
+        parameters.insert("mask".into(), Value::Null);
+    }
+    Ok(Converted {
+        work: Work {
+            kind,
+            request,
+            n_iter,
+            loras,
+            corrections: outcome.corrections,
+            model: overrides.model,
+            save_images: f.bool("save_images")?.unwrap_or(false),
+        },
+        parameters,
+        send_images: f.bool("send_images")?.unwrap_or(true),
+        subseed: seed(f.int("subseed")?) as i64,
+    })
+}
+
+/// A count that must be 1 or more (size, steps, batch).
+fn positive(f: &Fields, name: &str) -> Result<usize, ApiError> {
+    match f.count(name)? {
+        Some(n) if n > 0 => Ok(n),
+        other => Err(ApiError::invalid(format!(
+            "{name}: {} must be 1 or more",
+            other.unwrap_or(0)
+        ))),
+    }
+}
+
+/// A1111's seed: -1 (or any negative) draws one in [0, 2^32 - 2).
+fn seed(given: Option<i64>) -> u64 {
+    match given {
+        Some(s) if s >= 0 => s as u64,
+        _ => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            // splitmix64 of the clock, so requests in the same moment differ little
+            let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % 4_294_967_294
+        }
+    }
+}
+
+/// Fields that ask for a feature this engine does not have: a 422 naming the field when set
+/// to anything but its "off" value.
+fn refuse_unsupported(f: &Fields, kind: Kind) -> Result<(), ApiError> {
+    let refuse = |name: &str, what: &str| {
+        Err(ApiError::invalid(format!(
+            "{name}: {what} is not supported by this server"
+        )))
+    };
+    for (name, what) in [
+        ("enable_hr", "hires fix"),
+        ("restore_faces", "face restoration"),
+        ("tiling", "tiling"),
+    ] {
+        if f.bool(name)?.unwrap_or(false) {
+            return refuse(name, what);
+        }
+    }
+    if f.float("subseed_strength")?.unwrap_or(0.0) != 0.0 {
+        return refuse("subseed_strength", "variation seeds");
+    }
+    for name in ["seed_resize_from_h", "seed_resize_from_w"] {
+        if f.int(name)?.unwrap_or(-1) > 0 {
+            return refuse(name, "seed resize");
+        }
+    }
+    if f.float("s_churn")?.unwrap_or(0.0) != 0.0 {
+        return refuse("s_churn", "stochastic churn");
+    }
+    if f.float("s_noise")?.unwrap_or(1.0) != 1.0 {
+        return refuse("s_noise", "a noise multiplier");
+    }
+    if f.float("s_min_uncond")?.unwrap_or(0.0) != 0.0 {
+        return refuse("s_min_uncond", "negative guidance minimum sigma");
+    }
+    for (name, what) in [
+        ("refiner_checkpoint", "a refiner"),
+        ("firstpass_image", "a first-pass image"),
+        ("script_name", "a script"),
+        ("infotext", "filling fields from an infotext"),
+    ] {
+        if f.string(name)?
+            .is_some_and(|s| !s.is_empty() && s != "None")
+        {
+            return refuse(name, what);
+        }
+    }
+    for (name, what) in [
+        ("alwayson_scripts", "always-on scripts"),
+        ("styles", "prompt styles"),
+    ] {
+        if f.raw(name).is_some_and(non_empty) {
+            return refuse(name, what);
+        }
+    }
+    if kind == Kind::Img2img {
+        for (name, what) in [("mask", "inpainting"), ("latent_mask", "a latent mask")] {
+            if f.raw(name).is_some_and(non_empty) {
+                return refuse(name, what);
+            }
+        }
+        if f.float("initial_noise_multiplier")?.unwrap_or(1.0) != 1.0 {
+            return refuse("initial_noise_multiplier", "a noise multiplier");
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
+
+/// `override_settings` for this job only: the checkpoint and CLIP skip; other options only at
+/// the value that changes nothing.
+struct Overrides {
+    model: Option<std::path::PathBuf>,
+    clip_skip: Option<usize>,
+}
+
+impl Overrides {
+    fn read(shared: &Shared, value: Option<&Value>) -> Result<Self, ApiError> {
+        let mut overrides = Overrides {
+            model: None,
+            clip_skip: None,
+        };
+        let Some(value) = value else {
+            return Ok(overrides);
+        };
+        let Some(map) = value.as_object() else {
+            return Err(ApiError::invalid("override_settings: must be an object"));
+        };
+        for (key, v) in map {
+            match key.as_str() {
+                "sd_model_checkpoint" => {
+                    let name = v.as_str().unwrap_or_default();
+                    let catalogue = lock(&shared.catalogue);
+                    let entry = catalogue.find(name).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "override_settings.sd_model_checkpoint: no checkpoint {name:?}; see GET /sdapi/v1/sd-models"
+                        ))
+                    })?;
+                    overrides.model = Some(entry.path.clone());
+                }
+                "CLIP_stop_at_last_layers" => {
+                    let n = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                    match n {
+                        Some(n @ 1..=12) => overrides.clip_skip = Some(n as usize - 1),
+                        _ => {
+                            return Err(ApiError::invalid(format!(
+                                "override_settings.CLIP_stop_at_last_layers: {v} must be an integer from 1 to 12"
+                            )))
+                        }
+                    }
+                }
+                _ if harmless_option(key, v) => {}
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "override_settings.{key}: not supported by this server (supported: sd_model_checkpoint, CLIP_stop_at_last_layers)"
+                    )))
+                }
+            }
+        }
+        Ok(overrides)
+    }
+}
+
+/// Options clients send at the value that changes nothing here.
+fn harmless_option(key: &str, v: &Value) -> bool {
+    match key {
+        "sd_vae" => matches!(v.as_str(), Some("Automatic" | "None" | "")),
+        "eta_noise_seed_delta" => v.as_i64() == Some(0),
+        "samples_format" => v.as_str() == Some("png"),
+        _ => false,
+    }
+}
+
+/// The first of `init_images`, decoded (raw base64 or a `data:image/...;base64,` URL); URLs
+/// are refused.
+fn init_image(f: &Fields) -> Result<RgbImage, ApiError> {
+    let first = match f.raw("init_images") {
+        Some(Value::Array(images)) => images.first(),
+        _ => None,
+    };
+    let Some(first) = first else {
+        return Err(ApiError::not_found("Init image not found"));
+    };
+    let Some(text) = first.as_str() else {
+        return Err(ApiError::invalid(
+            "init_images: items must be base64 strings",
+        ));
+    };
+    decode_image(text).map_err(|e| ApiError::invalid(format!("init_images: {e}")))
+}
+
+/// The bytes of a base64 image or a `data:image/...;base64,` URL; URLs are refused.
+pub fn decode_image_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    if text.starts_with("http://") || text.starts_with("https://") {
+        return Err("image URLs are not fetched; send the image as base64".into());
+    }
+    let payload = match text.strip_prefix("data:") {
+        Some(url) => match url.split_once(',') {
+            Some((meta, data)) if meta.ends_with(";base64") => data,
+            _ => {
+                return Err(
+                    "Invalid encoded image (a data URL must be `data:image/...;base64,...`)".into(),
+                )
+            }
+        },
+        None => text,
+    };
+    let cleaned: String = payload.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.as_bytes()))
+        .map_err(|e| format!("Invalid encoded image ({e})"))
+}
+
+/// An image from base64 or a data URL, under the init image pixel budget.
+pub fn decode_image(text: &str) -> Result<RgbImage, String> {
+    let bytes = decode_image_bytes(text)?;
+    let reader = || -> Result<_, String> {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("Invalid encoded image ({e})"))?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_INIT_SIDE);
+        limits.max_image_height = Some(MAX_INIT_SIDE);
+        limits.max_alloc = Some(MAX_INIT_PIXELS * 8);
+        reader.limits(limits);
+        Ok(reader)
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| format!("Invalid encoded image ({e})"))?;
+    if u64::from(w) * u64::from(h) > MAX_INIT_PIXELS {
+        return Err(format!(
+            "{w}x{h} is more than the {MAX_INIT_PIXELS} pixels an init image may have"
+        ));
+    }
+    let image = reader()?
+        .decode()
+        .map_err(|e| format!("Invalid encoded image ({e})"))?;
+    Ok(image.to_rgb8())
+}
+
+/// img2img's start: `resize_mode` 0 (just resize: stretched to the size) or 1 (crop and
+/// resize: the engine's fit); others refused.
+fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<InitImage, ApiError> {
+    let image = match f.int("resize_mode")?.unwrap_or(0) {
+        0 => image::imageops::resize(
+            &image,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Lanczos3,
+        ),
+        1 => image,
+        mode => {
+            return Err(ApiError::invalid(format!(
+                "resize_mode: {mode} is not supported (0 just resize, 1 crop and resize)"
+            )))
+        }
+    };
+    let strength = f.float("denoising_strength")?.unwrap_or(0.75);
+    Ok(InitImage { image, strength })
+}
+
+/// The prompt's `<lora:NAME:W>` tags as files of `--lora-dir` (by stem, else by
+/// `ss_output_name`); an unknown name, a LoRA named twice or a weight past the bound is a 422.
+fn resolve_loras(shared: &Shared, prompt: &str) -> Result<Vec<LoraSpec>, ApiError> {
+    let tags = parse_prompt(prompt).loras;
+    if tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    let index = lock(&shared.loras);
+    let mut specs: Vec<LoraSpec> = Vec::new();
+    for tag in tags {
+        let name = tag.path.to_string_lossy().into_owned();
+        let entry = index.find(&name).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "<lora:{name}:...>: no LoRA {name:?} in the server's LoRA folder (GET /sdapi/v1/loras lists them)"
+            ))
+        })?;
+        if specs.iter().any(|s| s.path == entry.path) {
+            return Err(ApiError::invalid(format!(
+                "<lora:{name}:...>: the LoRA is named twice in one prompt; name it once"
+            )));
+        }
+        let spec = LoraSpec {
+            path: entry.path.clone(),
+            ..tag
+        };
+        check_weights(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+        specs.push(spec);
+    }
+    Ok(specs)
+}

@@ -1,0 +1,261 @@
+//! A1111's settings and listing routes: options (the checkpoint and CLIP skip acted on, the
+//! rest kept for clients that read back what they wrote), checkpoints and LoRAs, samplers and
+//! schedulers, PNG info, memory, and the listings of features we do not have, empty in A1111's
+//! shapes so clients that probe them at start-up carry on.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::samplers::{samplers_json, schedulers_json};
+use super::{decode_image_bytes, object};
+use crate::image_io::metadata::parse_parameters;
+use crate::server::error::ApiError;
+use crate::server::jobs::Task;
+use crate::server::loras::LoraIndex;
+use crate::server::state::{lock, Shared};
+use crate::server::submit::{finished, submit};
+
+pub fn routes() -> Router<Arc<Shared>> {
+    let empty_list = || get(|| async { Json(json!([])) });
+    Router::new()
+        .route("/options", get(get_options).post(set_options))
+        .route("/sd-models", get(sd_models))
+        .route("/refresh-checkpoints", post(refresh_checkpoints))
+        .route("/unload-checkpoint", post(unload))
+        .route("/reload-checkpoint", post(reload))
+        .route("/samplers", get(|| async { Json(samplers_json()) }))
+        .route("/schedulers", get(|| async { Json(schedulers_json()) }))
+        .route("/loras", get(loras))
+        .route("/refresh-loras", post(refresh_loras))
+        .route("/png-info", post(png_info))
+        .route("/memory", get(memory))
+        .route(
+            "/scripts",
+            get(|| async { Json(json!({"txt2img": [], "img2img": []})) }),
+        )
+        .route(
+            "/embeddings",
+            get(|| async { Json(json!({"loaded": {}, "skipped": {}})) }),
+        )
+        .route("/cmd-flags", get(cmd_flags))
+        .route("/upscalers", empty_list())
+        .route("/latent-upscale-modes", empty_list())
+        .route("/sd-vae", empty_list())
+        .route("/hypernetworks", empty_list())
+        .route("/face-restorers", empty_list())
+        .route("/realesrgan-models", empty_list())
+        .route("/prompt-styles", empty_list())
+}
+
+/// The server-wide CLIP skip in A1111's counting (1 = the default penultimate layer).
+pub fn clip_stop(shared: &Shared) -> usize {
+    lock(&shared.options)
+        .get("CLIP_stop_at_last_layers")
+        .and_then(Value::as_u64)
+        .map_or(1, |n| n as usize)
+}
+
+async fn get_options(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let mut options = lock(&shared.options).clone();
+    let catalogue = lock(&shared.catalogue);
+    let selected = catalogue
+        .selected
+        .as_deref()
+        .and_then(|p| catalogue.entry(p));
+    options.insert(
+        "sd_model_checkpoint".into(),
+        catalogue.selected_title().into(),
+    );
+    options.insert(
+        "sd_checkpoint_hash".into(),
+        selected.and_then(|e| e.sha256.clone()).into(),
+    );
+    options
+        .entry("CLIP_stop_at_last_layers")
+        .or_insert_with(|| json!(1));
+    options
+        .entry("samples_format")
+        .or_insert_with(|| json!("png"));
+    Json(Value::Object(options))
+}
+
+/// Sets options; a checkpoint is loaded (after the running job) before this answers, and an
+/// unknown one is a 422.
+async fn set_options(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut map = object(&body)?;
+    if let Some(v) = map.get("CLIP_stop_at_last_layers") {
+        if !matches!(v.as_u64(), Some(1..=12)) {
+            return Err(ApiError::invalid(format!(
+                "CLIP_stop_at_last_layers: {v} must be an integer from 1 to 12"
+            )));
+        }
+    }
+    if let Some(name) = map.remove("sd_model_checkpoint") {
+        let name = name.as_str().unwrap_or_default().to_string();
+        let path = lock(&shared.catalogue)
+            .find(&name)
+            .map(|e| e.path.clone())
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "sd_model_checkpoint: no checkpoint {name:?}; see GET /sdapi/v1/sd-models"
+                ))
+            })?;
+        lock(&shared.catalogue).selected = Some(path.clone());
+        load(&shared, Task::LoadModel(path)).await?;
+    }
+    lock(&shared.options).extend(map);
+    Ok(Json(Value::Null))
+}
+
+/// Runs a model task through the queue (in order with the jobs) and waits for it.
+async fn load(shared: &Shared, task: Task) -> Result<(), ApiError> {
+    let job = submit(shared, task, None)?;
+    let end = finished(&job).await;
+    match end.failure {
+        Some(failure) => Err((&failure).into()),
+        None => Ok(()),
+    }
+}
+
+async fn sd_models(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let catalogue = lock(&shared.catalogue);
+    let list: Vec<Value> = catalogue
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "title": e.title(),
+                "model_name": e.model_name,
+                "hash": e.hash(),
+                "sha256": e.sha256,
+                "filename": e.path.display().to_string(),
+                "config": null,
+            })
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn refresh_checkpoints(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
+    let config = &shared.config;
+    lock(&shared.catalogue)
+        .refresh(config.model.as_deref(), config.models_dir.as_deref())
+        .map_err(|e| ApiError::internal(format!("reading the models folder: {e}")))?;
+    Ok(Json(Value::Null))
+}
+
+async fn unload(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
+    load(&shared, Task::UnloadModel).await?;
+    Ok(Json(json!({})))
+}
+
+async fn reload(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
+    let selected = lock(&shared.catalogue).selected.clone();
+    if let Some(path) = selected {
+        load(&shared, Task::LoadModel(path)).await?;
+    }
+    Ok(Json(json!({})))
+}
+
+async fn loras(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let index = lock(&shared.loras);
+    let list: Vec<Value> = index
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "alias": e.alias,
+                "path": e.path.display().to_string(),
+                "metadata": e.metadata,
+            })
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn refresh_loras(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let dir = shared.config.lora_dir.clone();
+    let index = tokio::task::spawn_blocking(move || LoraIndex::scan(dir.as_deref()))
+        .await
+        .unwrap_or_default();
+    *lock(&shared.loras) = index;
+    Json(Value::Null)
+}
+
+/// The infotext of a PNG (base64 or data URL): `{info, items, parameters}`.
+async fn png_info(body: Bytes) -> Result<Json<Value>, ApiError> {
+    let map = object(&body)?;
+    let Some(text) = map.get("image").and_then(Value::as_str) else {
+        return Err(ApiError::not_found("Image not found"));
+    };
+    let bytes = decode_image_bytes(text).map_err(|e| ApiError::invalid(format!("image: {e}")))?;
+    let mut chunks = crate::image_io::metadata::png_text(&bytes).unwrap_or_default();
+    let info = chunks.remove("parameters").unwrap_or_default();
+    let items: Map<String, Value> = chunks.into_iter().map(|(k, v)| (k, v.into())).collect();
+    let parameters: Map<String, Value> = parse_parameters(&info)
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    Ok(Json(
+        json!({"info": info, "items": items, "parameters": parameters}),
+    ))
+}
+
+/// Host RAM (this process's resident set) and the device's memory pools, in A1111's shape.
+async fn memory(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let rss = resident_bytes();
+    let total = total_ram_bytes();
+    let m = *lock(&shared.memory);
+    let ram = match (rss, total) {
+        (Some(used), Some(total)) => {
+            json!({"free": total.saturating_sub(used), "used": used, "total": total})
+        }
+        _ => json!({"error": "unavailable"}),
+    };
+    Json(json!({
+        "ram": ram,
+        "cuda": {"error": "unavailable"},
+        "device": {
+            "adapter": lock(&shared.adapter).clone(),
+            "in_use": m.in_use,
+            "reserved": m.reserved,
+            "peak_reserved": m.peak_reserved,
+        },
+    }))
+}
+
+/// This process's resident set size (Linux `/proc/self/statm`).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn total_ram_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+async fn cmd_flags(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let c = &shared.config;
+    Json(json!({
+        "ckpt": c.model.as_ref().map(|p| p.display().to_string()),
+        "ckpt_dir": c.models_dir.as_ref().map(|p| p.display().to_string()),
+        "lora_dir": c.lora_dir.as_ref().map(|p| p.display().to_string()),
+        "api": true,
+        "api_auth": null,
+        "listen": !c.listen.ip().is_loopback(),
+        "port": c.listen.port(),
+    }))
+}

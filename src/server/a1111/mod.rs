@@ -1,0 +1,189 @@
+//! AUTOMATIC1111's `/sdapi/v1` API, so existing clients (bots, UIs, `webuiapi`) work unchanged:
+//! generation, progress, interrupt/skip, options, and the listings clients probe at start-up,
+//! in A1111's shapes (A1111 v1.10 `modules/api/api.py`, `models.py`).
+
+mod convert;
+mod fields;
+mod info;
+mod listings;
+mod samplers;
+
+pub use convert::decode_image_bytes;
+
+use convert::Converted;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::jobs::{Kind, Status, Task};
+use super::state::{lock, Shared};
+use super::submit::{finished, submit};
+
+/// The `/sdapi/v1` routes.
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/txt2img", post(txt2img))
+        .route("/img2img", post(img2img))
+        .route("/progress", get(progress))
+        .route("/interrupt", post(interrupt))
+        .route("/skip", post(skip))
+        .merge(listings::routes())
+}
+
+async fn txt2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    generate(shared, Kind::Txt2img, body).await
+}
+
+async fn img2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    generate(shared, Kind::Img2img, body).await
+}
+
+/// A JSON object body, or a 422 saying why not.
+pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("the body must be a JSON object")),
+        Err(e) => Err(ApiError::invalid(format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// An A1111 body as the worker's job (counted as refused when it cannot be).
+pub fn convert_body(
+    shared: &Shared,
+    kind: Kind,
+    map: &Map<String, Value>,
+) -> Result<Converted, ApiError> {
+    convert::convert(shared, kind, map).inspect_err(|_| shared.metrics.refused())
+}
+
+/// Converts the body (off the async threads: images are decoded there), queues the job,
+/// waits for it and answers `{images, parameters, info}`.
+async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let map = object(&body)?;
+    let converter = shared.clone();
+    let converted = tokio::task::spawn_blocking(move || convert_body(&converter, kind, &map))
+        .await
+        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))??;
+    let seeds = all_seeds(&converted.work);
+    let (send_images, subseed) = (converted.send_images, converted.subseed);
+    let parameters = converted.parameters;
+    let job = submit(&shared, Task::Generate(Box::new(converted.work)), None)?;
+    let end = finished(&job).await;
+    let outcome = match (&end.outcome, &end.failure) {
+        (Some(outcome), _) => outcome.clone(),
+        (None, Some(failure)) => return Err(failure.into()),
+        (None, None) => return Err(ApiError::internal("the job ended without a result")),
+    };
+    let images: Vec<String> = if send_images {
+        outcome
+            .images
+            .iter()
+            .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Json(json!({
+        "images": images,
+        "parameters": parameters,
+        "info": info::info_json(&outcome, &seeds, subseed),
+    })))
+}
+
+/// `seed + i` over `batch_size x n_iter`, wrapping.
+fn all_seeds(work: &super::jobs::Work) -> Vec<u64> {
+    let n = work.request.batch * work.n_iter;
+    (0..n as u64)
+        .map(|i| work.request.seed.wrapping_add(i))
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+struct ProgressQuery {
+    #[serde(default)]
+    skip_current_image: bool,
+}
+
+/// A1111's progress of the running job (idle: zeros).
+async fn progress(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<ProgressQuery>,
+) -> Json<Value> {
+    let current = lock(&shared.current).clone();
+    let Some(job) = current else {
+        return Json(json!({
+            "progress": 0.0,
+            "eta_relative": 0.0,
+            "state": state_json(false, false, "", 0, 0, 0, 0),
+            "current_image": null,
+            "textinfo": null,
+        }));
+    };
+    let s = job.snapshot();
+    let p = &s.progress;
+    let name = match job.kind {
+        Kind::Txt2img => "scripts_txt2img",
+        Kind::Img2img => "scripts_img2img",
+        Kind::Model => "load_model",
+    };
+    let image = p
+        .preview
+        .as_ref()
+        .filter(|_| !query.skip_current_image)
+        .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
+    let interrupted = job.cancel.is_cancelled();
+    let skipped = job.skips.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    Json(json!({
+        "progress": if s.status == Status::Running { p.fraction().max(0.01) } else { 0.0 },
+        "eta_relative": p.eta().unwrap_or(0.0),
+        "state": state_json(skipped, interrupted, name, p.iterations, p.iteration, p.step, p.steps),
+        "current_image": image,
+        "textinfo": null,
+    }))
+}
+
+/// `shared.state.dict()` of A1111, in its key order.
+fn state_json(
+    skipped: bool,
+    interrupted: bool,
+    job: &str,
+    job_count: usize,
+    job_no: usize,
+    step: usize,
+    steps: usize,
+) -> Value {
+    json!({
+        "skipped": skipped,
+        "interrupted": interrupted,
+        "stopping_generation": false,
+        "job": job,
+        "job_count": job_count,
+        "job_timestamp": "0",
+        "job_no": job_no,
+        "sampling_step": step,
+        "sampling_steps": steps,
+    })
+}
+
+/// Stops the running job (A1111: `{}`); the images it finished are returned to its client.
+async fn interrupt(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    if let Some(job) = lock(&shared.current).clone() {
+        job.stop();
+    }
+    Json(json!({}))
+}
+
+/// Drops the running job's current iteration (A1111: `null`).
+async fn skip(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    if let Some(job) = lock(&shared.current).clone() {
+        job.skip();
+    }
+    Json(Value::Null)
+}

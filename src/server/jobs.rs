@@ -1,0 +1,348 @@
+//! The jobs the server knows: each has an id, the work to run (taken by the worker), a state
+//! that handlers watch (queued, running, succeeded, failed, cancelled, with progress and the
+//! result), and its stop signals. Finished jobs are kept for a bounded time and count.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::infotext::ModelInfo;
+use crate::lora::LoraSpec;
+use crate::pipeline::{Cancel, Request};
+use crate::policy::Correction;
+
+/// A job's id, unique within one server process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:012x}", self.0)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(JobId)
+    }
+}
+
+/// txt2img or img2img (A1111's two endpoints; the native API's `kind`), or a model change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Txt2img,
+    Img2img,
+    Model,
+}
+
+/// What a job asks of the worker.
+#[derive(Clone, Debug)]
+pub enum Task {
+    Generate(Box<Work>),
+    /// Make this checkpoint the one on the device.
+    LoadModel(PathBuf),
+    /// Release the checkpoint on the device.
+    UnloadModel,
+}
+
+impl Task {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Task::Generate(work) => work.kind,
+            Task::LoadModel(_) | Task::UnloadModel => Kind::Model,
+        }
+    }
+
+    fn iterations(&self) -> usize {
+        match self {
+            Task::Generate(work) => work.n_iter,
+            _ => 1,
+        }
+    }
+}
+
+/// What the worker runs for one job: `n_iter` engine runs of `request` (seeds advancing by the
+/// batch size), with `loras` active for this job only, on `model` (`None`: the selected one).
+#[derive(Clone, Debug)]
+pub struct Work {
+    pub kind: Kind,
+    pub request: Request,
+    pub n_iter: usize,
+    pub loras: Vec<LoraSpec>,
+    pub corrections: Vec<Correction>,
+    pub model: Option<PathBuf>,
+    /// Also write the images into the server's outputs folder.
+    pub save_images: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn finished(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// Where a running job is.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Engine runs done (A1111's `job_no`) of `iterations` (`n_iter`).
+    pub iteration: usize,
+    pub iterations: usize,
+    /// Denoising steps done in the current run, of `steps`.
+    pub step: usize,
+    pub steps: usize,
+    pub started: Option<Instant>,
+    /// The latest live preview, a PNG.
+    pub preview: Option<Arc<Vec<u8>>>,
+}
+
+impl Progress {
+    /// Done fraction of the whole job, in [0, 1].
+    pub fn fraction(&self) -> f64 {
+        if self.iterations == 0 {
+            return 0.0;
+        }
+        let within = if self.steps > 0 {
+            self.step as f64 / self.steps as f64
+        } else {
+            0.0
+        };
+        ((self.iteration as f64 + within) / self.iterations as f64).min(1.0)
+    }
+
+    /// Seconds left, extrapolated from the time so far (A1111's `eta_relative`).
+    pub fn eta(&self) -> Option<f64> {
+        let elapsed = self.started?.elapsed().as_secs_f64();
+        let done = self.fraction();
+        (done > 0.0).then(|| elapsed / done - elapsed)
+    }
+}
+
+/// A finished job's images and what produced them.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// PNGs carrying their infotext, in seed order (fewer than asked when interrupted).
+    pub images: Vec<Arc<Vec<u8>>>,
+    pub seeds: Vec<u64>,
+    pub infotexts: Vec<String>,
+    /// The request as run (after the policy), the LoRAs and corrections applied.
+    pub request: Request,
+    pub corrections: Vec<Correction>,
+    pub model: ModelInfo,
+    /// `%Y%m%d%H%M%S` of the start, A1111's `job_timestamp`.
+    pub timestamp: String,
+    /// Stopped by `interrupt`/DELETE (the images done before are kept).
+    pub interrupted: bool,
+}
+
+/// Why a job failed: the HTTP status it maps to (4xx: the request; 500: the machine) and the
+/// message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub status: u16,
+    pub message: String,
+}
+
+/// What handlers see of a job at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub status: Status,
+    pub progress: Progress,
+    pub outcome: Option<Arc<Outcome>>,
+    pub failure: Option<Failure>,
+}
+
+/// One job: its work (until the worker takes it), its state, its stop signals.
+pub struct Job {
+    pub id: JobId,
+    pub kind: Kind,
+    task: Mutex<Option<Task>>,
+    state: watch::Sender<Snapshot>,
+    /// Stops the whole job (DELETE, `interrupt`).
+    pub cancel: Cancel,
+    /// Bumped by `skip`: the run in progress stops, the job goes on with its next iteration.
+    pub skips: AtomicU64,
+    /// The current run's stop signal (the worker replaces it per run).
+    pub run_cancel: Mutex<Cancel>,
+}
+
+impl Job {
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.state.subscribe()
+    }
+
+    /// The task, once: the worker takes it when it starts the job.
+    pub fn take_task(&self) -> Option<Task> {
+        lock(&self.task).take()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        self.state.send_modify(change);
+    }
+
+    /// Stops the job: queued jobs never start, a running one stops within one step.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+        lock(&self.run_cancel).cancel();
+    }
+
+    /// Stops the current run only (A1111's `skip`).
+    pub fn skip(&self) {
+        self.skips.fetch_add(1, Ordering::SeqCst);
+        lock(&self.run_cancel).cancel();
+    }
+
+    pub fn finish(&self, result: Result<Option<Outcome>, Failure>, cancelled: bool) {
+        self.update(|s| {
+            match result {
+                Ok(outcome) => {
+                    s.status = if cancelled {
+                        Status::Cancelled
+                    } else {
+                        Status::Succeeded
+                    };
+                    s.outcome = outcome.map(Arc::new);
+                }
+                Err(failure) => {
+                    s.status = if cancelled {
+                        Status::Cancelled
+                    } else {
+                        Status::Failed
+                    };
+                    s.failure = Some(failure);
+                }
+            }
+            s.progress.preview = None;
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long and how many finished jobs are kept for polling.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub count: usize,
+    pub time: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            count: 256,
+            time: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Every job the server knows, by id, and idempotency keys.
+pub struct Jobs {
+    inner: Mutex<Table>,
+    next: AtomicU64,
+    retention: Retention,
+}
+
+#[derive(Default)]
+struct Table {
+    jobs: HashMap<JobId, Arc<Job>>,
+    /// Finished jobs, oldest first, with when they finished.
+    finished: VecDeque<(JobId, Instant)>,
+    keys: HashMap<String, JobId>,
+}
+
+impl Jobs {
+    pub fn new(retention: Retention) -> Self {
+        Jobs {
+            inner: Mutex::new(Table::default()),
+            next: AtomicU64::new(1),
+            retention,
+        }
+    }
+
+    /// A new queued job for `task`; with an idempotency `key` already seen, the existing job
+    /// instead (`false`: not new).
+    pub fn create(&self, task: Task, key: Option<String>) -> (Arc<Job>, bool) {
+        let mut table = lock(&self.inner);
+        self.prune(&mut table);
+        if let Some(existing) = key.as_ref().and_then(|k| table.keys.get(k)) {
+            if let Some(job) = table.jobs.get(existing) {
+                return (job.clone(), false);
+            }
+        }
+        let id = JobId(self.next.fetch_add(1, Ordering::SeqCst));
+        let (state, _) = watch::channel(Snapshot {
+            status: Status::Queued,
+            progress: Progress {
+                iterations: task.iterations(),
+                ..Progress::default()
+            },
+            outcome: None,
+            failure: None,
+        });
+        let job = Arc::new(Job {
+            id,
+            kind: task.kind(),
+            task: Mutex::new(Some(task)),
+            state,
+            cancel: Cancel::new(),
+            skips: AtomicU64::new(0),
+            run_cancel: Mutex::new(Cancel::new()),
+        });
+        table.jobs.insert(id, job.clone());
+        if let Some(key) = key {
+            table.keys.insert(key, id);
+        }
+        (job, true)
+    }
+
+    pub fn get(&self, id: JobId) -> Option<Arc<Job>> {
+        lock(&self.inner).jobs.get(&id).cloned()
+    }
+
+    /// Forgets a job that was never queued (the queue refused it).
+    pub fn forget(&self, id: JobId) {
+        let mut table = lock(&self.inner);
+        table.jobs.remove(&id);
+        table.keys.retain(|_, v| *v != id);
+    }
+
+    /// Records that `id` finished, for retention.
+    pub fn finished(&self, id: JobId) {
+        let mut table = lock(&self.inner);
+        table.finished.push_back((id, Instant::now()));
+        self.prune(&mut table);
+    }
+
+    fn prune(&self, table: &mut Table) {
+        let Retention { count, time } = self.retention;
+        while let Some(&(id, at)) = table.finished.front() {
+            if table.finished.len() <= count && at.elapsed() < time {
+                break;
+            }
+            table.finished.pop_front();
+            table.jobs.remove(&id);
+            table.keys.retain(|_, v| *v != id);
+        }
+    }
+}

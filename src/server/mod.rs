@@ -1,0 +1,245 @@
+//! `sdxl-wgpu serve`: one process that keeps a checkpoint on the GPU and serves txt2img and
+//! img2img all day, each request with its own LoRA set, over AUTOMATIC1111's HTTP API (so
+//! existing clients work unchanged) and an asynchronous jobs API. One worker thread owns the
+//! engine; handlers only queue jobs and read their state (`docs/ARCHITECTURE.md`).
+
+mod a1111;
+mod auth;
+mod error;
+mod jobs;
+mod loras;
+mod metrics;
+mod models;
+mod native;
+mod preview;
+mod queue;
+mod state;
+mod submit;
+mod worker;
+
+pub use auth::parse_credentials;
+pub use jobs::Retention;
+pub use queue::{JobQueue, LocalQueue, Refused};
+pub use state::ServerConfig;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::device::{self, Gpu};
+use crate::weights::WeightDtype;
+use error::ApiError;
+use jobs::{Jobs, Task};
+use loras::LoraIndex;
+use metrics::{Gauges, Metrics};
+use models::Catalogue;
+use state::{lock, DeviceMemory, Shared};
+use worker::Worker;
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("no checkpoint: give --model FILE or a --models-dir holding one")]
+    NoModel,
+    #[error("reading {0}: {1}")]
+    Folder(std::path::PathBuf, std::io::Error),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+    #[error("{0}")]
+    Load(String),
+    #[error("listening on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// A started server: its address, and the way to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+    http: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Brings up the device, loads the selected checkpoint on the worker and binds `listen`;
+    /// returns once requests are served. Must be called inside a tokio runtime.
+    pub async fn start(
+        config: ServerConfig,
+        gpu: Gpu,
+        dtype: WeightDtype,
+    ) -> Result<Self, ServerError> {
+        let catalogue = Catalogue::scan(config.model.as_deref(), config.models_dir.as_deref())
+            .map_err(|e| ServerError::Folder(config.models_dir.clone().unwrap_or_default(), e))?;
+        let Some(selected) = catalogue.selected.clone() else {
+            return Err(ServerError::NoModel);
+        };
+        let shared = Arc::new(Shared {
+            jobs: Jobs::new(config.retention),
+            queue: Arc::new(LocalQueue::new(config.queue_size)),
+            current: Mutex::new(None),
+            catalogue: Mutex::new(catalogue),
+            loras: Mutex::new(LoraIndex::scan(config.lora_dir.as_deref())),
+            options: Mutex::new(Map::new()),
+            metrics: Metrics::default(),
+            memory: Mutex::new(DeviceMemory::default()),
+            adapter: Mutex::new(Some(gpu.adapter.describe())),
+            config,
+        });
+        let worker = Worker::new(shared.clone(), gpu, dtype);
+        let worker = std::thread::Builder::new()
+            .name("sdxl-gpu-worker".into())
+            .spawn(move || worker.run())
+            .map_err(|e| ServerError::Load(format!("starting the worker: {e}")))?;
+        let first = submit::submit(&shared, Task::LoadModel(selected), None)
+            .map_err(|e| ServerError::Load(e.detail))?;
+        if let Some(failure) = submit::finished(&first).await.failure {
+            shared.queue.close();
+            let _ = worker.join();
+            return Err(ServerError::Load(failure.message));
+        }
+        let listen = shared.config.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServerError::Listen(listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::Listen(listen, e))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(shared.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            shared,
+            worker: Some(worker),
+            http: Some(http),
+            stop: Some(stop),
+        })
+    }
+
+    /// Stops accepting requests, cancels the running job and the queued ones, waits for the
+    /// worker to release the device.
+    pub async fn shutdown(mut self) {
+        self.stop_now().await;
+    }
+
+    async fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for id in self.shared.queue.close() {
+            if let Some(job) = self.shared.jobs.get(id) {
+                job.stop();
+                job.finish(
+                    Err(jobs::Failure {
+                        status: 503,
+                        message: "the server is shutting down".into(),
+                    }),
+                    true,
+                );
+            }
+        }
+        if let Some(job) = lock(&self.shared.current).clone() {
+            job.stop();
+        }
+        if let Some(http) = self.http.take() {
+            let _ = http.await;
+        }
+        if let Some(worker) = self.worker.take() {
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
+    }
+}
+
+/// Every route, behind authentication and the body limit.
+fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.max_body_bytes;
+    Router::new()
+        .nest("/sdapi/v1", a1111::routes())
+        .merge(native::routes())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async { ApiError::not_found("Not Found") })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require,
+        ))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::map_response(too_large))
+        .with_state(shared)
+}
+
+/// tower-http's 413 carries a plain-text body: answer in A1111's error shape instead.
+async fn too_large(response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        )
+        .into_response();
+    }
+    response
+}
+
+/// Ready (a model loaded) or not, and what is loaded.
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let catalogue = lock(&shared.catalogue);
+    let loaded = catalogue
+        .loaded
+        .as_deref()
+        .and_then(|p| catalogue.entry(p))
+        .map(|e| e.title());
+    let status = if loaded.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if loaded.is_some() { "ok" } else { "no model loaded" },
+        "model": loaded,
+        "queue_depth": shared.queue.len(),
+        "running": lock(&shared.current).is_some(),
+    });
+    (status, Json(body))
+}
+
+async fn render_metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let memory = *lock(&shared.memory);
+    let gauges = Gauges {
+        queue_depth: shared.queue.len(),
+        running: lock(&shared.current).is_some(),
+        device_in_use: memory.in_use,
+        device_reserved: memory.reserved,
+        device_peak_reserved: memory.peak_reserved,
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        shared.metrics.render(&gauges),
+    )
+}
+
+/// Brings up the device for `config` (weights in the precision it asks, where the adapter can).
+pub fn open_device(
+    config: &ServerConfig,
+) -> Result<(Gpu, WeightDtype, Option<String>), ServerError> {
+    let (gpu, warning) = device::open(config.backend)?;
+    let dtype = WeightDtype::for_precision(config.precision, &gpu.adapter);
+    Ok((gpu, dtype, warning))
+}

@@ -1,0 +1,94 @@
+//! What the HTTP handlers and the GPU worker share: the configuration, the jobs and their
+//! queue, the running job, the checkpoint catalogue, the LoRA index, A1111's options and the
+//! figures the metrics report. No device handle is here: only the worker owns the engine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value};
+
+use super::jobs::{Job, Jobs, Retention};
+use super::loras::LoraIndex;
+use super::metrics::Metrics;
+use super::models::Catalogue;
+use super::queue::JobQueue;
+use crate::device::{Backend, Precision};
+use crate::policy::PolicyName;
+
+/// How a server runs (the flags of `sdxl-wgpu serve`).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The checkpoint loaded at start (else the first of `models_dir`).
+    pub model: Option<PathBuf>,
+    /// Checkpoints clients may switch to.
+    pub models_dir: Option<PathBuf>,
+    /// Where `<lora:NAME:W>` tags are looked up.
+    pub lora_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+    /// HTTP Basic credentials; empty: no authentication.
+    pub auth: Vec<(String, String)>,
+    /// Jobs waiting at most (the running one not counted).
+    pub queue_size: usize,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Where `save_images: true` writes.
+    pub outputs: Option<PathBuf>,
+    pub policy: PolicyName,
+    pub precision: Precision,
+    pub backend: Backend,
+    /// A live preview every this many steps (0: none).
+    pub preview_every: usize,
+    pub retention: Retention,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            model: None,
+            models_dir: None,
+            lora_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7860)),
+            auth: Vec::new(),
+            queue_size: 64,
+            max_body_bytes: 64 << 20,
+            outputs: None,
+            policy: PolicyName::default(),
+            precision: Precision::Auto,
+            backend: Backend::Auto,
+            preview_every: 5,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// Device memory as the worker last read it (after a job or a load).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceMemory {
+    pub in_use: u64,
+    pub reserved: u64,
+    pub peak_reserved: u64,
+}
+
+/// Everything behind the handlers.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub jobs: Jobs,
+    pub queue: Arc<dyn JobQueue>,
+    /// The job the worker runs now.
+    pub current: Mutex<Option<Arc<Job>>>,
+    pub catalogue: Mutex<Catalogue>,
+    pub loras: Mutex<LoraIndex>,
+    /// A1111 options clients set and read back (`POST/GET options`), beyond the ones we act on.
+    pub options: Mutex<Map<String, Value>>,
+    pub metrics: Metrics,
+    pub memory: Mutex<DeviceMemory>,
+    /// The adapter's name and API, once the device is up.
+    pub adapter: Mutex<Option<String>>,
+}
+
+/// Locks `m`, whatever a panicking holder left (every guarded value stays consistent between
+/// statements).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,45 @@
+//! Putting a job in the queue and waiting for its end: what every generating route shares.
+
+use std::sync::Arc;
+
+use super::error::ApiError;
+use super::jobs::{Job, Snapshot, Task};
+use super::queue::Refused;
+use super::state::Shared;
+
+/// Creates a job for `task` and queues it (503 with `Retry-After` when the queue is full); with
+/// a known idempotency `key`, the existing job.
+pub fn submit(shared: &Shared, task: Task, key: Option<String>) -> Result<Arc<Job>, ApiError> {
+    let (job, new) = shared.jobs.create(task, key);
+    if !new {
+        return Ok(job);
+    }
+    match shared.queue.push(job.id) {
+        Ok(()) => Ok(job),
+        Err(refused) => {
+            shared.jobs.forget(job.id);
+            shared.metrics.refused();
+            Err(match refused {
+                Refused::Full { capacity } => ApiError::busy(
+                    format!("the queue is full ({capacity} jobs waiting); try again later"),
+                    5,
+                ),
+                Refused::Closed => ApiError::busy("the server is shutting down", 30),
+            })
+        }
+    }
+}
+
+/// Waits until `job` has finished and returns its final state.
+pub async fn finished(job: &Job) -> Snapshot {
+    let mut watch = job.subscribe();
+    loop {
+        let snapshot = watch.borrow_and_update().clone();
+        if snapshot.status.finished() {
+            return snapshot;
+        }
+        if watch.changed().await.is_err() {
+            return job.snapshot();
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The one thread that owns the device: it takes jobs from the queue in order, keeps one
+//! checkpoint loaded (switching when a job names another), makes each job's LoRAs the active
+//! set for that job only, runs the engine with the job's stop signals, and turns the results
+//! into PNGs carrying their infotext. HTTP handlers never touch the engine.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::jobs::{Failure, Job, Outcome, Status, Task, Work};
+use super::metrics;
+use super::preview::preview_png;
+use super::state::{lock, DeviceMemory, Shared};
+use crate::checkpoint::Checkpoint;
+use crate::device::{memory_in_use, Gpu};
+use crate::image_io::{self, ImageMetadata};
+use crate::infotext::{self, ModelInfo};
+use crate::pipeline::{Cancel, Controls, Engine, Error, Event, PipelineError, Preview, Request};
+use crate::weights::WeightDtype;
+
+/// The engine and the checkpoint it holds.
+struct Loaded {
+    path: PathBuf,
+    engine: Engine,
+    info: ModelInfo,
+}
+
+/// The worker's own state: the device and what is on it.
+pub struct Worker {
+    shared: Arc<Shared>,
+    gpu: Gpu,
+    dtype: WeightDtype,
+    loaded: Option<Loaded>,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, gpu: Gpu, dtype: WeightDtype) -> Self {
+        Worker {
+            shared,
+            gpu,
+            dtype,
+            loaded: None,
+        }
+    }
+
+    /// Runs jobs until the queue closes, then releases the model.
+    pub fn run(mut self) {
+        while let Some(id) = self.shared.queue.pop() {
+            if let Some(job) = self.shared.jobs.get(id) {
+                self.take(&job);
+            }
+        }
+        self.loaded = None;
+    }
+
+    /// Runs one job start to end and records how it ended. A panic inside is a 500 for this
+    /// job and drops the engine, so the next job starts from a fresh load.
+    fn take(&mut self, job: &Arc<Job>) {
+        let Some(task) = job.take_task() else {
+            return;
+        };
+        let clock = Instant::now();
+        *lock(&self.shared.current) = Some(job.clone());
+        job.update(|s| {
+            s.status = Status::Running;
+            s.progress.started = Some(clock);
+        });
+        let result = if job.cancel.is_cancelled() {
+            Err(cancelled())
+        } else {
+            catch_unwind(AssertUnwindSafe(|| self.perform(job, task))).unwrap_or_else(|_| {
+                self.loaded = None;
+                Err(Failure {
+                    status: 500,
+                    message: "internal error: the job panicked; the model will be reloaded".into(),
+                })
+            })
+        };
+        let stopped = job.cancel.is_cancelled();
+        let outcome = match (&result, stopped) {
+            (_, true) => metrics::Outcome::Cancelled,
+            (Ok(_), false) => metrics::Outcome::Succeeded,
+            (Err(_), false) => metrics::Outcome::Failed,
+        };
+        self.shared.metrics.job(outcome, clock.elapsed());
+        self.note_memory();
+        *lock(&self.shared.current) = None;
+        job.finish(result, stopped);
+        self.shared.jobs.finished(job.id);
+    }
+
+    fn perform(&mut self, job: &Job, task: Task) -> Result<Option<Outcome>, Failure> {
+        match task {
+            Task::Generate(work) => self.generate(job, &work).map(Some),
+            Task::LoadModel(path) => {
+                self.ensure_model(&path)?;
+                Ok(None)
+            }
+            Task::UnloadModel => {
+                self.loaded = None;
+                self.gpu.device.memory_cleanup();
+                lock(&self.shared.catalogue).loaded = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The engine holding `path`, loading it first (the previous checkpoint released before).
+    fn ensure_model(&mut self, path: &Path) -> Result<&mut Loaded, Failure> {
+        if self.loaded.as_ref().is_some_and(|l| l.path == path) {
+            return Ok(self.loaded.as_mut().expect("checked"));
+        }
+        self.loaded = None; // release before loading the next
+        self.gpu.device.memory_cleanup();
+        lock(&self.shared.catalogue).loaded = None;
+        let clock = Instant::now();
+        let engine = Checkpoint::open(path)
+            .map_err(Error::from)
+            .and_then(|c| Engine::load(self.gpu.clone(), c, self.dtype))
+            .and_then(|e| e.gpu.sync().map(|()| e).map_err(Error::from))
+            .map_err(|e| Failure {
+                status: 500,
+                message: format!("cannot load {}: {e}", path.display()),
+            })?;
+        self.shared.metrics.model_load(clock.elapsed());
+        let (info, _) = ModelInfo::of(path);
+        {
+            let mut catalogue = lock(&self.shared.catalogue);
+            catalogue.loaded = Some(path.to_path_buf());
+            catalogue.learn_hash(path);
+        }
+        Ok(self.loaded.insert(Loaded {
+            path: path.to_path_buf(),
+            engine,
+            info,
+        }))
+    }
+
+    /// `work.n_iter` runs with the job's LoRAs, seeds advancing by the batch size; `skip`
+    /// drops the run in progress, `interrupt` ends the job keeping what is done.
+    fn generate(&mut self, job: &Job, work: &Work) -> Result<Outcome, Failure> {
+        let model = match &work.model {
+            Some(path) => path.clone(),
+            None => lock(&self.shared.catalogue)
+                .selected
+                .clone()
+                .ok_or_else(|| Failure::request("no checkpoint is selected".into()))?,
+        };
+        let shared = self.shared.clone();
+        let loaded = self.ensure_model(&model)?;
+        loaded.engine.set_loras(&work.loras).map_err(classify)?;
+        let mut outcome = Outcome {
+            images: Vec::new(),
+            seeds: Vec::new(),
+            infotexts: Vec::new(),
+            request: work.request.clone(),
+            corrections: work.corrections.clone(),
+            model: loaded.info.clone(),
+            timestamp: timestamp(),
+            interrupted: false,
+        };
+        for iteration in 0..work.n_iter {
+            job.update(|s| {
+                s.progress.iteration = iteration;
+                s.progress.step = 0;
+            });
+            let first_seed = work
+                .request
+                .seed
+                .wrapping_add((iteration * work.request.batch) as u64);
+            let request = Request {
+                seed: first_seed,
+                ..work.request.clone()
+            };
+            match run_once(&shared, loaded, job, &request) {
+                Ok(images) => add_images(&mut outcome, work, &request, images)?,
+                Err(e) if is_cancel(&e) && job.cancel.is_cancelled() => {
+                    outcome.interrupted = true;
+                    break;
+                }
+                Err(e) if is_cancel(&e) => continue, // skipped: on with the next iteration
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        if work.save_images {
+            save(&shared, job, &outcome)?;
+        }
+        Ok(outcome)
+    }
+
+    fn note_memory(&self) {
+        let mut memory = lock(&self.shared.memory);
+        if let Some((in_use, reserved)) = memory_in_use(&self.gpu.device) {
+            *memory = DeviceMemory {
+                in_use,
+                reserved,
+                peak_reserved: memory.peak_reserved.max(reserved),
+            };
+        }
+    }
+}
+
+/// One engine run of `request` under the job's stop signals, reporting steps and previews.
+fn run_once(
+    shared: &Shared,
+    loaded: &Loaded,
+    job: &Job,
+    request: &Request,
+) -> Result<Vec<image::RgbImage>, Error> {
+    let cancel = Cancel::new();
+    *lock(&job.run_cancel) = cancel.clone();
+    if job.cancel.is_cancelled() {
+        cancel.cancel(); // a stop that came before the signal was in place
+    }
+    let mut on_event = |event: Event| {
+        if let Event::Step { done, total } = event {
+            job.update(|s| {
+                s.progress.step = done;
+                s.progress.steps = total;
+            });
+        }
+    };
+    let mut show = |_: usize, x0| {
+        if let Some(png) = preview_png(x0) {
+            job.update(|s| s.progress.preview = Some(Arc::new(png)));
+        }
+    };
+    let every = shared.config.preview_every;
+    let controls = Controls {
+        cancel: Some(&cancel),
+        on_event: &mut on_event,
+        preview: (every > 0).then_some(Preview {
+            every,
+            show: &mut show,
+        }),
+    };
+    let generated = loaded.engine.generate_with(request, controls)?;
+    let stats = generated.stats;
+    shared.metrics.steps(stats.steps, stats.denoise);
+    Ok(image_io::to_rgb(generated.images)?)
+}
+
+/// The run's images as PNGs with their infotext, appended to `outcome`.
+fn add_images(
+    outcome: &mut Outcome,
+    work: &Work,
+    request: &Request,
+    images: Vec<image::RgbImage>,
+) -> Result<(), Failure> {
+    for (i, image) in images.iter().enumerate() {
+        let seed = request.seed.wrapping_add(i as u64);
+        let text = infotext::infotext(
+            request,
+            &work.loras,
+            &work.corrections,
+            &outcome.model,
+            seed,
+        )
+        .map_err(|e| Failure::internal(format!("hashing a LoRA for the infotext: {e}")))?;
+        let parameters = image_io::parameters(&text);
+        let json = serde_json::json!({
+            "seed": seed,
+            "model": outcome.model.name,
+            "model_hash": outcome.model.hash,
+            "quality_policy": work.corrections,
+            "version": infotext::version(),
+        });
+        let metadata = ImageMetadata {
+            parameters: parameters.clone(),
+            json: json.to_string(),
+        };
+        let mut png = Vec::new();
+        image_io::metadata::write_png(image, &mut png, Some(&metadata))
+            .map_err(|e| Failure::internal(format!("encoding a PNG: {e}")))?;
+        outcome.images.push(Arc::new(png));
+        outcome.seeds.push(seed);
+        outcome.infotexts.push(parameters);
+    }
+    Ok(())
+}
+
+/// `save_images`: the PNGs into `--outputs` as `TIMESTAMP-JOB-I.png`.
+fn save(shared: &Shared, job: &Job, outcome: &Outcome) -> Result<(), Failure> {
+    let Some(dir) = &shared.config.outputs else {
+        return Err(Failure::request(
+            "save_images: this server has no --outputs folder".into(),
+        ));
+    };
+    for (i, png) in outcome.images.iter().enumerate() {
+        let path = dir.join(format!("{}-{}-{i}.png", outcome.timestamp, job.id));
+        std::fs::write(&path, png.as_slice())
+            .map_err(|e| Failure::internal(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn is_cancel(e: &Error) -> bool {
+    matches!(e, Error::Pipeline(PipelineError::Cancelled { .. }))
+}
+
+fn cancelled() -> Failure {
+    Failure {
+        status: 409,
+        message: "cancelled before it started".into(),
+    }
+}
+
+/// The status an engine error maps to: the request's fault (4xx) or the machine's (500).
+fn classify(e: Error) -> Failure {
+    let status = match &e {
+        Error::Device(_) | Error::Checkpoint(_) => 500,
+        Error::Text(_)
+        | Error::Vae(_)
+        | Error::Schedule(_)
+        | Error::Pipeline(_)
+        | Error::Image(_)
+        | Error::Lora(_) => 422,
+    };
+    Failure {
+        status,
+        message: e.to_string(),
+    }
+}
+
+impl Failure {
+    pub fn request(message: String) -> Self {
+        Failure {
+            status: 422,
+            message,
+        }
+    }
+
+    pub fn internal(message: String) -> Self {
+        Failure {
+            status: 500,
+            message,
+        }
+    }
+}
+
+/// Now as `%Y%m%d%H%M%S` (UTC), A1111's `job_timestamp`.
+pub fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 -> (year, month, day), Howard Hinnant's `civil_from_days`
+/// (<https://howardhinnant.github.io/date_algorithms.html#civil_from_days>): the one date
+/// conversion the server needs, not worth a calendar crate.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_787), (2026, 11, 30));
+    }
+}

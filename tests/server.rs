@@ -1,0 +1,681 @@
+//! The server on loopback ports with the tiny model, driven by a real HTTP client: A1111's
+//! txt2img/img2img (images equal to the engine's for the same request), its error shapes,
+//! per-job LoRA isolation, cancellation (DELETE and /interrupt) within one step, the queue's
+//! 503, authentication, the body limit, the jobs API, and memory back at its baseline after a
+//! burst. One server per configuration, shared by the checks in this process (kernels compile
+//! once); the checks take turns, since interrupt acts on whatever job runs.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use sdxl_wgpu::checkpoint::Checkpoint;
+use sdxl_wgpu::image_io;
+use sdxl_wgpu::pipeline::{Engine, Request};
+use sdxl_wgpu::policy::PolicyName;
+use sdxl_wgpu::sampling::Sampler;
+use sdxl_wgpu::server::{Server, ServerConfig};
+use sdxl_wgpu::weights::WeightDtype;
+use serde_json::{json, Value};
+
+mod common;
+use common::{gpu, TINY};
+
+const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"))
+}
+
+fn start(config: ServerConfig) -> String {
+    let config = ServerConfig {
+        model: Some(TINY.into()),
+        lora_dir: Some(LORAS.into()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        policy: PolicyName::Off,
+        preview_every: 1,
+        ..config
+    };
+    let server = runtime()
+        .block_on(Server::start(config, gpu().clone(), WeightDtype::F32))
+        .expect("server starts");
+    let url = format!("http://{}", server.addr);
+    std::mem::forget(server); // serves until the process ends
+    url
+}
+
+/// The default server, and the turn to use it.
+fn server() -> (&'static str, MutexGuard<'static, ()>) {
+    static URL: OnceLock<String> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    (URL.get_or_init(|| start(ServerConfig::default())), turn)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("client")
+}
+
+fn post(url: &str, body: &Value) -> (StatusCode, Value) {
+    let response = client().post(url).json(body).send().expect("request");
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+fn small(prompt: &str, seed: u64) -> Value {
+    json!({"prompt": prompt, "seed": seed, "steps": 2, "width": 64, "height": 64,
+           "cfg_scale": 5, "sampler_name": "Euler"})
+}
+
+fn decode_png(b64: &str) -> (image::RgbImage, String) {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let image = image::load_from_memory(&bytes).expect("PNG").to_rgb8();
+    let text = sdxl_wgpu::image_io::metadata::png_text(&bytes).expect("chunks");
+    (image, text.get("parameters").cloned().unwrap_or_default())
+}
+
+/// The engine's images for `request` in this process (what the CLI writes).
+fn engine_images(request: &Request) -> Vec<image::RgbImage> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        Engine::load(
+            gpu().clone(),
+            Checkpoint::open(TINY).unwrap(),
+            WeightDtype::F32,
+        )
+        .unwrap()
+    });
+    let out = engine.generate(request, &mut |_| {}).expect("runs");
+    image_io::to_rgb(out.images).expect("images")
+}
+
+fn max_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn txt2img_matches_the_engine_with_a1111_info() {
+    let (url, _turn) = server();
+    let body = json!({"prompt": "a red fox", "negative_prompt": "blurry", "seed": 11,
+        "batch_size": 2, "steps": 2, "width": 64, "height": 64, "cfg_scale": 5,
+        "sampler_name": "Euler a", "some_unknown_field": 1});
+    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let info: Value = serde_json::from_str(r["info"].as_str().expect("info is a string")).unwrap();
+    assert_eq!(info["all_seeds"], json!([11, 12]));
+    assert_eq!(info["infotexts"].as_array().unwrap().len(), 2);
+    assert_eq!(info["sampler_name"], "Euler a");
+    assert_eq!(r["parameters"]["seed"], 11);
+    assert_eq!(r["parameters"]["n_iter"], 1, "defaults filled");
+    let images = r["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    let want = engine_images(&Request {
+        prompt: "a red fox".into(),
+        negative: "blurry".into(),
+        width: 64,
+        height: 64,
+        steps: 2,
+        cfg: 5.0,
+        seed: 11,
+        batch: 2,
+        sampler: Sampler::EulerAncestral,
+        ..Request::default()
+    });
+    for (i, b64) in images.iter().enumerate() {
+        let (image, text) = decode_png(b64.as_str().unwrap());
+        assert!(max_diff(&image, &want[i]) <= 1, "image {i}");
+        assert!(text.contains(&format!("Seed: {}", 11 + i)), "{text}");
+        assert_eq!(text, info["infotexts"][i]);
+    }
+}
+
+#[test]
+fn img2img_takes_data_urls_and_raw_base64() {
+    let (url, _turn) = server();
+    let png = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/init_64.png"
+    ))
+    .unwrap();
+    let raw = base64::engine::general_purpose::STANDARD.encode(&png);
+    let mut results = Vec::new();
+    for init in [format!("data:image/png;base64,{raw}"), raw.clone()] {
+        let mut body = small("a cat", 3);
+        body["init_images"] = json!([init]);
+        body["denoising_strength"] = json!(0.5);
+        body["steps"] = json!(4);
+        let (status, r) = post(&format!("{url}/sdapi/v1/img2img"), &body);
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(
+            r["parameters"]["init_images"],
+            Value::Null,
+            "not echoed by default"
+        );
+        let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+        assert_eq!(info["denoising_strength"], 0.5);
+        results.push(r["images"][0].as_str().unwrap().to_string());
+    }
+    assert_eq!(decode_png(&results[0]).0, decode_png(&results[1]).0);
+}
+
+#[test]
+fn errors_in_a1111_shape() {
+    let (url, _turn) = server();
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "img2img",
+            small("x", 1),
+            StatusCode::NOT_FOUND,
+            "Init image not found",
+        ),
+        (
+            "img2img",
+            json!({"init_images": ["%%%not base64"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid encoded image",
+        ),
+        (
+            "img2img",
+            json!({"init_images": ["http://example.com/a.png"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "URLs are not fetched",
+        ),
+        (
+            "txt2img",
+            json!({"sampler_name": "UniPC"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "\"Euler a\"",
+        ),
+        (
+            "txt2img",
+            json!({"enable_hr": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "enable_hr",
+        ),
+        (
+            "txt2img",
+            json!({"alwayson_scripts": {"ControlNet": {"args": [1]}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "alwayson_scripts",
+        ),
+        (
+            "txt2img",
+            json!({"width": 60}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "multiples of 8",
+        ),
+        (
+            "txt2img",
+            json!({"steps": "many"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "steps",
+        ),
+        (
+            "txt2img",
+            json!({"prompt": "<lora:nope:1>"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no LoRA \"nope\"",
+        ),
+        (
+            "txt2img",
+            json!({"override_settings": {"sd_model_checkpoint": "missing.safetensors"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no checkpoint",
+        ),
+        (
+            "txt2img",
+            json!([1, 2]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "JSON object",
+        ),
+    ];
+    for (endpoint, body, status, needle) in cases {
+        let (got, r) = post(&format!("{url}/sdapi/v1/{endpoint}"), &body);
+        assert_eq!(got, status, "{body}: {r}");
+        assert_eq!(r["error"], "HTTPException", "{r}");
+        assert!(
+            r["detail"].as_str().unwrap().contains(needle),
+            "{body}: {r}"
+        );
+        assert_eq!(
+            (r["body"].clone(), r["errors"].clone()),
+            (json!(""), json!(""))
+        );
+    }
+    // what webuiapi sends on every call, features off: accepted
+    let mut body = small("ok", 5);
+    for (k, v) in [
+        ("enable_hr", json!(false)),
+        ("restore_faces", json!(false)),
+        ("tiling", json!(false)),
+        ("subseed_strength", json!(0.0)),
+        ("seed_resize_from_h", json!(0)),
+        ("s_churn", json!(0)),
+        ("s_noise", json!(1)),
+        ("eta", json!(1.0)),
+        ("styles", json!([])),
+        ("alwayson_scripts", json!({})),
+        ("script_args", json!([])),
+        ("override_settings", json!({})),
+        ("scheduler", json!("automatic")),
+    ] {
+        body[k] = v;
+    }
+    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
+    assert_eq!(status, StatusCode::OK, "{r}");
+}
+
+#[test]
+fn loras_and_overrides_stay_with_their_job() {
+    let (url, _turn) = server();
+    let run = |prompt: &str, overrides: Value| {
+        let mut body = small(prompt, 21);
+        body["override_settings"] = overrides;
+        let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let (image, text) = decode_png(r["images"][0].as_str().unwrap());
+        (image, text)
+    };
+    let (a1, text) = run("a fox <lora:style_kohya:0.8>", json!({}));
+    assert!(text.contains("Lora hashes: \"style_kohya: "), "{text}");
+    let (plain, _) = run("a fox", json!({}));
+    let (a2, _) = run("a fox <lora:style_kohya:0.8>", json!({}));
+    assert_eq!(a1, a2, "the same LoRA twice: byte-equal");
+    assert_ne!(a1, plain);
+    let fresh = engine_images(&Request {
+        prompt: "a fox".into(),
+        width: 64,
+        height: 64,
+        steps: 2,
+        cfg: 5.0,
+        seed: 21,
+        ..Request::default()
+    });
+    assert!(
+        max_diff(&plain, &fresh[0]) <= 1,
+        "no LoRA after a LoRA: a fresh engine's image"
+    );
+    let (skipped, text) = run("a fox", json!({"CLIP_stop_at_last_layers": 2}));
+    assert!(text.contains("Clip skip: 2"), "{text}");
+    assert_ne!(skipped, plain);
+    let (after, text) = run("a fox", json!({}));
+    assert!(!text.contains("Clip skip"), "{text}");
+    assert_eq!(after, plain, "an override lasts one job");
+}
+
+/// Waits until the job at `job_url` runs and has done a step.
+fn wait_running(job_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let s: Value = client().get(job_url).send().unwrap().json().unwrap();
+        if s["status"] == "running" && s["progress"]["step"].as_u64().unwrap_or(0) >= 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ran: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_done(job_url: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let s: Value = client().get(job_url).send().unwrap().json().unwrap();
+        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "never ended: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn delete_and_interrupt_stop_within_a_step() {
+    let (url, _turn) = server();
+    let long = json!({"kind": "txt2img", "prompt": "slow", "seed": 2, "steps": 40, "width": 64, "height": 64});
+    for how in ["delete", "interrupt"] {
+        let (status, r) = post(&format!("{url}/v1/jobs"), &long);
+        assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+        let job_url = format!("{url}{}", r["poll_url"].as_str().unwrap());
+        wait_running(&job_url);
+        let before: Value = client().get(&job_url).send().unwrap().json().unwrap();
+        if how == "delete" {
+            let status = client().delete(&job_url).send().unwrap().status();
+            assert_eq!(status, StatusCode::OK);
+        } else {
+            let (status, r) = post(&format!("{url}/sdapi/v1/interrupt"), &json!({}));
+            assert_eq!((status, r), (StatusCode::OK, json!({})));
+        }
+        let end = wait_done(&job_url);
+        assert_eq!(end["status"], "cancelled", "{how}: {end}");
+        let (at, stopped) = (
+            before["progress"]["step"].as_u64().unwrap(),
+            end["progress"]["step"].as_u64().unwrap(),
+        );
+        assert!(
+            stopped < 40 && stopped <= at + 2,
+            "{how}: stopped at {stopped}, asked at {at}"
+        );
+        let status = client().delete(&job_url).send().unwrap().status();
+        assert_eq!(status, StatusCode::CONFLICT, "a finished job");
+    }
+    // the next job is a fresh engine's
+    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &small("after", 4));
+    assert_eq!(status, StatusCode::OK);
+    let fresh = engine_images(&Request {
+        prompt: "after".into(),
+        width: 64,
+        height: 64,
+        steps: 2,
+        cfg: 5.0,
+        seed: 4,
+        ..Request::default()
+    });
+    assert!(max_diff(&decode_png(r["images"][0].as_str().unwrap()).0, &fresh[0]) <= 1);
+}
+
+#[test]
+fn jobs_api_progress_listings_and_metrics() {
+    let (url, _turn) = server();
+    let c = client();
+    let body = json!({"kind": "txt2img", "prompt": "poll me", "seed": 8, "steps": 2, "width": 64, "height": 64, "n_iter": 2});
+    let first = c
+        .post(format!("{url}/v1/jobs"))
+        .header("Idempotency-Key", "k1")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().unwrap();
+    let again: Value = c
+        .post(format!("{url}/v1/jobs"))
+        .header("Idempotency-Key", "k1")
+        .json(&body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(first["id"], again["id"], "same key, same job");
+    let job_url = format!("{url}{}", first["poll_url"].as_str().unwrap());
+    let end = wait_done(&job_url);
+    assert_eq!(end["status"], "succeeded", "{end}");
+    assert_eq!(end["seeds"], json!([8, 9]));
+    let image = c
+        .get(format!("{url}{}", end["images"][1].as_str().unwrap()))
+        .send()
+        .unwrap();
+    assert_eq!(image.headers()["content-type"], "image/png");
+    image::load_from_memory(&image.bytes().unwrap()).expect("a PNG");
+    let events = c
+        .get(format!("{job_url}/events"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(events.contains("event: done"), "{events}");
+    assert_eq!(
+        c.get(format!("{url}/v1/jobs/ffff"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let progress: Value = c
+        .get(format!("{url}/sdapi/v1/progress"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(progress["state"]["job_count"], 0, "{progress}");
+    let models: Value = c
+        .get(format!("{url}/sdapi/v1/sd-models"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let title = models[0]["title"].as_str().unwrap().to_string();
+    assert!(title.starts_with("tiny-sdxl.safetensors ["), "{title}");
+    let options: Value = c
+        .get(format!("{url}/sdapi/v1/options"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(options["sd_model_checkpoint"], title.as_str());
+    let (status, _) = post(
+        &format!("{url}/sdapi/v1/options"),
+        &json!({"send_seed": true, "sd_model_checkpoint": title}),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let options: Value = c
+        .get(format!("{url}/sdapi/v1/options"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        options["send_seed"], true,
+        "kept for clients that read it back"
+    );
+    let (status, r) = post(
+        &format!("{url}/sdapi/v1/options"),
+        &json!({"sd_model_checkpoint": "nope"}),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    let loras: Value = c
+        .get(format!("{url}/sdapi/v1/loras"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        loras
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "style_kohya"),
+        "{loras}"
+    );
+    let samplers: Value = c
+        .get(format!("{url}/sdapi/v1/samplers"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(samplers[0]["name"], "DPM++ 2M");
+    for listing in [
+        "upscalers",
+        "sd-vae",
+        "hypernetworks",
+        "prompt-styles",
+        "face-restorers",
+    ] {
+        let v: Value = c
+            .get(format!("{url}/sdapi/v1/{listing}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(v, json!([]), "{listing}");
+    }
+    let png = c
+        .get(format!("{url}{}", end["images"][0].as_str().unwrap()))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let data = base64::engine::general_purpose::STANDARD.encode(&png);
+    let (status, info) = post(&format!("{url}/sdapi/v1/png-info"), &json!({"image": data}));
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["parameters"]["Seed"], "8");
+    assert_eq!(info["parameters"]["Prompt"], "poll me");
+    let metrics = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("sdxl_jobs_total{outcome=\"succeeded\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE sdxl_step_seconds summary"),
+        "{metrics}"
+    );
+    let health = c.get(format!("{url}/healthz")).send().unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[test]
+fn a_burst_completes_each_valid_job_once_and_memory_returns() {
+    let (url, _turn) = server();
+    // the post-load baseline: after one job of the largest shape used below
+    post(
+        &format!("{url}/sdapi/v1/txt2img"),
+        &json!({"prompt": "w", "seed": 0, "steps": 2, "width": 96, "height": 64}),
+    );
+    let memory = |url: &str| -> (u64, u64) {
+        let m: Value = client()
+            .get(format!("{url}/sdapi/v1/memory"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        (
+            m["device"]["reserved"].as_u64().unwrap(),
+            m["ram"]["used"].as_u64().unwrap(),
+        )
+    };
+    let (device_before, rss_before) = memory(url);
+    let threads: Vec<_> = (0..24u64)
+        .map(|i| {
+            let url = url.to_string();
+            std::thread::spawn(move || {
+                let sampler = ["Euler", "Euler a", "DPM++ 2M", "DDIM"][i as usize % 4];
+                let width = if i % 2 == 0 { 64 } else { 96 };
+                let mut body = json!({"prompt": format!("burst {i}"), "seed": 100 + i, "steps": 2,
+                    "width": width, "height": 64, "sampler_name": sampler});
+                if i % 3 == 0 {
+                    body["prompt"] = json!(format!("burst {i} <lora:style_kohya:0.5>"));
+                }
+                if i % 5 == 4 {
+                    body["width"] = json!(63); // invalid
+                }
+                let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
+                (i, status, r)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, status, r) = t.join().unwrap();
+        if i % 5 == 4 {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{i}: {r}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "{i}: {r}");
+        let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+        assert_eq!(info["all_seeds"], json!([100 + i]), "its own seed");
+        assert_eq!(r["images"].as_array().unwrap().len(), 1);
+    }
+    // the same shape as the baseline job again, so the pools are compared like for like
+    post(
+        &format!("{url}/sdapi/v1/txt2img"),
+        &json!({"prompt": "w", "seed": 0, "steps": 2, "width": 96, "height": 64}),
+    );
+    let (device_after, rss_after) = memory(url);
+    assert!(
+        device_after <= device_before + (4 << 20),
+        "device pools {device_before} -> {device_after}"
+    );
+    assert!(
+        rss_after <= rss_before + (256 << 20),
+        "RSS {rss_before} -> {rss_after}"
+    );
+}
+
+#[test]
+fn queue_limit_auth_and_body_limit() {
+    let url = start(ServerConfig {
+        queue_size: 1,
+        auth: vec![("user".into(), "secret".into())],
+        max_body_bytes: 1 << 20,
+        ..ServerConfig::default()
+    });
+    let c = client();
+    let no_auth = c.get(format!("{url}/sdapi/v1/sd-models")).send().unwrap();
+    assert_eq!(no_auth.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(no_auth.headers()["www-authenticate"], "Basic");
+    let wrong = c
+        .get(format!("{url}/sdapi/v1/sd-models"))
+        .basic_auth("user", Some("nope"))
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let ok = c
+        .get(format!("{url}/sdapi/v1/sd-models"))
+        .basic_auth("user", Some("secret"))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let big = json!({"prompt": "x".repeat(2 << 20)});
+    let too_big = c
+        .post(format!("{url}/sdapi/v1/txt2img"))
+        .basic_auth("user", Some("secret"))
+        .json(&big)
+        .send()
+        .unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // one running, one waiting, the third refused
+    let long = json!({"kind": "txt2img", "prompt": "slow", "steps": 40, "width": 64, "height": 64});
+    let submit = || {
+        c.post(format!("{url}/v1/jobs"))
+            .basic_auth("user", Some("secret"))
+            .json(&long)
+            .send()
+            .unwrap()
+    };
+    let running: Value = submit().json().unwrap();
+    let job_url = format!("{url}{}", running["poll_url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while c
+        .get(&job_url)
+        .basic_auth("user", Some("secret"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["status"]
+        != "running"
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waiting: Value = submit().json().unwrap();
+    let refused = submit();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    for job in [&waiting, &running] {
+        let url = format!("{url}{}", job["poll_url"].as_str().unwrap());
+        assert_eq!(
+            c.delete(&url)
+                .basic_auth("user", Some("secret"))
+                .send()
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+}
