@@ -69,12 +69,18 @@ fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::i
     Ok(sha)
 }
 
-/// The whole file's sha256 (hex) if the cache already holds it: a listing of many big files
-/// never reads them.
-pub fn cached_model_sha256(path: &Path) -> Option<String> {
-    let key = cache_key(path, Hashed::WholeFile).ok()?;
-    let cache_file = cache_dir()?.join("model-hashes.json");
-    read_cache(Some(&cache_file)).remove(&key)
+/// Each file's whole sha256 (hex) where the cache already holds it: a listing of many big files
+/// never reads them (and reads the cache once).
+pub fn cached_model_sha256s(paths: &[&Path]) -> Vec<Option<String>> {
+    let cache_file = cache_dir().map(|d| d.join("model-hashes.json"));
+    let cache = read_cache(cache_file.as_deref());
+    paths
+        .iter()
+        .map(|path| {
+            let key = cache_key(path, Hashed::WholeFile).ok()?;
+            cache.get(&key).cloned()
+        })
+        .collect()
 }
 
 /// The cache's key of `path`: what is hashed, the canonical path, the size and the

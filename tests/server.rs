@@ -317,29 +317,34 @@ fn loras_and_overrides_stay_with_their_job() {
     assert_eq!(after, plain, "an override lasts one job");
 }
 
-/// Waits until the job at `job_url` runs and has done a step.
-fn wait_running(job_url: &str) {
+/// Polls the job at `job_url` (with `auth`) until `done` holds of its state, which it returns.
+fn wait_for(job_url: &str, auth: Option<(&str, &str)>, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let s: Value = client().get(job_url).send().unwrap().json().unwrap();
-        if s["status"] == "running" && s["progress"]["step"].as_u64().unwrap_or(0) >= 1 {
-            return;
+        let mut request = client().get(job_url);
+        if let Some((user, pass)) = auth {
+            request = request.basic_auth(user, Some(pass));
         }
-        assert!(Instant::now() < deadline, "never ran: {s}");
-        std::thread::sleep(Duration::from_millis(20));
+        let s: Value = request.send().unwrap().json().unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "waited too long: {s}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
+/// Until the job runs and has done a step.
+fn wait_running(job_url: &str) {
+    wait_for(job_url, None, |s| {
+        s["status"] == "running" && s["progress"]["step"].as_u64().unwrap_or(0) >= 1
+    });
+}
+
 fn wait_done(job_url: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let s: Value = client().get(job_url).send().unwrap().json().unwrap();
-        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "never ended: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(job_url, None, |s| {
+        ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or(""))
+    })
 }
 
 #[test]
@@ -650,19 +655,9 @@ fn queue_limit_auth_and_body_limit() {
     };
     let running: Value = submit().json().unwrap();
     let job_url = format!("{url}{}", running["poll_url"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while c
-        .get(&job_url)
-        .basic_auth("user", Some("secret"))
-        .send()
-        .unwrap()
-        .json::<Value>()
-        .unwrap()["status"]
-        != "running"
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&job_url, Some(("user", "secret")), |s| {
+        s["status"] == "running"
+    });
     let waiting: Value = submit().json().unwrap();
     let refused = submit();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -715,18 +710,7 @@ fn sigterm_during_a_job_exits_zero() {
     assert_eq!(status, StatusCode::ACCEPTED, "{r}");
     // running (encoding its prompt): stopping here spares the test compiling the UNet's kernels
     let job_url = format!("{addr}{}", r["poll_url"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while client()
-        .get(&job_url)
-        .send()
-        .unwrap()
-        .json::<Value>()
-        .unwrap()["status"]
-        != "running"
-    {
-        assert!(Instant::now() < deadline, "never ran");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(&job_url, None, |s| s["status"] == "running");
     let asked = Instant::now();
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -40,15 +40,30 @@ pub const MAX_INIT_SIDE: u32 = 32768;
 /// is within [`MAX_INIT_PIXELS`] and [`MAX_INIT_SIDE`]: the size is read from the header, and
 /// the decoder runs under those limits, so a huge or lying file costs a message, not memory.
 pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
-    let fail = |reason: String| ImageError::Read {
+    decode_limited(|| {
+        let file = files::open_regular(path).map_err(|e| e.to_string())?;
+        Ok(BufReader::new(file))
+    })
+    .map_err(|reason| ImageError::Read {
         path: path.to_path_buf(),
         reason,
-    };
-    let reader = || -> Result<image::ImageReader<_>, ImageError> {
-        let file = files::open_regular(path).map_err(|e| fail(e.to_string()))?;
-        let mut reader = image::ImageReader::new(BufReader::new(file))
+    })
+}
+
+/// [`read`] for an image held in memory (an upload); the error is the reason alone.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_limited(|| Ok(std::io::Cursor::new(bytes)))
+}
+
+/// Decodes what `open` gives (opened twice: once for the header's size, once for the pixels)
+/// under the init image limits.
+fn decode_limited<R: std::io::BufRead + std::io::Seek>(
+    open: impl Fn() -> Result<R, String>,
+) -> Result<RgbImage, String> {
+    let reader = || -> Result<image::ImageReader<R>, String> {
+        let mut reader = image::ImageReader::new(open()?)
             .with_guessed_format()
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_INIT_SIDE);
         limits.max_image_height = Some(MAX_INIT_SIDE);
@@ -56,17 +71,15 @@ pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
         reader.limits(limits);
         Ok(reader)
     };
-    let (w, h) = reader()?
-        .into_dimensions()
-        .map_err(|e| fail(e.to_string()))?;
+    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
     if u64::from(w) * u64::from(h) > MAX_INIT_PIXELS {
-        return Err(fail(format!(
+        return Err(format!(
             "{w}x{h} is {} pixels, more than the {MAX_INIT_PIXELS} an init image may have; \
              scale it down first",
             u64::from(w) * u64::from(h)
-        )));
+        ));
     }
-    let image = reader()?.decode().map_err(|e| fail(e.to_string()))?;
+    let image = reader()?.decode().map_err(|e| e.to_string())?;
     Ok(image.to_rgb8())
 }
 

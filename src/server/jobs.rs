@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::state::lock;
 use crate::infotext::ModelInfo;
 use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Request};
@@ -68,7 +69,7 @@ impl Task {
 }
 
 /// What the worker runs for one job: `n_iter` engine runs of `request` (seeds advancing by the
-/// batch size), with `loras` active for this job only, on `model` (`None`: the selected one).
+/// batch size), with `loras` active for this job only, on `model`.
 #[derive(Clone, Debug)]
 pub struct Work {
     pub kind: Kind,
@@ -76,9 +77,9 @@ pub struct Work {
     pub n_iter: usize,
     pub loras: Vec<LoraSpec>,
     pub corrections: Vec<Correction>,
-    pub model: Option<PathBuf>,
-    /// Also write the images into the server's outputs folder.
-    pub save_images: bool,
+    pub model: PathBuf,
+    /// `save_images`: also write the images into this folder (the server's `--outputs`).
+    pub save_to: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -107,8 +108,8 @@ pub struct Progress {
     pub step: usize,
     pub steps: usize,
     pub started: Option<Instant>,
-    /// The latest live preview, a PNG.
-    pub preview: Option<Arc<Vec<u8>>>,
+    /// The latest live preview: the step it shows (counted over the whole job) and a PNG.
+    pub preview: Option<(usize, Arc<Vec<u8>>)>,
 }
 
 impl Progress {
@@ -146,8 +147,6 @@ pub struct Outcome {
     pub model: ModelInfo,
     /// `%Y%m%d%H%M%S` of the start, A1111's `job_timestamp`.
     pub timestamp: String,
-    /// Stopped by `interrupt`/DELETE (the images done before are kept).
-    pub interrupted: bool,
 }
 
 /// Why a job failed: the HTTP status it maps to (4xx: the request; 500: the machine) and the
@@ -175,8 +174,8 @@ pub struct Job {
     state: watch::Sender<Snapshot>,
     /// Stops the whole job (DELETE, `interrupt`).
     pub cancel: Cancel,
-    /// Bumped by `skip`: the run in progress stops, the job goes on with its next iteration.
-    pub skips: AtomicU64,
+    /// Set by `skip`: the run in progress stops, the job goes on with its next iteration.
+    pub skipped: AtomicBool,
     /// The current run's stop signal (the worker replaces it per run).
     pub run_cancel: Mutex<Cancel>,
 }
@@ -207,37 +206,28 @@ impl Job {
 
     /// Stops the current run only (A1111's `skip`).
     pub fn skip(&self) {
-        self.skips.fetch_add(1, Ordering::SeqCst);
+        self.skipped.store(true, Ordering::SeqCst);
         lock(&self.run_cancel).cancel();
     }
 
-    pub fn finish(&self, result: Result<Option<Outcome>, Failure>, cancelled: bool) {
+    /// Records the end: cancelled once stopped (an interrupted job keeps the images it made),
+    /// else succeeded or failed. Returns the final status.
+    pub fn finish(&self, result: Result<Option<Outcome>, Failure>) -> Status {
+        let status = match (self.cancel.is_cancelled(), &result) {
+            (true, _) => Status::Cancelled,
+            (false, Ok(_)) => Status::Succeeded,
+            (false, Err(_)) => Status::Failed,
+        };
         self.update(|s| {
+            s.status = status;
             match result {
-                Ok(outcome) => {
-                    s.status = if cancelled {
-                        Status::Cancelled
-                    } else {
-                        Status::Succeeded
-                    };
-                    s.outcome = outcome.map(Arc::new);
-                }
-                Err(failure) => {
-                    s.status = if cancelled {
-                        Status::Cancelled
-                    } else {
-                        Status::Failed
-                    };
-                    s.failure = Some(failure);
-                }
+                Ok(outcome) => s.outcome = outcome.map(Arc::new),
+                Err(failure) => s.failure = Some(failure),
             }
             s.progress.preview = None;
         });
+        status
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How long and how many finished jobs are kept for polling.
@@ -306,7 +296,7 @@ impl Jobs {
             task: Mutex::new(Some(task)),
             state,
             cancel: Cancel::new(),
-            skips: AtomicU64::new(0),
+            skipped: AtomicBool::new(false),
             run_cancel: Mutex::new(Cancel::new()),
         });
         table.jobs.insert(id, job.clone());

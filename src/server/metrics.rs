@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::jobs::Status;
 use super::state::lock;
 
 /// Counters the worker and the handlers add to.
@@ -29,14 +30,6 @@ struct Counters {
     model_load_seconds: f64,
 }
 
-/// How a job ended, for the counters.
-#[derive(Clone, Copy, Debug)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
 /// What the renderer needs besides the counters.
 pub struct Gauges {
     pub queue_depth: usize,
@@ -47,12 +40,14 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn job(&self, outcome: Outcome, took: Duration) {
+    /// A job that ended with `status` after `took`.
+    pub fn job(&self, status: Status, took: Duration) {
         let mut c = lock(&self.inner);
-        match outcome {
-            Outcome::Succeeded => c.succeeded += 1,
-            Outcome::Failed => c.failed += 1,
-            Outcome::Cancelled => c.cancelled += 1,
+        match status {
+            Status::Succeeded => c.succeeded += 1,
+            Status::Failed => c.failed += 1,
+            Status::Cancelled => c.cancelled += 1,
+            Status::Queued | Status::Running => return,
         }
         c.jobs += 1;
         c.job_seconds += took.as_secs_f64();

@@ -90,7 +90,7 @@ impl Server {
             options: Mutex::new(Map::new()),
             metrics: Metrics::default(),
             memory: Mutex::new(DeviceMemory::default()),
-            adapter: Mutex::new(Some(gpu.adapter.describe())),
+            adapter: gpu.adapter.describe(),
             config,
         });
         let worker = Worker::new(shared.clone(), gpu, dtype);
@@ -143,13 +143,10 @@ impl Server {
         for id in self.shared.queue.close() {
             if let Some(job) = self.shared.jobs.get(id) {
                 job.stop();
-                job.finish(
-                    Err(jobs::Failure {
-                        status: 503,
-                        message: "the server is shutting down".into(),
-                    }),
-                    true,
-                );
+                job.finish(Err(jobs::Failure {
+                    status: 503,
+                    message: "the server is shutting down".into(),
+                }));
             }
         }
         if let Some(job) = lock(&self.shared.current).clone() {

@@ -111,8 +111,10 @@ impl Catalogue {
             Some(model) => Some(model.to_path_buf()),
             None => entries.first().map(|e| e.path.clone()),
         };
-        for entry in &mut entries {
-            entry.sha256 = model_hash::cached_model_sha256(&entry.path);
+        let paths: Vec<&Path> = entries.iter().map(|e| e.path.as_path()).collect();
+        let hashes = model_hash::cached_model_sha256s(&paths);
+        for (entry, sha256) in entries.iter_mut().zip(hashes) {
+            entry.sha256 = sha256;
         }
         Ok(Catalogue {
             entries,
@@ -132,7 +134,7 @@ impl Catalogue {
 
     /// Records the sha256 known once `path` loaded.
     pub fn learn_hash(&mut self, path: &Path) {
-        let sha256 = model_hash::cached_model_sha256(path);
+        let sha256 = model_hash::cached_model_sha256s(&[path]).pop().flatten();
         if let Some(entry) = self.entries.iter_mut().find(|e| same_file(&e.path, path)) {
             entry.sha256 = sha256.or(entry.sha256.take());
         }

@@ -12,6 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine as _;
 use futures_lite::Stream;
 use serde_json::{json, Value};
 
@@ -122,13 +123,10 @@ async fn cancel(
     }
     job.stop();
     if shared.queue.remove(job.id) {
-        job.finish(
-            Err(super::jobs::Failure {
-                status: 409,
-                message: "cancelled while queued".into(),
-            }),
-            true,
-        );
+        job.finish(Err(super::jobs::Failure {
+            status: 409,
+            message: "cancelled while queued".into(),
+        }));
         shared.jobs.finished(job.id);
     }
     Ok(Json(json!({"id": id, "status": "cancelled"})))
@@ -157,52 +155,127 @@ async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let job = job(&shared, &id)?;
-    let watch = job.subscribe();
-    let state = (watch, None::<(Status, usize, bool)>, false, shared, job);
-    let stream = futures_lite::stream::unfold(
-        state,
-        |(mut watch, last, ended, shared, job)| async move {
-            if ended {
-                return None;
+    let follow = Follow {
+        watch: job.subscribe(),
+        last: None,
+        ended: false,
+        shared,
+        job,
+    };
+    let stream = futures_lite::stream::unfold(follow, |mut follow| async move {
+        if follow.ended {
+            return None;
+        }
+        loop {
+            let s = follow.watch.borrow_and_update().clone();
+            if let Some((name, data)) = follow.event(&s) {
+                let event = Event::default().event(name).data(data.to_string());
+                follow.ended = s.status.finished();
+                return Some((Ok(event), follow));
             }
-            loop {
-                let s = watch.borrow_and_update().clone();
-                let now = (
-                    s.status,
-                    s.progress.step + 1000 * s.progress.iteration,
-                    s.progress.preview.is_some(),
-                );
-                if last != Some(now) {
-                    let (name, data) = match s.status {
-                        Status::Queued => ("queued", describe(&shared, &job, &s)),
-                        Status::Running if last.map(|l| l.0) != Some(Status::Running) => {
-                            ("started", describe(&shared, &job, &s))
-                        }
-                        Status::Running if now.2 && last.is_some_and(|l| l.1 == now.1) => (
-                            "preview",
-                            json!({
-                                "step": s.progress.step,
-                                "image": s.progress.preview.as_ref().map(|p| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, p.as_slice())),
-                            }),
-                        ),
-                        Status::Running => (
-                            "step",
-                            json!({"iteration": s.progress.iteration, "step": s.progress.step, "steps": s.progress.steps}),
-                        ),
-                        Status::Succeeded | Status::Cancelled => {
-                            ("done", describe(&shared, &job, &s))
-                        }
-                        Status::Failed => ("failed", describe(&shared, &job, &s)),
-                    };
-                    let event = Event::default().event(name).data(data.to_string());
-                    let ended = s.status.finished();
-                    return Some((Ok(event), (watch, Some(now), ended, shared, job)));
-                }
-                if watch.changed().await.is_err() {
-                    return None;
-                }
-            }
-        },
-    );
+            follow.watch.changed().await.ok()?;
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One client following a job: the job's state and what it was last told.
+struct Follow {
+    watch: tokio::sync::watch::Receiver<Snapshot>,
+    last: Option<Seen>,
+    ended: bool,
+    shared: Arc<Shared>,
+    job: Arc<Job>,
+}
+
+/// What an event reported, so each change is sent once.
+#[derive(Clone, Copy, PartialEq)]
+struct Seen {
+    status: Status,
+    iteration: usize,
+    step: usize,
+    /// The step the latest preview shows.
+    preview: Option<usize>,
+}
+
+/// The event a change from `last` to `now` is: `None` when nothing changed.
+fn event_name(last: Option<Seen>, now: Seen) -> Option<&'static str> {
+    if last == Some(now) {
+        return None;
+    }
+    Some(match now.status {
+        Status::Queued => "queued",
+        Status::Running if last.map(|l| l.status) != Some(Status::Running) => "started",
+        Status::Running if last.is_some_and(|l| l.preview != now.preview) => "preview",
+        Status::Running => "step",
+        Status::Succeeded | Status::Cancelled => "done",
+        Status::Failed => "failed",
+    })
+}
+
+impl Follow {
+    /// The event for `s`, if it changed anything since the last one.
+    fn event(&mut self, s: &Snapshot) -> Option<(&'static str, Value)> {
+        let p = &s.progress;
+        let seen = Seen {
+            status: s.status,
+            iteration: p.iteration,
+            step: p.step,
+            preview: p.preview.as_ref().map(|(step, _)| *step),
+        };
+        let name = event_name(self.last.replace(seen), seen)?;
+        let step = json!({"iteration": p.iteration, "step": p.step, "steps": p.steps});
+        let data = match name {
+            "step" => step,
+            "preview" => {
+                let image = p.preview.as_ref().map(|(_, png)| {
+                    base64::engine::general_purpose::STANDARD.encode(png.as_slice())
+                });
+                json!({"progress": step, "image": image})
+            }
+            _ => describe(&self.shared, &self.job, s),
+        };
+        Some((name, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_change_is_one_event() {
+        let at = |status, step, preview| Seen {
+            status,
+            iteration: 0,
+            step,
+            preview,
+        };
+        let run = [
+            at(Status::Queued, 0, None),
+            at(Status::Running, 0, None),
+            at(Status::Running, 0, None),
+            at(Status::Running, 1, None),
+            at(Status::Running, 1, Some(1)),
+            at(Status::Running, 2, Some(1)),
+            at(Status::Running, 2, Some(2)),
+            at(Status::Succeeded, 2, None),
+        ];
+        let mut last = None;
+        let names: Vec<Option<&str>> = run
+            .iter()
+            .map(|&now| event_name(last.replace(now), now))
+            .collect();
+        let want = [
+            Some("queued"),
+            Some("started"),
+            None,
+            Some("step"),
+            Some("preview"),
+            Some("step"),
+            Some("preview"),
+            Some("done"),
+        ];
+        assert_eq!(names, want);
+    }
 }

@@ -83,8 +83,8 @@ pub struct Shared {
     pub options: Mutex<Map<String, Value>>,
     pub metrics: Metrics,
     pub memory: Mutex<DeviceMemory>,
-    /// The adapter's name and API, once the device is up.
-    pub adapter: Mutex<Option<String>>,
+    /// The adapter the worker computes on (name, API).
+    pub adapter: String,
 }
 
 /// Locks `m`, whatever a panicking holder left (every guarded value stays consistent between

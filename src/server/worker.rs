@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::jobs::{Failure, Job, Outcome, Status, Task, Work};
-use super::metrics;
 use super::preview::preview_png;
 use super::state::{lock, DeviceMemory, Shared};
 use crate::checkpoint::Checkpoint;
@@ -70,23 +69,16 @@ impl Worker {
             Err(cancelled())
         } else {
             catch_unwind(AssertUnwindSafe(|| self.perform(job, task))).unwrap_or_else(|_| {
-                self.loaded = None;
-                Err(Failure {
-                    status: 500,
-                    message: "internal error: the job panicked; the model will be reloaded".into(),
-                })
+                self.release();
+                Err(Failure::internal(
+                    "internal error: the job panicked; the model will be reloaded".into(),
+                ))
             })
         };
-        let stopped = job.cancel.is_cancelled();
-        let outcome = match (&result, stopped) {
-            (_, true) => metrics::Outcome::Cancelled,
-            (Ok(_), false) => metrics::Outcome::Succeeded,
-            (Err(_), false) => metrics::Outcome::Failed,
-        };
-        self.shared.metrics.job(outcome, clock.elapsed());
         self.note_memory();
         *lock(&self.shared.current) = None;
-        job.finish(result, stopped);
+        let status = job.finish(result);
+        self.shared.metrics.job(status, clock.elapsed());
         self.shared.jobs.finished(job.id);
     }
 
@@ -98,12 +90,17 @@ impl Worker {
                 Ok(None)
             }
             Task::UnloadModel => {
-                self.loaded = None;
-                self.gpu.device.memory_cleanup();
-                lock(&self.shared.catalogue).loaded = None;
+                self.release();
                 Ok(None)
             }
         }
+    }
+
+    /// Drops the engine and its pooled memory; no checkpoint is loaded after.
+    fn release(&mut self) {
+        self.loaded = None;
+        self.gpu.device.memory_cleanup();
+        lock(&self.shared.catalogue).loaded = None;
     }
 
     /// The engine holding `path`, loading it first (the previous checkpoint released before).
@@ -111,9 +108,7 @@ impl Worker {
         if self.loaded.as_ref().is_some_and(|l| l.path == path) {
             return Ok(self.loaded.as_mut().expect("checked"));
         }
-        self.loaded = None; // release before loading the next
-        self.gpu.device.memory_cleanup();
-        lock(&self.shared.catalogue).loaded = None;
+        self.release(); // before loading the next
         let clock = Instant::now();
         let engine = Checkpoint::open(path)
             .map_err(Error::from)
@@ -140,15 +135,8 @@ impl Worker {
     /// `work.n_iter` runs with the job's LoRAs, seeds advancing by the batch size; `skip`
     /// drops the run in progress, `interrupt` ends the job keeping what is done.
     fn generate(&mut self, job: &Job, work: &Work) -> Result<Outcome, Failure> {
-        let model = match &work.model {
-            Some(path) => path.clone(),
-            None => lock(&self.shared.catalogue)
-                .selected
-                .clone()
-                .ok_or_else(|| Failure::request("no checkpoint is selected".into()))?,
-        };
         let shared = self.shared.clone();
-        let loaded = self.ensure_model(&model)?;
+        let loaded = self.ensure_model(&work.model)?;
         loaded.engine.set_loras(&work.loras).map_err(classify)?;
         let mut outcome = Outcome {
             images: Vec::new(),
@@ -158,7 +146,6 @@ impl Worker {
             corrections: work.corrections.clone(),
             model: loaded.info.clone(),
             timestamp: timestamp(),
-            interrupted: false,
         };
         for iteration in 0..work.n_iter {
             job.update(|s| {
@@ -175,16 +162,13 @@ impl Worker {
             };
             match run_once(&shared, loaded, job, &request) {
                 Ok(images) => add_images(&mut outcome, work, &request, images)?,
-                Err(e) if is_cancel(&e) && job.cancel.is_cancelled() => {
-                    outcome.interrupted = true;
-                    break;
-                }
+                Err(e) if is_cancel(&e) && job.cancel.is_cancelled() => break, // kept: what is done
                 Err(e) if is_cancel(&e) => continue, // skipped: on with the next iteration
                 Err(e) => return Err(classify(e)),
             }
         }
-        if work.save_images {
-            save(&shared, job, &outcome)?;
+        if let Some(dir) = &work.save_to {
+            save(dir, job, &outcome)?;
         }
         Ok(outcome)
     }
@@ -221,9 +205,12 @@ fn run_once(
             });
         }
     };
-    let mut show = |_: usize, x0| {
+    let mut show = |done: usize, x0| {
         if let Some(png) = preview_png(x0) {
-            job.update(|s| s.progress.preview = Some(Arc::new(png)));
+            job.update(|s| {
+                let step = s.progress.iteration * s.progress.steps + done;
+                s.progress.preview = Some((step, Arc::new(png)));
+            });
         }
     };
     let every = shared.config.preview_every;
@@ -280,13 +267,8 @@ fn add_images(
     Ok(())
 }
 
-/// `save_images`: the PNGs into `--outputs` as `TIMESTAMP-JOB-I.png`.
-fn save(shared: &Shared, job: &Job, outcome: &Outcome) -> Result<(), Failure> {
-    let Some(dir) = &shared.config.outputs else {
-        return Err(Failure::request(
-            "save_images: this server has no --outputs folder".into(),
-        ));
-    };
+/// `save_images`: the PNGs into `dir` as `TIMESTAMP-JOB-I.png`.
+fn save(dir: &Path, job: &Job, outcome: &Outcome) -> Result<(), Failure> {
     for (i, png) in outcome.images.iter().enumerate() {
         let path = dir.join(format!("{}-{}-{i}.png", outcome.timestamp, job.id));
         std::fs::write(&path, png.as_slice())
@@ -324,13 +306,6 @@ fn classify(e: Error) -> Failure {
 }
 
 impl Failure {
-    pub fn request(message: String) -> Self {
-        Failure {
-            status: 422,
-            message,
-        }
-    }
-
     pub fn internal(message: String) -> Self {
         Failure {
             status: 500,

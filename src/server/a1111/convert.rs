@@ -4,14 +4,15 @@
 //! `override_settings`, the quality policy. A field that asks for something we do not do is a
 //! 422 naming it, never ignored; the same field at its "off" value is accepted.
 
+use std::path::PathBuf;
+
 use base64::Engine as _;
 use image::RgbImage;
 use serde_json::{Map, Value};
 
 use super::fields::Fields;
-use super::listings::clip_stop;
 use super::samplers::resolve_sampler;
-use crate::image_io::{MAX_INIT_PIXELS, MAX_INIT_SIDE};
+use crate::image_io;
 use crate::lora::{check_weights, LoraSpec};
 use crate::pipeline::{check_settings, InitImage, Request, SizeConditioning};
 use crate::policy::{self, Settings};
@@ -19,6 +20,9 @@ use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Work};
 use crate::server::state::{lock, Shared};
 use crate::tokenizer::parse_prompt;
+
+/// The most images one request makes (`batch_size x n_iter`).
+const MAX_IMAGES: usize = 1024;
 
 /// A converted body: the work, and what the response needs of the body.
 pub struct Converted {
@@ -46,10 +50,6 @@ pub fn convert(
         f.string("scheduler")?.as_deref(),
     )?;
     let overrides = Overrides::read(shared, f.raw("override_settings"))?;
-    let init = match kind {
-        Kind::Img2img => Some(init_image(&f)?),
-        _ => None,
-    };
     let loras = resolve_loras(shared, &prompt)?;
     let asked = Settings {
         width: positive(&f, "width")?,
@@ -60,6 +60,11 @@ pub fn convert(
     check_settings(&asked).map_err(|e| ApiError::invalid(e.to_string()))?;
     let outcome = policy::apply(asked, &loras, shared.config.policy.profile());
     let settings = outcome.settings;
+    // the image is decoded last, after every cheap check
+    let init = match kind {
+        Kind::Img2img => Some(init_image(&f)?),
+        _ => None,
+    };
     let request = Request {
         prompt,
         negative,
@@ -73,7 +78,7 @@ pub fn convert(
         schedule,
         clip_skip: overrides
             .clip_skip
-            .unwrap_or(clip_stop(shared).saturating_sub(1)),
+            .unwrap_or_else(|| server_clip_skip(shared)),
         size_conditioning: SizeConditioning::default(),
         init: init
             .map(|image| fitted(&f, image, settings.width, settings.height))
@@ -86,11 +91,10 @@ pub fn convert(
         .check()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let n_iter = positive(&f, "n_iter")?;
-    if n_iter * request.batch > crate::pipeline::MAX_BATCH * 16 {
+    let images = n_iter.saturating_mul(request.batch);
+    if images > MAX_IMAGES {
         return Err(ApiError::invalid(format!(
-            "batch_size x n_iter = {}: at most {} images per request",
-            n_iter * request.batch,
-            crate::pipeline::MAX_BATCH * 16
+            "batch_size x n_iter = {images}: at most {MAX_IMAGES} images per request"
         )));
     }
     let mut parameters = f.values.clone();
@@ -105,13 +109,29 @@ pub fn convert(
             n_iter,
             loras,
             corrections: outcome.corrections,
-            model: overrides.model,
-            save_images: f.bool("save_images")?.unwrap_or(false),
+            model: match overrides.model {
+                Some(model) => model,
+                None => selected_model(shared)?,
+            },
+            save_to: save_to(shared, &f)?,
         },
         parameters,
         send_images: f.bool("send_images")?.unwrap_or(true),
         subseed: seed(f.int("subseed")?) as i64,
     })
+}
+
+/// `save_images: true`: the server's `--outputs` folder, refused up front when it has none.
+fn save_to(shared: &Shared, f: &Fields) -> Result<Option<PathBuf>, ApiError> {
+    if !f.bool("save_images")?.unwrap_or(false) {
+        return Ok(None);
+    }
+    match &shared.config.outputs {
+        Some(dir) => Ok(Some(dir.clone())),
+        None => Err(ApiError::invalid(
+            "save_images: this server has no --outputs folder",
+        )),
+    }
 }
 
 /// A count that must be 1 or more (size, steps, batch).
@@ -222,7 +242,7 @@ fn non_empty(v: &Value) -> bool {
 /// `override_settings` for this job only: the checkpoint and CLIP skip; other options only at
 /// the value that changes nothing.
 struct Overrides {
-    model: Option<std::path::PathBuf>,
+    model: Option<PathBuf>,
     clip_skip: Option<usize>,
 }
 
@@ -239,28 +259,10 @@ impl Overrides {
             return Err(ApiError::invalid("override_settings: must be an object"));
         };
         for (key, v) in map {
+            let field = format!("override_settings.{key}");
             match key.as_str() {
-                "sd_model_checkpoint" => {
-                    let name = v.as_str().unwrap_or_default();
-                    let catalogue = lock(&shared.catalogue);
-                    let entry = catalogue.find(name).ok_or_else(|| {
-                        ApiError::invalid(format!(
-                            "override_settings.sd_model_checkpoint: no checkpoint {name:?}; see GET /sdapi/v1/sd-models"
-                        ))
-                    })?;
-                    overrides.model = Some(entry.path.clone());
-                }
-                "CLIP_stop_at_last_layers" => {
-                    let n = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
-                    match n {
-                        Some(n @ 1..=12) => overrides.clip_skip = Some(n as usize - 1),
-                        _ => {
-                            return Err(ApiError::invalid(format!(
-                                "override_settings.CLIP_stop_at_last_layers: {v} must be an integer from 1 to 12"
-                            )))
-                        }
-                    }
-                }
+                "sd_model_checkpoint" => overrides.model = Some(checkpoint(shared, &field, v)?),
+                "CLIP_stop_at_last_layers" => overrides.clip_skip = Some(clip_skip(&field, v)?),
                 _ if harmless_option(key, v) => {}
                 _ => {
                     return Err(ApiError::invalid(format!(
@@ -271,6 +273,48 @@ impl Overrides {
         }
         Ok(overrides)
     }
+}
+
+/// The checkpoint a client's `sd_model_checkpoint` value (`field`) names.
+pub(super) fn checkpoint(shared: &Shared, field: &str, v: &Value) -> Result<PathBuf, ApiError> {
+    let name = v.as_str().unwrap_or_default();
+    lock(&shared.catalogue)
+        .find(name)
+        .map(|e| e.path.clone())
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "{field}: no checkpoint {name:?}; see GET /sdapi/v1/sd-models"
+            ))
+        })
+}
+
+/// Our CLIP skip for A1111's `CLIP_stop_at_last_layers` value (`field`): 1 (the default
+/// penultimate layer) to 12, a number or a numeric string.
+pub(super) fn clip_skip(field: &str, v: &Value) -> Result<usize, ApiError> {
+    let n = v
+        .as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+    match n {
+        Some(n @ 1..=12) => Ok(n as usize - 1),
+        _ => Err(ApiError::invalid(format!(
+            "{field}: {v} must be an integer from 1 to 12"
+        ))),
+    }
+}
+
+/// The CLIP skip set with `POST options` (0 when none was).
+fn server_clip_skip(shared: &Shared) -> usize {
+    let options = lock(&shared.options);
+    let value = options.get("CLIP_stop_at_last_layers");
+    value.map_or(0, |v| clip_skip("", v).unwrap_or(0))
+}
+
+/// The checkpoint jobs run on unless they say otherwise, fixed when the job is accepted.
+fn selected_model(shared: &Shared) -> Result<PathBuf, ApiError> {
+    lock(&shared.catalogue)
+        .selected
+        .clone()
+        .ok_or_else(|| ApiError::invalid("no checkpoint is selected; set sd_model_checkpoint"))
 }
 
 /// Options clients send at the value that changes nothing here.
@@ -326,31 +370,9 @@ pub fn decode_image_bytes(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// An image from base64 or a data URL, under the init image pixel budget.
-pub fn decode_image(text: &str) -> Result<RgbImage, String> {
+fn decode_image(text: &str) -> Result<RgbImage, String> {
     let bytes = decode_image_bytes(text)?;
-    let reader = || -> Result<_, String> {
-        let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
-            .with_guessed_format()
-            .map_err(|e| format!("Invalid encoded image ({e})"))?;
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_INIT_SIDE);
-        limits.max_image_height = Some(MAX_INIT_SIDE);
-        limits.max_alloc = Some(MAX_INIT_PIXELS * 8);
-        reader.limits(limits);
-        Ok(reader)
-    };
-    let (w, h) = reader()?
-        .into_dimensions()
-        .map_err(|e| format!("Invalid encoded image ({e})"))?;
-    if u64::from(w) * u64::from(h) > MAX_INIT_PIXELS {
-        return Err(format!(
-            "{w}x{h} is more than the {MAX_INIT_PIXELS} pixels an init image may have"
-        ));
-    }
-    let image = reader()?
-        .decode()
-        .map_err(|e| format!("Invalid encoded image ({e})"))?;
-    Ok(image.to_rgb8())
+    image_io::decode(&bytes).map_err(|e| format!("Invalid encoded image ({e})"))
 }
 
 /// img2img's start: `resize_mode` 0 (just resize: stretched to the size) or 1 (crop and

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+use super::convert::{checkpoint, clip_skip};
 use super::samplers::{samplers_json, schedulers_json};
 use super::{decode_image_bytes, object};
 use crate::image_io::metadata::parse_parameters;
@@ -52,14 +53,6 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/prompt-styles", empty_list())
 }
 
-/// The server-wide CLIP skip in A1111's counting (1 = the default penultimate layer).
-pub fn clip_stop(shared: &Shared) -> usize {
-    lock(&shared.options)
-        .get("CLIP_stop_at_last_layers")
-        .and_then(Value::as_u64)
-        .map_or(1, |n| n as usize)
-}
-
 async fn get_options(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let mut options = lock(&shared.options).clone();
     let catalogue = lock(&shared.catalogue);
@@ -92,22 +85,10 @@ async fn set_options(
 ) -> Result<Json<Value>, ApiError> {
     let mut map = object(&body)?;
     if let Some(v) = map.get("CLIP_stop_at_last_layers") {
-        if !matches!(v.as_u64(), Some(1..=12)) {
-            return Err(ApiError::invalid(format!(
-                "CLIP_stop_at_last_layers: {v} must be an integer from 1 to 12"
-            )));
-        }
+        clip_skip("CLIP_stop_at_last_layers", v)?;
     }
     if let Some(name) = map.remove("sd_model_checkpoint") {
-        let name = name.as_str().unwrap_or_default().to_string();
-        let path = lock(&shared.catalogue)
-            .find(&name)
-            .map(|e| e.path.clone())
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "sd_model_checkpoint: no checkpoint {name:?}; see GET /sdapi/v1/sd-models"
-                ))
-            })?;
+        let path = checkpoint(&shared, "sd_model_checkpoint", &name)?;
         lock(&shared.catalogue).selected = Some(path.clone());
         load(&shared, Task::LoadModel(path)).await?;
     }
@@ -225,7 +206,7 @@ async fn memory(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "ram": ram,
         "cuda": {"error": "unavailable"},
         "device": {
-            "adapter": lock(&shared.adapter).clone(),
+            "adapter": shared.adapter,
             "in_use": m.in_use,
             "reserved": m.reserved,
             "peak_reserved": m.peak_reserved,

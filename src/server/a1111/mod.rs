@@ -137,9 +137,9 @@ async fn progress(
         .preview
         .as_ref()
         .filter(|_| !query.skip_current_image)
-        .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
+        .map(|(_, png)| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
     let interrupted = job.cancel.is_cancelled();
-    let skipped = job.skips.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    let skipped = job.skipped.load(std::sync::atomic::Ordering::SeqCst);
     Json(json!({
         "progress": if s.status == Status::Running { p.fraction().max(0.01) } else { 0.0 },
         "eta_relative": p.eta().unwrap_or(0.0),
