@@ -50,10 +50,7 @@ async fn create(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let converter = shared.clone();
-    let converted = tokio::task::spawn_blocking(move || convert_body(&converter, kind, &map))
-        .await
-        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))??;
+    let converted = convert_body(&shared, kind, map).await?;
     let job = submit(&shared, Task::Generate(Box::new(converted.work)), key)?;
     let url = format!("/v1/jobs/{}", job.id);
     let body = json!({"id": job.id.to_string(), "status": job.snapshot().status, "poll_url": url});

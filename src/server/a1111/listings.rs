@@ -90,14 +90,14 @@ async fn set_options(
     if let Some(name) = map.remove("sd_model_checkpoint") {
         let path = checkpoint(&shared, "sd_model_checkpoint", &name)?;
         lock(&shared.catalogue).selected = Some(path.clone());
-        load(&shared, Task::LoadModel(path)).await?;
+        run_model_task(&shared, Task::LoadModel(path)).await?;
     }
     lock(&shared.options).extend(map);
     Ok(Json(Value::Null))
 }
 
 /// Runs a model task through the queue (in order with the jobs) and waits for it.
-async fn load(shared: &Shared, task: Task) -> Result<(), ApiError> {
+async fn run_model_task(shared: &Shared, task: Task) -> Result<(), ApiError> {
     let job = submit(shared, task, None)?;
     let end = finished(&job).await;
     match end.failure {
@@ -134,14 +134,14 @@ async fn refresh_checkpoints(State(shared): State<Arc<Shared>>) -> Result<Json<V
 }
 
 async fn unload(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
-    load(&shared, Task::UnloadModel).await?;
+    run_model_task(&shared, Task::UnloadModel).await?;
     Ok(Json(json!({})))
 }
 
 async fn reload(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
     let selected = lock(&shared.catalogue).selected.clone();
     if let Some(path) = selected {
-        load(&shared, Task::LoadModel(path)).await?;
+        run_model_task(&shared, Task::LoadModel(path)).await?;
     }
     Ok(Json(json!({})))
 }

@@ -54,23 +54,23 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// An A1111 body as the worker's job (counted as refused when it cannot be).
-pub fn convert_body(
-    shared: &Shared,
+/// An A1111 body as the worker's job, converted off the async threads (init images are decoded
+/// there); counted as refused when it cannot be.
+pub async fn convert_body(
+    shared: &Arc<Shared>,
     kind: Kind,
-    map: &Map<String, Value>,
+    map: Map<String, Value>,
 ) -> Result<Converted, ApiError> {
-    convert::convert(shared, kind, map).inspect_err(|_| shared.metrics.refused())
+    let converter = shared.clone();
+    tokio::task::spawn_blocking(move || convert::convert(&converter, kind, &map))
+        .await
+        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))?
+        .inspect_err(|_| shared.metrics.refused())
 }
 
-/// Converts the body (off the async threads: images are decoded there), queues the job,
-/// waits for it and answers `{images, parameters, info}`.
+/// Converts the body, queues the job, waits for it and answers `{images, parameters, info}`.
 async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let map = object(&body)?;
-    let converter = shared.clone();
-    let converted = tokio::task::spawn_blocking(move || convert_body(&converter, kind, &map))
-        .await
-        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))??;
+    let converted = convert_body(&shared, kind, object(&body)?).await?;
     let seeds = all_seeds(&converted.work);
     let (send_images, subseed) = (converted.send_images, converted.subseed);
     let parameters = converted.parameters;
