@@ -62,6 +62,14 @@ fn client() -> Client {
         .expect("client")
 }
 
+fn get_json(url: &str) -> Value {
+    client().get(url).send().unwrap().json().unwrap()
+}
+
+fn get_text(url: &str) -> String {
+    client().get(url).send().unwrap().text().unwrap()
+}
+
 fn post(url: &str, body: &Value) -> (StatusCode, Value) {
     let response = client().post(url).json(body).send().expect("request");
     let status = response.status();
@@ -424,12 +432,7 @@ fn jobs_api_progress_listings_and_metrics() {
         .unwrap();
     assert_eq!(image.headers()["content-type"], "image/png");
     image::load_from_memory(&image.bytes().unwrap()).expect("a PNG");
-    let events = c
-        .get(format!("{job_url}/events"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let events = get_text(&format!("{job_url}/events"));
     assert!(events.contains("event: done"), "{events}");
     assert_eq!(
         c.get(format!("{url}/v1/jobs/ffff"))
@@ -438,39 +441,19 @@ fn jobs_api_progress_listings_and_metrics() {
             .status(),
         StatusCode::NOT_FOUND
     );
-    let progress: Value = c
-        .get(format!("{url}/sdapi/v1/progress"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let progress: Value = get_json(&format!("{url}/sdapi/v1/progress"));
     assert_eq!(progress["state"]["job_count"], 0, "{progress}");
-    let models: Value = c
-        .get(format!("{url}/sdapi/v1/sd-models"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let models: Value = get_json(&format!("{url}/sdapi/v1/sd-models"));
     let title = models[0]["title"].as_str().unwrap().to_string();
     assert!(title.starts_with("tiny-sdxl.safetensors ["), "{title}");
-    let options: Value = c
-        .get(format!("{url}/sdapi/v1/options"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let options: Value = get_json(&format!("{url}/sdapi/v1/options"));
     assert_eq!(options["sd_model_checkpoint"], title.as_str());
     let (status, _) = post(
         &format!("{url}/sdapi/v1/options"),
         &json!({"send_seed": true, "sd_model_checkpoint": title}),
     );
     assert_eq!(status, StatusCode::OK);
-    let options: Value = c
-        .get(format!("{url}/sdapi/v1/options"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let options: Value = get_json(&format!("{url}/sdapi/v1/options"));
     assert_eq!(
         options["send_seed"], true,
         "kept for clients that read it back"
@@ -480,12 +463,7 @@ fn jobs_api_progress_listings_and_metrics() {
         &json!({"sd_model_checkpoint": "nope"}),
     );
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
-    let loras: Value = c
-        .get(format!("{url}/sdapi/v1/loras"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let loras: Value = get_json(&format!("{url}/sdapi/v1/loras"));
     assert!(
         loras
             .as_array()
@@ -494,12 +472,7 @@ fn jobs_api_progress_listings_and_metrics() {
             .any(|l| l["name"] == "style_kohya"),
         "{loras}"
     );
-    let samplers: Value = c
-        .get(format!("{url}/sdapi/v1/samplers"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let samplers: Value = get_json(&format!("{url}/sdapi/v1/samplers"));
     assert_eq!(samplers[0]["name"], "DPM++ 2M");
     for listing in [
         "upscalers",
@@ -508,12 +481,7 @@ fn jobs_api_progress_listings_and_metrics() {
         "prompt-styles",
         "face-restorers",
     ] {
-        let v: Value = c
-            .get(format!("{url}/sdapi/v1/{listing}"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let v: Value = get_json(&format!("{url}/sdapi/v1/{listing}"));
         assert_eq!(v, json!([]), "{listing}");
     }
     let png = c
@@ -527,12 +495,7 @@ fn jobs_api_progress_listings_and_metrics() {
     assert_eq!(status, StatusCode::OK, "{info}");
     assert_eq!(info["parameters"]["Seed"], "8");
     assert_eq!(info["parameters"]["Prompt"], "poll me");
-    let metrics = c
-        .get(format!("{url}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = get_text(&format!("{url}/metrics"));
     assert!(
         metrics.contains("sdxl_jobs_total{outcome=\"succeeded\"}"),
         "{metrics}"
