@@ -32,7 +32,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 fn start(config: ServerConfig) -> String {
     let config = ServerConfig {
-        model: Some(TINY.into()),
+        model: Some(config.model.clone().unwrap_or(TINY.into())),
         lora_dir: Some(LORAS.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
         policy: PolicyName::Off,
@@ -693,4 +693,83 @@ fn sigterm_during_a_job_exits_zero() {
         "{:?}",
         asked.elapsed()
     );
+}
+
+/// `--models-dir`: a job's `override_settings` checkpoint for that job only, `POST options`
+/// switching the selection, and a checkpoint that fails to load: that request's error, the
+/// selection kept, nothing loaded until the next job loads the selected one.
+#[test]
+fn models_dir_switching() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["tiny-a", "tiny-b"] {
+        std::fs::copy(TINY, dir.path().join(format!("{name}.safetensors"))).unwrap();
+    }
+    let broken = dir.path().join("broken.safetensors");
+    std::fs::write(&broken, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").unwrap();
+    let url = start(ServerConfig {
+        model: Some(dir.path().join("tiny-a.safetensors")),
+        models_dir: Some(dir.path().into()),
+        ..ServerConfig::default()
+    });
+    let models = get_json(&format!("{url}/sdapi/v1/sd-models"));
+    let names: Vec<&str> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["broken", "tiny-a", "tiny-b"]);
+    let model_of = |overrides: Value| {
+        let mut body = small("which model", 1);
+        body["override_settings"] = overrides;
+        let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+        info["sd_model_name"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        model_of(json!({"sd_model_checkpoint": "tiny-b.safetensors"})),
+        "tiny-b"
+    );
+    assert_eq!(model_of(json!({})), "tiny-a", "the override lasted one job");
+    let options = format!("{url}/sdapi/v1/options");
+    let (status, r) = post(&options, &json!({"sd_model_checkpoint": "tiny-b"}));
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let selected =
+        |url: &str| get_json(&format!("{url}/sdapi/v1/options"))["sd_model_checkpoint"].clone();
+    assert!(selected(&url)
+        .as_str()
+        .unwrap()
+        .starts_with("tiny-b.safetensors"));
+    let health = get_json(&format!("{url}/healthz"));
+    assert!(
+        health["model"]
+            .as_str()
+            .unwrap()
+            .starts_with("tiny-b.safetensors"),
+        "{health}"
+    );
+    let (status, r) = post(
+        &options,
+        &json!({"sd_model_checkpoint": "broken.safetensors"}),
+    );
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("cannot load"), "{r}");
+    let health = client().get(format!("{url}/healthz")).send().unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "nothing loaded"
+    );
+    assert!(selected(&url)
+        .as_str()
+        .unwrap()
+        .starts_with("tiny-b.safetensors"));
+    assert_eq!(
+        model_of(json!({})),
+        "tiny-b",
+        "the next job loads the selected one"
+    );
+    let health = client().get(format!("{url}/healthz")).send().unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
 }

@@ -89,8 +89,9 @@ async fn set_options(
     }
     if let Some(name) = map.remove("sd_model_checkpoint") {
         let path = checkpoint(&shared, "sd_model_checkpoint", &name)?;
-        lock(&shared.catalogue).selected = Some(path.clone());
-        run_model_task(&shared, Task::LoadModel(path)).await?;
+        // selected once it loads: a checkpoint that fails leaves the selection as it was
+        run_model_task(&shared, Task::LoadModel(path.clone())).await?;
+        lock(&shared.catalogue).selected = Some(path);
     }
     lock(&shared.options).extend(map);
     Ok(Json(Value::Null))
