@@ -131,6 +131,22 @@ impl AdapterInfo {
     }
 }
 
+/// Turns off Mesa's `VK_LAYER_MESA_device_select`, an implicit Vulkan layer that, on every
+/// instance created with wgpu's surface extensions, connects to a Wayland display to find the
+/// "default" GPU; on a headless machine each attempt prints `error: XDG_RUNTIME_DIR is invalid`
+/// (two per instance, six before a `generate`). The engine ranks adapters itself, so the layer
+/// adds nothing. Left alone when the user set `NODEVICE_SELECT` or steers the layer with
+/// `MESA_VK_DEVICE_SELECT`. Changes the environment: call at the start of `main`, before any
+/// thread exists.
+pub fn quiet_vulkan_layers() {
+    let steered = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if !steered {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 /// The APIs `auto` uses; it falls back to OpenGL only when these have no adapter at all (asking
 /// GL's EGL on a headless machine prints warnings of its own; `--backend gl` asks it directly).
 const NATIVE_APIS: [wgpu::Backend; 3] = [

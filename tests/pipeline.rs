@@ -153,6 +153,30 @@ fn a_batch_is_the_images_of_seed_seed_plus_one() {
     }
 }
 
+/// At CFG <= 1 the UNet runs once per step on the prompt alone (diffusers skips guidance
+/// there): CFG 0.5 and 1 give the same latents, and they sit next to a guided run at CFG 1.001
+/// (the two-pass formula at a scale that nearly cancels the unconditional half), far from CFG 2.
+#[test]
+fn guidance_at_or_below_one_is_one_unet_pass_on_the_prompt() {
+    let at = |cfg: f32| {
+        let out = generate(&Request {
+            cfg,
+            ..request("euler_a")
+        })
+        .expect("generates");
+        (out.stats.unet_batch, values(out.final_latents))
+    };
+    let (one_batch, one) = at(1.0);
+    let (half_batch, half) = at(0.5);
+    let (near_batch, near) = at(1.001);
+    let (_, two) = at(2.0);
+    assert_eq!((one_batch, half_batch, near_batch), (1, 1, 2));
+    assert_eq!(one, half, "CFG 0.5 is CFG 1: the prompt's prediction alone");
+    let close = relative_error(&one, &near, "CFG 1 vs 1.001");
+    let far = relative_error(&one, &two, "CFG 1 vs 2");
+    assert!(close < 1e-2 && close * 50.0 < far, "1 vs 1.001: {close:.2e}, 1 vs 2: {far:.2e}");
+}
+
 #[test]
 fn events_count_the_steps_run() {
     for (name, steps) in [("euler_a", 4), ("img2img_euler", 6)] {

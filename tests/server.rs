@@ -39,6 +39,10 @@ fn start(config: ServerConfig) -> String {
         preview_every: 1,
         ..config
     };
+    let config = ServerConfig {
+        keep_warm: Duration::from_millis(500),
+        ..config
+    };
     let server = runtime()
         .block_on(Server::start(config, gpu().clone(), WeightDtype::F32))
         .expect("server starts");
@@ -52,7 +56,11 @@ fn server() -> (&'static str, MutexGuard<'static, ()>) {
     static URL: OnceLock<String> = OnceLock::new();
     static TURN: Mutex<()> = Mutex::new(());
     let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    (URL.get_or_init(|| start(ServerConfig::default())), turn)
+    let config = ServerConfig {
+        queue_size: 128, // a burst of 100 fits
+        ..ServerConfig::default()
+    };
+    (URL.get_or_init(|| start(config)), turn)
 }
 
 fn client() -> Client {
@@ -509,63 +517,162 @@ fn jobs_api_progress_listings_and_metrics() {
     assert_eq!(health.status(), StatusCode::OK);
 }
 
-#[test]
-fn a_burst_completes_each_valid_job_once_and_memory_returns() {
-    let (url, _turn) = server();
-    // the post-load baseline: after one job of the largest shape used below
-    post(
-        &format!("{url}/sdapi/v1/txt2img"),
-        &json!({"prompt": "w", "seed": 0, "steps": 2, "width": 96, "height": 64}),
-    );
-    let memory = |url: &str| -> (u64, u64) {
-        let m: Value = client()
-            .get(format!("{url}/sdapi/v1/memory"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        (
-            m["device"]["reserved"].as_u64().unwrap(),
-            m["ram"]["used"].as_u64().unwrap(),
-        )
+/// Burst request `i`: its body, where it goes, and the status it must get (200 or a 4xx).
+fn burst_request(i: u64) -> (Value, &'static str, StatusCode) {
+    let sampler = ["Euler", "Euler a", "DPM++ 2M", "DDIM"][i as usize % 4];
+    let (width, height) = [(64, 64), (96, 64), (64, 96)][i as usize % 3];
+    let mut body = json!({"prompt": format!("burst {i}"), "seed": 1000 + i, "steps": 2,
+        "width": width, "height": height, "sampler_name": sampler});
+    if i % 4 == 1 {
+        body["prompt"] = json!(format!("burst {i} <lora:style_kohya:0.5>"));
+    }
+    // every other one through the jobs API
+    let route = if i % 2 == 0 {
+        "/sdapi/v1/txt2img"
+    } else {
+        "/v1/jobs"
     };
-    let (device_before, rss_before) = memory(url);
-    let threads: Vec<_> = (0..12u64)
+    let ok = if route == "/v1/jobs" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    match i % 10 {
+        3 => body["width"] = json!(63),
+        7 => match i / 10 % 4 {
+            0 => body["sampler_name"] = json!("Euler z"),
+            1 => body["enable_hr"] = json!(true),
+            2 => body["prompt"] = json!("<lora:no_such_lora:1>"),
+            _ => return (body, "/sdapi/v1/img2img", StatusCode::NOT_FOUND), // no init image
+        },
+        _ => return (body, route, ok),
+    }
+    (body, route, unprocessable)
+}
+
+/// Until the device memory the server reports is no longer kept warm; returns (reserved, RSS).
+fn cold_memory(url: &str) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = get_json(&format!("{url}/sdapi/v1/memory"));
+        if m["device"]["warm_pool"] == false {
+            return (
+                m["device"]["reserved"].as_u64().unwrap(),
+                m["ram"]["used"].as_u64().unwrap(),
+            );
+        }
+        assert!(Instant::now() < deadline, "the pool stays warm: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn succeeded_jobs(url: &str) -> u64 {
+    let metrics = get_text(&format!("{url}/metrics"));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("sdxl_jobs_total{outcome=\"succeeded\"}"))
+        .expect("counter");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_burst_of_100_runs_each_valid_job_once_in_fifo_order_and_memory_returns() {
+    let (url, _turn) = server();
+    // the baseline: one job of a shape used below, then its pool released after the idle time
+    let baseline = json!({"prompt": "w", "seed": 0, "steps": 2, "width": 96, "height": 64});
+    post(&format!("{url}/sdapi/v1/txt2img"), &baseline);
+    let warm = get_json(&format!("{url}/sdapi/v1/memory"))["device"]["reserved"]
+        .as_u64()
+        .unwrap();
+    let (device_before, rss_before) = cold_memory(url);
+    assert!(
+        warm > device_before,
+        "kept warm {warm}, then {device_before}"
+    );
+    let succeeded_before = succeeded_jobs(url);
+
+    let start = std::sync::Arc::new(std::sync::Barrier::new(100));
+    let threads: Vec<_> = (0..100u64)
         .map(|i| {
-            let url = url.to_string();
+            let (url, start) = (url.to_string(), start.clone());
             std::thread::spawn(move || {
-                let sampler = ["Euler", "Euler a", "DPM++ 2M", "DDIM"][i as usize % 4];
-                let width = if i % 2 == 0 { 64 } else { 96 };
-                let mut body = json!({"prompt": format!("burst {i}"), "seed": 100 + i, "steps": 2,
-                    "width": width, "height": 64, "sampler_name": sampler});
-                if i % 3 == 0 {
-                    body["prompt"] = json!(format!("burst {i} <lora:style_kohya:0.5>"));
+                let (mut body, route, expected) = burst_request(i);
+                if route == "/v1/jobs" {
+                    body["kind"] = json!("txt2img");
                 }
-                if i % 5 == 4 {
-                    body["width"] = json!(63); // invalid
+                start.wait();
+                let response = client().post(format!("{url}{route}")).json(&body).send();
+                let response = response.expect("an answer");
+                let status = response.status();
+                let header = response.headers().get("x-job-id").cloned();
+                let r: Value = response.json().unwrap_or(Value::Null);
+                assert_eq!(status, expected, "{i}: {r}");
+                if !status.is_success() {
+                    assert!(r["detail"].is_string(), "{i}: A1111 error shape: {r}");
+                    return None;
                 }
-                let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
-                (i, status, r)
+                let (id, seeds) = match header {
+                    Some(id) => {
+                        let info: Value =
+                            serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+                        assert_eq!(r["images"].as_array().unwrap().len(), 1, "{i}");
+                        (id.to_str().unwrap().to_string(), info["all_seeds"].clone())
+                    }
+                    None => {
+                        let id = r["id"].as_str().expect("a job id").to_string();
+                        let done = poll_done(&format!("{url}/v1/jobs/{id}"));
+                        assert_eq!(done["status"], "succeeded", "{i}: {done}");
+                        (id, done["seeds"].clone())
+                    }
+                };
+                assert_eq!(seeds, json!([1000 + i]), "{i}: its own seed");
+                Some(id)
             })
         })
         .collect();
-    for t in threads {
-        let (i, status, r) = t.join().unwrap();
-        if i % 5 == 4 {
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{i}: {r}");
-            continue;
-        }
-        assert_eq!(status, StatusCode::OK, "{i}: {r}");
-        let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
-        assert_eq!(info["all_seeds"], json!([100 + i]), "its own seed");
-        assert_eq!(r["images"].as_array().unwrap().len(), 1);
-    }
-    // the same shape as the baseline job again, so the pools are compared like for like
-    post(
-        &format!("{url}/sdapi/v1/txt2img"),
-        &json!({"prompt": "w", "seed": 0, "steps": 2, "width": 96, "height": 64}),
+    let ids: Vec<String> = threads
+        .into_iter()
+        .filter_map(|t| t.join().expect("no request lost"))
+        .collect();
+    let valid = (0..100)
+        .filter(|&i| burst_request(i).2.is_success())
+        .count();
+    assert_eq!(ids.len(), valid);
+    assert_eq!(
+        succeeded_jobs(url) - succeeded_before,
+        valid as u64,
+        "each exactly once"
     );
-    let (device_after, rss_after) = memory(url);
+
+    // FIFO: ids are issued in queue order; each job started after the one before it ended
+    let mut runs: Vec<(u64, f64, f64)> = ids
+        .iter()
+        .map(|id| {
+            let s = get_json(&format!("{url}/v1/jobs/{id}"));
+            let at = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k}: {s}"));
+            (
+                u64::from_str_radix(id, 16).unwrap(),
+                at("started_at"),
+                at("finished_at"),
+            )
+        })
+        .collect();
+    runs.sort_by_key(|r| r.0);
+    runs.dedup_by_key(|r| r.0);
+    assert_eq!(runs.len(), valid, "one job per request");
+    for pair in runs.windows(2) {
+        assert!(
+            pair[0].2 <= pair[1].1,
+            "FIFO: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+
+    // the same shape as the baseline job again, so the pools are compared like for like
+    post(&format!("{url}/sdapi/v1/txt2img"), &baseline);
+    let (device_after, rss_after) = cold_memory(url);
     assert!(
         device_after <= device_before + (4 << 20),
         "device pools {device_before} -> {device_after}"
@@ -574,6 +681,19 @@ fn a_burst_completes_each_valid_job_once_and_memory_returns() {
         rss_after <= rss_before + (256 << 20),
         "RSS {rss_before} -> {rss_after}"
     );
+}
+
+/// Polls a job slowly (a burst's pollers must not starve the software GPU) until it ends.
+fn poll_done(job_url: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let s = get_json(job_url);
+        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "waited too long: {s}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]

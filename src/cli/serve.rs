@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// ... and at most this many seconds.
     #[arg(long, default_value_t = 3600)]
     keep_seconds: u64,
+    /// Seconds the last job's activation memory stays pooled for a next job of the same shape
+    /// (0: released after every job).
+    #[arg(long, default_value_t = 60)]
+    keep_warm: u64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -101,6 +105,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
             count: args.keep_jobs,
             time: Duration::from_secs(args.keep_seconds),
         },
+        keep_warm: Duration::from_secs(args.keep_warm),
     })
 }
 

@@ -61,6 +61,10 @@ fn quote(value: &str) -> String {
 
 /// Encodes `image` as an 8-bit RGB PNG with `metadata`'s chunks: `tEXt` where the text is
 /// Latin-1 (what PNG's `tEXt` allows), `iTXt` (UTF-8) otherwise, as Pillow does.
+///
+/// Compressed with `fdeflate` (`Compression::Fast`): on a 1024x1024 photograph 14 ms and
+/// 1,520 KiB, against 459 ms and 1,515 KiB at the crate's default level; a server pays this per
+/// image, and the GPU waits for it.
 pub fn write_png(
     image: &RgbImage,
     out: impl Write,
@@ -69,6 +73,7 @@ pub fn write_png(
     let mut encoder = png::Encoder::new(out, image.width(), image.height());
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
     if let Some(m) = metadata {
         for (keyword, text) in [("parameters", &m.parameters), (JSON_KEYWORD, &m.json)] {
             if text.chars().all(|c| u32::from(c) <= 0xff) {

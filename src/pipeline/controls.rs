@@ -41,6 +41,10 @@ pub struct Controls<'a> {
     pub cancel: Option<&'a Cancel>,
     pub on_event: &'a mut dyn FnMut(Event),
     pub preview: Option<Preview<'a>>,
+    /// After a successful run, keep the pooled memory of its activations for the next run of
+    /// the same shape (the caller releases it with [`super::Engine::release_memory`]); a
+    /// failed or cancelled run releases it whatever this says.
+    pub keep_memory: bool,
 }
 
 impl Controls<'_> {

@@ -26,6 +26,9 @@ pub struct RunStats {
     pub denoise: Duration,
     /// Denoising steps run (img2img: `steps x strength`).
     pub steps: usize,
+    /// The UNet's batch per step: twice the images with classifier-free guidance, the images
+    /// alone at CFG <= 1 (no unconditional half, as diffusers).
+    pub unet_batch: usize,
     pub decode: Duration,
     /// The most the device's memory pools held at any boundary of the run, if the device says.
     pub peak_reserved_bytes: Option<u64>,

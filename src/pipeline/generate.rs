@@ -55,17 +55,27 @@ impl Engine {
                 cancel: None,
                 on_event,
                 preview: None,
+                keep_memory: false,
             },
         )
     }
 
     /// [`Engine::generate`] with a stop signal, checked before each stage and each step (a
     /// cancelled run stops within one step with [`PipelineError::Cancelled`] and releases its
-    /// memory like any other), and an optional live preview.
+    /// memory like any other), an optional live preview, and the choice to keep the pooled
+    /// memory warm for the next run.
     pub fn generate_with(&self, request: &Request, controls: Controls) -> Result<Generated, Error> {
+        let keep = controls.keep_memory;
         let generated = self.run(request, controls);
-        self.gpu.device.memory_cleanup();
+        if generated.is_err() || !keep {
+            self.release_memory();
+        }
         generated
+    }
+
+    /// Releases the device memory pooled for activations (the weights and adapters stay).
+    pub fn release_memory(&self) {
+        self.gpu.device.memory_cleanup();
     }
 
     fn run(&self, request: &Request, controls: Controls) -> Result<Generated, Error> {
@@ -249,7 +259,8 @@ impl Run<'_, '_> {
     }
 
     /// The sampling loop with classifier-free guidance: the final latents and the guided
-    /// prediction at the first step run.
+    /// prediction at the first step run. At CFG <= 1 the UNet sees the prompt alone, one pass
+    /// per step (diffusers' `do_classifier_free_guidance = guidance_scale > 1`).
     fn denoise(
         &mut self,
         text: &Conditioning,
@@ -257,17 +268,10 @@ impl Run<'_, '_> {
     ) -> Result<(Tensor<4>, Tensor<4>), Error> {
         let (engine, request) = (self.engine, self.request);
         let b = request.batch;
+        let guided = request.cfg > 1.0;
+        let halves = if guided { 2 } else { 1 };
         let ids = request.add_time_ids();
-        let (negative, positive) = halves(text);
-        // CFG batch [uncond x B, cond x B], as diffusers concatenates it
-        let context = Tensor::cat(
-            vec![negative.0.repeat_dim(0, b), positive.0.repeat_dim(0, b)],
-            0,
-        ); // [2B, 77k, 2048]
-        let pooled = Tensor::cat(
-            vec![negative.1.repeat_dim(0, b), positive.1.repeat_dim(0, b)],
-            0,
-        ); // [2B, 1280]
+        let (context, pooled) = unet_conditioning(text, b, guided);
         let total = self.sampling.steps_left();
         let clock = Instant::now();
         (self.controls.on_event)(Event::Step { done: 0, total });
@@ -276,27 +280,35 @@ impl Run<'_, '_> {
             self.check_cancel(done - 1, total)?;
             let input = self.sampling.model_input(&x);
             let t = self.sampling.timestep();
-            let both = Tensor::cat(vec![input.clone(), input], 0); // [2B, 4, h/8, w/8]
+            let batch = if guided {
+                Tensor::cat(vec![input.clone(), input], 0) // [2B, 4, h/8, w/8]
+            } else {
+                input
+            };
             let out = engine.models.unet.forward(
-                both,
-                &vec![t; 2 * b],
+                batch,
+                &vec![t; halves * b],
                 context.clone(),
                 pooled.clone(),
-                &vec![ids; 2 * b],
+                &vec![ids; halves * b],
                 engine.adapters().scope(Component::Unet),
             );
-            let [_, c, lh, lw] = out.dims();
-            let uncond = out.clone().slice([0..b, 0..c, 0..lh, 0..lw]);
-            let cond = out.slice([b..2 * b, 0..c, 0..lh, 0..lw]);
-            let guided = uncond.clone() + (cond - uncond) * f64::from(request.cfg);
+            let prediction = if guided {
+                let [_, c, lh, lw] = out.dims();
+                let uncond = out.clone().slice([0..b, 0..c, 0..lh, 0..lw]);
+                let cond = out.slice([b..2 * b, 0..c, 0..lh, 0..lw]);
+                uncond.clone() + (cond - uncond) * f64::from(request.cfg)
+            } else {
+                out
+            };
             if noise_pred_step0.is_none() {
-                noise_pred_step0 = Some(guided.clone());
+                noise_pred_step0 = Some(prediction.clone());
             }
             let preview = self
                 .controls
                 .previews(done, total)
-                .then(|| self.sampling.predicted_x0(&guided, &x));
-            x = self.sampling.step(guided, x, &mut self.rngs);
+                .then(|| self.sampling.predicted_x0(&prediction, &x));
+            x = self.sampling.step(prediction, x, &mut self.rngs);
             self.boundary()?;
             (self.controls.on_event)(Event::Step { done, total });
             if let (Some(x0), Some(p)) = (preview, self.controls.preview.as_mut()) {
@@ -305,6 +317,7 @@ impl Run<'_, '_> {
         }
         self.stats.denoise = clock.elapsed();
         self.stats.steps = total;
+        self.stats.unet_batch = halves * b;
         let step0 = noise_pred_step0.unwrap_or_else(|| x.zeros_like());
         Ok((x, step0))
     }
@@ -339,17 +352,20 @@ impl Run<'_, '_> {
     }
 }
 
-/// `(context [1, 77k, 2048], pooled [1, 1280])` of the negative and of the positive prompt.
-type Half = (Tensor<3>, Tensor<2>);
-
-fn halves(text: &Conditioning) -> (Half, Half) {
+/// The UNet's text conditioning for a batch of `b`: with guidance `[uncond x B, cond x B]` as
+/// diffusers concatenates it, else the prompt's alone: `(context [2B or B, 77k, 2048], pooled
+/// [2B or B, 1280])`.
+fn unet_conditioning(text: &Conditioning, b: usize, guided: bool) -> (Tensor<3>, Tensor<2>) {
     let [_, n, d] = text.context.dims();
     let p = text.pooled.dims()[1];
-    let part = |i: usize| {
-        (
-            text.context.clone().slice([i..i + 1, 0..n, 0..d]),
-            text.pooled.clone().slice([i..i + 1, 0..p]),
-        )
-    };
-    (part(0), part(1))
+    let rows: &[usize] = if guided { &[0, 1] } else { &[1] }; // [negative, positive]
+    let context = rows
+        .iter()
+        .map(|&i| text.context.clone().slice([i..i + 1, 0..n, 0..d]).repeat_dim(0, b))
+        .collect();
+    let pooled = rows
+        .iter()
+        .map(|&i| text.pooled.clone().slice([i..i + 1, 0..p]).repeat_dim(0, b))
+        .collect();
+    (Tensor::cat(context, 0), Tensor::cat(pooled, 0))
 }

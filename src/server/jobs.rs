@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use super::queue::Refused;
 use super::state::lock;
 use crate::infotext::ModelInfo;
 use crate::lora::LoraSpec;
@@ -157,11 +158,20 @@ pub struct Failure {
     pub message: String,
 }
 
+/// When a job entered the queue, started and finished (wall clock, for clients and logs).
+#[derive(Clone, Copy, Debug)]
+pub struct Times {
+    pub queued: SystemTime,
+    pub started: Option<SystemTime>,
+    pub finished: Option<SystemTime>,
+}
+
 /// What handlers see of a job at one moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub status: Status,
     pub progress: Progress,
+    pub times: Times,
     pub outcome: Option<Arc<Outcome>>,
     pub failure: Option<Failure>,
 }
@@ -225,6 +235,7 @@ impl Job {
                 Err(failure) => s.failure = Some(failure),
             }
             s.progress.preview = None;
+            s.times.finished = Some(SystemTime::now());
         });
         status
     }
@@ -249,7 +260,6 @@ impl Default for Retention {
 /// Every job the server knows, by id, and idempotency keys.
 pub struct Jobs {
     inner: Mutex<Table>,
-    next: AtomicU64,
     retention: Retention,
 }
 
@@ -259,33 +269,50 @@ struct Table {
     /// Finished jobs, oldest first, with when they finished.
     finished: VecDeque<(JobId, Instant)>,
     keys: HashMap<String, JobId>,
+    /// The next id to issue.
+    next: u64,
 }
 
 impl Jobs {
     pub fn new(retention: Retention) -> Self {
         Jobs {
-            inner: Mutex::new(Table::default()),
-            next: AtomicU64::new(1),
+            inner: Mutex::new(Table {
+                next: 1,
+                ..Table::default()
+            }),
             retention,
         }
     }
 
-    /// A new queued job for `task`; with an idempotency `key` already seen, the existing job
-    /// instead (`false`: not new).
-    pub fn create(&self, task: Task, key: Option<String>) -> (Arc<Job>, bool) {
+    /// A new job for `task`, handed to `enqueue` under the table's lock, so ids are issued in
+    /// queue order; with an idempotency `key` already seen, the existing job instead. A job the
+    /// queue refuses is never recorded.
+    pub fn create(
+        &self,
+        task: Task,
+        key: Option<String>,
+        enqueue: impl FnOnce(JobId) -> Result<(), Refused>,
+    ) -> Result<Arc<Job>, Refused> {
         let mut table = lock(&self.inner);
         self.prune(&mut table);
         if let Some(existing) = key.as_ref().and_then(|k| table.keys.get(k)) {
             if let Some(job) = table.jobs.get(existing) {
-                return (job.clone(), false);
+                return Ok(job.clone());
             }
         }
-        let id = JobId(self.next.fetch_add(1, Ordering::SeqCst));
+        let id = JobId(table.next);
+        enqueue(id)?;
+        table.next += 1;
         let (state, _) = watch::channel(Snapshot {
             status: Status::Queued,
             progress: Progress {
                 iterations: task.iterations(),
                 ..Progress::default()
+            },
+            times: Times {
+                queued: SystemTime::now(),
+                started: None,
+                finished: None,
             },
             outcome: None,
             failure: None,
@@ -303,18 +330,11 @@ impl Jobs {
         if let Some(key) = key {
             table.keys.insert(key, id);
         }
-        (job, true)
+        Ok(job)
     }
 
     pub fn get(&self, id: JobId) -> Option<Arc<Job>> {
         lock(&self.inner).jobs.get(&id).cloned()
-    }
-
-    /// Forgets a job that was never queued (the queue refused it).
-    pub fn forget(&self, id: JobId) {
-        let mut table = lock(&self.inner);
-        table.jobs.remove(&id);
-        table.keys.retain(|_, v| *v != id);
     }
 
     /// Records that `id` finished, for retention.

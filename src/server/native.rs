@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -89,11 +90,20 @@ fn describe(shared: &Shared, job: &Job, s: &Snapshot) -> Value {
             "steps": p.steps,
             "eta_seconds": p.eta(),
         },
+        "queued_at": unix(s.times.queued),
+        "started_at": s.times.started.map(unix),
+        "finished_at": s.times.finished.map(unix),
         "error": s.failure.as_ref().map(|f| json!({"status": f.status, "message": f.message})),
         "seeds": s.outcome.as_ref().map(|o| o.seeds.clone()),
         "infotexts": s.outcome.as_ref().map(|o| o.infotexts.clone()),
         "images": images,
     })
+}
+
+/// Seconds since the Unix epoch, with microseconds.
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_micros() as f64) / 1e6)
 }
 
 async fn show(

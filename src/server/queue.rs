@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::jobs::JobId;
 
@@ -16,12 +17,22 @@ pub enum Refused {
     Closed,
 }
 
+/// What the worker's wait for a job ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pop {
+    Job(JobId),
+    /// Nothing came within the time asked for.
+    Idle,
+    /// The queue is closed: the worker stops.
+    Closed,
+}
+
 /// What the handlers and the worker need of a queue.
 pub trait JobQueue: Send + Sync {
     /// Adds `id` at the back, or says why not.
     fn push(&self, id: JobId) -> Result<(), Refused>;
-    /// The front job, waiting for one; `None` once the queue is closed.
-    fn pop(&self) -> Option<JobId>;
+    /// The front job, waiting for one at most `wait` (`None`: as long as it takes).
+    fn pop(&self, wait: Option<Duration>) -> Pop;
     /// Takes `id` out of the queue; false when it is not queued (running or finished).
     fn remove(&self, id: JobId) -> bool;
     /// `id`'s place, 0 = next to run.
@@ -80,16 +91,26 @@ impl JobQueue for LocalQueue {
         Ok(())
     }
 
-    fn pop(&self) -> Option<JobId> {
+    fn pop(&self, wait: Option<Duration>) -> Pop {
+        let deadline = wait.map(|w| Instant::now() + w);
         let mut state = self.lock();
         loop {
             if state.closed {
-                return None;
+                return Pop::Closed;
             }
             if let Some(id) = state.ids.pop_front() {
-                return Some(id);
+                return Pop::Job(id);
             }
-            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = match deadline {
+                None => self.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return Pop::Idle;
+                    };
+                    let waited = self.ready.wait_timeout(state, left);
+                    waited.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
         }
     }
 
@@ -132,9 +153,12 @@ mod tests {
         assert!(!q.remove(a));
         assert_eq!(q.position(b), Some(0));
         assert_eq!(q.push(c), Ok(()));
-        assert_eq!(q.pop(), Some(b));
+        assert_eq!(q.pop(None), Pop::Job(b));
+        assert_eq!(q.pop(Some(Duration::ZERO)), Pop::Job(c));
+        assert_eq!(q.pop(Some(Duration::from_millis(10))), Pop::Idle);
+        assert_eq!(q.push(c), Ok(()));
         assert_eq!(q.close(), vec![c]);
-        assert_eq!(q.pop(), None);
+        assert_eq!(q.pop(None), Pop::Closed);
         assert_eq!(q.push(a), Err(Refused::Closed));
     }
 }

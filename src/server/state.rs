@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     /// A live preview every this many steps (0: none).
     pub preview_every: usize,
     pub retention: Retention,
+    /// How long the activation memory of the last job's shape stays pooled for a next job of
+    /// the same shape (zero: released after every job).
+    pub keep_warm: Duration,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             backend: Backend::Auto,
             preview_every: 5,
             retention: Retention::default(),
+            keep_warm: Duration::from_secs(60),
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct DeviceMemory {
     pub in_use: u64,
     pub reserved: u64,
     pub peak_reserved: u64,
+    /// Whether the last job's activation memory is being kept for a next of its shape.
+    pub warm: bool,
 }
 
 /// Everything behind the handlers.

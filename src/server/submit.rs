@@ -10,14 +10,9 @@ use super::state::Shared;
 /// Creates a job for `task` and queues it (503 with `Retry-After` when the queue is full); with
 /// a known idempotency `key`, the existing job.
 pub fn submit(shared: &Shared, task: Task, key: Option<String>) -> Result<Arc<Job>, ApiError> {
-    let (job, new) = shared.jobs.create(task, key);
-    if !new {
-        return Ok(job);
-    }
-    match shared.queue.push(job.id) {
-        Ok(()) => Ok(job),
+    match shared.jobs.create(task, key, |id| shared.queue.push(id)) {
+        Ok(job) => Ok(job),
         Err(refused) => {
-            shared.jobs.forget(job.id);
             shared.metrics.refused();
             Err(match refused {
                 Refused::Full { capacity } => ApiError::busy(

@@ -10,11 +10,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::jobs::{Failure, Job, Outcome, Status, Task, Work};
 use super::preview::preview_png;
+use super::queue::Pop;
 use super::state::{lock, DeviceMemory, Shared};
 use crate::checkpoint::Checkpoint;
 use crate::device::{memory_in_use, Gpu};
 use crate::image_io::{self, ImageMetadata};
 use crate::infotext::{self, ModelInfo};
+use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Controls, Engine, Error, Event, PipelineError, Preview, Request};
 use crate::weights::WeightDtype;
 
@@ -25,12 +27,40 @@ struct Loaded {
     info: ModelInfo,
 }
 
+/// What a job's activations are shaped by: jobs with the same key reuse one warm pool.
+#[derive(Clone, Debug, PartialEq)]
+struct PoolKey {
+    model: PathBuf,
+    width: usize,
+    height: usize,
+    batch: usize,
+    img2img: bool,
+    loras: Vec<LoraSpec>,
+}
+
+impl PoolKey {
+    fn of(work: &Work) -> Self {
+        let r = &work.request;
+        PoolKey {
+            model: work.model.clone(),
+            width: r.width,
+            height: r.height,
+            batch: r.batch,
+            img2img: r.init.is_some(),
+            loras: work.loras.clone(),
+        }
+    }
+}
+
 /// The worker's own state: the device and what is on it.
 pub struct Worker {
     shared: Arc<Shared>,
     gpu: Gpu,
     dtype: WeightDtype,
     loaded: Option<Loaded>,
+    /// The shape whose activation memory is still pooled from the last job, kept for a next
+    /// job of the same shape until the server has been idle `keep_warm`.
+    warm: Option<PoolKey>,
 }
 
 impl Worker {
@@ -40,17 +70,36 @@ impl Worker {
             gpu,
             dtype,
             loaded: None,
+            warm: None,
         }
     }
 
-    /// Runs jobs until the queue closes, then releases the model.
+    /// Runs jobs until the queue closes, then releases the model. A warm pool is released
+    /// once no job has come for `keep_warm`.
     pub fn run(mut self) {
-        while let Some(id) = self.shared.queue.pop() {
-            if let Some(job) = self.shared.jobs.get(id) {
-                self.take(&job);
+        loop {
+            let wait = self.warm.is_some().then_some(self.shared.config.keep_warm);
+            match self.shared.queue.pop(wait) {
+                Pop::Job(id) => {
+                    if let Some(job) = self.shared.jobs.get(id) {
+                        self.take(&job);
+                    }
+                }
+                Pop::Idle => {
+                    self.cool();
+                    self.note_memory();
+                }
+                Pop::Closed => break,
             }
         }
         self.loaded = None;
+    }
+
+    /// Releases the activation memory kept warm (weights and adapters stay).
+    fn cool(&mut self) {
+        if self.warm.take().is_some() {
+            self.gpu.device.memory_cleanup();
+        }
     }
 
     /// Runs one job start to end and records how it ended. A panic inside is a 500 for this
@@ -64,6 +113,7 @@ impl Worker {
         job.update(|s| {
             s.status = Status::Running;
             s.progress.started = Some(clock);
+            s.times.started = Some(SystemTime::now());
         });
         let result = if job.cancel.is_cancelled() {
             Err(cancelled())
@@ -99,6 +149,7 @@ impl Worker {
     /// Drops the engine and its pooled memory; no checkpoint is loaded after.
     fn release(&mut self) {
         self.loaded = None;
+        self.warm = None;
         self.gpu.device.memory_cleanup();
         lock(&self.shared.catalogue).loaded = None;
     }
@@ -136,6 +187,12 @@ impl Worker {
     /// drops the run in progress, `interrupt` ends the job keeping what is done.
     fn generate(&mut self, job: &Job, work: &Work) -> Result<Outcome, Failure> {
         let shared = self.shared.clone();
+        let key = PoolKey::of(work);
+        if self.warm.as_ref() != Some(&key) {
+            self.cool(); // another shape: its pages would only sit beside this job's
+        }
+        self.warm = None; // until this job has succeeded
+        let keep = !shared.config.keep_warm.is_zero();
         let loaded = self.ensure_model(&work.model)?;
         loaded.engine.set_loras(&work.loras).map_err(classify)?;
         let mut outcome = Outcome {
@@ -160,7 +217,7 @@ impl Worker {
                 seed: first_seed,
                 ..work.request.clone()
             };
-            match run_once(&shared, loaded, job, &request) {
+            match run_once(&shared, loaded, job, &request, keep) {
                 Ok(images) => add_images(&mut outcome, work, &request, images)?,
                 Err(e) if is_cancel(&e) && job.cancel.is_cancelled() => break, // kept: what is done
                 Err(e) if is_cancel(&e) => continue, // skipped: on with the next iteration
@@ -170,6 +227,7 @@ impl Worker {
         if let Some(dir) = &work.save_to {
             save(dir, job, &outcome)?;
         }
+        self.warm = keep.then_some(key);
         Ok(outcome)
     }
 
@@ -180,6 +238,7 @@ impl Worker {
                 in_use,
                 reserved,
                 peak_reserved: memory.peak_reserved.max(reserved),
+                warm: self.warm.is_some(),
             };
         }
     }
@@ -191,6 +250,7 @@ fn run_once(
     loaded: &Loaded,
     job: &Job,
     request: &Request,
+    keep_memory: bool,
 ) -> Result<Vec<image::RgbImage>, Error> {
     let cancel = Cancel::new();
     *lock(&job.run_cancel) = cancel.clone();
@@ -221,6 +281,7 @@ fn run_once(
             every,
             show: &mut show,
         }),
+        keep_memory,
     };
     let generated = loaded.engine.generate_with(request, controls)?;
     let stats = generated.stats;

@@ -211,6 +211,7 @@ async fn memory(State(shared): State<Arc<Shared>>) -> Json<Value> {
             "in_use": m.in_use,
             "reserved": m.reserved,
             "peak_reserved": m.peak_reserved,
+            "warm_pool": m.warm,
         },
     }))
 }

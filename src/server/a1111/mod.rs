@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -37,11 +38,11 @@ pub fn routes() -> Router<Arc<Shared>> {
         .merge(listings::routes())
 }
 
-async fn txt2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn txt2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Response, ApiError> {
     generate(shared, Kind::Txt2img, body).await
 }
 
-async fn img2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn img2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Response, ApiError> {
     generate(shared, Kind::Img2img, body).await
 }
 
@@ -68,8 +69,10 @@ pub async fn convert_body(
         .inspect_err(|_| shared.metrics.refused())
 }
 
-/// Converts the body, queues the job, waits for it and answers `{images, parameters, info}`.
-async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// Converts the body, queues the job, waits for it and answers `{images, parameters, info}`,
+/// with the job's id in an `X-Job-Id` header (the job stays readable at `/v1/jobs/{id}` for
+/// its retention time).
+async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Response, ApiError> {
     let converted = convert_body(&shared, kind, object(&body)?).await?;
     let seeds = all_seeds(&converted.work);
     let (send_images, subseed) = (converted.send_images, converted.subseed);
@@ -90,11 +93,12 @@ async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Json<V
     } else {
         Vec::new()
     };
-    Ok(Json(json!({
+    let body = json!({
         "images": images,
         "parameters": parameters,
         "info": info::info_json(&outcome, &seeds, subseed),
-    })))
+    });
+    Ok(([("x-job-id", job.id.to_string())], Json(body)).into_response())
 }
 
 /// `seed + i` over `batch_size x n_iter`, wrapping.
