@@ -174,7 +174,10 @@ fn guidance_at_or_below_one_is_one_unet_pass_on_the_prompt() {
     assert_eq!(one, half, "CFG 0.5 is CFG 1: the prompt's prediction alone");
     let close = relative_error(&one, &near, "CFG 1 vs 1.001");
     let far = relative_error(&one, &two, "CFG 1 vs 2");
-    assert!(close < 1e-2 && close * 50.0 < far, "1 vs 1.001: {close:.2e}, 1 vs 2: {far:.2e}");
+    assert!(
+        close < 1e-2 && close * 50.0 < far,
+        "1 vs 1.001: {close:.2e}, 1 vs 2: {far:.2e}"
+    );
 }
 
 #[test]

@@ -272,6 +272,9 @@ impl Run<'_, '_> {
         let halves = if guided { 2 } else { 1 };
         let ids = request.add_time_ids();
         let (context, pooled) = unet_conditioning(text, b, guided);
+        let unet = &engine.models.unet;
+        let adapt = engine.adapters().scope(Component::Unet);
+        let text = unet.prepare(context, pooled, &vec![ids; halves * b], adapt); // once per run
         let total = self.sampling.steps_left();
         let clock = Instant::now();
         (self.controls.on_event)(Event::Step { done: 0, total });
@@ -285,14 +288,7 @@ impl Run<'_, '_> {
             } else {
                 input
             };
-            let out = engine.models.unet.forward(
-                batch,
-                &vec![t; halves * b],
-                context.clone(),
-                pooled.clone(),
-                &vec![ids; halves * b],
-                engine.adapters().scope(Component::Unet),
-            );
+            let out = unet.forward_prepared(batch, &vec![t; halves * b], &text, adapt);
             let prediction = if guided {
                 let [_, c, lh, lw] = out.dims();
                 let uncond = out.clone().slice([0..b, 0..c, 0..lh, 0..lw]);
@@ -361,7 +357,12 @@ fn unet_conditioning(text: &Conditioning, b: usize, guided: bool) -> (Tensor<3>,
     let rows: &[usize] = if guided { &[0, 1] } else { &[1] }; // [negative, positive]
     let context = rows
         .iter()
-        .map(|&i| text.context.clone().slice([i..i + 1, 0..n, 0..d]).repeat_dim(0, b))
+        .map(|&i| {
+            text.context
+                .clone()
+                .slice([i..i + 1, 0..n, 0..d])
+                .repeat_dim(0, b)
+        })
         .collect();
     let pooled = rows
         .iter()

@@ -7,7 +7,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::Tensor;
 
-use super::{Transformer2d, UnetConfig, RESNET_EPS};
+use super::{CrossKv, Transformer2d, UnetConfig, RESNET_EPS};
 use crate::nn::{Adapt, Conv2d, ResnetBlock};
 use crate::weights::{WeightError, Weights};
 
@@ -38,20 +38,26 @@ impl DownBlock {
         })
     }
 
-    /// Resnets (each followed by its transformer where the level has them), then the strided
-    /// conv; every output is pushed to `skips` for the up path.
+    /// Each transformer's cross-attention keys and values over `context`.
+    pub fn prepare(&self, context: &Tensor<3>, ad: Adapt) -> Vec<Vec<CrossKv>> {
+        prepare(&self.attentions, context, ad)
+    }
+
+    /// Resnets (each followed by its transformer where the level has them, reading `text` from
+    /// [`Self::prepare`]), then the strided conv; every output is pushed to `skips` for the up
+    /// path.
     pub fn forward(
         &self,
         mut h: Tensor<4>,
         emb: &Tensor<2>,
-        context: &Tensor<3>,
+        text: &[Vec<CrossKv>],
         skips: &mut Vec<Tensor<4>>,
         ad: Adapt,
     ) -> Tensor<4> {
         for (j, resnet) in self.resnets.iter().enumerate() {
             h = resnet.forward(h, Some(emb), ad);
             if let Some(attn) = self.attentions.get(j) {
-                h = attn.forward(h, context, ad);
+                h = attn.forward(h, &text[j], ad);
             }
             skips.push(h.clone());
         }
@@ -61,6 +67,10 @@ impl DownBlock {
         }
         h
     }
+}
+
+fn prepare(attentions: &[Transformer2d], context: &Tensor<3>, ad: Adapt) -> Vec<Vec<CrossKv>> {
+    attentions.iter().map(|a| a.prepare(context, ad)).collect()
 }
 
 /// A level's layers: `(resnets, attentions, sampler)`.
@@ -120,15 +130,14 @@ impl MidBlock {
         })
     }
 
-    pub fn forward(
-        &self,
-        h: Tensor<4>,
-        emb: &Tensor<2>,
-        context: &Tensor<3>,
-        ad: Adapt,
-    ) -> Tensor<4> {
+    /// The transformer's cross-attention keys and values over `context`.
+    pub fn prepare(&self, context: &Tensor<3>, ad: Adapt) -> Vec<CrossKv> {
+        self.attention.prepare(context, ad)
+    }
+
+    pub fn forward(&self, h: Tensor<4>, emb: &Tensor<2>, text: &[CrossKv], ad: Adapt) -> Tensor<4> {
         let h = self.resnets[0].forward(h, Some(emb), ad);
-        let h = self.attention.forward(h, context, ad);
+        let h = self.attention.forward(h, text, ad);
         self.resnets[1].forward(h, Some(emb), ad)
     }
 }
@@ -159,14 +168,20 @@ impl UpBlock {
         })
     }
 
-    /// Each resnet reads `h` concatenated with the latest skip; the upsampler doubles the size,
-    /// or matches the next skip's size when the latent size is not a multiple of the total
-    /// downsampling (diffusers' `upsample_size`).
+    /// Each transformer's cross-attention keys and values over `context`.
+    pub fn prepare(&self, context: &Tensor<3>, ad: Adapt) -> Vec<Vec<CrossKv>> {
+        prepare(&self.attentions, context, ad)
+    }
+
+    /// Each resnet reads `h` concatenated with the latest skip (then its transformer, reading
+    /// `text` from [`Self::prepare`]); the upsampler doubles the size, or matches the next skip's
+    /// size when the latent size is not a multiple of the total downsampling (diffusers'
+    /// `upsample_size`).
     pub fn forward(
         &self,
         mut h: Tensor<4>,
         emb: &Tensor<2>,
-        context: &Tensor<3>,
+        text: &[Vec<CrossKv>],
         skips: &mut Vec<Tensor<4>>,
         ad: Adapt,
     ) -> Tensor<4> {
@@ -174,7 +189,7 @@ impl UpBlock {
             let skip = skips.pop().expect("one skip per up resnet");
             h = resnet.forward(Tensor::cat(vec![h, skip], 1), Some(emb), ad); // [B, C + C_skip, H, W] in
             if let Some(attn) = self.attentions.get(j) {
-                h = attn.forward(h, context, ad);
+                h = attn.forward(h, &text[j], ad);
             }
         }
         if let Some(up) = &self.upsampler {

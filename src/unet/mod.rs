@@ -14,7 +14,7 @@ use burn::tensor::{FloatDType, Tensor, TensorData};
 
 pub use blocks::{DownBlock, MidBlock, UpBlock};
 pub use embeddings::{sinusoidal, TimestepEmbedding};
-pub use transformer::{Attention, BasicTransformerBlock, FeedForward, Transformer2d};
+pub use transformer::{Attention, BasicTransformerBlock, CrossKv, FeedForward, Transformer2d};
 
 use crate::nn::{Adapt, Conv2d, GroupNorm};
 use crate::weights::{WeightError, Weights};
@@ -125,6 +125,18 @@ impl Unet {
     }
 }
 
+/// What stays the same at every step of a run, computed once by [`Unet::prepare`]: the
+/// text_time embedding (pooled text and size ids through `add_embedding`) and every
+/// cross-attention layer's keys and values over the text context, in the UNet's block order.
+#[derive(Clone, Debug)]
+pub struct UnetText {
+    /// `add_embedding(text_time)` `[B, time_embed_dim]`.
+    add: Tensor<2>,
+    down: Vec<Vec<Vec<CrossKv>>>,
+    mid: Vec<CrossKv>,
+    up: Vec<Vec<Vec<CrossKv>>>,
+}
+
 impl Unet {
     /// One denoiser call, computed in the weights' dtype (f16 or f32), returned as f32.
     ///
@@ -141,31 +153,73 @@ impl Unet {
         add_time_ids: &[[f32; 6]],
         ad: Adapt,
     ) -> Tensor<4> {
-        let dtype = self.conv_in.weight.val().dtype();
-        let device = latents.device();
-        let batch = latents.dims()[0];
+        let text = self.prepare(context, pooled, add_time_ids, ad);
+        self.forward_prepared(latents, timesteps, &text, ad)
+    }
 
-        // Timestep and text_time embeddings (sinusoids on the CPU, in f32 like diffusers).
-        let t_dim = self.time_embedding.linear_1.in_features();
-        let t = TensorData::new(sinusoidal(timesteps, t_dim), [batch, t_dim]);
-        let t = Tensor::<2>::from_data(t, &device).cast(dtype);
+    /// The per-run part of [`Self::forward`]: the text's embedding and the cross-attention keys
+    /// and values, for a batch of `add_time_ids.len()` rows.
+    pub fn prepare(
+        &self,
+        context: Tensor<3>,
+        pooled: Tensor<2>,
+        add_time_ids: &[[f32; 6]],
+        ad: Adapt,
+    ) -> UnetText {
+        let dtype = self.conv_in.weight.val().dtype();
+        let device = context.device();
+        let batch = add_time_ids.len();
+        // text_time embedding (sinusoids on the CPU, in f32 like diffusers)
         let ids: Vec<f32> = add_time_ids.iter().flatten().copied().collect();
         let id_dim = (self.add_embedding.linear_1.in_features() - pooled.dims()[1]) / 6;
         let ids = TensorData::new(sinusoidal(&ids, id_dim), [batch, 6 * id_dim]);
         let ids = Tensor::<2>::from_data(ids, &device).cast(dtype); // [B, 6 * 256]
         let text_time = Tensor::cat(vec![pooled.cast(dtype), ids], 1); // [B, pooled + 6 * 256]
-        let emb = self.time_embedding.forward(t, ad) + self.add_embedding.forward(text_time, ad);
+        let context = context.cast(dtype);
+        UnetText {
+            add: self.add_embedding.forward(text_time, ad),
+            down: self
+                .down_blocks
+                .iter()
+                .map(|b| b.prepare(&context, ad))
+                .collect(),
+            mid: self.mid_block.prepare(&context, ad),
+            up: self
+                .up_blocks
+                .iter()
+                .map(|b| b.prepare(&context, ad))
+                .collect(),
+        }
+    }
+
+    /// The per-step part of [`Self::forward`], with `text` from [`Self::prepare`] for the same
+    /// batch and adapters.
+    pub fn forward_prepared(
+        &self,
+        latents: Tensor<4>,
+        timesteps: &[f32],
+        text: &UnetText,
+        ad: Adapt,
+    ) -> Tensor<4> {
+        let dtype = self.conv_in.weight.val().dtype();
+        let device = latents.device();
+        let batch = latents.dims()[0];
+
+        // timestep embedding (sinusoids on the CPU, in f32 like diffusers)
+        let t_dim = self.time_embedding.linear_1.in_features();
+        let t = TensorData::new(sinusoidal(timesteps, t_dim), [batch, t_dim]);
+        let t = Tensor::<2>::from_data(t, &device).cast(dtype);
+        let emb = self.time_embedding.forward(t, ad) + text.add.clone();
         let emb = silu(emb); // every resnet applies silu before its projection
 
-        let context = context.cast(dtype);
         let mut h = self.conv_in.forward_with(latents.cast(dtype), ad);
         let mut skips = vec![h.clone()];
-        for block in &self.down_blocks {
-            h = block.forward(h, &emb, &context, &mut skips, ad);
+        for (block, kv) in self.down_blocks.iter().zip(&text.down) {
+            h = block.forward(h, &emb, kv, &mut skips, ad);
         }
-        h = self.mid_block.forward(h, &emb, &context, ad);
-        for block in &self.up_blocks {
-            h = block.forward(h, &emb, &context, &mut skips, ad);
+        h = self.mid_block.forward(h, &emb, &text.mid, ad);
+        for (block, kv) in self.up_blocks.iter().zip(&text.up) {
+            h = block.forward(h, &emb, kv, &mut skips, ad);
         }
         let h = self
             .conv_out

@@ -42,8 +42,15 @@ impl Transformer2d {
         })
     }
 
-    /// `x` `[B, C, H, W]`, `context` `[B, N, context_dim]` -> `[B, C, H, W]`.
-    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>, ad: Adapt) -> Tensor<4> {
+    /// Each block's cross-attention keys and values over `context` `[B, M, context_dim]`.
+    pub fn prepare(&self, context: &Tensor<3>, ad: Adapt) -> Vec<CrossKv> {
+        let blocks = self.transformer_blocks.iter();
+        blocks.map(|b| b.attn2.keys_values(context, ad)).collect()
+    }
+
+    /// `x` `[B, C, H, W]` with `text` from [`Self::prepare`] (one entry per block) ->
+    /// `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>, text: &[CrossKv], ad: Adapt) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let tokens = self
             .norm
@@ -51,8 +58,9 @@ impl Transformer2d {
             .reshape([b, c, h * w])
             .swap_dims(1, 2); // [B, H*W, C]
         let mut t = self.proj_in.forward_with(tokens, ad);
-        for block in &self.transformer_blocks {
-            t = block.forward(t, context, ad);
+        debug_assert_eq!(text.len(), self.transformer_blocks.len());
+        for (block, kv) in self.transformer_blocks.iter().zip(text) {
+            t = block.forward(t, kv, ad);
         }
         let t = self.proj_out.forward_with(t, ad); // [B, H*W, C]
         let t = t.swap_dims(1, 2).reshape([b, c, h, w]); // [B, C, H, W]
@@ -86,14 +94,14 @@ impl BasicTransformerBlock {
         })
     }
 
-    /// Self-attention, cross-attention over `context`, GEGLU feed-forward, each pre-normed and
-    /// residual. `x` `[B, N, C]`.
-    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>, ad: Adapt) -> Tensor<3> {
+    /// Self-attention, cross-attention over the text (`text`: its keys and values), GEGLU
+    /// feed-forward, each pre-normed and residual. `x` `[B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>, text: &CrossKv, ad: Adapt) -> Tensor<3> {
         let n1 = self.norm1.forward(x.clone());
         let x = self.attn1.forward(n1.clone(), &n1, ad) + x;
         let x = self
             .attn2
-            .forward(self.norm2.forward(x.clone()), context, ad)
+            .forward_kv(self.norm2.forward(x.clone()), text, ad)
             + x;
         self.ff.forward(self.norm3.forward(x.clone()), ad) + x
     }
@@ -122,12 +130,32 @@ impl Attention {
 
     /// Queries from `x` `[B, N, C]`, keys and values from `context` `[B, M, C']`.
     pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>, ad: Adapt) -> Tensor<3> {
-        let q = split_heads(self.to_q.forward_with(x, ad), self.heads); // [B, heads, N, d]
-        let k = split_heads(self.to_k.forward_with(context.clone(), ad), self.heads); // [B, heads, M, d]
-        let v = split_heads(self.to_v.forward_with(context.clone(), ad), self.heads);
-        self.to_out
-            .forward_with(merge_heads(attention(q, k, v, false)), ad) // [B, N, C]
+        let kv = self.keys_values(context, ad);
+        self.forward_kv(x, &kv, ad)
     }
+
+    /// The keys and values of `context` `[B, M, C']`, for [`Self::forward_kv`].
+    pub fn keys_values(&self, context: &Tensor<3>, ad: Adapt) -> CrossKv {
+        CrossKv {
+            k: split_heads(self.to_k.forward_with(context.clone(), ad), self.heads), // [B, heads, M, d]
+            v: split_heads(self.to_v.forward_with(context.clone(), ad), self.heads),
+        }
+    }
+
+    /// Queries from `x` `[B, N, C]` against keys and values computed before.
+    pub fn forward_kv(&self, x: Tensor<3>, kv: &CrossKv, ad: Adapt) -> Tensor<3> {
+        let q = split_heads(self.to_q.forward_with(x, ad), self.heads); // [B, heads, N, d]
+        let out = attention(q, kv.k.clone(), kv.v.clone(), false);
+        self.to_out.forward_with(merge_heads(out), ad) // [B, N, C]
+    }
+}
+
+/// One cross-attention layer's keys and values over the text context, `[B, heads, M, d]` each.
+/// The context is the same at every step of a run, so the sampling loop computes them once.
+#[derive(Clone, Debug)]
+pub struct CrossKv {
+    pub k: Tensor<4>,
+    pub v: Tensor<4>,
 }
 
 /// GEGLU feed-forward: `net.0.proj` doubles into value and gate, `net.2` projects back.
