@@ -49,6 +49,9 @@ CASES = [
          negative=NEG, width=64, height=64, steps=4, cfg=5.0, seed=42, sampler="euler_a", schedule="default"),
     dict(name="dpmpp_2m_karras", prompt="a cat sitting on a windowsill, sunset",
          negative="", width=96, height=64, steps=5, cfg=7.0, seed=7, sampler="dpmpp_2m", schedule="karras"),
+    # CFG 1: diffusers runs no unconditional pass (do_classifier_free_guidance is false)
+    dict(name="euler_a_cfg1", prompt="1girl, solo, long hair, masterpiece, best quality",
+         negative=NEG, width=64, height=64, steps=4, cfg=1.0, seed=42, sampler="euler_a", schedule="default"),
     # injected noise
     dict(name="euler_noise", prompt="a lighthouse on a cliff, stormy sea", negative=NEG,
          width=96, height=64, steps=5, cfg=6.0, seed=0, noise_seed=1001, sampler="euler", schedule="default"),
