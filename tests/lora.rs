@@ -317,6 +317,33 @@ fn a_built_set_holds_scaled_deltas_per_layer() {
         other => panic!("one conv delta, got {other:?}"),
     }
     assert!(AdapterSet::none().is_empty());
+
+    // a part at weight 0 is checked but never uploaded: no per-step work for it
+    let text_only = LoraSpec {
+        path: lora("style_kohya"),
+        unet_weight: 0.0,
+        text_encoder_weight: 0.8,
+    };
+    let (set, report) =
+        AdapterSet::build(&[text_only], &table, &gpu().device, FloatDType::F32).expect("builds");
+    let matched = &report.files[0].matched;
+    let text: usize = matched
+        .iter()
+        .filter(|(c, _)| **c != Component::Unet)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(matched[&Component::Unet] > 0 && text > 0, "{matched:?}");
+    assert_eq!(set.len(), text);
+    assert!(set.deltas(&to_q).is_empty());
+    let (set, _) = AdapterSet::build(
+        &[spec(lora("style_kohya"), 0.0)],
+        &table,
+        &gpu().device,
+        FloatDType::F32,
+    )
+    .expect("builds");
+    assert!(set.is_empty());
+    assert_eq!(set.specs().len(), 1, "still the set asked for");
 }
 
 #[test]

@@ -216,9 +216,12 @@ fn plan_file(
         };
         let delta = plan_module(file, module, &target.weight_shape, weight, dtype)?;
         *matched.entry(target.layer.component).or_default() += 1;
-        deltas.push((target.layer.clone(), delta));
+        if weight != 0.0 {
+            // a part at weight 0 adds nothing: checked like the rest, never uploaded or run
+            deltas.push((target.layer.clone(), delta));
+        }
     }
-    if deltas.is_empty() {
+    if matched.is_empty() {
         return Err(LoraError::NoMatch {
             hint: no_match_hint(file),
             path,
