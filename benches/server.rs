@@ -23,13 +23,6 @@ use serde_json::{json, Value};
 
 mod common;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -39,8 +32,8 @@ fn main() -> anyhow::Result<()> {
     encoding();
     let (gpu, dtype, path) = common::model_bench()?;
     let software = gpu.adapter.is_software();
-    let size = env_usize("SDXL_BENCH_SIZES", if software { 64 } else { 1024 });
-    let steps = env_usize("SDXL_BENCH_STEPS", if software { 2 } else { 20 });
+    let size = common::env_usize("SDXL_BENCH_SIZES", if software { 64 } else { 1024 });
+    let steps = common::env_usize("SDXL_BENCH_STEPS", if software { 2 } else { 20 });
     let runs = common::runs(8);
     println!(
         "adapter: {} ({}), {dtype:?} weights, model {}, {size}x{size}, {steps} steps",

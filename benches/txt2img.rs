@@ -16,19 +16,12 @@ use sdxl_wgpu::sampling::Sampler;
 
 mod common;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
     let (gpu, dtype, path) = common::model_bench()?;
     let software = gpu.adapter.is_software();
     let runs = common::runs(3);
-    let steps = env_usize("SDXL_BENCH_STEPS", 30);
-    let batch = env_usize("SDXL_BENCH_BATCH", 1);
+    let steps = common::env_usize("SDXL_BENCH_STEPS", 30);
+    let batch = common::env_usize("SDXL_BENCH_BATCH", 1);
     let sizes: Vec<usize> = match std::env::var("SDXL_BENCH_SIZES") {
         Ok(s) => s.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
         Err(_) if software => vec![256],

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    sdxl_wgpu::device::quiet_vulkan_layers(); // first: it sets an environment variable
-                                              // a panic is a bug: say so and exit 1 (an internal failure), never 101
+    // first, while no other thread exists: it sets an environment variable
+    sdxl_wgpu::device::quiet_vulkan_layers();
+    // a panic is a bug: say so and exit 1 (an internal failure), never 101
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal failure (a bug in sdxl-wgpu; please report it): {info}");
         std::process::exit(1);

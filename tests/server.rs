@@ -333,9 +333,15 @@ fn loras_and_overrides_stay_with_their_job() {
     assert_eq!(after, plain, "an override lasts one job");
 }
 
-/// Polls the job at `job_url` (with `auth`) until `done` holds of its state, which it returns.
-fn wait_for(job_url: &str, auth: Option<(&str, &str)>, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
+/// Polls the job at `job_url` (with `auth`) every `every` until `done` holds of its state,
+/// which it returns.
+fn poll(
+    job_url: &str,
+    auth: Option<(&str, &str)>,
+    every: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let mut request = client().get(job_url);
         if let Some((user, pass)) = auth {
@@ -346,8 +352,13 @@ fn wait_for(job_url: &str, auth: Option<(&str, &str)>, done: impl Fn(&Value) -> 
             return s;
         }
         assert!(Instant::now() < deadline, "waited too long: {s}");
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(every);
     }
+}
+
+/// [`poll`] closely (every 10 ms), for the checks that time a job's steps.
+fn wait_for(job_url: &str, auth: Option<(&str, &str)>, done: impl Fn(&Value) -> bool) -> Value {
+    poll(job_url, auth, Duration::from_millis(10), done)
 }
 
 /// Until the job runs and has done a step.
@@ -357,10 +368,12 @@ fn wait_running(job_url: &str) {
     });
 }
 
+fn ended(s: &Value) -> bool {
+    ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or(""))
+}
+
 fn wait_done(job_url: &str) -> Value {
-    wait_for(job_url, None, |s| {
-        ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or(""))
-    })
+    wait_for(job_url, None, ended)
 }
 
 #[test]
@@ -621,7 +634,9 @@ fn a_burst_of_100_runs_each_valid_job_once_in_fifo_order_and_memory_returns() {
                     }
                     None => {
                         let id = r["id"].as_str().expect("a job id").to_string();
-                        let done = poll_done(&format!("{url}/v1/jobs/{id}"));
+                        // slowly: a burst's pollers must not starve the software GPU
+                        let job_url = format!("{url}/v1/jobs/{id}");
+                        let done = poll(&job_url, None, Duration::from_millis(250), ended);
                         assert_eq!(done["status"], "succeeded", "{i}: {done}");
                         (id, done["seeds"].clone())
                     }
@@ -681,19 +696,6 @@ fn a_burst_of_100_runs_each_valid_job_once_in_fifo_order_and_memory_returns() {
         rss_after <= rss_before + (256 << 20),
         "RSS {rss_before} -> {rss_after}"
     );
-}
-
-/// Polls a job slowly (a burst's pollers must not starve the software GPU) until it ends.
-fn poll_done(job_url: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let s = get_json(job_url);
-        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "waited too long: {s}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 #[test]

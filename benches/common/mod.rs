@@ -37,13 +37,17 @@ pub fn model_bench() -> anyhow::Result<(Gpu, WeightDtype, PathBuf)> {
     Ok((gpu, dtype, path))
 }
 
+/// The environment variable `name` as a number, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `SDXL_BENCH_RUNS`, else `default`.
 pub fn runs(default: usize) -> usize {
-    std::env::var("SDXL_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default)
-        .max(1)
+    env_usize("SDXL_BENCH_RUNS", default).max(1)
 }
 
 /// `SDXL_BENCH_BACKEND=vulkan|metal|dx12|gl|auto` (default auto).

@@ -352,21 +352,17 @@ impl Run<'_, '_> {
 /// diffusers concatenates it, else the prompt's alone: `(context [2B or B, 77k, 2048], pooled
 /// [2B or B, 1280])`.
 fn unet_conditioning(text: &Conditioning, b: usize, guided: bool) -> (Tensor<3>, Tensor<2>) {
-    let [_, n, d] = text.context.dims();
-    let p = text.pooled.dims()[1];
-    let rows: &[usize] = if guided { &[0, 1] } else { &[1] }; // [negative, positive]
-    let context = rows
+    let rows: &[usize] = if guided { &[0, 1] } else { &[1] }; // of [negative, positive]
+    (
+        repeat_rows(&text.context, rows, b),
+        repeat_rows(&text.pooled, rows, b),
+    )
+}
+
+/// `t`'s rows `rows`, each repeated `b` times, in order along dim 0.
+fn repeat_rows<const D: usize>(t: &Tensor<D>, rows: &[usize], b: usize) -> Tensor<D> {
+    let parts = rows
         .iter()
-        .map(|&i| {
-            text.context
-                .clone()
-                .slice([i..i + 1, 0..n, 0..d])
-                .repeat_dim(0, b)
-        })
-        .collect();
-    let pooled = rows
-        .iter()
-        .map(|&i| text.pooled.clone().slice([i..i + 1, 0..p]).repeat_dim(0, b))
-        .collect();
-    (Tensor::cat(context, 0), Tensor::cat(pooled, 0))
+        .map(|&i| t.clone().narrow(0, i, 1).repeat_dim(0, b));
+    Tensor::cat(parts.collect(), 0)
 }
