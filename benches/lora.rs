@@ -10,14 +10,11 @@
 //!   adapter, the synthetic full-size checkpoint with the file above at 1024x1024 on a hardware
 //!   one. `SDXL_BENCH_RUNS=N` (default 3), `SDXL_BENCH_BACKEND` apply.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use sdxl_wgpu::checkpoint::keys::{unet, Layout};
-use sdxl_wgpu::checkpoint::{Checkpoint, Component};
+use sdxl_wgpu::checkpoint::{write_synthetic_lora, Checkpoint, Component};
 use sdxl_wgpu::lora::{AdapterSet, LoraSpec, LoraTable};
 use sdxl_wgpu::ModelConfig;
 
@@ -39,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // swap latency at full size
-    let full = common::manifest_checkpoint()?;
+    let full = Checkpoint::sdxl_base_manifest()?;
     let lora = synthetic_lora(&full.config)?;
     let table = LoraTable::new(&full.config);
     let spec = LoraSpec {
@@ -144,88 +141,15 @@ fn synthetic_lora(cfg: &ModelConfig) -> anyhow::Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("sdxl-lora-r{RANK}.safetensors"));
-    if path.exists() {
-        return Ok(path);
-    }
-    let adapted = |canonical: &str| {
-        let c = canonical.strip_suffix(".weight").unwrap_or("");
-        [
-            ".to_q",
-            ".to_k",
-            ".to_v",
-            ".to_out.0",
-            ".ff.net.0.proj",
-            ".ff.net.2",
-        ]
-        .iter()
-        .any(|s| c.ends_with(s))
-    };
-    let mut header = serde_json::Map::new();
-    let mut tensors: Vec<Vec<usize>> = Vec::new();
-    let mut offset = 0usize;
-    let mut add = |header: &mut serde_json::Map<String, serde_json::Value>,
-                   name: String,
-                   shape: Vec<usize>| {
-        let len = 2 * shape.iter().product::<usize>();
-        header.insert(
-            name,
-            serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + len]}),
+    if !path.exists() {
+        let tmp = path.with_extension("partial");
+        let bytes = write_synthetic_lora(cfg, RANK, &tmp)?;
+        eprintln!(
+            "wrote {} ({:.0} MB) once",
+            path.display(),
+            bytes as f64 / 1e6
         );
-        tensors.push(shape);
-        offset += len;
-    };
-    for row in unet::table(&cfg.unet, Layout::SingleFile) {
-        if !adapted(&row.canonical) {
-            continue;
-        }
-        let key = row
-            .key
-            .strip_suffix(".weight")
-            .unwrap_or(&row.key)
-            .replace('.', "_");
-        let (out, inp) = (row.shape[0], row.shape[1]);
-        add(
-            &mut header,
-            format!("lora_unet_{key}.lora_down.weight"),
-            vec![RANK, inp],
-        );
-        add(
-            &mut header,
-            format!("lora_unet_{key}.lora_up.weight"),
-            vec![out, RANK],
-        );
-        add(&mut header, format!("lora_unet_{key}.alpha"), vec![]);
+        std::fs::rename(tmp, &path)?;
     }
-    let mut json = serde_json::to_vec(&header)?;
-    while json.len() % 8 != 0 {
-        json.push(b' ');
-    }
-    eprintln!(
-        "writing {} ({:.0} MB) once...",
-        path.display(),
-        offset as f64 / 1e6
-    );
-    let tmp = path.with_extension("partial");
-    let mut out = BufWriter::with_capacity(1 << 22, File::create(&tmp)?);
-    out.write_all(&(json.len() as u64).to_le_bytes())?;
-    out.write_all(&json)?;
-    for shape in &tensors {
-        // alpha (a scalar: the empty product is 1 value) 16; small varied values elsewhere
-        let n: usize = shape.iter().product();
-        let bytes: Vec<u8> = (0..n)
-            .flat_map(|i| {
-                let v = if shape.is_empty() {
-                    16.0
-                } else {
-                    0.01 * ((i % 7) as f32 - 3.0)
-                };
-                half::f16::from_f32(v).to_le_bytes()
-            })
-            .collect();
-        out.write_all(&bytes)?;
-    }
-    out.flush()?;
-    drop(out);
-    std::fs::rename(tmp, &path)?;
     Ok(path)
 }

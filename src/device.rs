@@ -206,11 +206,44 @@ fn adapters_on(apis: impl IntoIterator<Item = wgpu::Backend>) -> Vec<AdapterInfo
     found
 }
 
-/// A device brought up for computing, and the adapter behind it.
+/// A device brought up for computing, the adapter behind it and the compiler serving it.
 #[derive(Clone, Debug)]
 pub struct Gpu {
     pub device: Device,
     pub adapter: AdapterInfo,
+    pub compiler: Compiler,
+}
+
+/// What turns the engine's kernels into the device's shaders, as the runtime chose it for this
+/// device (a `vulkan-spirv` build still falls back to WGSL on a Vulkan device that lacks the
+/// SPIR-V compiler's required features).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Compiler {
+    /// The runtime's own name: `wgpu<wgsl>`, `wgpu<spirv>` or `wgpu<msl>`.
+    pub runtime: &'static str,
+    /// Cooperative-matrix (tensor-core) instructions are available to matmul and attention.
+    pub cooperative_matrix: bool,
+}
+
+impl Compiler {
+    /// The shading language kernels are compiled to: `WGSL`, `SPIR-V` or `MSL`.
+    pub fn language(&self) -> &'static str {
+        match self.runtime {
+            "wgpu<spirv>" => "SPIR-V",
+            "wgpu<msl>" => "MSL",
+            _ => "WGSL",
+        }
+    }
+
+    /// Asks the runtime that serves `device` (already brought up by burn: the lookup finds the
+    /// registered client and opens nothing new).
+    fn of(device: &cubecl::wgpu::WgpuDevice) -> Compiler {
+        let client = cubecl::Device::Wgpu(device.clone()).client();
+        Compiler {
+            runtime: client.name(),
+            cooperative_matrix: !client.features().matmul.cmma.is_empty(),
+        }
+    }
 }
 
 impl Gpu {
@@ -267,12 +300,22 @@ pub fn open(backend: Backend) -> Result<(Gpu, Option<String>), DeviceError> {
         wgpu::Backend::Gl => WgpuBackend::Gl,
         _ => WgpuBackend::Vulkan,
     };
-    let kind = match adapter.kind {
-        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(adapter.index),
-        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(adapter.index),
-        wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(adapter.index),
-        wgpu::DeviceType::Cpu => DeviceKind::Cpu,
-        wgpu::DeviceType::Other => DeviceKind::DefaultDevice,
+    use cubecl::wgpu::WgpuDeviceKind as Runtime;
+    let (kind, runtime_kind) = match adapter.kind {
+        wgpu::DeviceType::DiscreteGpu => (
+            DeviceKind::DiscreteGpu(adapter.index),
+            Runtime::DiscreteGpu(adapter.index),
+        ),
+        wgpu::DeviceType::IntegratedGpu => (
+            DeviceKind::IntegratedGpu(adapter.index),
+            Runtime::IntegratedGpu(adapter.index),
+        ),
+        wgpu::DeviceType::VirtualGpu => (
+            DeviceKind::VirtualGpu(adapter.index),
+            Runtime::VirtualGpu(adapter.index),
+        ),
+        wgpu::DeviceType::Cpu => (DeviceKind::Cpu, Runtime::Cpu),
+        wgpu::DeviceType::Other => (DeviceKind::DefaultDevice, Runtime::DefaultDevice),
     };
     let device = Device::wgpu_options()
         .graphics_api(api)
@@ -282,7 +325,25 @@ pub fn open(backend: Backend) -> Result<(Gpu, Option<String>), DeviceError> {
             adapter: adapter.describe(),
             reason: e.to_string(),
         })?;
-    Ok((Gpu { device, adapter }, warning))
+    // the same device burn registered (burn-tensor's `wgpu_device`: kind, then API)
+    let compiler = Compiler::of(&cubecl::wgpu::WgpuDevice::new(runtime_kind).on(api));
+    if compiler.runtime == "wgpu<spirv>" && adapter.is_software() {
+        return Err(DeviceError::Init {
+            adapter: adapter.describe(),
+            reason: "this build compiles kernels to SPIR-V (`--features vulkan-spirv`), whose \
+                     cooperative-matrix kernels crash inside software Vulkan drivers; use a \
+                     build without that feature on this adapter"
+                .into(),
+        });
+    }
+    Ok((
+        Gpu {
+            device,
+            adapter,
+            compiler,
+        },
+        warning,
+    ))
 }
 
 /// Bytes the device's memory pools hold for live tensors, and have reserved in all.

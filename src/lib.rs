@@ -25,6 +25,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod doctor;
 pub mod files;
 pub mod image_io;
 pub mod infotext;

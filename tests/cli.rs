@@ -42,6 +42,14 @@ fn inspect_scan_reports_non_finite_tensors() {
     assert!(out.contains("every float tensor is finite"), "{out}");
 
     let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = nan_checkpoint(dir.path());
+    let (code, out, err) = run(&["inspect", "--scan", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{key}: 1 NaN, 0 Inf")), "{out}");
+}
+
+/// The tiny checkpoint with one NaN in a text encoder weight, in `dir`; and that weight's key.
+fn nan_checkpoint(dir: &std::path::Path) -> (std::path::PathBuf, &'static str) {
     let mut bytes = std::fs::read(TINY).expect("tiny");
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8")) as usize;
     let header: serde_json::Value =
@@ -49,11 +57,108 @@ fn inspect_scan_reports_non_finite_tensors() {
     let key = "conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc2.weight";
     let start = header[key]["data_offsets"][0].as_u64().expect("offset") as usize + 8 + header_len;
     bytes[start..start + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
-    let path = dir.path().join("nan.safetensors");
+    let path = dir.join("nan.safetensors");
     std::fs::write(&path, bytes).expect("write");
-    let (code, out, err) = run(&["inspect", "--scan", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&format!("{key}: 1 NaN, 0 Inf")), "{out}");
+    (path, key)
+}
+
+/// `doctor` without a model: the device's checks and the policy's, as JSON, all passing (the
+/// software adapter is a warning); exit 0.
+#[test]
+fn doctor_checks_the_device_and_the_policy() {
+    let (code, out, err) = run(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report["passed"], true, "{out}");
+    let checks = report["checks"].as_array().expect("checks");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["check"].as_str()).collect();
+    for name in [
+        "adapters",
+        "adapter",
+        "f16",
+        "buffer limits",
+        "compiler",
+        "device memory",
+        "quality policy",
+        "memory release",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {out}");
+    }
+    for check in checks {
+        assert!(
+            check["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{check}"
+        );
+        let status = check["status"].as_str().expect("status");
+        assert!(["pass", "warn"].contains(&status), "{check}");
+        assert_eq!(status == "warn", check["fix"].is_string(), "{check}");
+    }
+    let compiler = checks
+        .iter()
+        .find(|c| c["check"] == "compiler")
+        .expect("compiler");
+    assert!(
+        compiler["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("WGSL (wgpu<wgsl>)"),
+        "{compiler}"
+    );
+}
+
+/// A checkpoint holding a NaN and a broken LoRA each fail with their line (and the fix); exit 1.
+/// The good LoRA beside them still gets its verdict. Nothing is generated from a NaN checkpoint.
+#[test]
+fn doctor_fails_on_a_nan_checkpoint_and_a_broken_lora() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (model, key) = nan_checkpoint(dir.path());
+    let loras = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
+    let good = format!("{loras}/detail_locon.safetensors");
+    let bytes = std::fs::read(&good).expect("fixture");
+    let broken = dir.path().join("broken.safetensors");
+    std::fs::write(&broken, &bytes[..bytes.len() - 100]).expect("write");
+    let sd15 = format!("{loras}/sd15.safetensors");
+    let args = [
+        "doctor",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--lora",
+        &good,
+        "--lora",
+        broken.to_str().expect("utf-8"),
+        "--lora",
+        &sd15,
+    ];
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line `{start}`: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("FAIL  tensors: ").contains(&format!("{key}: 1 NaN, 0 Inf")),
+        "{out}"
+    );
+    assert!(line("FAIL  tensors: ").contains("(fix: "), "{out}");
+    assert!(
+        line(&format!("pass  LoRA {good}: compatible")).contains("68 UNet"),
+        "{out}"
+    );
+    assert!(
+        line(&format!("FAIL  LoRA {}: ", broken.display())).contains("(fix: "),
+        "{out}"
+    );
+    assert!(
+        line(&format!("FAIL  LoRA {sd15}: ")).contains("SD 1.x/2.x"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("generation"),
+        "nothing runs on a NaN checkpoint: {out}"
+    );
+    assert!(err.contains("error: 3 of "), "{err}");
 }
 
 #[test]
@@ -306,4 +411,90 @@ fn hostile_paths_and_sizes_are_refused_up_front() {
         before,
         "the model is untouched"
     );
+}
+
+/// `bench` at the tiny size: the table, every JSON field with a sane value, and `--compare`'s
+/// ratios against an earlier file (here one written by hand with known figures).
+#[test]
+fn bench_writes_every_field_and_compares() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let earlier = dir.path().join("earlier.json");
+    let old_row = serde_json::json!({
+        "adapter": "some other GPU", "api": "Vulkan", "compiler": "SPIR-V", "precision": "f32",
+        "width": 64, "height": 64, "steps": 2, "unet_batch": 2, "load_s": 1.0,
+        "load_gb_per_s": 1.0, "text_encode_s": 1.0, "step_s": 2.0, "first_step_extra_s": 1.0,
+        "vae_decode_s": 1.0, "lora_swap_s": 1.0, "peak_memory_bytes": 1024,
+        "images_per_minute": 1.0, "unet_flops_per_step": 1.0, "tflops": 1.0
+    });
+    let earlier_json = serde_json::json!({"sdxl_wgpu": "0.0.0", "model": "x", "rows": [old_row]});
+    std::fs::write(&earlier, earlier_json.to_string()).expect("write");
+    let out_json = dir.path().join("bench.json");
+    let args = [
+        "bench",
+        "--model",
+        TINY,
+        "--size",
+        "64x64",
+        "--steps",
+        "2",
+        "--precision",
+        "f32",
+        "--json",
+        out_json.to_str().expect("utf-8"),
+        "--compare",
+        earlier.to_str().expect("utf-8"),
+    ];
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_json).expect("json written")).expect("JSON");
+    let rows = results["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{results}");
+    let row = rows[0].as_object().expect("row");
+    // every field the earlier file has, and no other
+    let mut fields: Vec<&String> = row.keys().collect();
+    fields.sort();
+    let mut expected: Vec<&String> = old_row.as_object().expect("row").keys().collect();
+    expected.sort();
+    assert_eq!(fields, expected);
+    let number = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k}: {results}"));
+    for positive in [
+        "load_s",
+        "load_gb_per_s",
+        "text_encode_s",
+        "step_s",
+        "vae_decode_s",
+        "lora_swap_s",
+        "peak_memory_bytes",
+        "images_per_minute",
+        "unet_flops_per_step",
+        "tflops",
+    ] {
+        assert!(number(positive) > 0.0, "{positive}: {results}");
+    }
+    assert!(number("first_step_extra_s") >= 0.0, "{results}");
+    assert_eq!(
+        (row["precision"].as_str(), number("unet_batch")),
+        (Some("f32"), 2.0)
+    );
+    assert_eq!(row["compiler"], "WGSL");
+    // FLOPs from the tiny architecture's config, and TFLOP/s consistent with the step time
+    let tflops = number("unet_flops_per_step") / number("step_s") / 1e12;
+    assert!(
+        (tflops - number("tflops")).abs() <= 1e-9 * tflops.max(1.0),
+        "{results}"
+    );
+    // the table's line, and the ratio of the step time to the earlier 2 s
+    assert!(
+        out.contains("64x64") && out.contains("Vulkan/WGSL"),
+        "{out}"
+    );
+    let step_ratio = format!("step {:.2}x", number("step_s") / 2.0);
+    assert!(out.contains(&step_ratio), "{step_ratio}: {out}");
+    assert!(out.contains("peak memory "), "{out}");
+
+    // a file that is not a bench result is refused before anything runs
+    let (code, _, err) = run(&["bench", "--model", TINY, "--compare", TINY]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a `bench --json` file"), "{err}");
 }

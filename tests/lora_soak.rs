@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use sdxl_wgpu::checkpoint::Checkpoint;
-use sdxl_wgpu::device::memory_in_use;
+use sdxl_wgpu::device::{memory_in_use, Precision};
+use sdxl_wgpu::doctor::{self, Report, Status};
 use sdxl_wgpu::lora::{LoraError, LoraSpec};
 use sdxl_wgpu::pipeline::{Engine, Request};
 use sdxl_wgpu::weights::WeightDtype;
@@ -68,8 +69,12 @@ enum Set {
     Sd15,
 }
 
+/// The tests of this binary measure the device memory in use: they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn two_hundred_swaps_leave_nothing_behind() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let corrupt: PathBuf = dir.path().join("corrupt.safetensors");
     let bytes = std::fs::read(lora("style_kohya", 1.0).path).expect("fixture");
@@ -175,4 +180,58 @@ fn two_hundred_swaps_leave_nothing_behind() {
         late <= early,
         "pool reservation crept up: {early} -> {late}"
     );
+}
+
+/// `sdxl-wgpu doctor --model tiny --lora A --lora B` as the library runs it (in this binary,
+/// whose kernels for the tiny model in f32 are compiled once): the checkpoint, a finite
+/// generation, each LoRA compatible, and load -> generate -> unload -> generate giving the
+/// first image back bit for bit with the memory in use back to its value; every check passes.
+#[test]
+fn doctor_round_trips_the_fixture_loras() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lines = Vec::new();
+    let mut report = Report::new(|c| {
+        lines.push(format!("{:?} {}: {}", c.status, c.check, c.detail));
+        Ok(())
+    });
+    let loras = [lora("style_kohya", 0.8), lora("detail_locon", 0.5)];
+    doctor::model(
+        Path::new(TINY),
+        Some(gpu().clone()),
+        Precision::F32,
+        &loras,
+        &mut report,
+    )
+    .expect("no observer error");
+    let checks = std::mem::take(&mut report.checks);
+    drop(report);
+    let all = lines.join("\n");
+    assert!(checks.iter().all(|c| c.status == Status::Pass), "{all}");
+    let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
+    for name in [
+        "checkpoint",
+        "tensors",
+        "policy profile",
+        "load",
+        "generation",
+        "memory release",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {all}");
+    }
+    for spec in &loras {
+        let name = format!("LoRA {}", spec.path.display());
+        for part in ["", ": generate", ": generate after unloading", ": unload"] {
+            let check = format!("{name}{part}");
+            assert!(names.contains(&check.as_str()), "{check} missing: {all}");
+        }
+        let unload = checks
+            .iter()
+            .find(|c| c.check == format!("{name}: unload"))
+            .expect("unload");
+        assert!(
+            unload.detail.contains("image after unloading equals"),
+            "{all}"
+        );
+        assert!(!unload.detail.contains("changed nothing"), "{all}");
+    }
 }

@@ -9,28 +9,8 @@ use sdxl_wgpu::sampling::Prediction;
 use sdxl_wgpu::text_encoder::HiddenAct;
 use sdxl_wgpu::weights::{Dtype, Header, TensorInfo, Transform};
 
-const MANIFEST: &str = include_str!("data/sdxl_base_1.0_single_file_keys.tsv");
-
 fn manifest_header() -> Header {
-    let mut header = Header::default();
-    let mut offset = 0;
-    for line in MANIFEST.lines().skip(1) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let dtype = Dtype::parse(cols[1]).expect("manifest dtype");
-        let shape: Vec<usize> = serde_json::from_str(cols[2]).expect("manifest shape");
-        let len = dtype.size() * shape.iter().product::<usize>();
-        header.tensors.insert(
-            cols[0].to_string(),
-            TensorInfo {
-                dtype,
-                shape,
-                start: offset,
-                end: offset + len,
-            },
-        );
-        offset += len;
-    }
-    header
+    sdxl_wgpu::checkpoint::manifest_header().0
 }
 
 #[test]

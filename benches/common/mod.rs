@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use sdxl_wgpu::device::{self, Backend, Gpu, Precision};
 use sdxl_wgpu::weights::WeightDtype;
 
-const MANIFEST: &str = include_str!("../../tests/data/sdxl_base_1.0_single_file_keys.tsv");
-
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/tiny-sdxl.safetensors"
@@ -61,42 +59,25 @@ pub fn backend() -> Backend {
     }
 }
 
-/// Writes the synthetic full-size checkpoint once and returns its path.
+/// Writes the synthetic full-size checkpoint once (the load benchmark reads it from disk) and
+/// returns its path: SDXL base 1.0's tensor list, small finite f16 values.
 pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("sdxl-base-synthetic.safetensors");
-
-    let mut entries = Vec::new();
-    let mut offset = 0usize;
-    for line in MANIFEST.lines().skip(1) {
-        let mut cols = line.split('\t');
-        let (Some(name), Some(dtype), Some(shape)) = (cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        let shape: Vec<usize> = serde_json::from_str(shape)?;
-        let size = match dtype {
-            "F16" | "BF16" => 2,
-            "F32" | "I32" => 4,
-            "I64" | "F64" => 8,
-            _ => 1,
-        };
-        let len = size * shape.iter().product::<usize>();
-        entries.push((name.to_string(), dtype.to_string(), shape, offset, len));
-        offset += len;
-    }
-    let mut header = serde_json::Map::new();
-    for (name, dtype, shape, start, len) in &entries {
-        header.insert(
+    let (header, len) = sdxl_wgpu::checkpoint::manifest_header();
+    let mut entries = serde_json::Map::new();
+    for (name, info) in &header.tensors {
+        entries.insert(
             name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, start + len]}),
+            serde_json::json!({"dtype": info.dtype.name(), "shape": info.shape, "data_offsets": [info.start, info.end]}),
         );
     }
-    let mut json = serde_json::to_vec(&header)?;
+    let mut json = serde_json::to_vec(&entries)?;
     while json.len() % 8 != 0 {
         json.push(b' ');
     }
-    let expected = 8 + json.len() as u64 + offset as u64;
+    let expected = 8 + json.len() as u64 + len as u64;
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
         return Ok(path);
     }
@@ -112,7 +93,7 @@ pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
     let pattern: Vec<u8> = (0..1 << 20)
         .flat_map(|i: u32| half::f16::from_f32((i % 1000) as f32 * 1e-4).to_le_bytes())
         .collect();
-    let mut left = offset;
+    let mut left = len;
     while left > 0 {
         let n = left.min(pattern.len());
         out.write_all(&pattern[..n])?;
@@ -120,33 +101,4 @@ pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
     }
     out.flush()?;
     Ok(path)
-}
-
-/// The real SDXL base 1.0 single file known only by its tensor list (no weights): its detected
-/// architecture and key tables.
-pub fn manifest_checkpoint() -> anyhow::Result<sdxl_wgpu::Checkpoint> {
-    use sdxl_wgpu::weights::{Dtype, Header, TensorInfo};
-    let mut header = Header::default();
-    let mut offset = 0;
-    for line in MANIFEST.lines().skip(1) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let (Some(dtype), Some(shape)) = (cols.get(1), cols.get(2)) else {
-            continue;
-        };
-        let dtype = Dtype::parse(dtype).ok_or_else(|| anyhow::anyhow!("dtype {dtype}"))?;
-        let shape: Vec<usize> = serde_json::from_str(shape)?;
-        let len = dtype.size() * shape.iter().product::<usize>();
-        let info = TensorInfo {
-            dtype,
-            shape,
-            start: offset,
-            end: offset + len,
-        };
-        header.tensors.insert(cols[0].to_string(), info);
-        offset += len;
-    }
-    Ok(sdxl_wgpu::Checkpoint::from_header(
-        "sd_xl_base_1.0.safetensors",
-        header,
-    )?)
 }

@@ -1,5 +1,5 @@
 //! The command line's exit status: 0 success, 2 for anything the input caused (a bad flag, file,
-//! request or LoRA), 1 when the machine failed (no adapter at all, a device lost or failing
+//! request or LoRA), 1 when `doctor` found a failing check or the machine failed (no adapter at all, a device lost or failing
 //! mid-run, an output that cannot be written, an internal inconsistency). A closed stdout (the
 //! reader went away, `| head`) ends the command quietly with 0. Panics never reach the user as
 //! 101: `main` reports them as internal failures (1).
@@ -15,7 +15,10 @@ use sdxl_wgpu::weights::WeightError;
 
 /// Exit status of a failed command.
 pub fn code(error: &anyhow::Error) -> u8 {
-    if error.chain().any(machine_failed) {
+    let checks_failed = error
+        .downcast_ref::<super::doctor::ChecksFailed>()
+        .is_some();
+    if checks_failed || error.chain().any(machine_failed) {
         1
     } else {
         2

@@ -185,10 +185,11 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
         engine.prediction = prediction;
     }
     say!(
-        "{} on {} ({}), {}, loaded in {load_s:.1} s",
+        "{} on {} ({}, {}), {}, loaded in {load_s:.1} s",
         engine.checkpoint.variant,
         engine.gpu.adapter.name,
         engine.gpu.adapter.api,
+        engine.gpu.compiler.language(),
         if dtype == WeightDtype::F16 {
             "f16"
         } else {

@@ -1,7 +1,9 @@
 //! clap commands. The library does the work; this module parses flags and prints.
 
+mod bench;
 mod decode;
 mod devices;
+mod doctor;
 mod encode;
 pub mod exit;
 mod generate;
@@ -44,6 +46,11 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// List the GPU adapters wgpu sees and which one --backend picks.
     Devices(devices::DevicesArgs),
+    /// Time backends, precisions and sizes side by side (load, text encode, UNet step, VAE,
+    /// LoRA swap, memory, TFLOP/s).
+    Bench(bench::BenchArgs),
+    /// Check the device, the quality policy and, optionally, a checkpoint and LoRA files.
+    Doctor(doctor::DoctorArgs),
     /// Encode a prompt pair with the checkpoint's text encoders (SDXL context + pooled).
     Encode(encode::EncodeArgs),
     /// Show how a prompt is parsed and tokenized (weights, BREAK, LoRA tags, chunks).
@@ -60,6 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Encode(args) => encode::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Decode(args) => decode::run(args),

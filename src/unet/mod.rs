@@ -6,6 +6,7 @@
 
 mod blocks;
 mod embeddings;
+mod flops;
 mod transformer;
 
 use burn::module::Module;

@@ -266,6 +266,17 @@ impl SafetensorsFile {
         }
     }
 
+    /// A file that exists only in memory: `data` holds the tensors' bytes at the header's
+    /// offsets (a synthetic checkpoint; nothing on disk).
+    pub fn in_memory(path: &Path, header: Header, data: Mmap) -> SafetensorsFile {
+        SafetensorsFile {
+            path: path.to_path_buf(),
+            map: Some(Arc::new(data)),
+            data_start: 0,
+            header,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

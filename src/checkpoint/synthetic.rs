@@ -1,0 +1,149 @@
+//! SDXL base 1.0 without its 7 GB file: the real tensor list of its single file (name, dtype,
+//! shape of every tensor, `sdxl_base_1.0_single_file_keys.tsv`) gives a checkpoint known by its
+//! header alone (architecture and key tables, no loading), or one whose weights are generated
+//! in memory (`sdxl-wgpu bench --synthetic`: the full-size architecture's speed and memory on
+//! any machine). And a rank-r kohya LoRA for any detected architecture, for LoRA swap timings.
+
+use std::io::Write;
+use std::path::Path;
+
+use memmap2::MmapMut;
+
+use super::keys::{unet, Layout};
+use super::{Checkpoint, CheckpointError, ModelConfig};
+use crate::checkpoint::source::Source;
+use crate::weights::{Dtype, Header, SafetensorsFile, TensorInfo, WeightError};
+
+/// Every tensor of `sd_xl_base_1.0.safetensors`: `name \t dtype \t [shape]`, after a title row.
+pub const SDXL_BASE_MANIFEST: &str = include_str!("sdxl_base_1.0_single_file_keys.tsv");
+
+/// The name the manifest's checkpoints go by in messages.
+const NAME: &str = "sd_xl_base_1.0.safetensors";
+
+/// The manifest as a safetensors header, tensors laid out back to back; and the data's length.
+pub fn manifest_header() -> (Header, usize) {
+    let mut header = Header::default();
+    let mut offset = 0;
+    for line in SDXL_BASE_MANIFEST.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (Some(dtype), Some(shape)) = (cols.get(1).and_then(|d| Dtype::parse(d)), cols.get(2))
+        else {
+            continue; // the table is a constant of this crate: `tests/manifest.rs` reads it whole
+        };
+        let shape: Vec<usize> = serde_json::from_str(shape).unwrap_or_default();
+        let len = dtype.size() * shape.iter().product::<usize>();
+        let info = TensorInfo {
+            dtype,
+            shape,
+            start: offset,
+            end: offset + len,
+        };
+        header.tensors.insert(cols[0].to_string(), info);
+        offset += len;
+    }
+    (header, offset)
+}
+
+impl Checkpoint {
+    /// SDXL base 1.0 known by its tensor list only: its architecture and key tables (loading
+    /// it is an error).
+    pub fn sdxl_base_manifest() -> Result<Checkpoint, CheckpointError> {
+        Checkpoint::from_header(NAME, manifest_header().0)
+    }
+
+    /// SDXL base 1.0's architecture with generated weights held in memory (about 7 GB of RAM,
+    /// nothing on disk): small finite values, the same for every run, so speed and memory are
+    /// the real model's while its images are noise.
+    pub fn sdxl_base_synthetic() -> Result<Checkpoint, CheckpointError> {
+        let (header, len) = manifest_header();
+        let io = |source| {
+            CheckpointError::Weights(WeightError::Io {
+                path: NAME.into(),
+                source,
+            })
+        };
+        let mut data = MmapMut::map_anon(len.max(1)).map_err(io)?;
+        // f16 0.0 to 0.1 in steps of 1e-4: valid for every 2-byte float dtype of the manifest
+        // (its few integer tensors, `position_ids`, are ignored by the loader)
+        let pattern: Vec<u8> = (0..1u32 << 16)
+            .flat_map(|i| half::f16::from_f32((i % 1000) as f32 * 1e-4).to_le_bytes())
+            .collect();
+        for chunk in data.chunks_mut(pattern.len()) {
+            chunk.copy_from_slice(&pattern[..chunk.len()]);
+        }
+        let data = data.make_read_only().map_err(io)?;
+        let file = SafetensorsFile::in_memory(Path::new(NAME), header, data);
+        Checkpoint::from_source(Source::single_file(file))
+    }
+}
+
+/// The UNet layers a synthetic LoRA adapts: every attention projection and feed-forward linear
+/// (what kohya's default SDXL LoRA trains).
+const ADAPTED: [&str; 6] = [
+    ".to_q",
+    ".to_k",
+    ".to_v",
+    ".to_out.0",
+    ".ff.net.0.proj",
+    ".ff.net.2",
+];
+
+/// Writes a kohya LoRA of rank `rank` (alpha rank/2) on every attention and feed-forward
+/// linear of `cfg`'s UNet to `path`, f16, small varied values. Returns the file's size.
+pub fn write_synthetic_lora(cfg: &ModelConfig, rank: usize, path: &Path) -> std::io::Result<u64> {
+    let mut header = serde_json::Map::new();
+    let mut tensors: Vec<Vec<usize>> = Vec::new();
+    let mut offset = 0usize;
+    for row in unet::table(&cfg.unet, Layout::SingleFile) {
+        let Some(layer) = row.canonical.strip_suffix(".weight") else {
+            continue;
+        };
+        if !ADAPTED.iter().any(|s| layer.ends_with(s)) || row.shape.len() != 2 {
+            continue;
+        }
+        // kohya's module name: the single file's key with `_` for `.`
+        let module = row
+            .key
+            .strip_suffix(".weight")
+            .unwrap_or(&row.key)
+            .replace('.', "_");
+        let (out, inp) = (row.shape[0], row.shape[1]);
+        for (part, shape) in [
+            ("lora_down.weight", vec![rank, inp]),
+            ("lora_up.weight", vec![out, rank]),
+            ("alpha", vec![]),
+        ] {
+            let len = 2 * shape.iter().product::<usize>();
+            header.insert(
+                format!("lora_unet_{module}.{part}"),
+                serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + len]}),
+            );
+            tensors.push(shape);
+            offset += len;
+        }
+    }
+    let mut json = serde_json::to_vec(&header)?;
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
+    out.write_all(&(json.len() as u64).to_le_bytes())?;
+    out.write_all(&json)?;
+    for shape in &tensors {
+        // alpha (a scalar: the empty product is one value) rank/2; small varied values elsewhere
+        let n: usize = shape.iter().product();
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                let v = if shape.is_empty() {
+                    rank as f32 / 2.0
+                } else {
+                    0.01 * ((i % 7) as f32 - 3.0)
+                };
+                half::f16::from_f32(v).to_le_bytes()
+            })
+            .collect();
+        out.write_all(&bytes)?;
+    }
+    out.flush()?;
+    Ok(8 + json.len() as u64 + offset as u64)
+}

@@ -1,0 +1,164 @@
+//! One adapter x precision: load the checkpoint, time a LoRA swap, then two runs per size (the
+//! first pays shader compilation and autotune, the second is the steady state).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::Row;
+use sdxl_wgpu::checkpoint::{write_synthetic_lora, Checkpoint, ModelConfig};
+use sdxl_wgpu::device::{Gpu, Precision};
+use sdxl_wgpu::lora::LoraSpec;
+use sdxl_wgpu::pipeline::{Engine, Generated, Request};
+use sdxl_wgpu::sampling::Sampler;
+use sdxl_wgpu::weights::WeightDtype;
+
+/// The rank of the synthetic LoRA (a common rank for SDXL style LoRAs).
+const LORA_RANK: usize = 32;
+/// Tokens of the text context: one 77-token chunk per prompt.
+const CONTEXT_TOKENS: usize = 77;
+
+/// A synthetic LoRA for the checkpoint's architecture, in a temporary file removed on drop.
+pub struct SyntheticLora {
+    path: PathBuf,
+}
+
+impl SyntheticLora {
+    pub fn write(config: &ModelConfig) -> std::io::Result<SyntheticLora> {
+        let path = std::env::temp_dir().join(format!(
+            "sdxl-wgpu-bench-lora-r{LORA_RANK}-{}.safetensors",
+            std::process::id()
+        ));
+        let lora = SyntheticLora { path };
+        write_synthetic_lora(config, LORA_RANK, &lora.path)?;
+        Ok(lora)
+    }
+}
+
+impl Drop for SyntheticLora {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What one adapter x precision measures.
+pub struct Setup<'a> {
+    pub gpu: Gpu,
+    pub precision: Precision,
+    pub sizes: &'a [(usize, usize)],
+    pub steps: usize,
+    pub lora: &'a SyntheticLora,
+}
+
+/// The rows of `setup` (one per size); `None` when f16 was asked for and the adapter has none.
+pub fn run(setup: &Setup, checkpoint: Checkpoint) -> anyhow::Result<Option<Vec<Row>>> {
+    let dtype = WeightDtype::for_precision(setup.precision, &setup.gpu.adapter);
+    if setup.precision == Precision::F16 && dtype != WeightDtype::F16 {
+        return Ok(None);
+    }
+    let bytes = stored_bytes(&checkpoint);
+    let start = Instant::now();
+    let mut engine = Engine::load(setup.gpu.clone(), checkpoint, dtype)?;
+    engine.gpu.sync()?;
+    let load_s = start.elapsed().as_secs_f64();
+    let lora_swap_s = lora_swap(&mut engine, setup.lora)?;
+    let mut rows = Vec::new();
+    for &(width, height) in setup.sizes {
+        let request = Request {
+            prompt: "1girl, solo, looking at viewer, masterpiece".into(),
+            negative: "lowres, bad anatomy".into(),
+            width,
+            height,
+            steps: setup.steps,
+            cfg: 7.0,
+            seed: 0,
+            sampler: Sampler::Euler,
+            ..Request::default()
+        };
+        let first = engine.generate(&request, &mut |_| {})?;
+        let second = engine.generate(&request, &mut |_| {})?;
+        rows.push(row(
+            &engine,
+            dtype,
+            &request,
+            [&first, &second],
+            load_s,
+            bytes,
+            lora_swap_s,
+        ));
+    }
+    Ok(Some(rows))
+}
+
+/// Seconds to make the synthetic LoRA the active set (read, check, upload), after which the
+/// engine goes back to no LoRA.
+fn lora_swap(engine: &mut Engine, lora: &SyntheticLora) -> anyhow::Result<f64> {
+    let spec = LoraSpec {
+        path: lora.path.clone(),
+        unet_weight: 0.8,
+        text_encoder_weight: 0.8,
+    };
+    let start = Instant::now();
+    engine.set_loras(&[spec])?;
+    engine.gpu.sync()?;
+    let seconds = start.elapsed().as_secs_f64();
+    engine.set_loras(&[])?;
+    Ok(seconds)
+}
+
+/// The bytes of every stored parameter (what loading reads).
+fn stored_bytes(checkpoint: &Checkpoint) -> u64 {
+    let stats = checkpoint.stats();
+    let per_component = stats
+        .iter()
+        .flat_map(|c| c.dtypes.iter())
+        .map(|(dtype, n)| (dtype.size() * n) as u64);
+    per_component.sum()
+}
+
+/// The figures of one size from its two runs.
+fn row(
+    engine: &Engine,
+    dtype: WeightDtype,
+    request: &Request,
+    [first, second]: [&Generated; 2],
+    load_s: f64,
+    bytes: u64,
+    lora_swap_s: f64,
+) -> Row {
+    let (a, b) = (&first.stats, &second.stats);
+    let step_s = b.denoise.as_secs_f64() / b.steps.max(1) as f64;
+    let flops = engine.checkpoint.config.unet.forward_flops(
+        b.unet_batch,
+        request.height / 8,
+        request.width / 8,
+        CONTEXT_TOKENS,
+    );
+    let run_s = (b.encode + b.denoise + b.decode).as_secs_f64();
+    let peak = [a.peak_reserved_bytes, b.peak_reserved_bytes];
+    Row {
+        adapter: engine.gpu.adapter.name.clone(),
+        api: engine.gpu.adapter.api.clone(),
+        compiler: engine.gpu.compiler.language().into(),
+        precision: if dtype == WeightDtype::F16 {
+            "f16"
+        } else {
+            "f32"
+        }
+        .into(),
+        width: request.width,
+        height: request.height,
+        steps: b.steps,
+        unet_batch: b.unet_batch,
+        load_s,
+        load_gb_per_s: bytes as f64 / 1e9 / load_s.max(1e-9),
+        text_encode_s: b.encode.as_secs_f64(),
+        step_s,
+        first_step_extra_s: (a.denoise.as_secs_f64() - b.denoise.as_secs_f64()).max(0.0),
+        vae_decode_s: b.decode.as_secs_f64(),
+        lora_swap_s,
+        peak_memory_bytes: peak.into_iter().flatten().max().unwrap_or(0),
+        images_per_minute: 60.0 * request.batch as f64 / run_s.max(1e-9),
+        unet_flops_per_step: flops,
+        tflops: flops / 1e12 / step_s.max(1e-9),
+    }
+}

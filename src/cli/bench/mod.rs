@@ -1,0 +1,199 @@
+//! `sdxl-wgpu bench`: backends side by side on one machine, in one run. For each adapter x
+//! precision x size: model load, text encode, the UNet step with CFG (steady state), the first
+//! step's extra cost (shader compilation and autotune), VAE decode, a rank-32 LoRA swap, peak
+//! device memory, images per minute and achieved TFLOP/s (from the detected architecture's
+//! FLOP count). A table on the terminal, `--json` to keep, `--compare` for ratios against an
+//! earlier run.
+
+mod measure;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::say;
+use super::values::spelled;
+use sdxl_wgpu::checkpoint::Checkpoint;
+use sdxl_wgpu::device::{self, Backend, Precision};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The checkpoint to time (a single file or a diffusers folder).
+    #[arg(
+        long,
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
+    model: Option<PathBuf>,
+    /// SDXL base 1.0's full-size architecture with generated weights held in memory (~7 GB of
+    /// RAM, no file): real speed and memory, noise images.
+    #[arg(long)]
+    synthetic: bool,
+    /// Graphics APIs to compare: `all` (each with an adapter), or a comma-separated list of
+    /// auto, vulkan, metal, dx12, gl.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Precisions to compare, comma-separated (f16 is skipped on an adapter without it).
+    #[arg(long, value_delimiter = ',', value_parser = spelled::<Precision>(), default_value = "auto")]
+    precision: Vec<Precision>,
+    /// Image sizes, comma-separated `WIDTHxHEIGHT` (multiples of 8).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "1024x1024")]
+    size: Vec<(usize, usize)>,
+    /// Denoising steps per run (two runs per size: the first pays compilation).
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Print each figure as a ratio to the matching row of an earlier `--json` file.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+}
+
+/// One adapter x precision x size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Row {
+    pub adapter: String,
+    pub api: String,
+    pub compiler: String,
+    pub precision: String,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    /// The UNet's batch per step (2: classifier-free guidance).
+    pub unet_batch: usize,
+    pub load_s: f64,
+    pub load_gb_per_s: f64,
+    pub text_encode_s: f64,
+    /// One UNet step with CFG, steady state (the second run).
+    pub step_s: f64,
+    /// What the first run's denoising took beyond the second's: compilation and autotune.
+    pub first_step_extra_s: f64,
+    pub vae_decode_s: f64,
+    /// Reading, checking and uploading a synthetic rank-32 LoRA on every attention and
+    /// feed-forward layer of the UNet.
+    pub lora_swap_s: f64,
+    /// The most the device's pools held during the runs (0 where the device does not say).
+    pub peak_memory_bytes: u64,
+    pub images_per_minute: f64,
+    pub unet_flops_per_step: f64,
+    pub tflops: f64,
+}
+
+/// What `--json` writes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub sdxl_wgpu: String,
+    pub model: String,
+    pub rows: Vec<Row>,
+}
+
+/// `1024x768` -> (1024, 768).
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}`: expected WIDTHxHEIGHT, e.g. 1024x1024"))?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|v| *v >= 8 && v % 8 == 0 && *v <= sdxl_wgpu::pipeline::MAX_SIDE)
+            .ok_or_else(|| format!("`{s}`: sides must be multiples of 8 from 8 to 8192"))
+    };
+    Ok((side(w)?, side(h)?))
+}
+
+/// The APIs `--backend` names.
+fn backends(spec: &str) -> anyhow::Result<Vec<Backend>> {
+    if spec == "all" {
+        let all = [Backend::Vulkan, Backend::Metal, Backend::Dx12, Backend::Gl];
+        let found: Vec<Backend> = all
+            .into_iter()
+            .filter(|b| !device::adapters(*b).is_empty())
+            .collect();
+        if found.is_empty() {
+            bail!(device::DeviceError::NoAdapter);
+        }
+        return Ok(found);
+    }
+    let mut list = Vec::new();
+    for name in spec.split(',') {
+        let backend: Backend = name.trim().parse()?;
+        if !list.contains(&backend) {
+            list.push(backend);
+        }
+    }
+    Ok(list)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.steps == 0 || args.steps > 1000 {
+        bail!("--steps must be 1 to 1000");
+    }
+    let earlier = args.compare.as_deref().map(read_results).transpose()?;
+    let backends = backends(&args.backend)?;
+    let model = match &args.model {
+        Some(path) => path.display().to_string(),
+        None => "synthetic SDXL base 1.0".into(),
+    };
+    // the architecture, for the LoRA (and a bad --model fails before any device opens)
+    let config = match &args.model {
+        Some(path) => Checkpoint::open(path)?.config,
+        None => Checkpoint::sdxl_base_manifest()?.config,
+    };
+    let lora = measure::SyntheticLora::write(&config)?;
+    let mut rows = Vec::new();
+    for backend in backends {
+        let gpu = super::gpu::open(backend)?;
+        for &precision in &args.precision {
+            let setup = measure::Setup {
+                gpu: gpu.clone(),
+                precision,
+                sizes: &args.size,
+                steps: args.steps,
+                lora: &lora,
+            };
+            match measure::run(&setup, open(&args)?)? {
+                Some(found) => rows.extend(found),
+                None => eprintln!(
+                    "warning: {} has no f16 shaders: --precision f16 skipped",
+                    gpu.adapter.name
+                ),
+            }
+        }
+    }
+    table::print(&rows)?;
+    if let Some(earlier) = &earlier {
+        table::compare(&rows, &earlier.rows)?;
+    }
+    if let Some(path) = &args.json {
+        let results = Results {
+            sdxl_wgpu: env!("CARGO_PKG_VERSION").into(),
+            model,
+            rows,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        say!("results written to {}", path.display())?;
+    }
+    Ok(())
+}
+
+/// The checkpoint to time, opened afresh (each load owns its checkpoint).
+fn open(args: &BenchArgs) -> anyhow::Result<Checkpoint> {
+    Ok(match &args.model {
+        Some(path) => Checkpoint::open(path)?,
+        None => Checkpoint::sdxl_base_synthetic()?,
+    })
+}
+
+/// An earlier run's `--json` file (read whole, at most 16 MiB).
+fn read_results(path: &Path) -> anyhow::Result<Results> {
+    let bytes = sdxl_wgpu::files::read_limited(path, 16 << 20)
+        .with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a `bench --json` file", path.display()))
+}

@@ -1,0 +1,96 @@
+//! The terminal's view of the results: one line per row, and `--compare`'s ratios.
+
+use super::Row;
+use crate::cli::say;
+
+/// One line per adapter x precision x size.
+pub fn print(rows: &[Row]) -> std::io::Result<()> {
+    say!(
+        "{:<24} {:<12} {:<9} {:<4} {:>8} {:>6} {:>7} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8}",
+        "adapter",
+        "API/compiler",
+        "size",
+        "prec",
+        "load s",
+        "GB/s",
+        "text s",
+        "step s",
+        "1st +s",
+        "VAE s",
+        "LoRA s",
+        "peak GiB",
+        "img/min",
+        "TFLOP/s"
+    )?;
+    for r in rows {
+        say!(
+            "{:<24} {:<12} {:<9} {:<4} {:>8.2} {:>6.2} {:>7.3} {:>8.3} {:>8.2} {:>7.3} {:>7.3} {:>8.2} {:>7.2} {:>8.4}",
+            truncate(&r.adapter, 24),
+            format!("{}/{}", r.api, r.compiler),
+            format!("{}x{}", r.width, r.height),
+            r.precision,
+            r.load_s,
+            r.load_gb_per_s,
+            r.text_encode_s,
+            r.step_s,
+            r.first_step_extra_s,
+            r.vae_decode_s,
+            r.lora_swap_s,
+            r.peak_memory_bytes as f64 / (1u64 << 30) as f64,
+            r.images_per_minute,
+            r.tflops
+        )?;
+    }
+    Ok(())
+}
+
+/// Each row's figures as ratios to the earlier run's matching row (same API, precision and
+/// size; the same adapter first): below 1 is faster or smaller for times and memory, above 1
+/// is better for images per minute and TFLOP/s.
+pub fn compare(rows: &[Row], earlier: &[Row]) -> std::io::Result<()> {
+    say!("compared with the earlier run (new / old):")?;
+    for r in rows {
+        let same = |o: &&Row| {
+            o.api == r.api
+                && o.precision == r.precision
+                && (o.width, o.height) == (r.width, r.height)
+        };
+        let old = earlier
+            .iter()
+            .filter(same)
+            .find(|o| o.adapter == r.adapter)
+            .or_else(|| earlier.iter().find(same));
+        let label = format!(
+            "{} ({}) {} {}x{}",
+            r.adapter, r.api, r.precision, r.width, r.height
+        );
+        let Some(old) = old else {
+            say!("  {label}: no matching row")?;
+            continue;
+        };
+        let ratio = |new: f64, old: f64| {
+            if old > 0.0 && new.is_finite() {
+                format!("{:.2}x", new / old)
+            } else {
+                "n/a".into()
+            }
+        };
+        say!(
+            "  {label}: step {}, text {}, VAE {}, load {}, LoRA swap {}, peak memory {}, img/min {}, TFLOP/s {}",
+            ratio(r.step_s, old.step_s),
+            ratio(r.text_encode_s, old.text_encode_s),
+            ratio(r.vae_decode_s, old.vae_decode_s),
+            ratio(r.load_s, old.load_s),
+            ratio(r.lora_swap_s, old.lora_swap_s),
+            ratio(r.peak_memory_bytes as f64, old.peak_memory_bytes as f64),
+            ratio(r.images_per_minute, old.images_per_minute),
+            ratio(r.tflops, old.tflops)
+        )?;
+    }
+    Ok(())
+}
+
+/// `s` cut to `n` characters.
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
