@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels};
-use sdxl_wgpu::nn::attention::attention;
+use sdxl_wgpu::nn::attention::{attention, attention_within};
 use sdxl_wgpu::vae::{decode_peak_bytes, TilePlan, VaeError, VaeLimits, VaeTiling};
 use sdxl_wgpu::weights::WeightDtype;
 
@@ -272,4 +272,35 @@ fn decode_over_the_buffer_limit_succeeds_through_tiling() {
     let (shape, v) = values(image);
     assert_eq!(shape, [1, 3, 1088, 1088]);
     assert!(v.iter().all(|x| x.is_finite()));
+}
+
+/// Sliced (budgets forcing 256-row slices and, below that, slices of a few rows) and padded
+/// (600 queries -> 640) attention equal attention computed in one piece and a materialised
+/// `softmax(q k^T / sqrt(d)) v`, within f32 rounding.
+#[test]
+fn sliced_and_padded_attention_equal_whole_attention() {
+    let (q, k, v) = (
+        noise([2, 3, 600, 16], 1) * 0.5,
+        noise([2, 3, 300, 16], 2) * 0.5,
+        noise([2, 3, 300, 16], 3),
+    );
+    let scores = q.clone().matmul(k.clone().swap_dims(2, 3)) / 4.0; // [2, 3, 600, 300]
+    let want = values(burn::tensor::activation::softmax(scores, 3).matmul(v.clone()));
+    let row_bytes = 2 * 3 * 300 * 4;
+    for budget in [usize::MAX, 300 * row_bytes, 100 * row_bytes] {
+        let got = values(attention_within(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            false,
+            budget,
+        ));
+        assert_eq!(got.0, vec![2, 3, 600, 16]);
+        let err = got
+            .1
+            .iter()
+            .zip(&want.1)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 2e-5, "budget {budget}: max error {err:.2e}");
+    }
 }

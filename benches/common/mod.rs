@@ -60,7 +60,7 @@ pub fn backend() -> Backend {
 }
 
 /// Writes the synthetic full-size checkpoint once (the load benchmark reads it from disk) and
-/// returns its path: SDXL base 1.0's tensor list, small finite f16 values.
+/// returns its path: SDXL base 1.0's tensor list with the library's generated weights.
 pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir)?;
@@ -86,19 +86,12 @@ pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
         path.display(),
         expected as f64 / 1e9
     );
+    let mut data = vec![0u8; len];
+    sdxl_wgpu::checkpoint::fill_synthetic(&header, &mut data);
     let mut out = BufWriter::with_capacity(1 << 22, File::create(&path)?);
     out.write_all(&(json.len() as u64).to_le_bytes())?;
     out.write_all(&json)?;
-    // Small finite f16 values (0.0 to 0.1), valid data for any 2-byte float dtype in the manifest.
-    let pattern: Vec<u8> = (0..1 << 20)
-        .flat_map(|i: u32| half::f16::from_f32((i % 1000) as f32 * 1e-4).to_le_bytes())
-        .collect();
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(pattern.len());
-        out.write_all(&pattern[..n])?;
-        left -= n;
-    }
+    out.write_all(&data)?;
     out.flush()?;
     Ok(path)
 }

@@ -52,8 +52,8 @@ impl Checkpoint {
     }
 
     /// SDXL base 1.0's architecture with generated weights held in memory (about 7 GB of RAM,
-    /// nothing on disk): small finite values, the same for every run, so speed and memory are
-    /// the real model's while its images are noise.
+    /// nothing on disk; [`fill_synthetic`]'s values, the same for every run): speed and memory
+    /// are the real model's, its images noise.
     pub fn sdxl_base_synthetic() -> Result<Checkpoint, CheckpointError> {
         let (header, len) = manifest_header();
         let io = |source| {
@@ -63,17 +63,46 @@ impl Checkpoint {
             })
         };
         let mut data = MmapMut::map_anon(len.max(1)).map_err(io)?;
-        // f16 0.0 to 0.1 in steps of 1e-4: valid for every 2-byte float dtype of the manifest
-        // (its few integer tensors, `position_ids`, are ignored by the loader)
-        let pattern: Vec<u8> = (0..1u32 << 16)
-            .flat_map(|i| half::f16::from_f32((i % 1000) as f32 * 1e-4).to_le_bytes())
-            .collect();
-        for chunk in data.chunks_mut(pattern.len()) {
-            chunk.copy_from_slice(&pattern[..chunk.len()]);
-        }
+        fill_synthetic(&header, &mut data);
         let data = data.make_read_only().map_err(io)?;
         let file = SafetensorsFile::in_memory(Path::new(NAME), header, data);
         Checkpoint::from_source(Source::single_file(file))
+    }
+}
+
+/// Writes generated weights into `data`, the tensors' bytes at `header`'s offsets: pseudo-random
+/// values uniform in +-1/sqrt(fan-in) for matrices and kernels (activations stay of order one
+/// through the whole network, so f16 runs stay finite as with a trained model), +-0.1 for
+/// vectors, zeros for integer tensors (`position_ids`, which the loader ignores).
+pub fn fill_synthetic(header: &Header, data: &mut [u8]) {
+    for info in header.tensors.values() {
+        let Some(bytes) = data.get_mut(info.start..info.end) else {
+            continue;
+        };
+        let fan_in: usize = info.shape.iter().skip(1).product::<usize>().max(1);
+        let scale = if info.shape.len() >= 2 {
+            1.0 / (fan_in as f32).sqrt()
+        } else {
+            0.1
+        };
+        // a multiplicative hash of the index, in [-1, 1)
+        let value = |i: usize| {
+            let h = (i as u32 ^ info.start as u32).wrapping_mul(2_654_435_761) >> 8;
+            scale * (h as f32 / 8_388_608.0 - 1.0)
+        };
+        match info.dtype {
+            Dtype::F16 => fill(bytes, |i| half::f16::from_f32(value(i)).to_le_bytes()),
+            Dtype::BF16 => fill(bytes, |i| half::bf16::from_f32(value(i)).to_le_bytes()),
+            Dtype::F32 => fill(bytes, |i| value(i).to_le_bytes()),
+            _ => bytes.fill(0),
+        }
+    }
+}
+
+/// Writes `value(i)`'s `N` bytes as element `i` of `bytes`.
+fn fill<const N: usize>(bytes: &mut [u8], value: impl Fn(usize) -> [u8; N]) {
+    for (i, element) in bytes.chunks_exact_mut(N).enumerate() {
+        element.copy_from_slice(&value(i));
     }
 }
 
