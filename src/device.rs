@@ -254,6 +254,13 @@ impl Gpu {
             .map_err(|e| DeviceError::Execution(format!("{e:?}")))
     }
 
+    /// Submits the queued work without waiting for it, surfacing a failure already known.
+    pub fn flush(&self) -> Result<(), DeviceError> {
+        self.device
+            .flush()
+            .map_err(|e| DeviceError::Execution(format!("{e:?}")))
+    }
+
     /// Bytes the device's pools have reserved (what the process holds on the GPU), if known.
     pub fn reserved_bytes(&self) -> Option<u64> {
         memory_in_use(&self.device).map(|(_, reserved)| reserved)

@@ -422,7 +422,8 @@ fn bench_writes_every_field_and_compares() {
     let old_row = serde_json::json!({
         "adapter": "some other GPU", "api": "Vulkan", "compiler": "SPIR-V", "precision": "f32",
         "width": 64, "height": 64, "steps": 2, "unet_batch": 2, "load_s": 1.0,
-        "load_gb_per_s": 1.0, "text_encode_s": 1.0, "step_s": 2.0, "first_step_extra_s": 1.0,
+        "load_gb_per_s": 1.0, "text_encode_s": 1.0, "step_s": 2.0, "step_record_s": 1.0,
+        "first_step_extra_s": 1.0,
         "vae_decode_s": 1.0, "lora_swap_s": 1.0, "peak_memory_bytes": 1024,
         "images_per_minute": 1.0, "unet_flops_per_step": 1.0, "tflops": 1.0
     });
@@ -463,6 +464,7 @@ fn bench_writes_every_field_and_compares() {
         "load_gb_per_s",
         "text_encode_s",
         "step_s",
+        "step_record_s",
         "vae_decode_s",
         "lora_swap_s",
         "peak_memory_bytes",

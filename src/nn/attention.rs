@@ -13,6 +13,7 @@
 //!   outputs dropped; keys untouched, so no mask): the cooperative-matrix flash kernel only
 //!   takes such lengths, and autotune, which keys shapes by powers of two, would otherwise
 //!   reuse a winner tuned at 4096 rows for 4032 (1152x896) and fall back at full size.
+//!
 //! Results are the same either way (`tests/unet_vae.rs`).
 
 use burn::tensor::ops::{AttentionModuleOptions, PadMode};

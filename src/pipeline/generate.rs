@@ -73,8 +73,11 @@ impl Engine {
         generated
     }
 
-    /// Releases the device memory pooled for activations (the weights and adapters stay).
+    /// Releases the device memory pooled for activations (the weights and adapters stay), once
+    /// the device has finished the work queued on it (a failed or cancelled run may leave
+    /// steps in flight).
     pub fn release_memory(&self) {
+        let _ = self.gpu.sync(); // a device failure was reported by the run that caused it
         self.gpu.device.memory_cleanup();
     }
 
@@ -281,6 +284,7 @@ impl Run<'_, '_> {
         let mut noise_pred_step0 = None;
         for done in 1..=total {
             self.check_cancel(done - 1, total)?;
+            let recording = Instant::now();
             let input = self.sampling.model_input(&x);
             let t = self.sampling.timestep();
             let batch = if guided {
@@ -305,12 +309,16 @@ impl Run<'_, '_> {
                 .previews(done, total)
                 .then(|| self.sampling.predicted_x0(&prediction, &x));
             x = self.sampling.step(prediction, x, &mut self.rngs);
-            self.boundary()?;
+            // submitted, not waited for: the CPU records the next step while the device runs
+            // this one (the one wait is at the loop's end)
+            self.engine.gpu.flush()?;
+            self.stats.record += recording.elapsed();
             (self.controls.on_event)(Event::Step { done, total });
             if let (Some(x0), Some(p)) = (preview, self.controls.preview.as_mut()) {
                 (p.show)(done, x0);
             }
         }
+        self.boundary()?;
         self.stats.denoise = clock.elapsed();
         self.stats.steps = total;
         self.stats.unet_batch = halves * b;

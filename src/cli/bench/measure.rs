@@ -153,6 +153,7 @@ fn row(
         load_gb_per_s: bytes as f64 / 1e9 / load_s.max(1e-9),
         text_encode_s: b.encode.as_secs_f64(),
         step_s,
+        step_record_s: b.record.as_secs_f64() / b.steps.max(1) as f64,
         first_step_extra_s: (a.denoise.as_secs_f64() - b.denoise.as_secs_f64()).max(0.0),
         vae_decode_s: b.decode.as_secs_f64(),
         lora_swap_s,

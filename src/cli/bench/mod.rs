@@ -70,6 +70,9 @@ pub struct Row {
     pub text_encode_s: f64,
     /// One UNet step with CFG, steady state (the second run).
     pub step_s: f64,
+    /// Host time to record one step (building and submitting its kernels; the device runs the
+    /// previous step meanwhile).
+    pub step_record_s: f64,
     /// What the first run's denoising took beyond the second's: compilation and autotune.
     pub first_step_extra_s: f64,
     pub vae_decode_s: f64,

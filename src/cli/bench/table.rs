@@ -6,7 +6,7 @@ use crate::cli::say;
 /// One line per adapter x precision x size.
 pub fn print(rows: &[Row]) -> std::io::Result<()> {
     say!(
-        "{:<24} {:<12} {:<9} {:<4} {:>8} {:>6} {:>7} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8}",
+        "{:<24} {:<12} {:<9} {:<4} {:>8} {:>6} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8}",
         "adapter",
         "API/compiler",
         "size",
@@ -15,6 +15,7 @@ pub fn print(rows: &[Row]) -> std::io::Result<()> {
         "GB/s",
         "text s",
         "step s",
+        "host ms",
         "1st +s",
         "VAE s",
         "LoRA s",
@@ -24,7 +25,7 @@ pub fn print(rows: &[Row]) -> std::io::Result<()> {
     )?;
     for r in rows {
         say!(
-            "{:<24} {:<12} {:<9} {:<4} {:>8.2} {:>6.2} {:>7.3} {:>8.3} {:>8.2} {:>7.3} {:>7.3} {:>8.2} {:>7.2} {:>8.4}",
+            "{:<24} {:<12} {:<9} {:<4} {:>8.2} {:>6.2} {:>7.3} {:>8.3} {:>8.1} {:>8.2} {:>7.3} {:>7.3} {:>8.2} {:>7.2} {:>8.4}",
             truncate(&r.adapter, 24),
             format!("{}/{}", r.api, r.compiler),
             format!("{}x{}", r.width, r.height),
@@ -33,6 +34,7 @@ pub fn print(rows: &[Row]) -> std::io::Result<()> {
             r.load_gb_per_s,
             r.text_encode_s,
             r.step_s,
+            r.step_record_s * 1e3,
             r.first_step_extra_s,
             r.vae_decode_s,
             r.lora_swap_s,
@@ -76,8 +78,9 @@ pub fn compare(rows: &[Row], earlier: &[Row]) -> std::io::Result<()> {
             }
         };
         say!(
-            "  {label}: step {}, text {}, VAE {}, load {}, LoRA swap {}, peak memory {}, img/min {}, TFLOP/s {}",
+            "  {label}: step {}, host per step {}, text {}, VAE {}, load {}, LoRA swap {}, peak memory {}, img/min {}, TFLOP/s {}",
             ratio(r.step_s, old.step_s),
+            ratio(r.step_record_s, old.step_record_s),
             ratio(r.text_encode_s, old.text_encode_s),
             ratio(r.vae_decode_s, old.vae_decode_s),
             ratio(r.load_s, old.load_s),
