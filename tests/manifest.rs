@@ -129,3 +129,20 @@ fn v_prediction_markers_are_detected() {
         "SDXL base-type, v-prediction, zero terminal SNR"
     );
 }
+
+/// SDXL base at 1024x1024 (128x128 latents), batch 1: about 6.7 TFLOP per UNet forward pass (the
+/// figure commonly quoted, ~3.35 T multiply-adds), counted from the detected architecture.
+#[test]
+fn sdxl_base_unet_flops_at_1024() {
+    let cfg = Checkpoint::sdxl_base_manifest()
+        .expect("manifest")
+        .config
+        .unet;
+    let flops = cfg.forward_flops(1, 128, 128, 77);
+    eprintln!("SDXL base UNet, 1024x1024, batch 1: {flops:.4e} FLOP");
+    assert!((6.0e12..7.5e12).contains(&flops), "{flops:e}");
+    // quadratic self-attention makes it grow faster than the pixels
+    let at_2048 = cfg.forward_flops(1, 256, 256, 77);
+    assert!(at_2048 > 4.0 * flops, "{at_2048:e}");
+    assert_eq!(cfg.forward_flops(2, 128, 128, 77), 2.0 * flops);
+}
