@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use sdxl_wgpu::checkpoint::{write_synthetic_lora, Checkpoint, Component};
-use sdxl_wgpu::lora::{AdapterSet, LoraSpec, LoraTable};
+use sdxl_wgpu::checkpoint::{Checkpoint, Component};
+use sdxl_wgpu::lora::{write_synthetic_lora, AdapterSet, LoraSpec, LoraTable};
 use sdxl_wgpu::ModelConfig;
 
 mod common;

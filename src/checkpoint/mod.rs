@@ -27,7 +27,7 @@ pub use keys::Layout;
 pub use models::{ComponentObserver, SdxlModels};
 pub use report::{IgnoredTensor, LoadReport, MismatchedTensor, MissingTensor, TransformedTensor};
 pub use source::HEAD_DIM_METADATA;
-pub use synthetic::{fill_synthetic, manifest_header, write_synthetic_lora, SDXL_BASE_MANIFEST};
+pub use synthetic::{fill_synthetic, manifest_header, SDXL_BASE_MANIFEST};
 
 use keys::clip::ClipSpelling;
 use keys::vae::VaeSpelling;

@@ -2,15 +2,13 @@
 //! shape of every tensor, `sdxl_base_1.0_single_file_keys.tsv`) gives a checkpoint known by its
 //! header alone (architecture and key tables, no loading), or one whose weights are generated
 //! in memory (`sdxl-wgpu bench --synthetic`: the full-size architecture's speed and memory on
-//! any machine). And a rank-r kohya LoRA for any detected architecture, for LoRA swap timings.
+//! any machine). A synthetic LoRA for it: `lora::write_synthetic_lora`.
 
-use std::io::Write;
 use std::path::Path;
 
 use memmap2::MmapMut;
 
-use super::keys::{unet, Layout};
-use super::{Checkpoint, CheckpointError, ModelConfig};
+use super::{Checkpoint, CheckpointError};
 use crate::checkpoint::source::Source;
 use crate::weights::{Dtype, Header, SafetensorsFile, TensorInfo, WeightError};
 
@@ -104,75 +102,4 @@ fn fill<const N: usize>(bytes: &mut [u8], value: impl Fn(usize) -> [u8; N]) {
     for (i, element) in bytes.chunks_exact_mut(N).enumerate() {
         element.copy_from_slice(&value(i));
     }
-}
-
-/// The UNet layers a synthetic LoRA adapts: every attention projection and feed-forward linear
-/// (what kohya's default SDXL LoRA trains).
-const ADAPTED: [&str; 6] = [
-    ".to_q",
-    ".to_k",
-    ".to_v",
-    ".to_out.0",
-    ".ff.net.0.proj",
-    ".ff.net.2",
-];
-
-/// Writes a kohya LoRA of rank `rank` (alpha rank/2) on every attention and feed-forward
-/// linear of `cfg`'s UNet to `path`, f16, small varied values. Returns the file's size.
-pub fn write_synthetic_lora(cfg: &ModelConfig, rank: usize, path: &Path) -> std::io::Result<u64> {
-    let mut header = serde_json::Map::new();
-    let mut tensors: Vec<Vec<usize>> = Vec::new();
-    let mut offset = 0usize;
-    for row in unet::table(&cfg.unet, Layout::SingleFile) {
-        let Some(layer) = row.canonical.strip_suffix(".weight") else {
-            continue;
-        };
-        if !ADAPTED.iter().any(|s| layer.ends_with(s)) || row.shape.len() != 2 {
-            continue;
-        }
-        // kohya's module name: the single file's key with `_` for `.`
-        let module = row
-            .key
-            .strip_suffix(".weight")
-            .unwrap_or(&row.key)
-            .replace('.', "_");
-        let (out, inp) = (row.shape[0], row.shape[1]);
-        for (part, shape) in [
-            ("lora_down.weight", vec![rank, inp]),
-            ("lora_up.weight", vec![out, rank]),
-            ("alpha", vec![]),
-        ] {
-            let len = 2 * shape.iter().product::<usize>();
-            header.insert(
-                format!("lora_unet_{module}.{part}"),
-                serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + len]}),
-            );
-            tensors.push(shape);
-            offset += len;
-        }
-    }
-    let mut json = serde_json::to_vec(&header)?;
-    while json.len() % 8 != 0 {
-        json.push(b' ');
-    }
-    let mut out = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
-    out.write_all(&(json.len() as u64).to_le_bytes())?;
-    out.write_all(&json)?;
-    for shape in &tensors {
-        // alpha (a scalar: the empty product is one value) rank/2; small varied values elsewhere
-        let n: usize = shape.iter().product();
-        let bytes: Vec<u8> = (0..n)
-            .flat_map(|i| {
-                let v = if shape.is_empty() {
-                    rank as f32 / 2.0
-                } else {
-                    0.01 * ((i % 7) as f32 - 3.0)
-                };
-                half::f16::from_f32(v).to_le_bytes()
-            })
-            .collect();
-        out.write_all(&bytes)?;
-    }
-    out.flush()?;
-    Ok(8 + json.len() as u64 + offset as u64)
 }

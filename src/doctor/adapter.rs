@@ -21,15 +21,17 @@ pub fn check(backend: Backend, report: &mut Report) -> std::io::Result<Option<Gp
     }
     let listed: Vec<String> = found.iter().map(AdapterInfo::describe).collect();
     report.add(Check::pass("adapters", listed.join("; ")))?;
-    let (chosen, _) = match device::choose(backend) {
-        Ok(chosen) => chosen,
+    // the adapter `open` chose is the one it brought up (its failure names the adapter)
+    let gpu = match device::open(backend) {
+        Ok((gpu, _)) => gpu,
         Err(e) => {
-            report.add(Check::fail("adapter", e.to_string(), INSTALL_DRIVER))?;
+            report.add(Check::fail("device", e.to_string(), INSTALL_DRIVER))?;
             return Ok(None);
         }
     };
-    report.add(chosen_adapter(&chosen, backend))?;
-    report.add(f16(&chosen))?;
+    let chosen = &gpu.adapter;
+    report.add(chosen_adapter(chosen, backend))?;
+    report.add(f16(chosen))?;
     report.add(Check::pass(
         "buffer limits",
         format!(
@@ -40,13 +42,6 @@ pub fn check(backend: Backend, report: &mut Report) -> std::io::Result<Option<Gp
             chosen.max_tensor_bytes() >> 20
         ),
     ))?;
-    let gpu = match device::open(backend) {
-        Ok((gpu, _)) => gpu,
-        Err(e) => {
-            report.add(Check::fail("device", e.to_string(), INSTALL_DRIVER))?;
-            return Ok(None);
-        }
-    };
     report.add(compiler(&gpu))?;
     report.add(Check::pass(
         "device memory",

@@ -44,7 +44,7 @@ impl LoraTable {
         let mut targets = HashMap::new();
         let single = unet::table(&cfg.unet, Layout::SingleFile);
         for row in layers(&single) {
-            let (path, key) = (strip(&row.canonical), strip(&row.key));
+            let path = strip(&row.canonical);
             let target = Target {
                 layer: LayerId {
                     component: Component::Unet,
@@ -52,7 +52,7 @@ impl LoraTable {
                 },
                 weight_shape: row.shape.clone(),
             };
-            targets.insert(format!("lora_unet_{}", underscored(key)), target.clone());
+            targets.insert(kohya_unet_module(row), target.clone());
             targets.insert(format!("lora_unet_{}", underscored(path)), target.clone());
             targets.insert(format!("unet.{path}"), target);
         }
@@ -82,8 +82,13 @@ impl LoraTable {
     }
 }
 
+/// kohya's single-file spelling of the UNet layer `row` (of a `Layout::SingleFile` table).
+pub(super) fn kohya_unet_module(row: &Row) -> String {
+    format!("lora_unet_{}", underscored(strip(&row.key)))
+}
+
 /// The linear (`[out, in]`) and conv (`[out, in, k, k]`) weights of a table.
-fn layers(rows: &[Row]) -> impl Iterator<Item = &Row> {
+pub(super) fn layers(rows: &[Row]) -> impl Iterator<Item = &Row> {
     rows.iter().filter(|r| {
         r.canonical.ends_with(".weight")
             && matches!(r.shape.len(), 2 | 4)
@@ -92,7 +97,7 @@ fn layers(rows: &[Row]) -> impl Iterator<Item = &Row> {
     })
 }
 
-fn strip(name: &str) -> &str {
+pub(super) fn strip(name: &str) -> &str {
     name.strip_suffix(".weight").unwrap_or(name)
 }
 

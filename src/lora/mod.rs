@@ -1,17 +1,19 @@
 //! LoRA files as runtime adapters: the file formats (`file.rs`), the exact tables from their
 //! module names to our layers (`keys.rs`), and the validated set of low-rank deltas built from a
-//! list of files (`adapter.rs`). The layers apply the deltas at run time (`nn/low_rank.rs`); base
+//! list of files (`adapter.rs`); synthetic files for benchmarks (`synthetic.rs`). The layers apply the deltas at run time (`nn/low_rank.rs`); base
 //! weights are never modified: a set is built whole off to the side and replaces the previous
 //! one in one step (see `docs/ARCHITECTURE.md`).
 
 mod adapter;
 mod file;
 mod keys;
+mod synthetic;
 
 pub use crate::tokenizer::LoraSpec;
 pub use adapter::{check_weights, AdapterSet, BuildReport, FileReport, MAX_LORA_WEIGHT};
 pub use file::{LoraFile, LoraFormat, LoraModule, StoredTensor};
 pub use keys::{LayerId, LoraTable, Target};
+pub use synthetic::write_synthetic_lora;
 
 use std::path::PathBuf;
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::Row;
-use sdxl_wgpu::checkpoint::{write_synthetic_lora, Checkpoint, ModelConfig};
+use sdxl_wgpu::checkpoint::{Checkpoint, ModelConfig};
 use sdxl_wgpu::device::{Gpu, Precision};
-use sdxl_wgpu::lora::LoraSpec;
+use sdxl_wgpu::lora::{write_synthetic_lora, LoraSpec};
 use sdxl_wgpu::pipeline::{Engine, Generated, Request};
 use sdxl_wgpu::sampling::Sampler;
 use sdxl_wgpu::weights::WeightDtype;
