@@ -430,6 +430,7 @@ fn bench_writes_every_field_and_compares() {
     let earlier_json = serde_json::json!({"sdxl_wgpu": "0.0.0", "model": "x", "rows": [old_row]});
     std::fs::write(&earlier, earlier_json.to_string()).expect("write");
     let out_json = dir.path().join("bench.json");
+    let plot = dir.path().join("steps.svg");
     let args = [
         "bench",
         "--model",
@@ -444,6 +445,8 @@ fn bench_writes_every_field_and_compares() {
         out_json.to_str().expect("utf-8"),
         "--compare",
         earlier.to_str().expect("utf-8"),
+        "--plot",
+        plot.to_str().expect("utf-8"),
     ];
     let (code, out, err) = run(&args);
     assert_eq!(code, 0, "{out}{err}");
@@ -494,6 +497,9 @@ fn bench_writes_every_field_and_compares() {
     let step_ratio = format!("step {:.2}x", number("step_s") / 2.0);
     assert!(out.contains(&step_ratio), "{step_ratio}: {out}");
     assert!(out.contains("peak memory "), "{out}");
+    // the chart's bars are checked in `cli/bench/plot.rs`; here, that the command drew this row
+    let svg = std::fs::read_to_string(&plot).expect("SVG written");
+    assert!(svg.contains("Vulkan/WGSL f32 64x64"), "{svg}");
 
     // a file that is not a bench result is refused before anything runs
     let (code, _, err) = run(&["bench", "--model", TINY, "--compare", TINY]);

@@ -3,9 +3,10 @@
 //! step's extra cost (shader compilation and autotune), VAE decode, a rank-32 LoRA swap, peak
 //! device memory, images per minute and achieved TFLOP/s (from the detected architecture's
 //! FLOP count). A table on the terminal, `--json` to keep, `--compare` for ratios against an
-//! earlier run.
+//! earlier run, `--plot` for a bar chart of step times.
 
 mod measure;
+mod plot;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ pub struct BenchArgs {
     /// Print each figure as a ratio to the matching row of an earlier `--json` file.
     #[arg(long)]
     compare: Option<PathBuf>,
+    /// Draw the step time of each row as a bar chart into this SVG file (with `--compare`, the
+    /// earlier run's bars beside them).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 /// One adapter x precision x size.
@@ -84,6 +89,23 @@ pub struct Row {
     pub images_per_minute: f64,
     pub unet_flops_per_step: f64,
     pub tflops: f64,
+}
+
+impl Row {
+    /// This row's counterpart in an earlier run: the same API, precision and size, on the same
+    /// adapter if there is one.
+    pub fn earlier<'a>(&self, earlier: &'a [Row]) -> Option<&'a Row> {
+        let same = |o: &&Row| {
+            o.api == self.api
+                && o.precision == self.precision
+                && (o.width, o.height) == (self.width, self.height)
+        };
+        earlier
+            .iter()
+            .filter(same)
+            .find(|o| o.adapter == self.adapter)
+            .or_else(|| earlier.iter().find(same))
+    }
 }
 
 /// What `--json` writes.
@@ -171,6 +193,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     table::print(&rows)?;
     if let Some(earlier) = &earlier {
         table::compare(&rows, &earlier.rows)?;
+    }
+    if let Some(path) = &args.plot {
+        plot::write(path, &rows, earlier.as_ref().map(|e| e.rows.as_slice()))
+            .with_context(|| format!("drawing {}", path.display()))?;
+        say!("step times drawn in {}", path.display())?;
     }
     if let Some(path) = &args.json {
         let results = Results {

@@ -46,27 +46,16 @@ pub fn print(rows: &[Row]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Each row's figures as ratios to the earlier run's matching row (same API, precision and
-/// size; the same adapter first): below 1 is faster or smaller for times and memory, above 1
+/// Each row's figures as ratios to the earlier run's matching row ([`Row::earlier`]): below 1 is faster or smaller for times and memory, above 1
 /// is better for images per minute and TFLOP/s.
 pub fn compare(rows: &[Row], earlier: &[Row]) -> std::io::Result<()> {
     say!("compared with the earlier run (new / old):")?;
     for r in rows {
-        let same = |o: &&Row| {
-            o.api == r.api
-                && o.precision == r.precision
-                && (o.width, o.height) == (r.width, r.height)
-        };
-        let old = earlier
-            .iter()
-            .filter(same)
-            .find(|o| o.adapter == r.adapter)
-            .or_else(|| earlier.iter().find(same));
         let label = format!(
             "{} ({}) {} {}x{}",
             r.adapter, r.api, r.precision, r.width, r.height
         );
-        let Some(old) = old else {
+        let Some(old) = r.earlier(earlier) else {
             say!("  {label}: no matching row")?;
             continue;
         };
