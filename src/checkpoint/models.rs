@@ -9,7 +9,7 @@ use super::{Checkpoint, CheckpointError, Component};
 use crate::device::Gpu;
 use crate::text_encoder::{ClipTextModel, TextEncoders};
 use crate::unet::Unet;
-use crate::vae::AutoencoderKl;
+use crate::vae::{AutoencoderKl, VaePrecision};
 use crate::weights::{self, StoredParam, WeightDtype, WeightError, WeightSource, Weights};
 
 /// Told of every tensor as it is uploaded: its component, canonical name, shape, and the
@@ -61,7 +61,9 @@ impl WeightSource for ComponentSource<'_> {
 }
 
 impl Checkpoint {
-    /// Uploads every component onto `gpu`. Fails, uploading nothing, unless the report has no
+    /// Uploads every component onto `gpu`: the UNet and text encoders in `dtype`, the VAE in
+    /// the dtype it computes in by default (f32: an f16 model's VAE weights are converted once
+    /// here instead of on every decode). Fails, uploading nothing, unless the report has no
     /// missing or mismatched tensors and every tensor fits the adapter's largest buffer.
     pub fn load(&self, gpu: &Gpu, dtype: WeightDtype) -> Result<SdxlModels, CheckpointError> {
         self.load_observed(gpu, dtype, &mut |_, _, _, _| {})
@@ -74,7 +76,18 @@ impl Checkpoint {
         dtype: WeightDtype,
         observe: &mut ComponentObserver,
     ) -> Result<SdxlModels, CheckpointError> {
-        self.check_loadable(&Component::ALL, gpu, dtype)?;
+        let vae_dtype = VaePrecision::default().weights();
+        let dtypes = Component::ALL.map(|c| {
+            (
+                c,
+                if c == Component::Vae {
+                    vae_dtype
+                } else {
+                    dtype
+                },
+            )
+        });
+        self.check_loadable(&dtypes, gpu)?;
         let device = &gpu.device;
         let cfg = &self.config;
         Ok(SdxlModels {
@@ -82,7 +95,7 @@ impl Checkpoint {
                 Unet::load(&cfg.unet, w)
             })?,
             text_encoders: self.text_encoders(device, dtype, observe)?,
-            vae: self.build(Component::Vae, device, dtype, observe, |w| {
+            vae: self.build(Component::Vae, device, vae_dtype, observe, |w| {
                 AutoencoderKl::load(&cfg.vae, w)
             })?,
         })
@@ -94,18 +107,19 @@ impl Checkpoint {
         gpu: &Gpu,
         dtype: WeightDtype,
     ) -> Result<TextEncoders, CheckpointError> {
-        let encoders = [Component::TextEncoder, Component::TextEncoder2];
-        self.check_loadable(&encoders, gpu, dtype)?;
+        let encoders = [Component::TextEncoder, Component::TextEncoder2].map(|c| (c, dtype));
+        self.check_loadable(&encoders, gpu)?;
         self.text_encoders(&gpu.device, dtype, &mut |_, _, _, _| {})
     }
 
-    /// Uploads only the VAE (what decoding latents needs).
+    /// Uploads only the VAE (what decoding latents needs), in the dtype of `precision`.
     pub fn load_vae(
         &self,
         gpu: &Gpu,
-        dtype: WeightDtype,
+        precision: VaePrecision,
     ) -> Result<AutoencoderKl, CheckpointError> {
-        self.check_loadable(&[Component::Vae], gpu, dtype)?;
+        let dtype = precision.weights();
+        self.check_loadable(&[(Component::Vae, dtype)], gpu)?;
         let cfg = &self.config.vae;
         let mut ignore = |_: Component, _: &str, _: &[usize], _: Tensor<1>| {};
         self.build(Component::Vae, &gpu.device, dtype, &mut ignore, |w| {
@@ -117,12 +131,11 @@ impl Checkpoint {
     /// largest buffer in the dtype it gets on the device.
     fn check_loadable(
         &self,
-        components: &[Component],
+        components: &[(Component, WeightDtype)],
         gpu: &Gpu,
-        dtype: WeightDtype,
     ) -> Result<(), CheckpointError> {
         self.ensure_complete()?;
-        for &component in components {
+        for &(component, dtype) in components {
             let source = self.source(component);
             weights::check_fits(&source, dtype, &gpu.adapter)?;
         }

@@ -18,7 +18,6 @@ use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::Backend;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::vae::{VaeLimits, VaePrecision, VaeTiling};
-use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
@@ -68,7 +67,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         values.iter_mut().for_each(|v| *v /= scale);
     }
     let gpu = gpu::open(args.backend)?;
-    let vae = checkpoint.load_vae(&gpu, WeightDtype::AsStored)?;
+    let vae = checkpoint.load_vae(&gpu, args.vae_precision)?;
     let z: Tensor<4> = Tensor::from_data(TensorData::new(values, shape), &gpu.device);
     let limits = VaeLimits::for_adapter(gpu.adapter.max_tensor_bytes());
     let start = Instant::now();

@@ -13,7 +13,7 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::{LayerId, LoraError, LoraFile, LoraModule, LoraSpec, LoraTable};
 use crate::checkpoint::Component;
-use crate::nn::{Adapt, LayerDeltas, LowRankDelta};
+use crate::nn::{channels_last, Adapt, LayerDeltas, LowRankDelta};
 use crate::text_encoder::TextAdapters;
 
 /// The active adapters: per model, layer path -> deltas, in the order the LoRAs were given.
@@ -154,7 +154,7 @@ impl HostDelta {
                 up: Tensor::<2>::from_data(up, device).cast(dtype),
             },
             _ => LowRankDelta::Conv {
-                down: Tensor::<4>::from_data(down, device).cast(dtype),
+                down: channels_last(Tensor::<4>::from_data(down, device).cast(dtype)),
                 up: Tensor::<4>::from_data(up, device).cast(dtype),
             },
         }

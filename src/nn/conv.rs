@@ -1,4 +1,5 @@
-//! A 2-D convolution with PyTorch's weight layout `[out, in, kh, kw]`.
+//! A 2-D convolution with PyTorch's weight shape `[out, in, kh, kw]`, its memory laid out
+//! channels-last at load (see [`channels_last`]).
 
 use burn::module::{Module, Param};
 use burn::tensor::ops::ConvOptions;
@@ -23,6 +24,7 @@ impl Conv2d {
     /// convolution in SDXL does (3x3 with padding 1, 1x1 with padding 0).
     pub fn load(w: &mut Weights, name: &str, stride: usize) -> Result<Self, WeightError> {
         let weight: Param<Tensor<4>> = w.param(&format!("{name}.weight"))?;
+        let weight = Param::from_tensor(channels_last(weight.val()));
         let bias_name = format!("{name}.bias");
         let kernel = weight.lazy_shape()[2];
         Ok(Conv2d {
@@ -33,6 +35,23 @@ impl Conv2d {
             path: name.to_string(),
         })
     }
+}
+
+/// `[out, in, kh, kw]` with the same shape and values, its memory reordered to
+/// `[out, kh, kw, in]`. burn's conv kernels read weights channels-last and copy one that is not
+/// on every call (`conv_forward` permutes to NHWC, then `direct.rs` and cubek-convolution's
+/// layout check want the channel stride to be 1); 1x1 weights already are.
+/// <https://github.com/tracel-ai/burn/blob/v0.22.1/crates/burn-cubecl/src/kernel/conv/forward/direct.rs>
+pub fn channels_last(weight: Tensor<4>) -> Tensor<4> {
+    let [o, i, kh, kw] = weight.dims();
+    if kh * kw == 1 {
+        return weight;
+    }
+    weight
+        .permute([0, 2, 3, 1]) // [out, kh, kw, in], a strided view
+        .reshape([o, kh * kw * i]) // copied in that order: strides cannot merge these axes
+        .reshape([o, kh, kw, i]) // [out, kh, kw, in], contiguous
+        .permute([0, 3, 1, 2]) // [out, in, kh, kw], a view of channels-last memory
 }
 
 impl Conv2d {

@@ -11,7 +11,7 @@ mod low_rank;
 mod norm;
 mod resnet;
 
-pub use conv::Conv2d;
+pub use conv::{channels_last, Conv2d};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use low_rank::{Adapt, LayerDeltas, LowRankDelta};

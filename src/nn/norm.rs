@@ -1,5 +1,6 @@
 //! Group and layer normalisation with PyTorch's parameter names (`weight`, `bias`). Statistics
-//! are computed in f32 whatever the activations' dtype.
+//! are computed in f32 whatever the activations' dtype, and the scale and shift are uploaded in
+//! f32 at load, so no call casts them.
 
 use burn::module::{Module, Param};
 use burn::tensor::{module, FloatDType, Tensor};
@@ -17,8 +18,8 @@ pub struct GroupNorm {
 impl GroupNorm {
     pub fn load(w: &mut Weights, name: &str, groups: usize, eps: f64) -> Result<Self, WeightError> {
         Ok(GroupNorm {
-            weight: w.param(&format!("{name}.weight"))?,
-            bias: w.param(&format!("{name}.bias"))?,
+            weight: w.param_f32(&format!("{name}.weight"))?,
+            bias: w.param_f32(&format!("{name}.bias"))?,
             groups,
             eps,
         })
@@ -38,8 +39,8 @@ impl GroupNorm {
         let var = centered.clone().square().mean_dim(2); // [B, G, 1]
         let normed = centered / (var + self.eps).sqrt();
         let normed = normed.reshape([b, c, h, w]); // [B, C, H, W]
-        let gamma = self.weight.val().cast(f32).reshape([1, c, 1, 1]);
-        let beta = self.bias.val().cast(f32).reshape([1, c, 1, 1]);
+        let gamma = self.weight.val().reshape([1, c, 1, 1]);
+        let beta = self.bias.val().reshape([1, c, 1, 1]);
         (normed * gamma + beta).cast(dtype)
     }
 }
@@ -54,8 +55,8 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn load(w: &mut Weights, name: &str, eps: f64) -> Result<Self, WeightError> {
         Ok(LayerNorm {
-            weight: w.param(&format!("{name}.weight"))?,
-            bias: w.param(&format!("{name}.bias"))?,
+            weight: w.param_f32(&format!("{name}.weight"))?,
+            bias: w.param_f32(&format!("{name}.bias"))?,
             eps,
         })
     }
@@ -66,8 +67,8 @@ impl LayerNorm {
         let f32 = FloatDType::F32;
         let y = module::layer_norm(
             x.cast(f32),
-            self.weight.val().cast(f32),
-            Some(self.bias.val().cast(f32)),
+            self.weight.val(),
+            Some(self.bias.val()),
             self.eps,
         );
         y.cast(dtype)

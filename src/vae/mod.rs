@@ -22,7 +22,7 @@ use burn::tensor::{FloatDType, Tensor};
 
 use crate::nn::attention::attention;
 use crate::nn::{Adapt, Conv2d, GroupNorm, Linear, ResnetBlock};
-use crate::weights::{WeightError, Weights};
+use crate::weights::{WeightDtype, WeightError, Weights};
 
 /// The VAE's architecture as detected from its tensors (SDXL values in the comments).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -62,6 +62,15 @@ impl VaePrecision {
         match self {
             VaePrecision::F32 => FloatDType::F32,
             VaePrecision::F16 => FloatDType::F16,
+        }
+    }
+
+    /// The dtype to upload the VAE's weights in so that decoding in this precision casts none
+    /// of them (a decode in the other precision casts each weight as it uses it).
+    pub fn weights(self) -> WeightDtype {
+        match self {
+            VaePrecision::F32 => WeightDtype::F32,
+            VaePrecision::F16 => WeightDtype::F16,
         }
     }
 }

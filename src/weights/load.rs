@@ -74,8 +74,26 @@ impl Weights<'_, '_> {
         }
     }
 
-    /// Uploads the parameter `name` to the device.
+    /// Uploads the parameter `name` to the device in the model's dtype.
     pub fn param<const D: usize>(&mut self, name: &str) -> Result<Param<Tensor<D>>, WeightError> {
+        self.param_in(name, self.dtype)
+    }
+
+    /// Uploads the parameter `name` in f32 whatever the model's dtype: for the small
+    /// parameters a layer always computes with in f32 (normalisation scales and shifts), so
+    /// no call casts them.
+    pub fn param_f32<const D: usize>(
+        &mut self,
+        name: &str,
+    ) -> Result<Param<Tensor<D>>, WeightError> {
+        self.param_in(name, WeightDtype::F32)
+    }
+
+    fn param_in<const D: usize>(
+        &mut self,
+        name: &str,
+        dtype: WeightDtype,
+    ) -> Result<Param<Tensor<D>>, WeightError> {
         let p = self
             .source
             .get(name)
@@ -86,7 +104,7 @@ impl Weights<'_, '_> {
                 p.shape.len()
             )));
         }
-        let data = self.data(&p)?;
+        let data = self.data(&p, dtype)?;
         let dtype = data.dtype();
         let tensor = Tensor::<D>::from_data(data, (self.device, dtype));
         let numel = p.shape.iter().product::<usize>();
@@ -97,7 +115,7 @@ impl Weights<'_, '_> {
 
     /// The parameter's data in the dtype it gets on the device: the mapped bytes themselves when
     /// they already are that, else transformed and converted on the host.
-    fn data(&self, p: &StoredParam) -> Result<TensorData, WeightError> {
+    fn data(&self, p: &StoredParam, dtype: WeightDtype) -> Result<TensorData, WeightError> {
         let no_data = || self.model_error(format!("`{}` has no data (header only)", p.key));
         let unsupported = || WeightError::UnsupportedDtype {
             path: p.file.path().to_path_buf(),
@@ -105,7 +123,7 @@ impl Weights<'_, '_> {
             dtype: p.info.dtype.name().to_string(),
         };
         let stored = p.info.dtype;
-        let want = self.dtype.on_device(stored).ok_or_else(unsupported)?;
+        let want = dtype.on_device(stored).ok_or_else(unsupported)?;
         if p.transform.keeps_bytes() && is_same(stored, want) {
             let shared = p.file.shared_bytes(p.info).ok_or_else(no_data)?;
             let bytes = Bytes::from_shared(shared, AllocationProperty::File);
