@@ -285,23 +285,33 @@ fn a_built_set_holds_scaled_deltas_per_layer() {
         component: Component::Unet,
         path: "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q".into(),
     };
+    // both LoRAs on this layer joined into one delta of rank 4 + detail's rank
     let deltas = set.deltas(&to_q);
-    assert_eq!(deltas.len(), 2);
-    // style: f16 up x 0.8 x alpha 2 / rank 4
+    assert_eq!(deltas.len(), 1);
     let file = std::fs::read(lora("style_kohya")).expect("fixture");
     let st = safetensors::SafeTensors::deserialize(&file).expect("safetensors");
-    let up = st
-        .tensor("lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.lora_up.weight")
-        .expect("up");
-    let want: Vec<f32> = up
-        .data()
-        .chunks_exact(2)
-        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32() * 0.8 * 2.0 / 4.0)
-        .collect();
+    let f16s = |name: &str, scale: f32| -> Vec<f32> {
+        let t = st.tensor(name).expect(name);
+        let v = t.data().chunks_exact(2);
+        v.map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32() * scale)
+            .collect()
+    };
+    let module = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q";
+    // style: f16 up x 0.8 x alpha 2 / rank 4, in the first 4 columns of each row
+    let style_up = f16s(&format!("{module}.lora_up.weight"), 0.8 * 2.0 / 4.0);
+    let style_down = f16s(&format!("{module}.lora_down.weight"), 1.0);
     match &deltas[0] {
         LowRankDelta::Linear { down, up } => {
-            assert_eq!(down.dims(), [4, 64]);
-            assert_eq!(values(up.clone()).1, want);
+            let [rank, inputs] = down.dims();
+            assert!(rank > 4 && inputs == 64, "{:?}", down.dims());
+            assert_eq!(up.dims(), [64, rank]);
+            let (up, down) = (values(up.clone()).1, values(down.clone()).1);
+            let firsts: Vec<f32> = up
+                .chunks_exact(rank)
+                .flat_map(|row| row[..4].to_vec())
+                .collect();
+            assert_eq!(firsts, style_up);
+            assert_eq!(down[..4 * 64], style_down[..]);
         }
         other => panic!("a linear delta, got {other:?}"),
     }

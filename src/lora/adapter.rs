@@ -4,7 +4,9 @@
 //! through [`Adapt`] views (`nn/low_rank.rs`); base weights are never modified.
 //!
 //! A layer's output gains `sum_i scale_i * up_i(down_i(x))` with `scale = weight * alpha / rank`
-//! (alpha missing: `scale = weight`), as kohya and PEFT define it.
+//! (alpha missing: `scale = weight`), as kohya and PEFT define it. The LoRAs on one layer are
+//! joined at build into one delta of their summed rank, `[up_1 up_2] [down_1; down_2]`: one pair
+//! of matmuls per layer however many LoRAs are active.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,14 +67,22 @@ impl AdapterSet {
             planned.extend(deltas);
             report.files.push(file_report);
         }
-        let mut layers: BTreeMap<Component, LayerDeltas> = BTreeMap::new();
+        let mut joined: BTreeMap<LayerId, Vec<HostDelta>> = BTreeMap::new();
         for (layer, delta) in planned {
+            let deltas = joined.entry(layer).or_default();
+            match deltas.pop() {
+                Some(last) if last.joins(&delta) => deltas.push(last.join(delta)),
+                Some(last) => deltas.extend([last, delta]),
+                None => deltas.push(delta),
+            }
+        }
+        let mut layers: BTreeMap<Component, LayerDeltas> = BTreeMap::new();
+        for (layer, deltas) in joined {
+            let uploaded = deltas.into_iter().map(|d| d.upload(device, dtype));
             layers
                 .entry(layer.component)
                 .or_default()
-                .entry(layer.path)
-                .or_default()
-                .push(delta.upload(device, dtype));
+                .insert(layer.path, uploaded.collect());
         }
         Ok((
             AdapterSet {
@@ -132,6 +142,34 @@ struct HostDelta {
 }
 
 impl HostDelta {
+    /// Whether `other` can share this delta's matmuls: the same kind and the same shapes but
+    /// for the rank (a LoCon's 3x3 down cannot join a 1x1 one).
+    fn joins(&self, other: &HostDelta) -> bool {
+        self.down_shape[1..] == other.down_shape[1..]
+            && self.up_shape[0] == other.up_shape[0]
+            && self.up_shape[2..] == other.up_shape[2..]
+    }
+
+    /// One delta of rank `r1 + r2` equal to the sum of both: `up_1 down_1 x + up_2 down_2 x =
+    /// [up_1 up_2] [down_1; down_2] x`.
+    fn join(mut self, other: HostDelta) -> HostDelta {
+        let (r1, r2) = (self.down_shape[0], other.down_shape[0]);
+        // down [r, in (, kh, kw)]: the second's rows after the first's
+        self.down.extend(other.down);
+        self.down_shape[0] = r1 + r2;
+        // up [out, r (, 1, 1)]: each output row is the first's row, then the second's
+        let up = self
+            .up
+            .chunks_exact(r1)
+            .zip(other.up.chunks_exact(r2))
+            .flat_map(|(a, b)| a.iter().chain(b))
+            .copied()
+            .collect();
+        self.up = up;
+        self.up_shape[1] = r1 + r2;
+        self
+    }
+
     fn upload(self, device: &Device, dtype: FloatDType) -> LowRankDelta {
         // f16 compute: upload f16 (half the bytes, no cast kernel)
         let data = |values: Vec<f32>, shape: Vec<usize>| match dtype {
