@@ -3,43 +3,20 @@
 //! made by `tests/reference/make_pipeline_fixtures.py`): seeded and injected-noise txt2img with
 //! every sampler, a non-square size, negative prompts, size/crop conditioning, CFG 1 (no
 //! unconditional pass), img2img at strength 0.6; final latents, the first guided prediction and
-//! the decoded image, f32. Plus GPU batches, progress events, and the request errors, after which
+//! the decoded image, f32 (the f16 runs are checked in `unet_vae.rs`). Plus GPU batches, progress events, and the request errors, after which
 //! the engine still gives the same result.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use sdxl_wgpu::checkpoint::Checkpoint;
-use sdxl_wgpu::image_io;
-use sdxl_wgpu::pipeline::{
-    Engine, Event, Generated, InitImage, Noise, PipelineError, Request, SizeConditioning,
-};
-use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
-use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
+use sdxl_wgpu::pipeline::{Engine, Event, Generated, InitImage, Noise, PipelineError, Request};
+use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
 use sdxl_wgpu::weights::WeightDtype;
 use sdxl_wgpu::Error;
 
 mod common;
-use common::{fixture, gpu, relative_error, values, Fixture, TINY};
-
-#[derive(serde::Deserialize)]
-struct Case {
-    prompt: String,
-    negative: String,
-    width: usize,
-    height: usize,
-    steps: usize,
-    cfg: f32,
-    seed: u64,
-    sampler: String,
-    schedule: String,
-    strength: Option<f64>,
-    noise_seed: Option<u64>,
-    original_width: Option<usize>,
-    original_height: Option<usize>,
-    crop_top: Option<usize>,
-    crop_left: Option<usize>,
-}
+use common::pipeline_cases::{reference, request};
+use common::{gpu, relative_error, values, TINY};
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -47,60 +24,6 @@ fn engine() -> &'static Engine {
         let checkpoint = Checkpoint::open(TINY).expect("fixture");
         Engine::load(gpu().clone(), checkpoint, WeightDtype::F32).expect("loads")
     })
-}
-
-fn reference() -> &'static (BTreeMap<String, Case>, Fixture) {
-    static REF: OnceLock<(BTreeMap<String, Case>, Fixture)> = OnceLock::new();
-    REF.get_or_init(|| {
-        let f = fixture("pipeline_reference.safetensors");
-        (serde_json::from_str(&f.cases).expect("cases"), f)
-    })
-}
-
-fn request(name: &str) -> Request {
-    let (cases, f) = reference();
-    let c = &cases[name];
-    let sampler: SamplerChoice = c.sampler.parse().expect("a sampler name");
-    let init_image = || {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/init_64.png");
-        image_io::read(path.as_ref()).expect("init image")
-    };
-    Request {
-        prompt: c.prompt.clone(),
-        negative: c.negative.clone(),
-        width: c.width,
-        height: c.height,
-        steps: c.steps,
-        cfg: c.cfg,
-        seed: c.seed,
-        batch: 1,
-        sampler: sampler.sampler,
-        schedule: if c.schedule == "karras" {
-            ScheduleKind::Karras
-        } else {
-            ScheduleKind::Default
-        },
-        clip_skip: 0,
-        size_conditioning: SizeConditioning {
-            original_width: c.original_width,
-            original_height: c.original_height,
-            crop_top: c.crop_top.unwrap_or(0),
-            crop_left: c.crop_left.unwrap_or(0),
-        },
-        init: c.strength.map(|strength| InitImage {
-            image: init_image(),
-            strength,
-        }),
-        init_noise: c.noise_seed.map(|_| {
-            let (shape, values) = f.tensors[&format!("{name}.noise")].clone();
-            Noise {
-                shape: [shape[0], shape[1], shape[2], shape[3]],
-                values,
-            }
-        }),
-        vae_tiling: VaeTiling::Auto,
-        vae_precision: VaePrecision::F32,
-    }
 }
 
 fn generate(request: &Request) -> Result<Generated, Error> {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses part of this
 
+pub mod pipeline_cases;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 

@@ -1,0 +1,86 @@
+//! The whole-run cases of `tests/fixtures/pipeline_reference.safetensors` (made by
+//! `tests/reference/make_pipeline_fixtures.py`) as engine requests: the pipeline's f32 parity
+//! tests and the f16 spread test share them.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use sdxl_wgpu::image_io;
+use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
+use sdxl_wgpu::sampling::{SamplerChoice, ScheduleKind};
+use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
+
+use super::{fixture, Fixture};
+
+#[derive(serde::Deserialize)]
+pub struct Case {
+    pub prompt: String,
+    pub negative: String,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub cfg: f32,
+    pub seed: u64,
+    pub sampler: String,
+    pub schedule: String,
+    pub strength: Option<f64>,
+    pub noise_seed: Option<u64>,
+    pub original_width: Option<usize>,
+    pub original_height: Option<usize>,
+    pub crop_top: Option<usize>,
+    pub crop_left: Option<usize>,
+}
+
+pub fn reference() -> &'static (BTreeMap<String, Case>, Fixture) {
+    static REF: OnceLock<(BTreeMap<String, Case>, Fixture)> = OnceLock::new();
+    REF.get_or_init(|| {
+        let f = fixture("pipeline_reference.safetensors");
+        (serde_json::from_str(&f.cases).expect("cases"), f)
+    })
+}
+
+pub fn request(name: &str) -> Request {
+    let (cases, f) = reference();
+    let c = &cases[name];
+    let sampler: SamplerChoice = c.sampler.parse().expect("a sampler name");
+    let init_image = || {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/init_64.png");
+        image_io::read(path.as_ref()).expect("init image")
+    };
+    Request {
+        prompt: c.prompt.clone(),
+        negative: c.negative.clone(),
+        width: c.width,
+        height: c.height,
+        steps: c.steps,
+        cfg: c.cfg,
+        seed: c.seed,
+        batch: 1,
+        sampler: sampler.sampler,
+        schedule: if c.schedule == "karras" {
+            ScheduleKind::Karras
+        } else {
+            ScheduleKind::Default
+        },
+        clip_skip: 0,
+        size_conditioning: SizeConditioning {
+            original_width: c.original_width,
+            original_height: c.original_height,
+            crop_top: c.crop_top.unwrap_or(0),
+            crop_left: c.crop_left.unwrap_or(0),
+        },
+        init: c.strength.map(|strength| InitImage {
+            image: init_image(),
+            strength,
+        }),
+        init_noise: c.noise_seed.map(|_| {
+            let (shape, values) = f.tensors[&format!("{name}.noise")].clone();
+            Noise {
+                shape: [shape[0], shape[1], shape[2], shape[3]],
+                values,
+            }
+        }),
+        vae_tiling: VaeTiling::Auto,
+        vae_precision: VaePrecision::F32,
+    }
+}

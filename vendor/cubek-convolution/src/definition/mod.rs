@@ -1,0 +1,5 @@
+mod blueprint;
+mod cost;
+
+pub use blueprint::*;
+pub use cost::*;
