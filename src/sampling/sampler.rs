@@ -24,7 +24,14 @@ pub struct SamplingRun {
     step: usize,
     /// DPM++ 2M: the previous step's predicted clean latents.
     previous_x0: Option<Tensor<4>>,
+    /// Euler a: the noise of the next steps, drawn and uploaded together (`[steps, B, C, h, w]`),
+    /// and the step its first slice is for.
+    step_noise: Option<(Tensor<5>, usize)>,
 }
+
+/// How much Euler a noise one upload holds: every step left of a usual run (1024x1024, batch 1:
+/// 256 KiB a step), a few steps at a time for huge batches and step counts.
+const STEP_NOISE_BYTES: usize = 64 << 20;
 
 impl SamplingRun {
     pub fn new(
@@ -42,6 +49,7 @@ impl SamplingRun {
             ddim_stride: train.alphas_cumprod.len() / steps,
             step: 0,
             previous_x0: None,
+            step_noise: None,
         })
     }
 
@@ -65,6 +73,7 @@ impl SamplingRun {
     pub fn start_at(&mut self, step: usize) {
         self.step = step.min(self.schedule.timesteps.len());
         self.previous_x0 = None;
+        self.step_noise = None;
     }
 
     /// The first latents from unit-variance noise.
@@ -114,7 +123,8 @@ impl SamplingRun {
 
     /// Latents of the next step from the (guided) prediction `output` at latents `x`
     /// (`[B, ...]`). Euler a draws its noise for batch item i from `rngs[i]`, after the
-    /// initial noise, as diffusers does with one generator per image.
+    /// initial noise, as diffusers does with one generator per image; the noise of the steps
+    /// ahead is drawn and uploaded at once (see [`SamplingRun::step_noise`]).
     pub fn step(&mut self, output: Tensor<4>, x: Tensor<4>, rngs: &mut [TorchRng]) -> Tensor<4> {
         let i = self.step;
         let sigmas = &self.schedule.sigmas;
@@ -128,7 +138,7 @@ impl SamplingRun {
                 } else {
                     let up = (next * next * (sigma * sigma - next * next) / (sigma * sigma)).sqrt();
                     let down = (next * next - up * up).sqrt();
-                    let noise = noise(x.dims(), rngs, &x.device());
+                    let noise = self.step_noise(x.dims(), rngs, &x.device());
                     x + derivative * (down - sigma) + noise * up
                 }
             }
@@ -174,6 +184,42 @@ impl SamplingRun {
                     + x.clone() / (sigma * sigma + 1.0)
             }
         }
+    }
+
+    /// Euler a's noise for the current step. When the last upload holds none for it, draws the
+    /// noise of as many steps ahead as fit [`STEP_NOISE_BYTES`] (step by step, item i from
+    /// `rngs[i]`: the order diffusers draws in) and uploads it in one transfer.
+    fn step_noise(
+        &mut self,
+        shape: [usize; 4],
+        rngs: &mut [TorchRng],
+        device: &Device,
+    ) -> Tensor<4> {
+        let [b, c, h, w] = shape;
+        assert_eq!(b, rngs.len(), "one generator per batch item");
+        let (noise, first) = match self.step_noise.take() {
+            Some((noise, first)) if (first..first + noise.dims()[0]).contains(&self.step) => {
+                (noise, first)
+            }
+            _ => {
+                let per_step = b * c * h * w;
+                let steps = (STEP_NOISE_BYTES / (per_step * 4))
+                    .min(self.steps_left())
+                    .max(1);
+                let mut values = Vec::with_capacity(steps * per_step);
+                for _ in 0..steps {
+                    for rng in rngs.iter_mut() {
+                        values.extend(rng.randn(c * h * w));
+                    }
+                }
+                let data = TensorData::new(values, [steps, b, c, h, w]);
+                (Tensor::from_data(data, device), self.step)
+            }
+        };
+        let k = self.step - first;
+        let this_step = noise.clone().slice([k..k + 1, 0..b, 0..c, 0..h, 0..w]); // [1, B, C, h, w]
+        self.step_noise = Some((noise, first));
+        this_step.reshape([b, c, h, w])
     }
 
     fn dpm_step(&mut self, output: Tensor<4>, x: Tensor<4>, i: usize) -> Tensor<4> {
