@@ -37,7 +37,9 @@ pub fn write(path: &Path, rows: &[Row], earlier: Option<&[Row]>) -> anyhow::Resu
         .filter(|s| s.is_finite())
         .fold(0.0f64, f64::max)
         .max(1e-3);
-    let height = FRAME_PX + ROW_PX * bars.len() as u32;
+    // one segment per row, and one more on top for the legend (plotters' integer ranges
+    // include their end, and a range of one value has no extent to map)
+    let height = FRAME_PX + ROW_PX * (bars.len() as u32 + 1);
     let root = SVGBackend::new(path, (LABEL_PX + 620, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -48,7 +50,7 @@ pub fn write(path: &Path, rows: &[Row], earlier: Option<&[Row]>) -> anyhow::Resu
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(LABEL_PX)
-        .build_cartesian_2d(0.0..longest * 1.2, (0..bars.len() - 1).into_segmented())?;
+        .build_cartesian_2d(0.0..longest * 1.2, (0..bars.len()).into_segmented())?;
     let row_label = |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) => bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
         _ => String::new(),
@@ -113,7 +115,7 @@ pub fn write(path: &Path, rows: &[Row], earlier: Option<&[Row]>) -> anyhow::Resu
         .configure_series_labels()
         .background_style(WHITE)
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()?;
     root.present()?;
     Ok(())
@@ -160,6 +162,26 @@ mod tests {
             .collect();
         found.sort_by(|a, b| a.0.total_cmp(&b.0));
         found.into_iter().map(|(_, w, h)| (w, h)).collect()
+    }
+
+    #[test]
+    fn one_row_against_an_earlier_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("steps.svg");
+        let earlier = [row("gpu b", "f16", 2.0)];
+        write(&path, &[row("gpu a", "f16", 0.5)], Some(&earlier)).expect("drawn");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert!(svg.contains("gpu a Vulkan/WGSL f16 64x64"), "{svg}");
+        let (now, before) = (bars(&svg, "#2B6CB0"), bars(&svg, "#A0A0A0"));
+        assert_eq!((now.len(), before.len()), (1, 1), "{svg}");
+        assert!(
+            (now[0].0 / before[0].0 - 0.25).abs() < 0.01,
+            "{now:?} {before:?}"
+        );
+        assert!(
+            now[0].1 >= 12.0 && before[0].1 >= 12.0,
+            "{now:?} {before:?}"
+        );
     }
 
     #[test]
