@@ -44,9 +44,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Uploads every component of `checkpoint` to `gpu` with `dtype` weights.
+    /// Uploads every component of `checkpoint` to `gpu` with `dtype` weights, and waits until
+    /// the device holds them (the conv weights' channels-last copies included), so memory
+    /// measured after a load is the weights' alone.
     pub fn load(gpu: Gpu, checkpoint: Checkpoint, dtype: WeightDtype) -> Result<Self, Error> {
         let models = checkpoint.load(&gpu, dtype)?;
+        gpu.sync()?;
         let prediction = checkpoint.variant.prediction;
         let lora_table = LoraTable::new(&checkpoint.config);
         Ok(Engine {
@@ -82,7 +85,7 @@ impl Engine {
             }
             Err(e) => Err(e.into()),
         };
-        self.gpu.device.memory_cleanup();
+        self.release_memory(); // waits for the set's uploads and layout copies first
         result
     }
 
