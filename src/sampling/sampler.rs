@@ -196,7 +196,6 @@ impl SamplingRun {
         device: &Device,
     ) -> Tensor<4> {
         let [b, c, h, w] = shape;
-        assert_eq!(b, rngs.len(), "one generator per batch item");
         let (noise, first) = match self.step_noise.take() {
             Some((noise, first)) if (first..first + noise.dims()[0]).contains(&self.step) => {
                 (noise, first)
@@ -208,9 +207,7 @@ impl SamplingRun {
                     .max(1);
                 let mut values = Vec::with_capacity(steps * per_step);
                 for _ in 0..steps {
-                    for rng in rngs.iter_mut() {
-                        values.extend(rng.randn(c * h * w));
-                    }
+                    values.extend(draw(b, rngs, c * h * w));
                 }
                 let data = TensorData::new(values, [steps, b, c, h, w]);
                 (Tensor::from_data(data, device), self.step)
@@ -269,7 +266,11 @@ impl SamplingRun {
 /// Standard normal noise of `shape` (`[B, ...]`), item i from `rngs[i]`, uploaded to `device`.
 pub fn noise(shape: [usize; 4], rngs: &mut [TorchRng], device: &Device) -> Tensor<4> {
     let [b, c, h, w] = shape;
+    Tensor::from_data(TensorData::new(draw(b, rngs, c * h * w), shape), device)
+}
+
+/// One `[B, ...]` draw of standard normal values on the host, `per_item` from each `rngs[i]`.
+fn draw(b: usize, rngs: &mut [TorchRng], per_item: usize) -> Vec<f32> {
     assert_eq!(b, rngs.len(), "one generator per batch item");
-    let values: Vec<f32> = rngs.iter_mut().flat_map(|r| r.randn(c * h * w)).collect();
-    Tensor::from_data(TensorData::new(values, shape), device)
+    rngs.iter_mut().flat_map(|r| r.randn(per_item)).collect()
 }
