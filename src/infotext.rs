@@ -85,6 +85,10 @@ pub fn infotext(
         // A1111 counts the default (penultimate) layer as 1
         fields.push(("Clip skip".into(), (r.clip_skip + 1).to_string()));
     }
+    if let Some(phi) = r.cfg_rescale.filter(|&phi| phi > 0.0) {
+        // an extension's field, after A1111's own: the name its CFG Rescale extension writes
+        fields.push(("CFG Rescale phi".into(), phi.to_string()));
+    }
     if !corrections.is_empty() {
         let text: Vec<String> = corrections.iter().map(|c| c.to_string()).collect();
         fields.push(("Quality policy".into(), text.join(", ")));

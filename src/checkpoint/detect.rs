@@ -20,21 +20,6 @@ pub struct Variant {
     pub zero_terminal_snr: bool,
 }
 
-impl Variant {
-    /// What the checkpoint declares that sampling does not act on yet; said wherever the
-    /// variant is shown, so a printed property is never mistaken for one the engine honours.
-    pub fn caveats(&self) -> Vec<&'static str> {
-        let mut caveats = Vec::new();
-        if self.zero_terminal_snr {
-            caveats.push(
-                "the zero-terminal-SNR marker is detected but not used yet: sampling runs the \
-                 default SDXL schedule, so images may look washed out",
-            );
-        }
-        caveats
-    }
-}
-
 impl std::fmt::Display for Variant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.prediction {

@@ -23,7 +23,7 @@ use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, ImageMetadata};
 use sdxl_wgpu::infotext::{self, ModelInfo};
 use sdxl_wgpu::pipeline::{Engine, Generated};
-use sdxl_wgpu::sampling::Prediction;
+use sdxl_wgpu::sampling::{Prediction, TrainSchedule};
 use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
@@ -40,6 +40,10 @@ pub struct GenerateArgs {
     /// Override the detected prediction type.
     #[arg(long, value_parser = spelled::<Prediction>())]
     prediction: Option<Prediction>,
+    /// Run the zero-terminal-SNR schedule (rescaled betas, trailing timesteps, CFG rescale 0.7
+    /// by default) though the checkpoint carries no `ztsnr` marker.
+    #[arg(long)]
+    ztsnr: bool,
     #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
     precision: Precision,
     #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
@@ -78,7 +82,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         progress.start(label.to_string());
-        let result = job.and_then(|job| {
+        let result = job.and_then(|mut job| {
+            engine.resolve(&mut job.request);
+            job.record.cfg_rescale = job.request.cfg_rescale;
             set_loras(&mut engine, label, &job)?;
             let out = engine.generate(&job.request, &mut |e| progress.on_event(e))?;
             write_outputs(&job, &out, &model)?;
@@ -184,6 +190,9 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
     if let Some(prediction) = args.prediction {
         engine.prediction = prediction;
     }
+    if args.ztsnr {
+        engine.train = TrainSchedule::sdxl_zero_terminal_snr();
+    }
     say!(
         "{} on {} ({}, {}), {}, loaded in {load_s:.1} s",
         engine.checkpoint.variant,
@@ -196,9 +205,6 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
             "f32"
         },
     )?;
-    for caveat in engine.checkpoint.variant.caveats() {
-        eprintln!("warning: {caveat}");
-    }
     Ok(engine)
 }
 

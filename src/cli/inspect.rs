@@ -46,9 +46,6 @@ struct Inspection<'a> {
     files: Vec<PathBuf>,
     verdict: String,
     variant: Variant,
-    /// What the verdict declares that the engine does not act on yet.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    caveats: Vec<&'static str>,
     metadata: BTreeMap<String, String>,
     config: &'a ModelConfig,
     components: Vec<ComponentStats>,
@@ -89,7 +86,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         files: checkpoint.files(),
         verdict: checkpoint.variant.to_string(),
         variant: checkpoint.variant,
-        caveats: checkpoint.variant.caveats(),
         metadata: checkpoint
             .metadata()
             .into_iter()
@@ -192,9 +188,6 @@ fn print_header(i: &Inspection) -> std::io::Result<()> {
     };
     say!("  layout     {layout}")?;
     say!("  verdict    {}", i.verdict)?;
-    for caveat in &i.caveats {
-        say!("  note       {caveat}")?;
-    }
     for (k, v) in &i.metadata {
         say!("  metadata   {k} = {v}")?;
     }

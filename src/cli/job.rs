@@ -55,12 +55,17 @@ pub struct JobArgs {
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cfg: Option<f32>,
+    /// Guidance rescale ("CFG Rescale phi"), 0 to 1 [default: 0.7 for zero-terminal-SNR
+    /// v-prediction checkpoints, else 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cfg_rescale: Option<f32>,
     /// Seed of the first image; image i uses seed + i [default: random, printed].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// euler, euler_a, dpmpp_2m, ddim, or an A1111 name ("Euler a", "DPM++ 2M Karras")
-    /// [default: euler].
+    /// euler, euler_a, dpmpp_2m, ddim, or an A1111 name ("Euler a", "DPM++ 2M Karras",
+    /// "Euler SGM Uniform") [default: euler].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampler: Option<SamplerChoice>,
@@ -179,6 +184,7 @@ impl JobArgs {
             height,
             steps,
             cfg,
+            cfg_rescale,
             seed,
             sampler,
             schedule,
@@ -281,6 +287,7 @@ impl JobArgs {
             height: settings.height,
             steps: settings.steps,
             cfg: settings.cfg,
+            cfg_rescale: self.cfg_rescale,
             seed: self.seed.unwrap_or_else(random_seed),
             batch: self.batch.unwrap_or(1),
             sampler: choice.sampler,
@@ -308,6 +315,7 @@ impl JobArgs {
             height: Some(r.height),
             steps: Some(r.steps),
             cfg: Some(r.cfg),
+            cfg_rescale: r.cfg_rescale,
             seed: Some(r.seed),
             sampler: Some(SamplerChoice {
                 sampler: r.sampler,

@@ -18,6 +18,8 @@ pub enum PipelineError {
     Size { width: usize, height: usize },
     #[error("--cfg {0}: the guidance scale must be a finite number, 0 or more")]
     Guidance(f32),
+    #[error("--cfg-rescale {0}: the guidance rescale must be between 0 and 1")]
+    CfgRescale(f32),
     #[error("--batch {0}: between 1 and {max} images per request", max = MAX_BATCH)]
     Batch(usize),
     #[error("--strength {0}: must be in (0, 1] (1 = ignore the image's content)")]

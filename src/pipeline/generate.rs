@@ -24,7 +24,7 @@ pub struct Generated {
     pub conditioning: Conditioning,
     /// `add_time_ids` of every image.
     pub add_time_ids: [f32; 6],
-    /// The timesteps run (img2img: from its start step).
+    /// The UNet's timestep at each model call run (img2img: from its start step).
     pub timesteps: Vec<f32>,
     /// The noise level at each step run and after the last.
     pub sigmas: Vec<f32>,
@@ -109,10 +109,9 @@ impl Engine {
         run.check_cancel(0, total)?;
         let x = run.initial_latents()?;
         let first = run.sampling.steps_done();
-        let schedule = run.sampling.schedule();
         let (timesteps, sigmas) = (
-            schedule.timesteps[first..].to_vec(),
-            schedule.sigmas[first..].to_vec(),
+            run.sampling.timesteps(),
+            run.sampling.schedule().sigmas[first..].to_vec(),
         );
         let (x, noise_pred_step0) = run.denoise(&text, x)?;
         run.ensure_finite(&x, "final latents")?;
@@ -272,6 +271,9 @@ impl Run<'_, '_> {
         let (engine, request) = (self.engine, self.request);
         let b = request.batch;
         let guided = request.cfg > 1.0;
+        let rescale = request
+            .cfg_rescale
+            .unwrap_or_else(|| engine.default_cfg_rescale());
         let halves = if guided { 2 } else { 1 };
         let ids = request.add_time_ids();
         let (context, pooled) = unet_conditioning(text, b, guided);
@@ -294,10 +296,7 @@ impl Run<'_, '_> {
             };
             let out = unet.forward_prepared(batch, &vec![t; halves * b], &text, adapt);
             let prediction = if guided {
-                let [_, c, lh, lw] = out.dims();
-                let uncond = out.clone().slice([0..b, 0..c, 0..lh, 0..lw]);
-                let cond = out.slice([b..2 * b, 0..c, 0..lh, 0..lw]);
-                uncond.clone() + (cond - uncond) * f64::from(request.cfg)
+                guide(out, b, request.cfg, rescale)
             } else {
                 out
             };
@@ -354,6 +353,27 @@ impl Run<'_, '_> {
         self.stats.decode = clock.elapsed();
         Ok((images, vae_plan))
     }
+}
+
+/// Classifier-free guidance of the UNet's output `[uncond x B, cond x B]` at scale `cfg`, with
+/// the guided prediction's per-image standard deviation rescaled toward the prompt's by
+/// `rescale` (diffusers' `rescale_noise_cfg`: unbiased std over all but the batch dimension).
+fn guide(out: Tensor<4>, b: usize, cfg: f32, rescale: f32) -> Tensor<4> {
+    let [_, c, h, w] = out.dims();
+    let uncond = out.clone().slice([0..b, 0..c, 0..h, 0..w]);
+    let cond = out.slice([b..2 * b, 0..c, 0..h, 0..w]);
+    let guided = uncond.clone() + (cond.clone() - uncond) * f64::from(cfg);
+    if rescale <= 0.0 {
+        return guided;
+    }
+    let std = |t: &Tensor<4>| {
+        let flat = t.clone().reshape([b, c * h * w]); // [B, C*h*w]
+        let mean = flat.clone().mean_dim(1);
+        let var = (flat - mean).powi_scalar(2).sum_dim(1) / (c * h * w - 1).max(1) as f64;
+        var.sqrt().reshape([b, 1, 1, 1]) // [B, 1, 1, 1]
+    };
+    let rescaled = guided.clone() * (std(&cond) / std(&guided));
+    rescaled * f64::from(rescale) + guided * f64::from(1.0 - rescale)
 }
 
 /// The UNet's text conditioning for a batch of `b`: with guidance `[uncond x B, cond x B]` as

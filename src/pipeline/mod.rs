@@ -28,6 +28,9 @@ use crate::sampling::{Prediction, TrainSchedule};
 use crate::vae::VaeLimits;
 use crate::weights::WeightDtype;
 
+/// The guidance rescale zero-terminal-SNR v-prediction checkpoints run with by default.
+pub const ZTSNR_CFG_RESCALE: f32 = 0.7;
+
 /// A loaded checkpoint on a device, and the active LoRA adapters.
 pub struct Engine {
     pub gpu: Gpu,
@@ -35,7 +38,8 @@ pub struct Engine {
     pub models: SdxlModels,
     /// What the UNet predicts (detected from the checkpoint's markers).
     pub prediction: Prediction,
-    /// The training noise schedule (SDXL's).
+    /// The training noise schedule: SDXL's, rescaled to zero terminal SNR when the checkpoint
+    /// carries the marker (`--ztsnr` overrides).
     pub train: TrainSchedule,
     /// The active LoRAs' deltas; replaced whole by [`Engine::set_loras`].
     adapters: AdapterSet,
@@ -51,13 +55,14 @@ impl Engine {
         let models = checkpoint.load(&gpu, dtype)?;
         gpu.sync()?;
         let prediction = checkpoint.variant.prediction;
+        let train = TrainSchedule::for_checkpoint(checkpoint.variant.zero_terminal_snr);
         let lora_table = LoraTable::new(&checkpoint.config);
         Ok(Engine {
             gpu,
             checkpoint,
             models,
             prediction,
-            train: TrainSchedule::sdxl(),
+            train,
             adapters: AdapterSet::none(),
             lora_table,
         })
@@ -97,6 +102,26 @@ impl Engine {
     /// The dtype the UNet and text encoders compute in (their weights').
     pub fn compute_dtype(&self) -> FloatDType {
         self.models.unet.conv_in.weight.val().dtype().into()
+    }
+
+    /// The guidance rescale a request without one runs with: diffusers' recommended 0.7
+    /// (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed") for
+    /// zero-terminal-SNR v-prediction checkpoints, which without it give over-exposed images
+    /// at usual CFG; 0 (off) otherwise.
+    pub fn default_cfg_rescale(&self) -> f32 {
+        if self.train.zero_terminal_snr && self.prediction == Prediction::V {
+            ZTSNR_CFG_RESCALE
+        } else {
+            0.0
+        }
+    }
+
+    /// Fills in what `request` leaves to the checkpoint (the guidance rescale), so the image's
+    /// metadata records what ran.
+    pub fn resolve(&self, request: &mut Request) {
+        request
+            .cfg_rescale
+            .get_or_insert_with(|| self.default_cfg_rescale());
     }
 
     /// What an untiled VAE pass must fit in on this adapter.

@@ -31,6 +31,10 @@ pub struct Request {
     pub steps: usize,
     /// Classifier-free guidance scale.
     pub cfg: f32,
+    /// Guidance rescale (diffusers' `guidance_rescale`, A1111's "CFG Rescale phi"), in [0, 1]:
+    /// the guided prediction's standard deviation pulled back toward the prompt's alone by this
+    /// much. `None`: the checkpoint's default ([`crate::pipeline::Engine::default_cfg_rescale`]).
+    pub cfg_rescale: Option<f32>,
     pub seed: u64,
     pub batch: usize,
     pub sampler: Sampler,
@@ -82,6 +86,7 @@ impl Default for Request {
             height: 1024,
             steps: 30,
             cfg: 7.5,
+            cfg_rescale: None,
             seed: 0,
             batch: 1,
             sampler: Sampler::Euler,
@@ -162,6 +167,11 @@ impl Request {
 
     fn check_request(&self) -> Result<(), PipelineError> {
         check_size_and_guidance(self.width, self.height, self.cfg)?;
+        if let Some(phi) = self.cfg_rescale {
+            if !(0.0..=1.0).contains(&phi) {
+                return Err(PipelineError::CfgRescale(phi));
+            }
+        }
         if self.batch == 0 || self.batch > MAX_BATCH {
             return Err(PipelineError::Batch(self.batch));
         }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Sampler, ScheduleKind};
+use super::{Sampler, ScheduleKind, SAMPLERS};
 
 /// A parsed `--sampler` value: the sampler, and the schedule when the name carries one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,18 +14,13 @@ pub struct SamplerChoice {
     pub schedule: Option<ScheduleKind>,
 }
 
-/// Accepted spellings (compared case-insensitively, spaces and `_`/`-` alike).
-const NAMES: [(&str, Sampler); 10] = [
-    ("euler", Sampler::Euler),
-    ("euler_a", Sampler::EulerAncestral),
-    ("euler_ancestral", Sampler::EulerAncestral),
-    ("euler ancestral", Sampler::EulerAncestral),
-    ("k_euler", Sampler::Euler),
-    ("k_euler_a", Sampler::EulerAncestral),
-    ("dpmpp_2m", Sampler::DpmPp2m),
-    ("dpm++ 2m", Sampler::DpmPp2m),
-    ("k_dpmpp_2m", Sampler::DpmPp2m),
-    ("ddim", Sampler::Ddim),
+/// Schedule suffixes a sampler name may carry (`DPM++ 2M Karras`, `dpmpp_2m_sgm_uniform`), in
+/// canonical spelling.
+const SCHEDULE_SUFFIXES: [(&str, ScheduleKind); 4] = [
+    (" karras", ScheduleKind::Karras),
+    (" exponential", ScheduleKind::Exponential),
+    (" sgm uniform", ScheduleKind::SgmUniform),
+    (" sgmuniform", ScheduleKind::SgmUniform),
 ];
 
 fn canonical(name: &str) -> String {
@@ -39,31 +34,65 @@ fn canonical(name: &str) -> String {
 
 /// A name no table row matches.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown sampler {0:?}; use euler, euler_a, dpmpp_2m or ddim (A1111 names such as \"Euler a\" or \"DPM++ 2M Karras\" work too)")]
+#[error("unknown sampler {0:?}; use one of {names} (A1111 names such as \"Euler a\" or \"DPM++ 2M Karras\" and ComfyUI's work too)", names = sampler_names())]
 pub struct UnknownSampler(pub String);
+
+fn sampler_names() -> String {
+    SAMPLERS.map(|s| s.name).join(", ")
+}
+
+/// The sampler `name` spells (ours, ComfyUI's, A1111's or an alias; canonical spelling).
+fn lookup(name: &str) -> Option<Sampler> {
+    SAMPLERS
+        .iter()
+        .find(|s| {
+            [s.name, s.comfy, s.a1111]
+                .iter()
+                .chain(s.aliases)
+                .any(|n| canonical(n) == name)
+        })
+        .map(|s| s.sampler)
+}
+
+impl FromStr for Sampler {
+    type Err = UnknownSampler;
+
+    /// Any of the sampler's names, without a schedule suffix.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        lookup(&canonical(s)).ok_or_else(|| UnknownSampler(s.to_string()))
+    }
+}
 
 impl FromStr for SamplerChoice {
     type Err = UnknownSampler;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let name = canonical(s);
-        let (base, schedule) = match name.strip_suffix(" karras") {
-            Some(base) => (base.to_string(), Some(ScheduleKind::Karras)),
-            None => (name, None),
-        };
-        NAMES
+        let suffix = SCHEDULE_SUFFIXES
             .iter()
-            .find(|(n, _)| canonical(n) == base)
-            .map(|&(_, sampler)| SamplerChoice { sampler, schedule })
-            .ok_or_else(|| UnknownSampler(s.to_string()))
+            .find_map(|&(suffix, kind)| Some((name.strip_suffix(suffix)?, kind)));
+        let (base, schedule) = match suffix {
+            Some((base, kind)) => (base, Some(kind)),
+            None => (name.as_str(), None),
+        };
+        match lookup(base) {
+            Some(sampler) => Ok(SamplerChoice { sampler, schedule }),
+            // a sampler whose own name ends like a schedule
+            None => lookup(&name)
+                .map(|sampler| SamplerChoice {
+                    sampler,
+                    schedule: None,
+                })
+                .ok_or_else(|| UnknownSampler(s.to_string())),
+        }
     }
 }
 
 impl fmt::Display for SamplerChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.schedule {
-            Some(ScheduleKind::Karras) => write!(f, "{} karras", self.sampler),
-            _ => write!(f, "{}", self.sampler),
+            None | Some(ScheduleKind::Default) => write!(f, "{}", self.sampler),
+            Some(kind) => write!(f, "{} {kind}", self.sampler),
         }
     }
 }
@@ -81,15 +110,10 @@ impl<'de> serde::Deserialize<'de> for SamplerChoice {
     }
 }
 
-impl Sampler {
-    /// A1111's display name (infotext `Sampler:`).
-    pub fn a1111_name(self) -> &'static str {
-        match self {
-            Sampler::Euler => "Euler",
-            Sampler::EulerAncestral => "Euler a",
-            Sampler::DpmPp2m => "DPM++ 2M",
-            Sampler::Ddim => "DDIM",
-        }
+impl<'de> serde::Deserialize<'de> for Sampler {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -98,7 +122,9 @@ impl ScheduleKind {
     pub fn a1111_name(self) -> &'static str {
         match self {
             ScheduleKind::Default => "Automatic",
+            ScheduleKind::SgmUniform => "SGM Uniform",
             ScheduleKind::Karras => "Karras",
+            ScheduleKind::Exponential => "Exponential",
         }
     }
 }
@@ -142,11 +168,31 @@ mod tests {
                 "{name}"
             );
         }
-        for bad in ["", "karras", "DPM++ SDE", "euler_b", "unipc"] {
+        assert_eq!(
+            "euler_a_sgm_uniform".parse::<SamplerChoice>(),
+            Ok(SamplerChoice {
+                sampler: Sampler::EulerAncestral,
+                schedule: Some(ScheduleKind::SgmUniform)
+            })
+        );
+        assert_eq!(
+            "DPM++ 2M Exponential".parse::<SamplerChoice>(),
+            Ok(SamplerChoice {
+                sampler: Sampler::DpmPp2m,
+                schedule: Some(ScheduleKind::Exponential)
+            })
+        );
+        for bad in ["", "karras", "DPM++ SDE", "euler_b", "unipc_x"] {
             assert!(bad.parse::<SamplerChoice>().is_err(), "{bad}");
         }
         // our own names round-trip
-        for s in ["euler", "euler_a", "dpmpp_2m karras", "ddim"] {
+        for s in [
+            "euler",
+            "euler_a",
+            "dpmpp_2m karras",
+            "ddim",
+            "euler sgm_uniform",
+        ] {
             assert_eq!(s.parse::<SamplerChoice>().expect(s).to_string(), s);
         }
     }

@@ -1,100 +1,38 @@
 //! Timesteps and sigmas of a sampling run, equal to diffusers' schedulers for the same
 //! settings: EulerDiscrete / EulerAncestralDiscrete / DPMSolverMultistep / DDIM `set_timesteps`
-//! with SDXL's `leading` spacing and `steps_offset` 1, and Karras sigmas.
+//! with the checkpoint's spacing (SDXL: `leading`, `steps_offset` 1; zero terminal SNR:
+//! `trailing`), `trailing` (SGM Uniform), Karras and exponential sigmas.
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/schedulers/scheduling_euler_discrete.py>,
 //! `scheduling_dpmsolver_multistep.py`, `scheduling_ddim.py`.)
 //!
-//! The training schedule is computed in f32 as PyTorch does (`linspace` of sqrt(beta), squared,
-//! cumulative product); the rest in f64 like NumPy, then stored as f32.
+//! Computed in f64 like NumPy from the f32 training table, then stored as f32.
 
-/// The sampler, as far as its schedule is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sampler {
-    Euler,
-    #[serde(rename = "euler_a")]
-    EulerAncestral,
-    #[serde(rename = "dpmpp_2m")]
-    DpmPp2m,
-    Ddim,
-}
+use super::train::{Spacing, TrainSchedule};
+use super::Sampler;
 
-crate::spelled! {
-    Sampler, "sampler",
-    (Sampler::Euler, "euler", ""),
-    (Sampler::EulerAncestral, "euler_a", ""),
-    (Sampler::DpmPp2m, "dpmpp_2m", ""),
-    (Sampler::Ddim, "ddim", ""),
-}
-
-/// `--schedule`: the checkpoint's own (SDXL: `leading` discrete timesteps) or Karras sigmas.
+/// `--schedule` (A1111's "Schedule type"): the checkpoint's own spacing of discrete timesteps
+/// (SDXL: leading; zero-terminal-SNR checkpoints: trailing), SGM Uniform (trailing), or sigmas
+/// spread by Karras et al.'s rho-7 ramp or evenly in log-sigma (Exponential).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
     #[default]
     Default,
+    SgmUniform,
     Karras,
+    Exponential,
 }
 
 crate::spelled! {
     ScheduleKind, "schedule",
-    (ScheduleKind::Default, "default", ""),
-    (ScheduleKind::Karras, "karras", ""),
+    (ScheduleKind::Default, "default", "The checkpoint's own (SDXL: leading timesteps; zero-terminal-SNR checkpoints: trailing)"),
+    (ScheduleKind::SgmUniform, "sgm_uniform", "Trailing timesteps: the first step starts at the last training timestep"),
+    (ScheduleKind::Karras, "karras", "Karras et al. sigmas (rho 7)"),
+    (ScheduleKind::Exponential, "exponential", "Sigmas evenly spaced in log-sigma"),
 }
 
-/// A checkpoint's training noise schedule (SDXL: scaled_linear betas 0.00085-0.012 over 1000
-/// steps) and how inference timesteps are spaced.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainSchedule {
-    /// `alphas_cumprod[t]`, f32.
-    pub alphas_cumprod: Vec<f32>,
-    /// Added to every `leading` timestep (SDXL: 1).
-    pub steps_offset: usize,
-}
-
-impl TrainSchedule {
-    /// SDXL's: `scaled_linear` betas from 0.00085 to 0.012, 1000 steps, offset 1.
-    pub fn sdxl() -> Self {
-        Self::scaled_linear(0.00085, 0.012, 1000, 1)
-    }
-
-    /// `betas = linspace(sqrt(start), sqrt(end), n)^2` in f32, as `torch.linspace` spaces them.
-    pub fn scaled_linear(start: f32, end: f32, n: usize, steps_offset: usize) -> Self {
-        let (a, b) = (start.sqrt(), end.sqrt());
-        let step = (b - a) / (n - 1) as f32;
-        let mut cumprod = 1f32;
-        let alphas_cumprod = (0..n)
-            .map(|i| {
-                // torch.linspace fills the first half from the start, the second from the end
-                let root = if i < n / 2 {
-                    a + step * i as f32
-                } else {
-                    b - step * (n - 1 - i) as f32
-                };
-                cumprod *= 1.0 - root * root;
-                cumprod
-            })
-            .collect();
-        TrainSchedule {
-            alphas_cumprod,
-            steps_offset,
-        }
-    }
-
-    fn train_steps(&self) -> usize {
-        self.alphas_cumprod.len()
-    }
-
-    /// `sqrt((1 - a) / a)` per training timestep, computed in f32 as diffusers does.
-    fn sigmas(&self) -> Vec<f32> {
-        self.alphas_cumprod
-            .iter()
-            .map(|&a| ((1.0 - a) / a).sqrt())
-            .collect()
-    }
-}
-
-/// What a run steps through.
+/// What a run steps through, one entry per step (a sampler that calls the model twice per
+/// step lays its calls out from these: [`crate::sampling::SamplingRun`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Schedule {
     /// The UNet's timestep at each step (fractional with Karras + Euler).
@@ -112,8 +50,26 @@ pub struct Schedule {
 pub enum ScheduleError {
     #[error("--steps {steps}: the number of steps must be between 1 and {max}")]
     Steps { steps: usize, max: usize },
-    #[error("the {sampler:?} sampler has no Karras schedule; use --schedule default")]
-    NoKarras { sampler: Sampler },
+    #[error("the {sampler} sampler has no {kind} schedule (it steps through discrete timesteps); use --schedule default or sgm_uniform")]
+    Unsupported {
+        sampler: Sampler,
+        kind: ScheduleKind,
+    },
+}
+
+/// Which diffusers `set_timesteps` a sampler's schedule follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Timing {
+    /// EulerDiscrete's: `steps` timesteps, sigmas interpolated at them; Karras / Exponential
+    /// sigmas run between the first and last interpolated sigma, their timesteps fractional.
+    Discrete,
+    /// KDPM2Discrete's: as `Discrete`, with Karras timesteps rounded.
+    DiscreteRoundedKarras,
+    /// DPMSolverMultistep's: leading spacing over `steps + 1`; Karras / Exponential sigmas run
+    /// over the whole training table, their timesteps rounded (Karras) or truncated.
+    Multistep,
+    /// DDIM's: discrete timesteps only.
+    Ddim,
 }
 
 /// The timesteps and sigmas of `steps` steps of `sampler` on `train`.
@@ -130,59 +86,101 @@ pub fn schedule(
             max: n_train,
         });
     }
+    let timing = sampler.spec().timing;
+    let spacing = match kind {
+        ScheduleKind::SgmUniform => Spacing::Trailing,
+        _ => train.spacing,
+    };
     let table = train.sigmas();
     let log_table: Vec<f64> = table.iter().map(|&s| f64::from(s.ln())).collect();
-    let offset = train.steps_offset as f64;
+    let at = |t: &[f64]| -> Vec<f64> { t.iter().map(|&t| interp(t, &table)).collect() };
+    let to_t = |s: &[f64]| -> Vec<f64> { s.iter().map(|&s| sigma_to_t(s, &log_table)).collect() };
 
-    let (timesteps, sigmas): (Vec<f64>, Vec<f64>) = match (sampler, kind) {
-        (Sampler::Ddim, ScheduleKind::Karras) => return Err(ScheduleError::NoKarras { sampler }),
-        (Sampler::Euler | Sampler::EulerAncestral | Sampler::Ddim, kind) => {
-            let ratio = n_train / steps;
-            let t: Vec<f64> = (0..steps)
-                .rev()
-                .map(|i| (i * ratio) as f64 + offset)
-                .collect();
-            let s: Vec<f64> = t.iter().map(|&t| interp(t, &table)).collect();
+    let (timesteps, sigmas) = match (timing, kind) {
+        (Timing::Ddim, ScheduleKind::Karras | ScheduleKind::Exponential) => {
+            return Err(ScheduleError::Unsupported { sampler, kind })
+        }
+        (Timing::Discrete | Timing::DiscreteRoundedKarras | Timing::Ddim, _) => {
+            let t = spaced(spacing, steps, n_train, train.steps_offset, 0);
+            let s = at(&t);
+            // between the first and last *interpolated* sigmas; timesteps not rounded
+            let (max, min) = (s[0], s[s.len() - 1]);
             match kind {
-                ScheduleKind::Default => (t, s),
                 ScheduleKind::Karras => {
-                    // diffusers' EulerDiscrete: between the first and last *interpolated*
-                    // sigmas; timesteps mapped back by log-sigma interpolation, not rounded.
-                    let s = karras(s[s.len() - 1], s[0], steps);
-                    (s.iter().map(|&s| sigma_to_t(s, &log_table)).collect(), s)
+                    let s = karras(min, max, steps);
+                    let t = to_t(&s);
+                    match timing {
+                        Timing::DiscreteRoundedKarras => (t.iter().map(|t| t.round()).collect(), s),
+                        _ => (t, s),
+                    }
+                }
+                ScheduleKind::Exponential => {
+                    let s = exponential(min, max, steps);
+                    (to_t(&s), s)
+                }
+                ScheduleKind::Default | ScheduleKind::SgmUniform => (t, s),
+            }
+        }
+        (Timing::Multistep, _) => {
+            // between the table's ends
+            let (min, max) = (f64::from(table[0]), f64::from(table[n_train - 1]));
+            match kind {
+                ScheduleKind::Karras => {
+                    let s = karras(min, max, steps);
+                    (to_t(&s).iter().map(|t| t.round()).collect(), s)
+                }
+                ScheduleKind::Exponential => {
+                    let s = exponential(min, max, steps);
+                    // diffusers stores them as int64: truncated
+                    (to_t(&s).iter().map(|t| t.trunc()).collect(), s)
+                }
+                ScheduleKind::Default | ScheduleKind::SgmUniform => {
+                    let t = spaced(spacing, steps, n_train, train.steps_offset, 1);
+                    let s = at(&t);
+                    (t, s)
                 }
             }
         }
-        (Sampler::DpmPp2m, ScheduleKind::Default) => {
-            let ratio = n_train / (steps + 1);
-            let t: Vec<f64> = (1..=steps)
-                .rev()
-                .map(|i| (i * ratio) as f64 + offset)
-                .collect();
-            let s = t.iter().map(|&t| interp(t, &table)).collect();
-            (t, s)
-        }
-        (Sampler::DpmPp2m, ScheduleKind::Karras) => {
-            // between the table's ends; timesteps rounded
-            let s = karras(f64::from(table[0]), f64::from(table[n_train - 1]), steps);
-            (
-                s.iter()
-                    .map(|&s| sigma_to_t(s, &log_table).round())
-                    .collect(),
-                s,
-            )
-        }
     };
 
-    let init_noise_sigma = match sampler {
-        Sampler::Euler | Sampler::EulerAncestral => (sigmas[0] * sigmas[0] + 1.0).sqrt() as f32,
-        Sampler::DpmPp2m | Sampler::Ddim => 1.0,
+    // the initial noise's scale: sigma_max in the variance-exploding space of the Euler
+    // family (sqrt(sigma^2 + 1) with leading spacing, sigma itself with trailing, as diffusers'
+    // `init_noise_sigma`), 1 in the variance-preserving space of DPM++ and DDIM
+    let init_noise_sigma = match (timing, spacing) {
+        (Timing::Discrete | Timing::DiscreteRoundedKarras, Spacing::Leading) => {
+            (sigmas[0] * sigmas[0] + 1.0).sqrt() as f32
+        }
+        (Timing::Discrete | Timing::DiscreteRoundedKarras, Spacing::Trailing) => sigmas[0] as f32,
+        (Timing::Multistep | Timing::Ddim, _) => 1.0,
     };
     Ok(Schedule {
         timesteps: timesteps.iter().map(|&t| t as f32).collect(),
         sigmas: sigmas.iter().map(|&s| s as f32).chain([0.0]).collect(),
         init_noise_sigma,
     })
+}
+
+/// `steps` discrete timesteps, first (noisiest) first. Leading: multiples of
+/// `n_train / (steps + extra)` (integer division; DPM-Solver spaces over one step more and
+/// drops the last) plus `offset`. Trailing: `round(n_train - i * n_train / steps) - 1`.
+fn spaced(spacing: Spacing, steps: usize, n_train: usize, offset: usize, extra: usize) -> Vec<f64> {
+    match spacing {
+        Spacing::Leading => {
+            let ratio = n_train / (steps + extra);
+            (extra..steps + extra)
+                .rev()
+                .map(|i| (i * ratio + offset) as f64)
+                .collect()
+        }
+        // np.arange(n, 0, -n / steps): NumPy's float arange yields one value more for some
+        // counts (61, 103, ...: its last is ~0, a timestep of -1 in diffusers); we keep `steps`.
+        Spacing::Trailing => {
+            let delta = n_train as f64 / steps as f64;
+            (0..steps)
+                .map(|i| (n_train as f64 - i as f64 * delta).round_ties_even() - 1.0)
+                .collect()
+        }
+    }
 }
 
 /// `np.interp(t, arange(len), table)`.
@@ -197,6 +195,26 @@ fn interp(t: f64, table: &[f32]) -> f64 {
     let i = t.floor() as usize;
     let w = t - i as f64;
     f64::from(table[i]) * (1.0 - w) + f64::from(table[i + 1]) * w
+}
+
+/// Sigmas from `max` down to `min`, evenly spaced in log-sigma (k-diffusion's
+/// `get_sigmas_exponential`).
+fn exponential(min: f64, max: f64, steps: usize) -> Vec<f64> {
+    linspace(max.ln(), min.ln(), steps)
+        .into_iter()
+        .map(f64::exp)
+        .collect()
+}
+
+/// `np.linspace(a, b, n)`.
+fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![a];
+    }
+    let step = (b - a) / (n - 1) as f64;
+    (0..n)
+        .map(|i| if i == n - 1 { b } else { a + i as f64 * step })
+        .collect()
 }
 
 /// Karras et al. (2022) sigmas, rho 7, from `max` down to `min` in `steps` values.
@@ -217,7 +235,7 @@ fn karras(min: f64, max: f64, steps: usize) -> Vec<f64> {
 
 /// diffusers' `_sigma_to_t`: the (fractional) timestep whose log-sigma matches, by linear
 /// interpolation in the log-sigma table.
-fn sigma_to_t(sigma: f64, log_table: &[f64]) -> f64 {
+pub(super) fn sigma_to_t(sigma: f64, log_table: &[f64]) -> f64 {
     let log_sigma = sigma.max(1e-10).ln();
     let n = log_table.len();
     // the last index whose log-sigma is <= log_sigma, at most n - 2

@@ -195,11 +195,13 @@ impl Worker {
         let keep = !shared.config.keep_warm.is_zero();
         let loaded = self.ensure_model(&work.model)?;
         loaded.engine.set_loras(&work.loras).map_err(classify)?;
+        let mut resolved = work.request.clone();
+        loaded.engine.resolve(&mut resolved);
         let mut outcome = Outcome {
             images: Vec::new(),
             seeds: Vec::new(),
             infotexts: Vec::new(),
-            request: work.request.clone(),
+            request: resolved.clone(),
             corrections: work.corrections.clone(),
             model: loaded.info.clone(),
             timestamp: timestamp(),
@@ -215,7 +217,7 @@ impl Worker {
                 .wrapping_add((iteration * work.request.batch) as u64);
             let request = Request {
                 seed: first_seed,
-                ..work.request.clone()
+                ..resolved.clone()
             };
             match run_once(&shared, loaded, job, &request, keep) {
                 Ok(images) => add_images(&mut outcome, work, &request, images)?,

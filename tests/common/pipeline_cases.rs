@@ -54,14 +54,11 @@ pub fn request(name: &str) -> Request {
         height: c.height,
         steps: c.steps,
         cfg: c.cfg,
+        cfg_rescale: None,
         seed: c.seed,
         batch: 1,
         sampler: sampler.sampler,
-        schedule: if c.schedule == "karras" {
-            ScheduleKind::Karras
-        } else {
-            ScheduleKind::Default
-        },
+        schedule: c.schedule.parse::<ScheduleKind>().expect("a schedule"),
         clip_skip: 0,
         size_conditioning: SizeConditioning {
             original_width: c.original_width,

@@ -72,6 +72,7 @@ pub fn convert(
         height: settings.height,
         steps: settings.steps,
         cfg: settings.cfg,
+        cfg_rescale: None,
         seed: seed(f.int("seed")?),
         batch: positive(&f, "batch_size")?,
         sampler,
