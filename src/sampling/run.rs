@@ -60,9 +60,12 @@ impl SamplingRun {
             .collect()
     }
 
-    /// Steps taken so far (img2img starts part-way); a step whose first call is taken counts.
+    /// Steps taken so far (img2img starts part-way); a step whose first call is taken counts
+    /// (PLMS's extra warm-up call does not).
     pub fn steps_done(&self) -> usize {
-        self.call.div_ceil(self.order)
+        self.call
+            .div_ceil(self.order)
+            .min(self.schedule.timesteps.len())
     }
 
     /// Steps a run of `steps` steps takes when it starts from an image at `strength` (img2img):

@@ -70,6 +70,8 @@ pub(super) enum Timing {
     Multistep,
     /// DDIM's: discrete timesteps only.
     Ddim,
+    /// LCMScheduler's: a subset of the 50 timesteps `20 k - 1` its distillation used.
+    Lcm,
 }
 
 /// The timesteps and sigmas of `steps` steps of `sampler` on `train`.
@@ -80,13 +82,14 @@ pub fn schedule(
     train: &TrainSchedule,
 ) -> Result<Schedule, ScheduleError> {
     let n_train = train.train_steps();
-    if steps == 0 || steps > n_train {
-        return Err(ScheduleError::Steps {
-            steps,
-            max: n_train,
-        });
-    }
     let timing = sampler.spec().timing;
+    let max = match timing {
+        Timing::Lcm => LCM_ORIGINAL_STEPS,
+        _ => n_train,
+    };
+    if steps == 0 || steps > max {
+        return Err(ScheduleError::Steps { steps, max });
+    }
     let spacing = match kind {
         ScheduleKind::SgmUniform => Spacing::Trailing,
         _ => train.spacing,
@@ -97,8 +100,15 @@ pub fn schedule(
     let to_t = |s: &[f64]| -> Vec<f64> { s.iter().map(|&s| sigma_to_t(s, &log_table)).collect() };
 
     let (timesteps, sigmas) = match (timing, kind) {
-        (Timing::Ddim, ScheduleKind::Karras | ScheduleKind::Exponential) => {
-            return Err(ScheduleError::Unsupported { sampler, kind })
+        (Timing::Ddim, ScheduleKind::Karras | ScheduleKind::Exponential)
+        | (
+            Timing::Lcm,
+            ScheduleKind::Karras | ScheduleKind::Exponential | ScheduleKind::SgmUniform,
+        ) => return Err(ScheduleError::Unsupported { sampler, kind }),
+        (Timing::Lcm, ScheduleKind::Default) => {
+            let t = lcm_timesteps(steps, n_train);
+            let s = at(&t);
+            (t, s)
         }
         (Timing::Discrete | Timing::DiscreteRoundedKarras | Timing::Ddim, _) => {
             let t = spaced(spacing, steps, n_train, train.steps_offset, 0);
@@ -151,13 +161,30 @@ pub fn schedule(
             (sigmas[0] * sigmas[0] + 1.0).sqrt() as f32
         }
         (Timing::Discrete | Timing::DiscreteRoundedKarras, Spacing::Trailing) => sigmas[0] as f32,
-        (Timing::Multistep | Timing::Ddim, _) => 1.0,
+        (Timing::Multistep | Timing::Ddim | Timing::Lcm, _) => 1.0,
     };
     Ok(Schedule {
         timesteps: timesteps.iter().map(|&t| t as f32).collect(),
         sigmas: sigmas.iter().map(|&s| s as f32).chain([0.0]).collect(),
         init_noise_sigma,
     })
+}
+
+/// The timesteps LCM models were distilled on: `k = n_train / 50`, `k - 1, 2k - 1, ..., n - 1`.
+const LCM_ORIGINAL_STEPS: usize = 50;
+
+/// LCMScheduler's `steps` of the distillation timesteps, evenly picked from the noisiest.
+fn lcm_timesteps(steps: usize, n_train: usize) -> Vec<f64> {
+    let k = n_train / LCM_ORIGINAL_STEPS;
+    // [n - 1, n - 1 - k, ..., k - 1] at floor(linspace(0, 50, steps, endpoint=False))
+    (0..steps)
+        .map(|i| {
+            // as NumPy computes it: i * (50 / steps), floored
+            let step = LCM_ORIGINAL_STEPS as f64 / steps as f64;
+            let index = (i as f64 * step).floor() as usize;
+            ((LCM_ORIGINAL_STEPS - index) * k - 1) as f64
+        })
+        .collect()
 }
 
 /// `steps` discrete timesteps, first (noisiest) first. Leading: multiples of

@@ -26,7 +26,10 @@ from diffusers import (
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
     KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
 )
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures"
@@ -53,9 +56,12 @@ SAMPLERS = [
      ["default", "karras", "sgm_uniform", "exponential"]),
     ("dpmpp_3m_sde", DPMSolverMultistepScheduler, dict(algorithm_type="sde-dpmsolver++", solver_order=3),
      ["default", "karras", "sgm_uniform", "exponential"]),
+    ("unipc", UniPCMultistepScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
     # SDXL base's scheduler_config.json sets these (the tiny folder's Euler config, written by
     # diffusers 0.35, does not carry them)
     ("ddim", DDIMScheduler, dict(clip_sample=False, set_alpha_to_one=False), ["default", "sgm_uniform"]),
+    ("plms", PNDMScheduler, dict(skip_prk_steps=True, set_alpha_to_one=False), ["default", "sgm_uniform"]),
+    ("lcm", LCMScheduler, {}, ["default"]),
 ]
 SCHEDULES = {
     "default": {},

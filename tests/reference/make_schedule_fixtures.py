@@ -21,7 +21,10 @@ from diffusers import (
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
     KDPM2DiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
 )
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures"
@@ -46,6 +49,9 @@ SAMPLERS = [
     ("lms", LMSDiscreteScheduler, ["default", "sgm_uniform", "karras", "exponential"]),
     ("dpmpp_2m", DPMSolverMultistepScheduler, ["default", "sgm_uniform", "karras", "exponential"]),
     ("ddim", DDIMScheduler, ["default", "sgm_uniform"]),
+    ("unipc", UniPCMultistepScheduler, ["default", "sgm_uniform", "karras", "exponential"]),
+    ("plms", PNDMScheduler, ["default", "sgm_uniform"]),
+    ("lcm", LCMScheduler, ["default"]),
 ]
 # the samplers checked at every count in STEPS
 FIRST = ("euler", "euler_a", "dpmpp_2m", "ddim")
@@ -57,6 +63,8 @@ ZTSNR = dict(rescale_betas_zero_snr=True, timestep_spacing="trailing", predictio
 
 def options(sampler, schedule, ztsnr):
     extra = dict(algorithm_type="dpmsolver++", solver_order=2) if sampler == "dpmpp_2m" else {}
+    if sampler == "plms":
+        extra = dict(skip_prk_steps=True, set_alpha_to_one=False)
     if ztsnr:
         extra.update(ZTSNR)
     extra.update(SCHEDULES[schedule])
@@ -67,7 +75,7 @@ def main() -> int:
     cases = []
     for sampler, cls, schedules in SAMPLERS:
         # diffusers rescales to zero terminal SNR only in these
-        ztsnr_options = [False, True] if sampler in ("euler", "euler_a", "dpmpp_2m", "ddim") else [False]
+        ztsnr_options = [False, True] if sampler in ("euler", "euler_a", "dpmpp_2m", "ddim", "unipc") else [False]
         for ztsnr in ztsnr_options:
             for schedule in schedules:
                 s = cls.from_config(CONFIG, **options(sampler, schedule, ztsnr))
@@ -75,6 +83,8 @@ def main() -> int:
                 for steps in STEPS if full else FEW_STEPS:
                     s.set_timesteps(steps)
                     calls = 2 * steps - 1 if sampler in INTERLEAVED else steps
+                    if sampler == "plms" and steps > 1:
+                        calls = steps + 1  # the warm-up calls the second timestep twice
                     if len(s.timesteps) != calls:
                         continue  # NumPy's float arange gives trailing spacing one step more
                     # the timestep of every model call; sigmas one per step and the final 0

@@ -9,7 +9,10 @@ mod dpm2;
 mod dpmpp;
 mod euler;
 mod heun;
+mod lcm;
 mod lms;
+mod plms;
+mod unipc;
 
 use burn::tensor::Tensor;
 
@@ -28,7 +31,10 @@ pub enum Sampler {
     DpmPp2m,
     DpmPp2mSde,
     DpmPp3mSde,
+    UniPc,
     Ddim,
+    Plms,
+    Lcm,
 }
 
 /// One sampler's row.
@@ -54,7 +60,7 @@ pub struct SamplerSpec {
 }
 
 /// Every sampler, in the order help and `/sdapi/v1/samplers` list them.
-pub const SAMPLERS: [SamplerSpec; 10] = [
+pub const SAMPLERS: [SamplerSpec; 13] = [
     SamplerSpec {
         sampler: Sampler::Euler,
         name: "euler",
@@ -164,6 +170,18 @@ pub const SAMPLERS: [SamplerSpec; 10] = [
         stepper: dpmpp::dpmpp_3m_sde,
     },
     SamplerSpec {
+        sampler: Sampler::UniPc,
+        name: "unipc",
+        comfy: "uni_pc_bh2",
+        a1111: "UniPC",
+        aliases: &["uni_pc"],
+        a1111_automatic: ScheduleKind::Default,
+        stochastic: false,
+        timing: Timing::Multistep,
+        order: 1,
+        stepper: unipc::unipc,
+    },
+    SamplerSpec {
         sampler: Sampler::Ddim,
         name: "ddim",
         comfy: "ddim",
@@ -174,6 +192,30 @@ pub const SAMPLERS: [SamplerSpec; 10] = [
         timing: Timing::Ddim,
         order: 1,
         stepper: ddim::ddim,
+    },
+    SamplerSpec {
+        sampler: Sampler::Plms,
+        name: "plms",
+        comfy: "plms",
+        a1111: "PLMS",
+        aliases: &["pndm"],
+        a1111_automatic: ScheduleKind::Default,
+        stochastic: false,
+        timing: Timing::Ddim,
+        order: 1,
+        stepper: plms::plms,
+    },
+    SamplerSpec {
+        sampler: Sampler::Lcm,
+        name: "lcm",
+        comfy: "lcm",
+        a1111: "LCM",
+        aliases: &[],
+        a1111_automatic: ScheduleKind::Default,
+        stochastic: true,
+        timing: Timing::Lcm,
+        order: 1,
+        stepper: lcm::lcm,
     },
 ];
 
