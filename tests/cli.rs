@@ -16,6 +16,35 @@ fn inspect_prints_the_detected_architecture() {
     );
     assert!(out.contains("width 32, 4 layers, 4 heads"), "{out}");
     assert!(out.contains("0 unused, 0 missing, 0 mismatched"), "{out}");
+    assert!(
+        out.contains("policy     anime (the default for epsilon checkpoints"),
+        "{out}"
+    );
+}
+
+/// A checkpoint with the `v_pred` and `ztsnr` markers: inspect says how it will be run (its
+/// schedule, guidance rescale and quality profile, and why); nothing it shows is ignored.
+#[test]
+fn inspect_says_how_a_zero_terminal_snr_v_prediction_checkpoint_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vpred.safetensors");
+    common::with_markers(TINY, &path, &["v_pred", "ztsnr"]);
+    let (code, out, err) = run(&["inspect", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("SDXL base-type, v-prediction, zero terminal SNR"),
+        "{out}"
+    );
+    assert!(
+        out.contains("zero terminal SNR (rescaled betas, trailing"),
+        "{out}"
+    );
+    assert!(out.contains("cfg rescale 0.7 by default"), "{out}");
+    assert!(
+        out.contains("policy     vpred (the checkpoint is v-prediction"),
+        "{out}"
+    );
+    assert!(!out.contains("not used"), "{out}");
 }
 
 #[test]

@@ -23,6 +23,7 @@ use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, ImageMetadata};
 use sdxl_wgpu::infotext::{self, ModelInfo};
 use sdxl_wgpu::pipeline::{Engine, Generated};
+use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::sampling::{Prediction, TrainSchedule};
 use sdxl_wgpu::weights::WeightDtype;
 
@@ -54,7 +55,11 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let jobs = JobSource { args: &args };
+    let (policy, why) = model_policy(&args);
+    let jobs = JobSource {
+        args: &args,
+        policy,
+    };
     // every request resolved once (files read, policy applied, checked) before the model loads,
     // then dropped: memory holds one job's inputs at a time
     let (mut total, mut failed) = (0, BTreeSet::new());
@@ -74,6 +79,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("no job to run");
     }
     let mut engine = load_engine(&args)?;
+    if args.job.policy.is_none() {
+        say!("quality policy: {policy} ({why}; --policy overrides)")?;
+    }
     let model = model_info(&args.model);
     let mut progress = Progress::new(args.quiet);
     // each job resolved again just before it runs
@@ -112,6 +120,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// command line's flags, read from the file again each time they are walked.
 struct JobSource<'a> {
     args: &'a GenerateArgs,
+    /// The policy of jobs that name none: the checkpoint's.
+    policy: PolicyName,
 }
 
 impl JobSource<'_> {
@@ -124,7 +134,7 @@ impl JobSource<'_> {
         let args = self.args;
         let default_output = PathBuf::from("output.png");
         let Some(file) = &args.jobs else {
-            let job = args.job.resolve(&default_output);
+            let job = args.job.resolve(&default_output, self.policy);
             return visit(0, "", job.and_then(|j| self.check_outputs(j)));
         };
         // --output names the jobs' outputs by line; the other flags are their defaults
@@ -136,7 +146,10 @@ impl JobSource<'_> {
         for (index, (line, job)) in read_jobs(file)?.enumerate() {
             let label = format!("{} line {line}: ", file.display());
             let job = job
-                .and_then(|j| j.over(&defaults).resolve(&line_output(&base, line)))
+                .and_then(|j| {
+                    j.over(&defaults)
+                        .resolve(&line_output(&base, line), self.policy)
+                })
                 .and_then(|j| self.check_outputs(j));
             visit(index, &label, job)?;
         }
@@ -163,6 +176,17 @@ impl JobSource<'_> {
         }
         Ok(job)
     }
+}
+
+/// The quality policy of jobs that name none: the checkpoint's (`--prediction` overrides its
+/// markers), and why. A checkpoint that cannot be opened gets the default; loading it says why.
+fn model_policy(args: &GenerateArgs) -> (PolicyName, &'static str) {
+    let prediction = args.prediction.or_else(|| {
+        Checkpoint::open(&args.model)
+            .ok()
+            .map(|c| c.variant.prediction)
+    });
+    PolicyName::for_model(prediction.unwrap_or(Prediction::Epsilon))
 }
 
 /// Prints a job's policy corrections and warnings.
@@ -396,7 +420,9 @@ mod tests {
             clip_skip: Some(1),
             ..JobArgs::default()
         };
-        let job = args.resolve(Path::new("out.png")).expect("resolves");
+        let job = args
+            .resolve(Path::new("out.png"), PolicyName::Anime)
+            .expect("resolves");
         let model = ModelInfo {
             path: PathBuf::from("/models/animagine.safetensors"),
             name: "animagine".into(),

@@ -16,6 +16,8 @@ use sdxl_wgpu::checkpoint::{
     Checkpoint, Component, ComponentStats, Layout, LoadReport, ModelConfig, NonFinite, Variant,
 };
 use sdxl_wgpu::device::{self, Backend};
+use sdxl_wgpu::pipeline::default_cfg_rescale;
+use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
@@ -46,6 +48,8 @@ struct Inspection<'a> {
     files: Vec<PathBuf>,
     verdict: String,
     variant: Variant,
+    /// How `generate` runs it by default: schedule, guidance rescale, quality policy.
+    sampling: Sampling,
     metadata: BTreeMap<String, String>,
     config: &'a ModelConfig,
     components: Vec<ComponentStats>,
@@ -54,6 +58,31 @@ struct Inspection<'a> {
     non_finite: Option<Vec<NonFinite>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     load: Option<LoadFigures>,
+}
+
+#[derive(Serialize)]
+struct Sampling {
+    schedule: &'static str,
+    cfg_rescale: f32,
+    policy: PolicyName,
+    policy_reason: &'static str,
+}
+
+impl Sampling {
+    fn of(variant: &Variant) -> Self {
+        let (policy, policy_reason) = PolicyName::for_model(variant.prediction);
+        let ztsnr = variant.zero_terminal_snr;
+        Sampling {
+            schedule: if ztsnr {
+                "zero terminal SNR (rescaled betas, trailing timesteps)"
+            } else {
+                "SDXL (scaled linear betas, leading timesteps)"
+            },
+            cfg_rescale: default_cfg_rescale(variant.prediction, ztsnr),
+            policy,
+            policy_reason,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -86,6 +115,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         files: checkpoint.files(),
         verdict: checkpoint.variant.to_string(),
         variant: checkpoint.variant,
+        sampling: Sampling::of(&checkpoint.variant),
         metadata: checkpoint
             .metadata()
             .into_iter()
@@ -179,7 +209,7 @@ fn print_text(i: &Inspection) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Path, layout, verdict (with what of it the engine ignores) and metadata.
+/// Path, layout, verdict, how sampling runs it, and metadata.
 fn print_header(i: &Inspection) -> std::io::Result<()> {
     say!("{}", i.path.display())?;
     let layout = match i.layout {
@@ -188,6 +218,16 @@ fn print_header(i: &Inspection) -> std::io::Result<()> {
     };
     say!("  layout     {layout}")?;
     say!("  verdict    {}", i.verdict)?;
+    let s = &i.sampling;
+    say!("  schedule   {}", s.schedule)?;
+    if s.cfg_rescale > 0.0 {
+        say!("  cfg rescale {} by default (--cfg-rescale)", s.cfg_rescale)?;
+    }
+    say!(
+        "  policy     {} ({}; --policy overrides)",
+        s.policy,
+        s.policy_reason
+    )?;
     for (k, v) in &i.metadata {
         say!("  metadata   {k} = {v}")?;
     }

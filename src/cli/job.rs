@@ -121,7 +121,8 @@ pub struct JobArgs {
     #[arg(long, value_parser = spelled::<Preset>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
-    /// The quality policy's profile; off disables it [default: anime].
+    /// The quality policy's profile; off disables it [default: the checkpoint's: vpred for
+    /// v-prediction checkpoints, else anime].
     #[arg(long, value_parser = spelled::<PolicyName>())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyName>,
@@ -208,13 +209,14 @@ impl JobArgs {
         )
     }
 
-    /// Applies defaults, preset and policy, reads the files the request names, and checks it.
-    /// `output` is the image path when the request names none.
-    pub fn resolve(&self, output: &Path) -> anyhow::Result<Job> {
+    /// Applies defaults, preset and policy (`model_policy`, the checkpoint's, unless the job
+    /// names one), reads the files the request names, and checks it. `output` is the image
+    /// path when the request names none.
+    pub fn resolve(&self, output: &Path, model_policy: PolicyName) -> anyhow::Result<Job> {
         let Some(prompt) = self.prompt.clone() else {
             bail!("no prompt: give --prompt (or \"prompt\" in the job)");
         };
-        let policy = self.policy.unwrap_or_default();
+        let policy = self.policy.unwrap_or(model_policy);
         let init_image = self.init_image.as_deref().map(image_io::read).transpose()?;
         if self.strength.is_some() && init_image.is_none() {
             bail!("--strength is for img2img: give --init-image too");
@@ -584,7 +586,8 @@ mod tests {
                 ..JobArgs::default()
             };
             edit(&mut args);
-            args.resolve(Path::new("out.png")).map(|job| job.request)
+            args.resolve(Path::new("out.png"), PolicyName::Anime)
+                .map(|job| job.request)
         };
         let malformed: [(Edit, &str); 7] = [
             (|a| a.width = Some(0), "--width 0"),
@@ -603,7 +606,10 @@ mod tests {
                     ..JobArgs::default()
                 };
                 edit(&mut args);
-                let err = args.resolve(Path::new("out.png")).err().expect(message);
+                let err = args
+                    .resolve(Path::new("out.png"), PolicyName::Anime)
+                    .err()
+                    .expect(message);
                 assert!(format!("{err:#}").contains(message), "{policy}: {err:#}");
             }
         }
@@ -693,7 +699,7 @@ mod tests {
             std::fs::write(&path, lines.join("\n")).expect("write");
             for (_, job) in read_jobs(&path).expect("opens") {
                 if let Ok(job) = job {
-                    let _ = job.resolve(&dir.path().join("out.png"));
+                    let _ = job.resolve(&dir.path().join("out.png"), PolicyName::Anime);
                 }
             }
         }

@@ -28,8 +28,17 @@ use crate::sampling::{Prediction, TrainSchedule};
 use crate::vae::VaeLimits;
 use crate::weights::WeightDtype;
 
-/// The guidance rescale zero-terminal-SNR v-prediction checkpoints run with by default.
-pub const ZTSNR_CFG_RESCALE: f32 = 0.7;
+/// The guidance rescale a checkpoint runs with by default: diffusers' recommended 0.7 (Lin et
+/// al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed") for
+/// zero-terminal-SNR v-prediction checkpoints, which without it give over-exposed images at
+/// usual CFG; 0 (off) otherwise.
+pub fn default_cfg_rescale(prediction: Prediction, zero_terminal_snr: bool) -> f32 {
+    if zero_terminal_snr && prediction == Prediction::V {
+        0.7
+    } else {
+        0.0
+    }
+}
 
 /// A loaded checkpoint on a device, and the active LoRA adapters.
 pub struct Engine {
@@ -104,16 +113,9 @@ impl Engine {
         self.models.unet.conv_in.weight.val().dtype().into()
     }
 
-    /// The guidance rescale a request without one runs with: diffusers' recommended 0.7
-    /// (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed") for
-    /// zero-terminal-SNR v-prediction checkpoints, which without it give over-exposed images
-    /// at usual CFG; 0 (off) otherwise.
+    /// The guidance rescale a request without one runs with ([`default_cfg_rescale`]).
     pub fn default_cfg_rescale(&self) -> f32 {
-        if self.train.zero_terminal_snr && self.prediction == Prediction::V {
-            ZTSNR_CFG_RESCALE
-        } else {
-            0.0
-        }
+        default_cfg_rescale(self.prediction, self.train.zero_terminal_snr)
     }
 
     /// Fills in what `request` leaves to the checkpoint (the guidance rescale), so the image's

@@ -6,10 +6,11 @@
 
 mod profiles;
 
-pub use profiles::{ANIME, ILLUSTRIOUS, OFF};
+pub use profiles::{ANIME, ILLUSTRIOUS, OFF, VPRED};
 
 use std::fmt;
 
+use crate::sampling::Prediction;
 use crate::tokenizer::LoraSpec;
 
 /// The parameters the policy looks at.
@@ -63,14 +64,16 @@ pub enum PolicyName {
     #[default]
     Anime,
     Illustrious,
+    Vpred,
     Off,
 }
 
 crate::spelled! {
     PolicyName, "policy",
-    (PolicyName::Anime, "anime", ""),
-    (PolicyName::Illustrious, "illustrious", ""),
-    (PolicyName::Off, "off", ""),
+    (PolicyName::Anime, "anime", "Animagine, Pony and their merges (the default for epsilon-prediction checkpoints)"),
+    (PolicyName::Illustrious, "illustrious", "Illustrious XL / NoobAI epsilon checkpoints: lower CFG"),
+    (PolicyName::Vpred, "vpred", "v-prediction checkpoints (NoobAI-XL V-Pred and merges): CFG 4-5.5 (the default for them)"),
+    (PolicyName::Off, "off", "No corrections"),
 }
 
 impl PolicyName {
@@ -78,7 +81,17 @@ impl PolicyName {
         match self {
             PolicyName::Anime => &ANIME,
             PolicyName::Illustrious => &ILLUSTRIOUS,
+            PolicyName::Vpred => &VPRED,
             PolicyName::Off => &OFF,
+        }
+    }
+
+    /// The profile for a checkpoint that predicts `prediction` (its markers or scheduler
+    /// config say which), and why: what `--policy` defaults to.
+    pub fn for_model(prediction: Prediction) -> (Self, &'static str) {
+        match prediction {
+            Prediction::V => (PolicyName::Vpred, "the checkpoint is v-prediction"),
+            Prediction::Epsilon => (PolicyName::Anime, "the default for epsilon checkpoints"),
         }
     }
 }

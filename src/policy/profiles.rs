@@ -1,7 +1,7 @@
 //! The model profiles as data: each rule's bounds and what an out-of-range value becomes, and
 //! the presets. `anime` is the baseline table (README, "Quality policy"); `illustrious` follows the published
-//! recommendations for Illustrious XL / NoobAI derivatives (CFG about 4-7); `off` corrects
-//! nothing.
+//! recommendations for Illustrious XL / NoobAI derivatives (CFG about 4-7); `vpred` those for
+//! NoobAI-XL V-Pred (CFG 4-5); `off` corrects nothing.
 
 use super::{Bound, Preset, Profile, Settings};
 
@@ -57,6 +57,26 @@ pub const ILLUSTRIOUS: Profile = Profile {
         ..STANDARD
     },
     high: Settings { cfg: 5.5, ..HIGH },
+};
+
+/// v-prediction checkpoints (NoobAI-XL V-Pred 1.0 and its merges), whose model card asks for
+/// CFG 4-5 and 28-35 steps, at about 1024x1024 (higher guidance burns the image).
+pub const VPRED: Profile = Profile {
+    name: "vpred",
+    min_side: Some(768),
+    cfg: Some(Bound {
+        min: 3.0,
+        below_to: 4.0,
+        max: 5.5,
+        above_to: 5.0,
+    }),
+    steps: Some(STEPS),
+    lora_weight: Some((0.5, 1.0)),
+    standard: Settings {
+        cfg: 4.5,
+        ..STANDARD
+    },
+    high: Settings { cfg: 4.5, ..HIGH },
 };
 
 /// No corrections and no warnings; the presets are the anime ones.

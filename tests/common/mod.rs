@@ -130,3 +130,20 @@ pub fn fifo(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     assert!(made.success(), "mkfifo {}", path.display());
     path
 }
+
+/// Copies the checkpoint `from` to `to` with empty marker tensors named `markers` added (the
+/// `v_pred` / `ztsnr` keys v-prediction checkpoints carry), metadata kept.
+pub fn with_markers(from: &str, to: &std::path::Path, markers: &[&str]) {
+    use safetensors::tensor::TensorView;
+    let bytes = std::fs::read(from).expect("checkpoint");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let mut views: Vec<(String, TensorView)> = st.tensors();
+    for &m in markers {
+        views.push((
+            m.to_string(),
+            TensorView::new(safetensors::Dtype::F32, vec![0], &[]).expect("empty"),
+        ));
+    }
+    safetensors::serialize_to_file(views, header.metadata().clone(), to).expect("written");
+}

@@ -29,6 +29,10 @@ pub struct Case {
     pub original_height: Option<usize>,
     pub crop_top: Option<usize>,
     pub crop_left: Option<usize>,
+    /// Run as a zero-terminal-SNR v-prediction checkpoint.
+    #[serde(default)]
+    pub ztsnr: bool,
+    pub cfg_rescale: Option<f32>,
 }
 
 pub fn reference() -> &'static (BTreeMap<String, Case>, Fixture) {
@@ -54,7 +58,7 @@ pub fn request(name: &str) -> Request {
         height: c.height,
         steps: c.steps,
         cfg: c.cfg,
-        cfg_rescale: None,
+        cfg_rescale: c.cfg_rescale,
         seed: c.seed,
         batch: 1,
         sampler: sampler.sampler,

@@ -31,8 +31,15 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LCMScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
+    UniPCMultistepScheduler,
 )
 from PIL import Image
 from safetensors.torch import save_file
@@ -60,6 +67,20 @@ CASES = [
     dict(name="ddim_noise", prompt="a watercolor fox in the snow", negative=NEG,
          width=64, height=96, steps=5, cfg=5.0, seed=0, noise_seed=1003, sampler="ddim", schedule="default",
          original_width=192, original_height=128, crop_top=16, crop_left=8),
+    # every other sampler, 64x64, 3 steps (5 for DPM++ 3M SDE, whose third order needs them;
+    # seeded: the stochastic ones draw step noise)
+    *[dict(name=f"{sampler}_{schedule}", prompt="1girl, solo, silver hair, night sky", negative=NEG,
+           width=64, height=64, steps=steps, cfg=6.0, seed=21, sampler=sampler, schedule=schedule)
+      for sampler, schedule, steps in [
+          ("heun", "default", 3), ("dpm2", "karras", 3), ("dpm2_a", "karras", 3), ("lms", "default", 3),
+          ("dpmpp_2m_sde", "exponential", 3), ("dpmpp_3m_sde", "exponential", 5), ("unipc", "default", 3),
+          ("plms", "default", 3), ("lcm", "default", 3), ("euler", "sgm_uniform", 3)]],
+    # a zero-terminal-SNR v-prediction checkpoint (the tiny model read as one): rescaled betas,
+    # trailing spacing, guidance rescale 0.7; and at CFG 1, one pass on the prompt, no rescale
+    dict(name="vpred_ztsnr", prompt="1girl, solo, masterpiece", negative=NEG, width=64, height=64,
+         steps=4, cfg=5.0, seed=5, sampler="euler", schedule="default", ztsnr=True, cfg_rescale=0.7),
+    dict(name="vpred_ztsnr_cfg1", prompt="1girl, solo, masterpiece", negative=NEG, width=64, height=64,
+         steps=3, cfg=1.0, seed=5, sampler="dpmpp_2m", schedule="default", ztsnr=True, cfg_rescale=0.7),
     # img2img from tests/fixtures/init_64.png at strength 0.6
     dict(name="img2img_euler", prompt="a red house by a lake, oil painting", negative=NEG,
          width=64, height=64, steps=10, cfg=6.0, seed=3, sampler="euler", schedule="default", strength=0.6),
@@ -72,17 +93,37 @@ CASES = [
 ]
 
 
-def scheduler_for(case, base):
-    if case["sampler"] == "euler":
-        return EulerDiscreteScheduler.from_config(base, use_karras_sigmas=case["schedule"] == "karras")
-    if case["sampler"] == "euler_a":
-        return EulerAncestralDiscreteScheduler.from_config(base)
-    if case["sampler"] == "dpmpp_2m":
-        return DPMSolverMultistepScheduler.from_config(
-            base, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=case["schedule"] == "karras"
-        )
+# our sampler name -> diffusers scheduler and its options
+SCHEDULERS = {
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {}),
+    "dpm2": (KDPM2DiscreteScheduler, {}),
+    "dpm2_a": (KDPM2AncestralDiscreteScheduler, {}),
+    "lms": (LMSDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2)),
+    "dpmpp_2m_sde": (DPMSolverMultistepScheduler, dict(algorithm_type="sde-dpmsolver++", solver_order=2)),
+    "dpmpp_3m_sde": (DPMSolverMultistepScheduler, dict(algorithm_type="sde-dpmsolver++", solver_order=3)),
+    "unipc": (UniPCMultistepScheduler, {}),
     # SDXL base's DDIM settings (the tiny folder's Euler config lacks them)
-    return DDIMScheduler.from_config(base, clip_sample=False, set_alpha_to_one=False)
+    "ddim": (DDIMScheduler, dict(clip_sample=False, set_alpha_to_one=False)),
+    "plms": (PNDMScheduler, dict(skip_prk_steps=True, set_alpha_to_one=False)),
+    "lcm": (LCMScheduler, {}),
+}
+SCHEDULES = {
+    "default": {},
+    "sgm_uniform": dict(timestep_spacing="trailing"),
+    "karras": dict(use_karras_sigmas=True),
+    "exponential": dict(use_exponential_sigmas=True),
+}
+
+
+def scheduler_for(case, base):
+    cls, options = SCHEDULERS[case["sampler"]]
+    extra = dict(options, **SCHEDULES[case["schedule"]])
+    if case.get("ztsnr"):
+        extra.update(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    return cls.from_config(base, **extra)
 
 
 def init_image() -> Image.Image:
@@ -129,6 +170,8 @@ def main() -> int:
             prompt=case["prompt"], negative_prompt=case["negative"] or None,
             num_inference_steps=case["steps"], guidance_scale=case["cfg"], generator=g, output_type="latent",
         )
+        if "cfg_rescale" in case:
+            common["guidance_rescale"] = case["cfg_rescale"]
         if "original_width" in case:
             common.update(original_size=(case["original_height"], case["original_width"]),
                           crops_coords_top_left=(case["crop_top"], case["crop_left"]))

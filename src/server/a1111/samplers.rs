@@ -1,4 +1,5 @@
-//! A1111's sampler and scheduler names -> ours, as exact tables. A1111 splits a scheduler
+//! A1111's sampler and scheduler names -> ours, as exact tables (the sampler names and aliases
+//! are the crate's [`SAMPLERS`]). A1111 splits a scheduler
 //! suffix off the sampler name (`"DPM++ 2M Karras"`), takes the `scheduler` field by name or
 //! label, and runs "Automatic" as the sampler's own default schedule (DPM++ 2M: Karras)
 //! (`get_sampler_and_scheduler` in A1111 v1.10 `modules/sd_samplers.py`). Where A1111 falls back
@@ -6,50 +7,41 @@
 
 use serde_json::{json, Value};
 
-use crate::sampling::{Sampler, ScheduleKind};
+use crate::sampling::{Sampler, ScheduleKind, SAMPLERS};
 use crate::server::error::ApiError;
 
-/// One A1111 sampler we run.
-struct SamplerRow {
-    name: &'static str,
-    aliases: &'static [&'static str],
-    sampler: Sampler,
-    /// What its "Automatic" schedule is.
-    automatic: ScheduleKind,
-    /// A1111's `options` (string values, as its API prints them).
-    options: &'static [(&'static str, &'static str)],
+/// A1111's `options` of each sampler we run (string values, as its API prints them;
+/// `modules/sd_samplers_kdiffusion.py`); the names and aliases are the crate's table.
+fn options(sampler: Sampler) -> &'static [(&'static str, &'static str)] {
+    match sampler {
+        Sampler::DpmPp2m => &[("scheduler", "karras")],
+        Sampler::DpmPp2mSde => &[("scheduler", "exponential"), ("brownian_noise", "True")],
+        Sampler::DpmPp3mSde => &[
+            ("scheduler", "exponential"),
+            ("discard_next_to_last_sigma", "True"),
+            ("brownian_noise", "True"),
+        ],
+        Sampler::EulerAncestral => &[("uses_ensd", "True")],
+        Sampler::Heun => &[("second_order", "True")],
+        Sampler::Dpm2 => &[
+            ("scheduler", "karras"),
+            ("discard_next_to_last_sigma", "True"),
+            ("second_order", "True"),
+        ],
+        Sampler::Dpm2Ancestral => &[
+            ("scheduler", "karras"),
+            ("discard_next_to_last_sigma", "True"),
+            ("uses_ensd", "True"),
+            ("second_order", "True"),
+        ],
+        Sampler::Euler
+        | Sampler::Lms
+        | Sampler::UniPc
+        | Sampler::Ddim
+        | Sampler::Plms
+        | Sampler::Lcm => &[],
+    }
 }
-
-const SAMPLERS: [SamplerRow; 4] = [
-    SamplerRow {
-        name: "DPM++ 2M",
-        aliases: &["k_dpmpp_2m"],
-        sampler: Sampler::DpmPp2m,
-        automatic: ScheduleKind::Karras,
-        options: &[("scheduler", "karras")],
-    },
-    SamplerRow {
-        name: "Euler a",
-        aliases: &["k_euler_a", "k_euler_ancestral"],
-        sampler: Sampler::EulerAncestral,
-        automatic: ScheduleKind::Default,
-        options: &[("uses_ensd", "True")],
-    },
-    SamplerRow {
-        name: "Euler",
-        aliases: &["k_euler"],
-        sampler: Sampler::Euler,
-        automatic: ScheduleKind::Default,
-        options: &[],
-    },
-    SamplerRow {
-        name: "DDIM",
-        aliases: &["ddim"],
-        sampler: Sampler::Ddim,
-        automatic: ScheduleKind::Default,
-        options: &[],
-    },
-];
 
 /// A1111's schedulers: `(name, label, aliases, default rho, need inner model, ours)`; `None`
 /// where we have no such schedule.
@@ -72,7 +64,14 @@ const SCHEDULERS: [SchedulerRow; 12] = [
         false,
         Some(Some(ScheduleKind::Karras)),
     ),
-    ("exponential", "Exponential", &[], -1.0, false, None),
+    (
+        "exponential",
+        "Exponential",
+        &[],
+        -1.0,
+        false,
+        Some(Some(ScheduleKind::Exponential)),
+    ),
     ("polyexponential", "Polyexponential", &[], 1.0, false, None),
     (
         "sgm_uniform",
@@ -80,7 +79,7 @@ const SCHEDULERS: [SchedulerRow; 12] = [
         &["SGMUniform"],
         -1.0,
         true,
-        None,
+        Some(Some(ScheduleKind::SgmUniform)),
     ),
     ("kl_optimal", "KL Optimal", &[], -1.0, false, None),
     (
@@ -98,7 +97,16 @@ const SCHEDULERS: [SchedulerRow; 12] = [
 ];
 
 fn sampler_names() -> String {
-    SAMPLERS.map(|s| format!("{:?}", s.name)).join(", ")
+    SAMPLERS.map(|s| format!("{:?}", s.a1111)).join(", ")
+}
+
+fn scheduler_names() -> String {
+    SCHEDULERS
+        .iter()
+        .filter(|row| row.5.is_some())
+        .map(|row| format!("{:?}", row.1))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The scheduler row a client's spelling names (name, label or alias, any case).
@@ -122,7 +130,8 @@ pub fn resolve_sampler(
         None => &SCHEDULERS[0],
         Some(s) => scheduler_row(s).ok_or_else(|| {
             ApiError::invalid(format!(
-                "scheduler: unknown scheduler {s:?}; this server runs \"Automatic\" and \"Karras\""
+                "scheduler: unknown scheduler {s:?}; this server runs {}",
+                scheduler_names()
             ))
         })?,
     };
@@ -142,8 +151,10 @@ pub fn resolve_sampler(
         }
     }
     let Some(row) = SAMPLERS.iter().find(|s| {
-        s.name.eq_ignore_ascii_case(&name)
-            || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(&name))
+        [s.a1111, s.name]
+            .iter()
+            .chain(s.aliases)
+            .any(|a| a.eq_ignore_ascii_case(&name))
     }) else {
         return Err(ApiError::invalid(format!(
             "sampler_name: unknown sampler {name:?}; this server runs {}",
@@ -151,12 +162,13 @@ pub fn resolve_sampler(
         )));
     };
     let schedule = match schedule_row.5 {
-        Some(None) => row.automatic,
+        Some(None) => row.a1111_automatic,
         Some(Some(kind)) => kind,
         None => {
             return Err(ApiError::invalid(format!(
-                "scheduler: {:?} is not supported; this server runs \"Automatic\" and \"Karras\"",
-                schedule_row.1
+                "scheduler: {:?} is not supported; this server runs {}",
+                schedule_row.1,
+                scheduler_names()
             )))
         }
     };
@@ -169,12 +181,11 @@ pub fn samplers_json() -> Value {
         SAMPLERS
             .iter()
             .map(|row| {
-                let options: serde_json::Map<String, Value> = row
-                    .options
+                let options: serde_json::Map<String, Value> = options(row.sampler)
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(v)))
                     .collect();
-                json!({"name": row.name, "aliases": row.aliases, "options": options})
+                json!({"name": row.a1111, "aliases": row.aliases, "options": options})
             })
             .collect(),
     )
@@ -245,6 +256,32 @@ mod tests {
                 ScheduleKind::Karras,
             ),
             (Some("DDIM"), None, Sampler::Ddim, ScheduleKind::Default),
+            (
+                Some("DPM++ 2M SDE"),
+                None,
+                Sampler::DpmPp2mSde,
+                ScheduleKind::Exponential,
+            ),
+            (
+                Some("DPM++ 3M SDE Karras"),
+                None,
+                Sampler::DpmPp3mSde,
+                ScheduleKind::Karras,
+            ),
+            (
+                Some("Euler a"),
+                Some("sgm_uniform"),
+                Sampler::EulerAncestral,
+                ScheduleKind::SgmUniform,
+            ),
+            (Some("UniPC"), None, Sampler::UniPc, ScheduleKind::Default),
+            (
+                Some("DPM2 a"),
+                None,
+                Sampler::Dpm2Ancestral,
+                ScheduleKind::Karras,
+            ),
+            (Some("LCM"), None, Sampler::Lcm, ScheduleKind::Default),
         ];
         for (name, scheduler, sampler, schedule) in ok {
             assert_eq!(
@@ -253,15 +290,13 @@ mod tests {
                 "{name:?} {scheduler:?}"
             );
         }
-        let e = resolve_sampler(Some("UniPC"), None).unwrap_err();
+        let e = resolve_sampler(Some("DPM fast"), None).unwrap_err();
         assert!(
-            e.detail
-                .contains("\"DPM++ 2M\", \"Euler a\", \"Euler\", \"DDIM\""),
+            e.detail.contains("\"Euler\", \"Euler a\", \"Heun\""),
             "{}",
             e.detail
         );
-        assert!(resolve_sampler(Some("DPM++ 2M SDE Exponential"), None).is_err());
-        assert!(resolve_sampler(Some("Euler"), Some("sgm_uniform")).is_err());
+        assert!(resolve_sampler(Some("Euler"), Some("beta")).is_err());
         assert!(resolve_sampler(Some("Euler"), Some("nonsense")).is_err());
     }
 }
