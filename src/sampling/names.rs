@@ -16,9 +16,10 @@ pub struct SamplerChoice {
 
 /// Schedule suffixes a sampler name may carry (`DPM++ 2M Karras`, `dpmpp_2m_sgm_uniform`), in
 /// canonical spelling.
-const SCHEDULE_SUFFIXES: [(&str, ScheduleKind); 4] = [
+const SCHEDULE_SUFFIXES: [(&str, ScheduleKind); 5] = [
     (" karras", ScheduleKind::Karras),
     (" exponential", ScheduleKind::Exponential),
+    (" beta", ScheduleKind::Beta),
     (" sgm uniform", ScheduleKind::SgmUniform),
     (" sgmuniform", ScheduleKind::SgmUniform),
 ];
@@ -125,6 +126,7 @@ impl ScheduleKind {
             ScheduleKind::SgmUniform => "SGM Uniform",
             ScheduleKind::Karras => "Karras",
             ScheduleKind::Exponential => "Exponential",
+            ScheduleKind::Beta => "Beta",
         }
     }
 }

@@ -21,6 +21,7 @@ pub enum ScheduleKind {
     SgmUniform,
     Karras,
     Exponential,
+    Beta,
 }
 
 crate::spelled! {
@@ -29,6 +30,7 @@ crate::spelled! {
     (ScheduleKind::SgmUniform, "sgm_uniform", "Trailing timesteps: the first step starts at the last training timestep"),
     (ScheduleKind::Karras, "karras", "Karras et al. sigmas (rho 7)"),
     (ScheduleKind::Exponential, "exponential", "Sigmas evenly spaced in log-sigma"),
+    (ScheduleKind::Beta, "beta", "Sigmas at the quantiles of a Beta(0.6, 0.6) distribution (Lee et al. 2024)"),
 }
 
 /// What a run steps through, one entry per step (a sampler that calls the model twice per
@@ -100,10 +102,13 @@ pub fn schedule(
     let to_t = |s: &[f64]| -> Vec<f64> { s.iter().map(|&s| sigma_to_t(s, &log_table)).collect() };
 
     let (timesteps, sigmas) = match (timing, kind) {
-        (Timing::Ddim, ScheduleKind::Karras | ScheduleKind::Exponential)
+        (Timing::Ddim, ScheduleKind::Karras | ScheduleKind::Exponential | ScheduleKind::Beta)
         | (
             Timing::Lcm,
-            ScheduleKind::Karras | ScheduleKind::Exponential | ScheduleKind::SgmUniform,
+            ScheduleKind::Karras
+            | ScheduleKind::Exponential
+            | ScheduleKind::Beta
+            | ScheduleKind::SgmUniform,
         ) => return Err(ScheduleError::Unsupported { sampler, kind }),
         (Timing::Lcm, ScheduleKind::Default) => {
             let t = lcm_timesteps(steps, n_train);
@@ -128,6 +133,10 @@ pub fn schedule(
                     let s = exponential(min, max, steps);
                     (to_t(&s), s)
                 }
+                ScheduleKind::Beta => {
+                    let s = beta(min, max, steps);
+                    (to_t(&s), s)
+                }
                 ScheduleKind::Default | ScheduleKind::SgmUniform => (t, s),
             }
         }
@@ -139,8 +148,12 @@ pub fn schedule(
                     let s = karras(min, max, steps);
                     (to_t(&s).iter().map(|t| t.round()).collect(), s)
                 }
-                ScheduleKind::Exponential => {
-                    let s = exponential(min, max, steps);
+                ScheduleKind::Exponential | ScheduleKind::Beta => {
+                    let s = if kind == ScheduleKind::Beta {
+                        beta(min, max, steps)
+                    } else {
+                        exponential(min, max, steps)
+                    };
                     // diffusers stores them as int64: truncated
                     (to_t(&s).iter().map(|t| t.trunc()).collect(), s)
                 }
@@ -230,6 +243,19 @@ fn exponential(min: f64, max: f64, steps: usize) -> Vec<f64> {
     linspace(max.ln(), min.ln(), steps)
         .into_iter()
         .map(f64::exp)
+        .collect()
+}
+
+/// Sigmas from `max` down to `min` at the quantiles `1 - i / (steps - 1)` of Beta(0.6, 0.6)
+/// (diffusers' `_convert_to_beta`, "Beta Sampling is All You Need", Lee et al. 2024): dense at
+/// both ends of the range. The quantile function is puruspe's inverse regularized incomplete
+/// beta (scipy's `beta.ppf` in diffusers).
+fn beta(min: f64, max: f64, steps: usize) -> Vec<f64> {
+    const ALPHA: f64 = 0.6;
+    const BETA: f64 = 0.6;
+    linspace(0.0, 1.0, steps)
+        .into_iter()
+        .map(|r| min + puruspe::invbetai(1.0 - r, ALPHA, BETA) * (max - min))
         .collect()
 }
 

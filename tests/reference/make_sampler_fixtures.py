@@ -44,19 +44,19 @@ def model(x, t):
 # our name, scheduler class, its options, the schedules it runs with (karras etc. as in
 # make_schedule_fixtures.py)
 SAMPLERS = [
-    ("euler", EulerDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
+    ("euler", EulerDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential", "beta"]),
     ("euler_a", EulerAncestralDiscreteScheduler, {}, ["default", "sgm_uniform"]),
-    ("heun", HeunDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
-    ("dpm2", KDPM2DiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
-    ("dpm2_a", KDPM2AncestralDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
-    ("lms", LMSDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
+    ("heun", HeunDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential", "beta"]),
+    ("dpm2", KDPM2DiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential", "beta"]),
+    ("dpm2_a", KDPM2AncestralDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential", "beta"]),
+    ("lms", LMSDiscreteScheduler, {}, ["default", "karras", "sgm_uniform", "exponential", "beta"]),
     ("dpmpp_2m", DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2),
-     ["default", "karras", "sgm_uniform", "exponential"]),
+     ["default", "karras", "sgm_uniform", "exponential", "beta"]),
     ("dpmpp_2m_sde", DPMSolverMultistepScheduler, dict(algorithm_type="sde-dpmsolver++", solver_order=2),
-     ["default", "karras", "sgm_uniform", "exponential"]),
+     ["default", "karras", "sgm_uniform", "exponential", "beta"]),
     ("dpmpp_3m_sde", DPMSolverMultistepScheduler, dict(algorithm_type="sde-dpmsolver++", solver_order=3),
-     ["default", "karras", "sgm_uniform", "exponential"]),
-    ("unipc", UniPCMultistepScheduler, {}, ["default", "karras", "sgm_uniform", "exponential"]),
+     ["default", "karras", "sgm_uniform", "exponential", "beta"]),
+    ("unipc", UniPCMultistepScheduler, {}, ["default", "karras", "sgm_uniform", "exponential", "beta"]),
     # SDXL base's scheduler_config.json sets these (the tiny folder's Euler config, written by
     # diffusers 0.35, does not carry them)
     ("ddim", DDIMScheduler, dict(clip_sample=False, set_alpha_to_one=False), ["default", "sgm_uniform"]),
@@ -68,6 +68,7 @@ SCHEDULES = {
     "sgm_uniform": dict(timestep_spacing="trailing"),
     "karras": dict(use_karras_sigmas=True),
     "exponential": dict(use_exponential_sigmas=True),
+    "beta": dict(use_beta_sigmas=True),
 }
 # a zero-terminal-SNR v-prediction checkpoint's scheduler
 ZTSNR = dict(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")

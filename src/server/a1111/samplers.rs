@@ -93,7 +93,14 @@ const SCHEDULERS: [SchedulerRow; 12] = [
     ("simple", "Simple", &[], -1.0, true, None),
     ("normal", "Normal", &[], -1.0, true, None),
     ("ddim", "DDIM", &[], -1.0, true, None),
-    ("beta", "Beta", &[], -1.0, true, None),
+    (
+        "beta",
+        "Beta",
+        &[],
+        -1.0,
+        true,
+        Some(Some(ScheduleKind::Beta)),
+    ),
 ];
 
 fn sampler_names() -> String {
@@ -296,7 +303,7 @@ mod tests {
             "{}",
             e.detail
         );
-        assert!(resolve_sampler(Some("Euler"), Some("beta")).is_err());
+        assert!(resolve_sampler(Some("Euler"), Some("kl_optimal")).is_err());
         assert!(resolve_sampler(Some("Euler"), Some("nonsense")).is_err());
     }
 }
