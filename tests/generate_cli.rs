@@ -315,7 +315,7 @@ fn bad_inputs_are_refused_before_loading() {
     safetensors::serialize_to_file([("noise", view)], None, &noise).expect("written");
     // a model path that does not exist: reaching the load would say "no such file"
     let model = "/nonexistent.safetensors";
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 16] = [
         (
             &["--width", "60"],
             "--width 60 --height 1024: both must be multiples of 8",
@@ -325,7 +325,15 @@ fn bad_inputs_are_refused_before_loading() {
         (&["--steps", "0"], "--steps 0"),
         (&["--cfg", "-1"], "--cfg -1"),
         (&["--batch", "0"], "--batch 0"),
-        (&["--sampler", "unipc"], "unknown sampler \"unipc\""),
+        (&["--sampler", "dpm_fast"], "unknown sampler \"dpm_fast\""),
+        (
+            &["--sampler", "lcm", "--steps", "51"],
+            "--steps 51: the number of steps must be between 1 and 50",
+        ),
+        (
+            &["--cfg-rescale", "1.5"],
+            "--cfg-rescale 1.5: the guidance rescale must be between 0 and 1",
+        ),
         (
             &["--init-image", init, "--strength", "1.5"],
             "--strength 1.5",

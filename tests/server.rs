@@ -825,8 +825,11 @@ fn sigterm_during_a_job_exits_zero() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    // the cancel lands at the run's next check: after the prompt's encoding, or, when the
+    // signal comes just after it, after the first UNet step, which on a software adapter
+    // compiles the UNet's kernels first (~60 s with the other tests of this file beside it)
     assert!(
-        asked.elapsed() < Duration::from_secs(60),
+        asked.elapsed() < Duration::from_secs(120),
         "{:?}",
         asked.elapsed()
     );

@@ -5,7 +5,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Call, NoiseSource, Stepper};
+use super::{discrete_calls, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 struct Ddim {
@@ -22,16 +22,7 @@ pub fn ddim(
     prediction: Prediction,
 ) -> Box<dyn Stepper> {
     let alphas_cumprod = train.alphas_cumprod.clone();
-    let calls = schedule
-        .timesteps
-        .iter()
-        .map(|&t| {
-            // leading spacing at 1000 steps reaches timestep 1000 (its offset past 999), where
-            // diffusers would index past the table: the last entry stands in
-            let alpha = f64::from(alphas_cumprod[(t as usize).min(alphas_cumprod.len() - 1)]);
-            Call::preserving(t, alpha.sqrt(), (1.0 - alpha).sqrt())
-        })
-        .collect();
+    let calls = discrete_calls(&schedule.timesteps, &alphas_cumprod);
     Box::new(Ddim {
         prediction,
         stride: alphas_cumprod.len() / schedule.timesteps.len(),

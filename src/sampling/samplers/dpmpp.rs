@@ -8,7 +8,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{vp, Call, NoiseSource, Stepper};
+use super::{lambda, preserving_calls, vp, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 struct DpmPp {
@@ -47,29 +47,14 @@ pub fn dpmpp_3m_sde(
     Box::new(DpmPp::new(schedule, prediction, true, 3))
 }
 
-/// `log(alpha) - log(sigma)` of a variance-exploding sigma (infinite at sigma 0).
-fn lambda(sigma: f32) -> f64 {
-    let (alpha, sigma) = vp(sigma);
-    alpha.ln() - sigma.ln()
-}
-
 impl DpmPp {
     fn new(schedule: &Schedule, prediction: Prediction, sde: bool, order: usize) -> Self {
-        let calls = schedule
-            .timesteps
-            .iter()
-            .zip(&schedule.sigmas)
-            .map(|(&t, &s)| {
-                let (alpha, sigma) = vp(s);
-                Call::preserving(t, alpha, sigma)
-            })
-            .collect();
         DpmPp {
             prediction,
             sde,
             order,
             sigmas: schedule.sigmas.clone(),
-            calls,
+            calls: preserving_calls(schedule),
             history: Vec::new(),
         }
     }

@@ -6,7 +6,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Call, NoiseSource, Stepper};
+use super::{exploding_calls, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 /// Euler's and Euler a's state: the schedule's sigmas and one call per step.
@@ -38,16 +38,6 @@ impl Euler {
             calls: exploding_calls(schedule),
         }
     }
-}
-
-/// One variance-exploding call per step at the schedule's timesteps and sigmas.
-pub(super) fn exploding_calls(schedule: &Schedule) -> Vec<Call> {
-    schedule
-        .timesteps
-        .iter()
-        .zip(&schedule.sigmas)
-        .map(|(&t, &s)| Call::exploding(t, s))
-        .collect()
 }
 
 impl Stepper for Euler {

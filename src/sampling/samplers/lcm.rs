@@ -6,7 +6,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Call, NoiseSource, Stepper};
+use super::{discrete_calls, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 /// diffusers' `timestep_scaling`.
@@ -22,14 +22,7 @@ struct Lcm {
 
 pub fn lcm(schedule: &Schedule, train: &TrainSchedule, prediction: Prediction) -> Box<dyn Stepper> {
     let alphas_cumprod = train.alphas_cumprod.clone();
-    let calls = schedule
-        .timesteps
-        .iter()
-        .map(|&t| {
-            let alpha = f64::from(alphas_cumprod[t as usize]);
-            Call::preserving(t, alpha.sqrt(), (1.0 - alpha).sqrt())
-        })
-        .collect();
+    let calls = discrete_calls(&schedule.timesteps, &alphas_cumprod);
     Box::new(Lcm {
         prediction,
         alphas_cumprod,

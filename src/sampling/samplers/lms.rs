@@ -7,8 +7,7 @@
 
 use burn::tensor::Tensor;
 
-use super::euler::exploding_calls;
-use super::{Call, NoiseSource, Stepper};
+use super::{exploding_calls, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 /// diffusers' default order.

@@ -319,3 +319,42 @@ pub(super) fn vp(sigma: f32) -> (f64, f64) {
     let alpha = 1.0 / (s * s + 1.0).sqrt();
     (alpha, s * alpha)
 }
+
+/// `log(alpha) - log(sigma)` of a variance-exploding sigma (infinite at sigma 0): the time
+/// variable of DPM-Solver and UniPC.
+fn lambda(sigma: f32) -> f64 {
+    let (alpha, sigma) = vp(sigma);
+    alpha.ln() - sigma.ln()
+}
+
+/// One variance-exploding call per step at the schedule's timesteps and sigmas (Euler, LMS).
+fn exploding_calls(schedule: &Schedule) -> Vec<Call> {
+    let steps = schedule.timesteps.iter().zip(&schedule.sigmas);
+    steps.map(|(&t, &s)| Call::exploding(t, s)).collect()
+}
+
+/// One variance-preserving call per step at the schedule's timesteps and sigmas (DPM-Solver,
+/// UniPC).
+fn preserving_calls(schedule: &Schedule) -> Vec<Call> {
+    let steps = schedule.timesteps.iter().zip(&schedule.sigmas);
+    steps
+        .map(|(&t, &s)| {
+            let (alpha, sigma) = vp(s);
+            Call::preserving(t, alpha, sigma)
+        })
+        .collect()
+}
+
+/// One variance-preserving call at each of `timesteps`, from `alphas_cumprod` at that integer
+/// timestep (DDIM, PLMS, LCM). Leading spacing at 1000 steps reaches timestep 1000 (its offset
+/// past 999), where diffusers would index past the table: the last entry stands in.
+fn discrete_calls(timesteps: &[f32], alphas_cumprod: &[f32]) -> Vec<Call> {
+    let last = alphas_cumprod.len() - 1;
+    timesteps
+        .iter()
+        .map(|&t| {
+            let alpha = f64::from(alphas_cumprod[(t as usize).min(last)]);
+            Call::preserving(t, alpha.sqrt(), (1.0 - alpha).sqrt())
+        })
+        .collect()
+}

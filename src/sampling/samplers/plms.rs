@@ -7,7 +7,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Call, NoiseSource, Stepper};
+use super::{discrete_calls, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 struct Plms {
@@ -39,13 +39,7 @@ pub fn plms(
             .collect(),
     };
     let alphas_cumprod = train.alphas_cumprod.clone();
-    let calls = timesteps
-        .iter()
-        .map(|&t| {
-            let alpha = f64::from(alphas_cumprod[(t as usize).min(alphas_cumprod.len() - 1)]);
-            Call::preserving(t, alpha.sqrt(), (1.0 - alpha).sqrt())
-        })
-        .collect();
+    let calls = discrete_calls(&timesteps, &alphas_cumprod);
     Box::new(Plms {
         prediction,
         stride: alphas_cumprod.len() / t.len(),

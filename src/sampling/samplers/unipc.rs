@@ -7,7 +7,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{vp, Call, NoiseSource, Stepper};
+use super::{lambda, preserving_calls, vp, Call, NoiseSource, Stepper};
 use crate::sampling::{Prediction, Schedule, TrainSchedule};
 
 /// diffusers' default order.
@@ -24,28 +24,13 @@ struct UniPc {
 }
 
 pub fn unipc(schedule: &Schedule, _: &TrainSchedule, prediction: Prediction) -> Box<dyn Stepper> {
-    let calls = schedule
-        .timesteps
-        .iter()
-        .zip(&schedule.sigmas)
-        .map(|(&t, &s)| {
-            let (alpha, sigma) = vp(s);
-            Call::preserving(t, alpha, sigma)
-        })
-        .collect();
     Box::new(UniPc {
         prediction,
         sigmas: schedule.sigmas.clone(),
-        calls,
+        calls: preserving_calls(schedule),
         history: Vec::new(),
         last: None,
     })
-}
-
-/// `log(alpha) - log(sigma)` of a variance-exploding sigma (infinite at sigma 0).
-fn lambda(sigma: f32) -> f64 {
-    let (alpha, sigma) = vp(sigma);
-    alpha.ln() - sigma.ln()
 }
 
 /// The B(h) update's shared terms for a step from `from` to `to`: `(sigma_t / sigma_s,
