@@ -1,5 +1,5 @@
-//! A1111's sampler and scheduler names -> ours, as exact tables (the sampler names and aliases
-//! are the crate's [`SAMPLERS`]). A1111 splits a scheduler
+//! A1111's sampler and scheduler names -> ours, as exact tables (the sampler names, aliases and
+//! options are the crate's [`SAMPLERS`]). A1111 splits a scheduler
 //! suffix off the sampler name (`"DPM++ 2M Karras"`), takes the `scheduler` field by name or
 //! label, and runs "Automatic" as the sampler's own default schedule (DPM++ 2M: Karras)
 //! (`get_sampler_and_scheduler` in A1111 v1.10 `modules/sd_samplers.py`). Where A1111 falls back
@@ -9,39 +9,6 @@ use serde_json::{json, Value};
 
 use crate::sampling::{Sampler, ScheduleKind, SAMPLERS};
 use crate::server::error::ApiError;
-
-/// A1111's `options` of each sampler we run (string values, as its API prints them;
-/// `modules/sd_samplers_kdiffusion.py`); the names and aliases are the crate's table.
-fn options(sampler: Sampler) -> &'static [(&'static str, &'static str)] {
-    match sampler {
-        Sampler::DpmPp2m => &[("scheduler", "karras")],
-        Sampler::DpmPp2mSde => &[("scheduler", "exponential"), ("brownian_noise", "True")],
-        Sampler::DpmPp3mSde => &[
-            ("scheduler", "exponential"),
-            ("discard_next_to_last_sigma", "True"),
-            ("brownian_noise", "True"),
-        ],
-        Sampler::EulerAncestral => &[("uses_ensd", "True")],
-        Sampler::Heun => &[("second_order", "True")],
-        Sampler::Dpm2 => &[
-            ("scheduler", "karras"),
-            ("discard_next_to_last_sigma", "True"),
-            ("second_order", "True"),
-        ],
-        Sampler::Dpm2Ancestral => &[
-            ("scheduler", "karras"),
-            ("discard_next_to_last_sigma", "True"),
-            ("uses_ensd", "True"),
-            ("second_order", "True"),
-        ],
-        Sampler::Euler
-        | Sampler::Lms
-        | Sampler::UniPc
-        | Sampler::Ddim
-        | Sampler::Plms
-        | Sampler::Lcm => &[],
-    }
-}
 
 /// A1111's schedulers: `(name, label, aliases, default rho, need inner model, ours)`; `None`
 /// where we have no such schedule.
@@ -188,7 +155,8 @@ pub fn samplers_json() -> Value {
         SAMPLERS
             .iter()
             .map(|row| {
-                let options: serde_json::Map<String, Value> = options(row.sampler)
+                let options: serde_json::Map<String, Value> = row
+                    .a1111_options
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(v)))
                     .collect();
