@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         let config = ServerConfig {
             model: Some(path.clone()),
             listen: "127.0.0.1:0".parse()?,
-            policy: PolicyName::Off,
+            policy: Some(PolicyName::Off),
             preview_every: 0,
             queue_size: 256,
             keep_warm,

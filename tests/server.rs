@@ -30,12 +30,19 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"))
 }
 
+/// A server on `config`, without the quality policy (it would enlarge the 64x64 test images).
 fn start(config: ServerConfig) -> String {
+    start_with_policy(ServerConfig {
+        policy: Some(PolicyName::Off),
+        ..config
+    })
+}
+
+fn start_with_policy(config: ServerConfig) -> String {
     let config = ServerConfig {
         model: Some(config.model.clone().unwrap_or(TINY.into())),
         lora_dir: Some(LORAS.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
-        policy: PolicyName::Off,
         preview_every: 1,
         ..config
     };
@@ -859,6 +866,9 @@ fn models_dir_switching() {
         .map(|m| m["model_name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["broken", "tiny-a", "tiny-b"]);
+    for model in models.as_array().unwrap() {
+        assert_eq!(model["quality_policy"], "off", "--policy off: {model}");
+    }
     let model_of = |overrides: Value| {
         let mut body = small("which model", 1);
         body["override_settings"] = overrides;
@@ -912,4 +922,42 @@ fn models_dir_switching() {
     );
     let health = client().get(format!("{url}/healthz")).send().unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// Without `--policy`, each checkpoint's jobs get its own profile: `vpred` for one with the
+/// v-prediction markers, `anime` for an epsilon one; `/sd-models` says which and why.
+#[test]
+fn each_checkpoint_gets_its_own_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(TINY, dir.path().join("tiny-eps.safetensors")).unwrap();
+    common::with_markers(
+        TINY,
+        &dir.path().join("tiny-v.safetensors"),
+        &["v_pred", "ztsnr"],
+    );
+    let url = start_with_policy(ServerConfig {
+        model: Some(dir.path().join("tiny-eps.safetensors")),
+        models_dir: Some(dir.path().into()),
+        policy: None,
+        ..ServerConfig::default()
+    });
+    let models = get_json(&format!("{url}/sdapi/v1/sd-models"));
+    let seen: Vec<(&str, &str, &str)> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let field = |name: &str| m[name].as_str().unwrap_or("?");
+            (
+                m["model_name"].as_str().unwrap(),
+                field("prediction"),
+                field("quality_policy"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("tiny-eps", "eps", "anime"), ("tiny-v", "v", "vpred")],
+        "{models}"
+    );
 }

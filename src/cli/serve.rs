@@ -40,9 +40,10 @@ pub struct ServeArgs {
     /// Where requests with `save_images: true` write their PNGs.
     #[arg(long)]
     outputs: Option<PathBuf>,
-    /// The quality policy's profile for every request; off disables it.
-    #[arg(long, value_parser = spelled::<PolicyName>(), default_value_t = PolicyName::default())]
-    policy: PolicyName,
+    /// The quality policy's profile for every request (off disables it); default: each
+    /// checkpoint's own (vpred for v-prediction checkpoints, else anime).
+    #[arg(long, value_parser = spelled::<PolicyName>())]
+    policy: Option<PolicyName>,
     #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
     precision: Precision,
     #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::Checkpoint;
 use crate::model_hash;
+use crate::sampling::Prediction;
 
 /// One checkpoint on disk.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,6 +18,8 @@ pub struct CheckpointEntry {
     pub model_name: String,
     /// The file's sha256 (hex), once computed (loading a model computes it).
     pub sha256: Option<String>,
+    /// What the checkpoint's header says it predicts (`None`: unreadable; loading says why).
+    pub prediction: Option<Prediction>,
 }
 
 impl CheckpointEntry {
@@ -35,6 +39,8 @@ impl CheckpointEntry {
             file_name,
             model_name,
             sha256: None,
+            // the header only: milliseconds per file
+            prediction: Checkpoint::open(path).ok().map(|c| c.variant.prediction),
         }
     }
 

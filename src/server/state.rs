@@ -3,7 +3,7 @@
 //! figures the metrics report. No device handle is here: only the worker owns the engine.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use super::models::Catalogue;
 use super::queue::JobQueue;
 use crate::device::{Backend, Precision};
 use crate::policy::PolicyName;
+use crate::sampling::Prediction;
 
 /// How a server runs (the flags of `sdxl-wgpu serve`).
 #[derive(Clone, Debug)]
@@ -35,7 +36,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Where `save_images: true` writes.
     pub outputs: Option<PathBuf>,
-    pub policy: PolicyName,
+    /// The quality policy for every request; `None`: each checkpoint's own
+    /// ([`PolicyName::for_model`]).
+    pub policy: Option<PolicyName>,
     pub precision: Precision,
     pub backend: Backend,
     /// A live preview every this many steps (0: none).
@@ -57,7 +60,7 @@ impl Default for ServerConfig {
             queue_size: 64,
             max_body_bytes: 64 << 20,
             outputs: None,
-            policy: PolicyName::default(),
+            policy: None,
             precision: Precision::Auto,
             backend: Backend::Auto,
             preview_every: 5,
@@ -92,6 +95,17 @@ pub struct Shared {
     pub memory: Mutex<DeviceMemory>,
     /// The adapter the worker computes on (name, API).
     pub adapter: String,
+}
+
+impl Shared {
+    /// The quality policy of jobs on `model`: `--policy`, else the checkpoint's own.
+    pub fn policy_for(&self, model: &Path) -> PolicyName {
+        self.config.policy.unwrap_or_else(|| {
+            let catalogue = lock(&self.catalogue);
+            let prediction = catalogue.entry(model).and_then(|e| e.prediction);
+            PolicyName::for_model(prediction.unwrap_or(Prediction::Epsilon)).0
+        })
+    }
 }
 
 /// Locks `m`, whatever a panicking holder left (every guarded value stays consistent between

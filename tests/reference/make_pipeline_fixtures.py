@@ -90,6 +90,12 @@ CASES = [
          width=64, height=64, steps=10, cfg=7.0, seed=5, sampler="dpmpp_2m", schedule="default", strength=0.6),
     dict(name="img2img_ddim", prompt="a red house by a lake", negative=NEG,
          width=64, height=64, steps=10, cfg=7.0, seed=9, sampler="ddim", schedule="default", strength=0.6),
+    # LCM as SDXL's img2img pipeline runs it (the txt2img timesteps entered part-way, not the
+    # SD 1.5 LCM pipeline's strength-based set), and a two-call sampler entered part-way
+    dict(name="img2img_lcm", prompt="a red house by a lake", negative=NEG,
+         width=64, height=64, steps=4, cfg=1.5, seed=13, sampler="lcm", schedule="default", strength=0.6),
+    dict(name="img2img_heun", prompt="a red house by a lake", negative=NEG,
+         width=64, height=64, steps=5, cfg=6.0, seed=17, sampler="heun", schedule="default", strength=0.6),
 ]
 
 

@@ -58,7 +58,11 @@ pub fn convert(
         steps: positive(&f, "steps")?,
     };
     check_settings(&asked).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let outcome = policy::apply(asked, &loras, shared.config.policy.profile());
+    let model = match overrides.model {
+        Some(model) => model,
+        None => selected_model(shared)?,
+    };
+    let outcome = policy::apply(asked, &loras, shared.policy_for(&model).profile());
     let settings = outcome.settings;
     // the image is decoded last, after every cheap check
     let init = match kind {
@@ -110,10 +114,7 @@ pub fn convert(
             n_iter,
             loras,
             corrections: outcome.corrections,
-            model: match overrides.model {
-                Some(model) => model,
-                None => selected_model(shared)?,
-            },
+            model,
             save_to: save_to(shared, &f)?,
         },
         parameters,

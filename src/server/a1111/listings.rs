@@ -107,10 +107,10 @@ async fn run_model_task(shared: &Shared, task: Task) -> Result<(), ApiError> {
     }
 }
 
+/// A1111's fields, and ours: what the checkpoint predicts and the quality policy its jobs get.
 async fn sd_models(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let catalogue = lock(&shared.catalogue);
-    let list: Vec<Value> = catalogue
-        .entries
+    let entries = lock(&shared.catalogue).entries.clone();
+    let list: Vec<Value> = entries
         .iter()
         .map(|e| {
             json!({
@@ -120,6 +120,8 @@ async fn sd_models(State(shared): State<Arc<Shared>>) -> Json<Value> {
                 "sha256": e.sha256,
                 "filename": e.path.display().to_string(),
                 "config": null,
+                "prediction": e.prediction.map(|p| p.to_string()),
+                "quality_policy": shared.policy_for(&e.path).to_string(),
             })
         })
         .collect();
