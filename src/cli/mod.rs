@@ -16,6 +16,7 @@ mod serve;
 mod tensor_file;
 mod tokenize;
 mod values;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +62,8 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) and a jobs API (/v1/jobs) from one loaded model.
     Serve(Box<serve::ServeArgs>),
+    /// Serve one model's jobs from NATS JetStream, behind `serve --nats` API nodes.
+    Worker(Box<worker::WorkerArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -74,5 +77,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decode(args) => decode::run(args),
         Command::Generate(args) => generate::run(*args),
         Command::Serve(args) => serve::run(*args),
+        Command::Worker(args) => worker::run(*args),
     }
 }

@@ -10,15 +10,24 @@ use clap::Args;
 
 use super::say;
 use super::values::spelled;
+use super::worker::NatsArgs;
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::policy::PolicyName;
+use sdxl_wgpu::server::nats::{ApiNode, NatsSettings};
 use sdxl_wgpu::server::{self, parse_credentials, Retention, Server, ServerConfig};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The checkpoint to load at start (a single file or a diffusers folder).
-    #[arg(long, required_unless_present = "models_dir")]
+    /// The checkpoint to load at start (a single file or a diffusers folder). With --nats:
+    /// the name of the model jobs run on unless they name one (default: the one served).
+    #[arg(long, required_unless_present_any = ["models_dir", "nats"])]
     model: Option<PathBuf>,
+    /// No model and no GPU here: queue jobs on NATS JetStream for `sdxl-wgpu worker`s
+    /// (`nats://host:4222`).
+    #[arg(long)]
+    nats: Option<String>,
+    #[command(flatten)]
+    queue: NatsArgs,
     /// A folder of checkpoints clients may switch between (`sd_model_checkpoint`).
     #[arg(long)]
     models_dir: Option<PathBuf>,
@@ -79,7 +88,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("error: internal failure (a bug in sdxl-wgpu; please report it): {info}");
     }));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    match &args.nats {
+        Some(url) => runtime.block_on(serve_api(config, args.queue.settings(url)?)),
+        None => runtime.block_on(serve(config)),
+    }
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -124,8 +136,21 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An API node: the HTTP API, jobs on NATS.
+async fn serve_api(config: ServerConfig, nats: NatsSettings) -> anyhow::Result<()> {
+    let node = ApiNode::start(config, &nats).await?;
+    say!(
+        "ready: listening on http://{} (jobs on {})",
+        node.addr,
+        nats.url
+    )?;
+    shutdown_signal().await;
+    node.shutdown().await;
+    Ok(())
+}
+
 /// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
 use super::error::ApiError;
-use super::state::Shared;
+
+/// The `user:password` pairs accepted (empty: no authentication).
+pub type Credentials = Arc<Vec<(String, String)>>;
 
 /// `user:pass,user2:pass2` -> pairs; the password is everything after the first `:`.
 pub fn parse_credentials(text: &str) -> Result<Vec<(String, String)>, String> {
@@ -26,8 +28,7 @@ pub fn parse_credentials(text: &str) -> Result<Vec<(String, String)>, String> {
 
 /// The middleware: passes the request on when no credentials are configured or when its
 /// `Authorization: Basic` header holds one of them.
-pub async fn require(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let allowed = &shared.config.auth;
+pub async fn require(State(allowed): State<Credentials>, request: Request, next: Next) -> Response {
     if allowed.is_empty() || request.uri().path() == "/healthz" {
         return next.run(request).await;
     }

@@ -11,6 +11,8 @@ mod loras;
 mod metrics;
 mod models;
 mod native;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod preview;
 mod queue;
 mod state;
@@ -59,23 +61,20 @@ pub enum ServerError {
     Listen(SocketAddr, std::io::Error),
 }
 
-/// A started server: its address, and the way to stop it.
-pub struct Server {
-    pub addr: SocketAddr,
+/// The GPU worker thread and the state it shares with whoever feeds it jobs: the HTTP
+/// handlers of `serve`, or a NATS worker's bridge.
+struct Core {
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
-    http: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Server {
-    /// Brings up the device, loads the selected checkpoint on the worker and binds `listen`;
-    /// returns once requests are served. Must be called inside a tokio runtime.
-    pub async fn start(
+impl Core {
+    /// Scans the checkpoints, starts the worker and loads the selected checkpoint on it.
+    async fn start(
         config: ServerConfig,
         gpu: Gpu,
         dtype: WeightDtype,
-    ) -> Result<Self, ServerError> {
+    ) -> Result<Core, ServerError> {
         let catalogue = Catalogue::scan(config.model.as_deref(), config.models_dir.as_deref())
             .map_err(|e| ServerError::Folder(config.models_dir.clone().unwrap_or_default(), e))?;
         let Some(selected) = catalogue.selected.clone() else {
@@ -98,48 +97,22 @@ impl Server {
             .name("sdxl-gpu-worker".into())
             .spawn(move || worker.run())
             .map_err(|e| ServerError::Load(format!("starting the worker: {e}")))?;
-        let first = submit::submit(&shared, Task::LoadModel(selected), None)
-            .map_err(|e| ServerError::Load(e.detail))?;
-        if let Some(failure) = submit::finished(&first).await.failure {
-            shared.queue.close();
-            let _ = worker.join();
-            return Err(ServerError::Load(failure.message));
-        }
-        let listen = shared.config.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| ServerError::Listen(listen, e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::Listen(listen, e))?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = router(shared.clone());
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Ok(Server {
-            addr,
+        let mut core = Core {
             shared,
             worker: Some(worker),
-            http: Some(http),
-            stop: Some(stop),
-        })
-    }
-
-    /// Stops accepting requests, cancels the running job and the queued ones, waits for the
-    /// worker to release the device.
-    pub async fn shutdown(mut self) {
-        self.stop_now().await;
-    }
-
-    async fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        };
+        let first = submit::submit(&core.shared, Task::LoadModel(selected), None)
+            .map_err(|e| ServerError::Load(e.detail))?;
+        if let Some(failure) = submit::finished(&first).await.failure {
+            core.stop().await;
+            return Err(ServerError::Load(failure.message));
         }
+        Ok(core)
+    }
+
+    /// Cancels the running job and the queued ones, waits for the worker to release the
+    /// device.
+    async fn stop(&mut self) {
         for id in self.shared.queue.close() {
             if let Some(job) = self.shared.jobs.get(id) {
                 job.stop();
@@ -152,32 +125,101 @@ impl Server {
         if let Some(job) = lock(&self.shared.current).clone() {
             job.stop();
         }
-        if let Some(http) = self.http.take() {
-            let _ = http.await;
-        }
         if let Some(worker) = self.worker.take() {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         }
     }
 }
 
+/// A started server: its address, and the way to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    core: Core,
+    http: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Brings up the device, loads the selected checkpoint on the worker and binds `listen`;
+    /// returns once requests are served. Must be called inside a tokio runtime.
+    pub async fn start(
+        config: ServerConfig,
+        gpu: Gpu,
+        dtype: WeightDtype,
+    ) -> Result<Self, ServerError> {
+        let mut core = Core::start(config, gpu, dtype).await?;
+        let listen = core.shared.config.listen;
+        let bound = bind(listen).await;
+        let (listener, addr) = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                core.stop().await;
+                return Err(e);
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(core.shared.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            core,
+            http: Some(http),
+            stop: Some(stop),
+        })
+    }
+
+    /// Stops accepting requests, cancels the running job and the queued ones, waits for the
+    /// worker to release the device.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.core.stop().await;
+        if let Some(http) = self.http.take() {
+            let _ = http.await;
+        }
+    }
+}
+
+/// A listener on `listen` and the address it got.
+async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::Listen(listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Listen(listen, e))?;
+    Ok((listener, addr))
+}
+
 /// Every route, behind authentication and the body limit.
 fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.config.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .nest("/sdapi/v1", a1111::routes())
         .merge(native::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
+        .with_state(shared.clone());
+    guarded(routes, &shared.config)
+}
+
+/// `routes` behind `config`'s authentication and body limit, with A1111's 404 and 413.
+fn guarded(routes: Router, config: &ServerConfig) -> Router {
+    routes
         .fallback(|| async { ApiError::not_found("Not Found") })
         .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
+            Arc::new(config.auth.clone()),
             auth::require,
         ))
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(axum::middleware::map_response(too_large))
-        .with_state(shared)
 }
 
 /// tower-http's 413 carries a plain-text body: answer in A1111's error shape instead.

@@ -9,6 +9,8 @@ mod listings;
 mod samplers;
 
 pub use convert::decode_image_bytes;
+pub use info::info_json;
+pub use samplers::{samplers_json, schedulers_json};
 
 use convert::Converted;
 
@@ -102,7 +104,7 @@ async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Respon
 }
 
 /// `seed + i` over `batch_size x n_iter`, wrapping.
-fn all_seeds(work: &super::jobs::Work) -> Vec<u64> {
+pub fn all_seeds(work: &super::jobs::Work) -> Vec<u64> {
     let n = work.request.batch * work.n_iter;
     (0..n as u64)
         .map(|i| work.request.seed.wrapping_add(i))

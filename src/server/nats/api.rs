@@ -1,0 +1,453 @@
+//! `serve --nats`: an API node with no model and no GPU. It answers A1111's txt2img/img2img
+//! (waiting on the job's record), the jobs API and the model listing from NATS: a job is its
+//! body in the object store, its record in the jobs bucket and a message on its model's
+//! subject. Any number of API nodes can run side by side; none keeps state of its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use futures_lite::StreamExt as _;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::bus::{Bus, NatsError};
+use super::record::{image_object, request_object, JobRecord};
+use super::NatsSettings;
+use crate::server::a1111::object;
+use crate::server::a1111::{samplers_json, schedulers_json};
+use crate::server::error::ApiError;
+use crate::server::jobs::{Kind, Status};
+use crate::server::{bind, guarded, ServerConfig, ServerError};
+
+/// What the handlers share: the bus and the node's configuration (listen, auth, body limit;
+/// `model`'s file stem names the default model).
+struct Node {
+    bus: Bus,
+    config: ServerConfig,
+}
+
+/// A started API node.
+pub struct ApiNode {
+    pub addr: std::net::SocketAddr,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Why an API node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiNodeError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+impl ApiNode {
+    pub async fn start(config: ServerConfig, nats: &NatsSettings) -> Result<Self, ApiNodeError> {
+        let bus = Bus::connect(nats).await?;
+        let (listener, addr) = bind(config.listen).await?;
+        let node = Arc::new(Node { bus, config });
+        let app = guarded(routes(node.clone()), &node.config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(ApiNode { addr, http, stop })
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.http.await;
+    }
+}
+
+fn routes(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/sdapi/v1/txt2img", post(txt2img))
+        .route("/sdapi/v1/img2img", post(img2img))
+        .route("/sdapi/v1/sd-models", get(sd_models))
+        .route(
+            "/sdapi/v1/samplers",
+            get(|| async { Json(samplers_json()) }),
+        )
+        .route(
+            "/sdapi/v1/schedulers",
+            get(|| async { Json(schedulers_json()) }),
+        )
+        .route("/v1/jobs", post(create))
+        .route("/v1/jobs/{id}", get(show).delete(cancel))
+        .route("/v1/jobs/{id}/images/{index}", get(image))
+        .route("/healthz", get(healthz))
+        .with_state(node)
+}
+
+fn unavailable(e: NatsError) -> ApiError {
+    ApiError::busy(e.to_string(), 5)
+}
+
+/// The models workers announce now, by subject token.
+async fn models(bus: &Bus) -> Result<Vec<(String, Value)>, ApiError> {
+    let mut keys = bus
+        .models
+        .keys()
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    let mut found = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| unavailable(NatsError::io(e)))?;
+        if let Ok(Some(card)) = bus.models.get(&key).await {
+            if let Ok(card) = serde_json::from_slice::<Value>(&card) {
+                found.push((key, card));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+async fn sd_models(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let cards = models(&node.bus)
+        .await?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    Ok(Json(Value::Array(cards)))
+}
+
+/// The subject token of the model a body asks for: `override_settings.sd_model_checkpoint`
+/// (any of A1111's names for it), else the node's `--model` name, else the one model served.
+async fn model_of(node: &Node, body: &Map<String, Value>) -> Result<String, ApiError> {
+    let asked = body
+        .get("override_settings")
+        .and_then(|o| o.get("sd_model_checkpoint"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            let model = node.config.model.as_deref()?;
+            Some(model.file_stem()?.to_string_lossy().into_owned())
+        });
+    let served = models(&node.bus).await?;
+    let answers = |card: &Value, name: &str| {
+        let field = |k: &str| card.get(k).and_then(Value::as_str);
+        ["title", "model_name", "filename", "hash", "sha256"]
+            .iter()
+            .any(|k| field(k) == Some(name.trim()))
+    };
+    match asked {
+        Some(name) => served
+            .iter()
+            .find(|(_, card)| answers(card, &name))
+            .map(|(token, _)| token.clone())
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "sd_model_checkpoint: no worker serves {name:?}; see GET /sdapi/v1/sd-models"
+                ))
+            }),
+        None => match served.as_slice() {
+            [(token, _)] => Ok(token.clone()),
+            [] => Err(ApiError::busy("no worker is serving any model yet", 5)),
+            _ => Err(ApiError::invalid(
+                "several models are served: name one in override_settings.sd_model_checkpoint",
+            )),
+        },
+    }
+}
+
+/// A new job id: 16 hex digits from the clock and the process, unique across nodes.
+fn new_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let digest = Sha256::new()
+        .chain_update(nanos.to_le_bytes())
+        .chain_update(std::process::id().to_le_bytes())
+        .chain_update(NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes())
+        .finalize();
+    hex(&digest[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Queues `body` as a `kind` job (with an idempotency `key` seen before: that job instead).
+async fn submit(
+    node: &Node,
+    kind: Kind,
+    body: Map<String, Value>,
+    key: Option<&str>,
+) -> Result<JobRecord, ApiError> {
+    let bus = &node.bus;
+    let model = model_of(node, &body).await?;
+    let mut id = new_id();
+    if let Some(key) = key {
+        let key_name = format!("key-{}", hex(&Sha256::digest(key.as_bytes())[..16]));
+        let taken = bus.jobs.create(&key_name, id.clone().into()).await;
+        if taken.is_err() {
+            let existing = bus
+                .jobs
+                .get(&key_name)
+                .await
+                .map_err(|e| unavailable(NatsError::io(e)))?;
+            id = existing
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or(id);
+            if let Some((record, _)) = bus.record(&id).await.map_err(unavailable)? {
+                return Ok(record);
+            }
+        }
+    }
+    let record = JobRecord::queued(&id, kind, &model);
+    let bytes = serde_json::to_vec(&body).expect("a JSON map serialises");
+    bus.put_object(&request_object(&id), &bytes)
+        .await
+        .map_err(unavailable)?;
+    bus.create_record(&record).await.map_err(unavailable)?;
+    let publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(id.clone().into())
+        .message_id(&id);
+    let ack = bus
+        .js
+        .send_publish(bus.settings.jobs_subject(&model), publish)
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    ack.await.map_err(|e| unavailable(NatsError::io(e)))?;
+    Ok(record)
+}
+
+/// The record once it has finished.
+async fn finished(bus: &Bus, id: &str) -> Result<JobRecord, ApiError> {
+    let mut watch = bus
+        .jobs
+        .watch(id)
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    loop {
+        match bus.record(id).await.map_err(unavailable)? {
+            Some((record, _)) if record.status.finished() => return Ok(record),
+            Some(_) => {}
+            None => return Err(ApiError::not_found(format!("job {id} is gone"))),
+        }
+        if watch.next().await.is_none() {
+            return Err(ApiError::busy("lost the connection to NATS", 5));
+        }
+    }
+}
+
+async fn txt2img(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
+    generate(node, Kind::Txt2img, body).await
+}
+
+async fn img2img(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
+    generate(node, Kind::Img2img, body).await
+}
+
+/// A1111's synchronous answer: queue, wait, `{images, parameters, info}` as `serve` gives.
+async fn generate(node: Arc<Node>, kind: Kind, body: Bytes) -> Result<Response, ApiError> {
+    let record = submit(&node, kind, object(&body)?, None).await?;
+    let record = finished(&node.bus, &record.id).await?;
+    let Some(response) = record.response.clone() else {
+        let error = record.error.clone();
+        return Err(error.map_or_else(
+            || ApiError::internal("the job ended without a result"),
+            |e| ApiError::new(status(e.status), e.message),
+        ));
+    };
+    let mut images = Vec::new();
+    if response["send_images"].as_bool().unwrap_or(true) {
+        for i in 0..record.images {
+            let png = node
+                .bus
+                .object(&image_object(&record.id, i))
+                .await
+                .map_err(unavailable)?;
+            images.push(base64::engine::general_purpose::STANDARD.encode(png));
+        }
+    }
+    let body = json!({
+        "images": images,
+        "parameters": response["parameters"],
+        "info": response["info"],
+    });
+    Ok(([("x-job-id", record.id)], Json(body)).into_response())
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// `POST /v1/jobs`: as `serve`'s, 202 with the poll URL.
+async fn create(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut map = object(&body)?;
+    let kind = match map.remove("kind").as_ref().and_then(Value::as_str) {
+        Some("txt2img") | None => Kind::Txt2img,
+        Some("img2img") => Kind::Img2img,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "kind: {other:?} is not txt2img or img2img"
+            )))
+        }
+    };
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let record = submit(&node, kind, map, key).await?;
+    let url = format!("/v1/jobs/{}", record.id);
+    let body = json!({"id": record.id, "status": record.status, "poll_url": url});
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, url)], Json(body)).into_response())
+}
+
+async fn record(node: &Node, id: &str) -> Result<JobRecord, ApiError> {
+    node.bus
+        .record(id)
+        .await
+        .map_err(unavailable)?
+        .map(|(r, _)| r)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+/// The record in the jobs API's shape (`serve`'s fields, plus `worker`, `attempts`, `model`).
+fn describe(r: &JobRecord) -> Value {
+    let p = &r.progress;
+    let fraction = match (r.status, p.iterations) {
+        (Status::Succeeded, _) => 1.0,
+        (_, 0) => 0.0,
+        _ => {
+            let within = if p.steps > 0 {
+                p.step as f64 / p.steps as f64
+            } else {
+                0.0
+            };
+            ((p.iteration as f64 + within) / p.iterations as f64).min(1.0)
+        }
+    };
+    let images: Vec<String> = (0..r.images)
+        .map(|i| format!("/v1/jobs/{}/images/{i}", r.id))
+        .collect();
+    json!({
+        "id": r.id,
+        "kind": r.kind,
+        "status": r.status,
+        "model": r.model,
+        "worker": r.worker,
+        "attempts": r.attempts,
+        "queue_position": null,
+        "progress": {
+            "fraction": fraction,
+            "iteration": p.iteration,
+            "iterations": p.iterations,
+            "step": p.step,
+            "steps": p.steps,
+            "eta_seconds": null,
+        },
+        "queued_at": r.queued_at,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "error": r.error.as_ref().map(|e| json!({"status": e.status, "message": e.message})),
+        "seeds": r.status.finished().then(|| r.seeds.clone()),
+        "infotexts": r.status.finished().then(|| r.infotexts.clone()),
+        "images": images,
+    })
+}
+
+async fn show(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(describe(&record(&node, &id).await?)))
+}
+
+/// Queued: cancelled here (its worker skips it); running: its worker is told and stops within
+/// one step; finished: 409.
+async fn cancel(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    record(&node, &id).await?;
+    let mut was = Status::Queued;
+    node.bus
+        .update_record(&id, |r| {
+            was = r.status;
+            match r.status {
+                Status::Queued => {
+                    r.status = Status::Cancelled;
+                    r.finished_at = Some(super::record::now());
+                }
+                Status::Running => r.cancel_requested = true,
+                _ => return false,
+            }
+            true
+        })
+        .await
+        .map_err(unavailable)?;
+    if was.finished() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} has already finished ({was:?})"),
+        ));
+    }
+    let subject = node.bus.settings.cancel_subject(&id);
+    node.bus
+        .client
+        .publish(subject, Bytes::new())
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    Ok(Json(json!({"id": id, "status": "cancelled"})))
+}
+
+async fn image(
+    State(node): State<Arc<Node>>,
+    Path((id, index)): Path<(String, usize)>,
+) -> Result<Response, ApiError> {
+    let r = record(&node, &id).await?;
+    if index >= r.images {
+        return Err(ApiError::not_found(format!(
+            "job {id} has no image {index}"
+        )));
+    }
+    let png = node
+        .bus
+        .object(&image_object(&id, index))
+        .await
+        .map_err(unavailable)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// Ready when NATS answers; lists the models served now.
+async fn healthz(State(node): State<Arc<Node>>) -> Response {
+    match models(&node.bus).await {
+        Ok(served) => {
+            let names: Vec<&str> = served.iter().map(|(t, _)| t.as_str()).collect();
+            Json(json!({"status": "ok", "models": names})).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::subject_token;
+    use super::*;
+
+    #[test]
+    fn ids_are_keys_and_differ() {
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+        assert_eq!(subject_token(&a), a);
+    }
+}

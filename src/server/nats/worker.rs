@@ -1,0 +1,352 @@
+//! `sdxl-wgpu worker`: a GPU machine serving one model's jobs from NATS. It runs the same
+//! worker thread as `serve` (a [`Core`]); this bridge pulls one job at a time from the model's
+//! durable consumer, converts its body as `serve` would, mirrors the local job's progress into
+//! the job's record, heartbeats so a long job is not redelivered, and settles the message:
+//! acknowledged on success and on failures the request caused (final), negatively acknowledged
+//! with a back-off on the machine's failures until the maximum deliveries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::{AckKind, Message};
+use futures_lite::StreamExt as _;
+use serde_json::{json, Value};
+
+use super::bus::{Bus, NatsError, MODEL_TTL};
+use super::record::{image_object, now, request_object, JobRecord, RecordError};
+use super::{subject_token, NatsSettings};
+use crate::device::Gpu;
+use crate::server::a1111::{all_seeds, convert_body, info_json, object};
+use crate::server::jobs::{Job, Kind, Snapshot, Status, Task};
+use crate::server::state::{lock, Shared};
+use crate::server::submit::submit;
+use crate::server::{Core, ServerConfig, ServerError};
+use crate::weights::WeightDtype;
+
+/// How a worker runs (the flags of `sdxl-wgpu worker`).
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The model (`model`), LoRA folder, policy, precision, backend; the HTTP fields unused.
+    pub server: ServerConfig,
+    pub nats: NatsSettings,
+    /// How this worker is named in job records (default: host name and process id).
+    pub name: String,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Loads the model, then serves its jobs until `stop` resolves; the job running then is
+/// finished first.
+pub async fn run_worker(
+    config: WorkerConfig,
+    gpu: Gpu,
+    dtype: WeightDtype,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let bus = Bus::connect(&config.nats).await?;
+    let mut core = Core::start(config.server.clone(), gpu, dtype).await?;
+    let result = serve_jobs(&bus, &core.shared, &config.name, stop).await;
+    core.stop().await;
+    result.map_err(WorkerError::from)
+}
+
+/// The loaded model's subject token and its announcement.
+fn model_card(shared: &Shared) -> (String, Value) {
+    let catalogue = lock(&shared.catalogue);
+    let entry = catalogue
+        .selected
+        .as_deref()
+        .and_then(|p| catalogue.entry(p))
+        .cloned()
+        .expect("a started core has a selected model");
+    let card = json!({
+        "title": entry.title(),
+        "model_name": entry.model_name,
+        "hash": entry.hash(),
+        "sha256": entry.sha256,
+        "filename": entry.file_name,
+        "prediction": entry.prediction.map(|p| p.to_string()),
+        "quality_policy": shared.policy_for(&entry.path).to_string(),
+    });
+    (subject_token(&entry.model_name), card)
+}
+
+async fn serve_jobs(
+    bus: &Bus,
+    shared: &Arc<Shared>,
+    name: &str,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), NatsError> {
+    let (token, card) = model_card(shared);
+    let announce = announce(bus.clone(), token.clone(), card);
+    let settings = &bus.settings;
+    let stream = bus
+        .js
+        .get_stream(&settings.stream)
+        .await
+        .map_err(NatsError::io)?;
+    let durable = format!("workers-{token}");
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: settings.jobs_subject(&token),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: settings.ack_wait,
+                // one delivery past the maximum, so a job whose worker died on its last
+                // delivery is still seen, and recorded as failed
+                max_deliver: settings.max_deliver + 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(NatsError::io)?;
+    tokio::pin!(stop);
+    let result = loop {
+        let batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(1))
+            .messages();
+        let mut messages = tokio::select! {
+            _ = &mut stop => break Ok(()),
+            batch = batch => batch.map_err(NatsError::io)?,
+        };
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => run_job(bus, shared, name, message).await?,
+                Err(_) => break,
+            }
+        }
+    };
+    announce.abort();
+    let _ = bus.models.delete(&token).await;
+    result
+}
+
+/// Keeps `card` under `token` in the models bucket while the worker runs.
+fn announce(bus: Bus, token: String, card: Value) -> tokio::task::JoinHandle<()> {
+    let value = bytes::Bytes::from(card.to_string());
+    tokio::spawn(async move {
+        loop {
+            let _ = bus.models.put(&token, value.clone()).await;
+            tokio::time::sleep(MODEL_TTL / 3).await;
+        }
+    })
+}
+
+/// How one delivery ended, for the record and the acknowledgement.
+enum Ending {
+    /// Recorded final (succeeded, cancelled, failed for good): acknowledge.
+    Final,
+    /// The machine failed: deliver again after this long.
+    Retry(Duration),
+}
+
+/// Runs the job of one delivery and settles the message.
+async fn run_job(
+    bus: &Bus,
+    shared: &Arc<Shared>,
+    name: &str,
+    message: Message,
+) -> Result<(), NatsError> {
+    let id = String::from_utf8_lossy(&message.payload).into_owned();
+    let delivered = message.info().map_or(1, |i| i.delivered);
+    let ending = match start(bus, &id, name, delivered).await? {
+        Some(kind) => execute(bus, shared, &id, kind, delivered, &message).await?,
+        None => Ending::Final,
+    };
+    let ack = match ending {
+        Ending::Final => AckKind::Ack,
+        Ending::Retry(after) => AckKind::Nak(Some(after)),
+    };
+    message.ack_with(ack).await.map_err(NatsError::io)
+}
+
+/// Marks the record running on this worker; `None` when there is nothing to run: the record
+/// is gone or finished (cancelled while queued, or a result recorded before an
+/// acknowledgement was lost), or the deliveries ran out (recorded as failed here).
+async fn start(bus: &Bus, id: &str, name: &str, delivered: i64) -> Result<Option<Kind>, NatsError> {
+    let max = bus.settings.max_deliver;
+    let mut run = None;
+    bus.update_record(id, |r| {
+        run = None;
+        if r.status.finished() {
+            return false;
+        }
+        r.attempts = delivered;
+        if delivered > max {
+            let last = r
+                .error
+                .take()
+                .map_or("the worker stopped".into(), |e| e.message);
+            finish(r, Status::Failed);
+            r.error = Some(RecordError {
+                status: 500,
+                message: format!("gave up after {max} deliveries: {last}"),
+            });
+            return true;
+        }
+        r.status = Status::Running;
+        r.worker = Some(name.into());
+        r.started_at = Some(now());
+        run = Some(r.kind);
+        true
+    })
+    .await?;
+    Ok(run)
+}
+
+fn finish(r: &mut JobRecord, status: Status) {
+    r.status = status;
+    r.finished_at = Some(now());
+}
+
+/// Converts the body, runs it on the local worker thread and records how it ended.
+async fn execute(
+    bus: &Bus,
+    shared: &Arc<Shared>,
+    id: &str,
+    kind: Kind,
+    delivered: i64,
+    message: &Message,
+) -> Result<Ending, NatsError> {
+    let body = bus.object(&request_object(id)).await?;
+    let converted = match object(&body) {
+        Ok(map) => convert_body(shared, kind, map).await,
+        Err(e) => Err(e),
+    };
+    let converted = match converted {
+        Ok(converted) => converted,
+        Err(e) => return fail(bus, id, e.status.as_u16(), e.detail, delivered).await,
+    };
+    let seeds = all_seeds(&converted.work);
+    let (parameters, send_images, subseed) = (
+        converted.parameters,
+        converted.send_images,
+        converted.subseed,
+    );
+    let job = match submit(shared, Task::Generate(Box::new(converted.work)), None) {
+        Ok(job) => job,
+        Err(e) => return fail(bus, id, 503, e.detail, delivered).await,
+    };
+    let end = follow(bus, id, &job, message).await?;
+    if let Some(failure) = end.failure.filter(|_| end.status == Status::Failed) {
+        return fail(bus, id, failure.status, failure.message, delivered).await;
+    }
+    let outcome = end.outcome.clone();
+    let images = outcome.as_ref().map_or(0, |o| o.images.len());
+    for (i, png) in outcome.iter().flat_map(|o| o.images.iter()).enumerate() {
+        bus.put_object(&image_object(id, i), png).await?;
+    }
+    let response = outcome.as_ref().map(|o| {
+        json!({
+            "parameters": parameters,
+            "info": info_json(o, &seeds, subseed),
+            "send_images": send_images,
+        })
+    });
+    bus.update_record(id, |r| {
+        finish(r, end.status);
+        r.error = None;
+        r.images = images;
+        r.seeds = outcome
+            .as_ref()
+            .map(|o| o.seeds.clone())
+            .unwrap_or_default();
+        r.infotexts = outcome
+            .as_ref()
+            .map(|o| o.infotexts.clone())
+            .unwrap_or_default();
+        r.response = response.clone();
+        true
+    })
+    .await?;
+    Ok(Ending::Final)
+}
+
+/// Records a failure: final when the request caused it (4xx) or the deliveries are spent, else
+/// kept as the last error while the job waits for its next delivery.
+async fn fail(
+    bus: &Bus,
+    id: &str,
+    status: u16,
+    message: String,
+    delivered: i64,
+) -> Result<Ending, NatsError> {
+    let last = delivered >= bus.settings.max_deliver;
+    let is_final = status < 500 || last;
+    bus.update_record(id, |r| {
+        r.error = Some(RecordError {
+            status,
+            message: message.clone(),
+        });
+        match is_final {
+            true => finish(r, Status::Failed),
+            false => r.status = Status::Queued,
+        }
+        true
+    })
+    .await?;
+    Ok(match is_final {
+        true => Ending::Final,
+        // 2, 4, 8 ... seconds, at most 30
+        false => Ending::Retry(Duration::from_secs((1u64 << delivered.clamp(1, 5)).min(30))),
+    })
+}
+
+/// Waits for the local job to end, mirroring its progress into the record, heartbeating the
+/// message and stopping the job when a cancel for it arrives.
+async fn follow(
+    bus: &Bus,
+    id: &str,
+    job: &Arc<Job>,
+    message: &Message,
+) -> Result<Snapshot, NatsError> {
+    let mut cancels = bus
+        .client
+        .subscribe(bus.settings.cancel_subject(id))
+        .await
+        .map_err(NatsError::io)?;
+    let mut watch = job.subscribe();
+    let mut heartbeat = tokio::time::interval(bus.settings.ack_wait / 3);
+    let mut reported = None;
+    loop {
+        let s = watch.borrow_and_update().clone();
+        if s.status.finished() {
+            return Ok(s);
+        }
+        let now = (s.progress.iteration, s.progress.step);
+        if reported != Some(now) && s.status == Status::Running {
+            reported = Some(now);
+            let record = bus
+                .update_record(id, |r| {
+                    r.progress.iteration = s.progress.iteration;
+                    r.progress.iterations = s.progress.iterations;
+                    r.progress.step = s.progress.step;
+                    r.progress.steps = s.progress.steps;
+                    true
+                })
+                .await?;
+            if record.is_some_and(|r| r.cancel_requested) {
+                job.stop();
+            }
+        }
+        tokio::select! {
+            changed = watch.changed() => if changed.is_err() { return Ok(job.snapshot()) },
+            _ = cancels.next() => job.stop(),
+            _ = heartbeat.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}
