@@ -19,22 +19,34 @@ have_vulkan() {
     [ "$loader" = 1 ] && [ "$icd" = 1 ]
 }
 
-if [ "$(uname -s)" = Linux ] && ! have_vulkan; then
-    packages="mesa-vulkan-drivers libvulkan1"
+# install_or_explain WHAT PACKAGES: installs Debian/Ubuntu packages when this script can (root
+# or passwordless sudo), else stops and says what to install.
+install_or_explain() {
+    local what="$1" packages="$2"
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-        echo "No Vulkan driver found: installing Mesa's software driver (lavapipe): $packages"
+        echo "No $what found: installing $packages"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
     elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then
-        echo "No Vulkan driver found: installing Mesa's software driver (lavapipe): $packages"
+        echo "No $what found: installing $packages"
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
     else
-        echo "error: no Vulkan driver found, and this script cannot install one." >&2
-        echo "Install your GPU's Vulkan driver, or Mesa's software one:" >&2
-        echo "    sudo apt-get install $packages    # Debian / Ubuntu" >&2
-        echo "    sudo dnf install mesa-vulkan-drivers vulkan-loader    # Fedora" >&2
+        echo "error: no $what found, and this script cannot install one." >&2
+        echo "Install it:    sudo apt-get install $packages    # Debian / Ubuntu" >&2
         exit 1
     fi
+}
+
+if [ "$(uname -s)" = Linux ] && ! have_vulkan; then
+    packages="mesa-vulkan-drivers libvulkan1"
+    install_or_explain "Vulkan driver (Mesa's software one, lavapipe; or your GPU's)" "$packages"
     have_vulkan || { echo "error: still no Vulkan driver after installing $packages" >&2; exit 1; }
+fi
+
+# The NATS tests (tests/nats.rs) start a real nats-server with JetStream on loopback ports.
+have_nats() { command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; }
+if ! have_nats; then
+    install_or_explain "nats-server (for tests/nats.rs)" "nats-server"
+    have_nats || { echo "error: still no nats-server after installing it" >&2; exit 1; }
 fi
 
 # Autotune benchmarks every new kernel shape; on a software adapter keep that short.

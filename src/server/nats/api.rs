@@ -17,7 +17,7 @@ use futures_lite::StreamExt as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::bus::{Bus, NatsError};
+use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
 use super::record::{image_object, request_object, JobRecord};
 use super::NatsSettings;
 use crate::server::a1111::object;
@@ -96,7 +96,7 @@ fn unavailable(e: NatsError) -> ApiError {
     ApiError::busy(e.to_string(), 5)
 }
 
-/// The models workers announce now, by subject token.
+/// The models workers have announced (within the retention time), by subject token.
 async fn models(bus: &Bus) -> Result<Vec<(String, Value)>, ApiError> {
     let mut keys = bus
         .models
@@ -156,7 +156,7 @@ async fn model_of(node: &Node, body: &Map<String, Value>) -> Result<String, ApiE
             }),
         None => match served.as_slice() {
             [(token, _)] => Ok(token.clone()),
-            [] => Err(ApiError::busy("no worker is serving any model yet", 5)),
+            [] => Err(ApiError::busy("no worker has served any model yet", 5)),
             _ => Err(ApiError::invalid(
                 "several models are served: name one in override_settings.sd_model_checkpoint",
             )),
@@ -427,15 +427,21 @@ async fn image(
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
-/// Ready when NATS answers; lists the models served now.
+/// Ready when NATS answers; lists the models known and those with a worker up now.
 async fn healthz(State(node): State<Arc<Node>>) -> Response {
-    match models(&node.bus).await {
-        Ok(served) => {
-            let names: Vec<&str> = served.iter().map(|(t, _)| t.as_str()).collect();
-            Json(json!({"status": "ok", "models": names})).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    let served = match models(&node.bus).await {
+        Ok(served) => served,
+        Err(e) => return e.into_response(),
+    };
+    let recent = super::record::now() - 3.0 * ANNOUNCE_EVERY.as_secs_f64();
+    let up = |card: &Value| card["last_seen"].as_f64().is_some_and(|t| t >= recent);
+    let known: Vec<&str> = served.iter().map(|(t, _)| t.as_str()).collect();
+    let working: Vec<&str> = served
+        .iter()
+        .filter(|(_, card)| up(card))
+        .map(|(t, _)| t.as_str())
+        .collect();
+    Json(json!({"status": "ok", "models": known, "models_with_workers": working})).into_response()
 }
 
 #[cfg(test)]

@@ -37,12 +37,13 @@ pub struct Bus {
     pub jobs: kv::Store,
     /// Request bodies (`<id>/request`) and images (`<id>/<i>.png`).
     pub objects: object_store::ObjectStore,
-    /// `<model token>` -> the model's description, refreshed by its workers.
+    /// `<model token>` -> the model's description and when a worker last announced it.
     pub models: kv::Store,
 }
 
-/// How long a worker's announcement of its model lasts unless refreshed.
-pub const MODEL_TTL: Duration = Duration::from_secs(30);
+/// How often a worker announces its model; one not announced for three times this has no
+/// worker up (its jobs still queue, for when one comes).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 
 impl Bus {
     /// Connects and makes sure the stream and buckets exist with `settings`' configuration.
@@ -58,7 +59,7 @@ impl Bus {
         let js = jetstream::new(client.clone());
         ensure_stream(&js, jobs_stream(settings), false).await?;
         let jobs = ensure_kv(&js, &settings.jobs_bucket, settings.retention).await?;
-        let models = ensure_kv(&js, &settings.models_bucket, MODEL_TTL).await?;
+        let models = ensure_kv(&js, &settings.models_bucket, settings.retention).await?;
         let objects = ensure_objects(&js, settings).await?;
         Ok(Bus {
             settings: settings.clone(),

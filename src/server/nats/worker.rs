@@ -13,7 +13,7 @@ use async_nats::jetstream::{AckKind, Message};
 use futures_lite::StreamExt as _;
 use serde_json::{json, Value};
 
-use super::bus::{Bus, NatsError, MODEL_TTL};
+use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
 use super::record::{image_object, now, request_object, JobRecord, RecordError};
 use super::{subject_token, NatsSettings};
 use crate::device::Gpu;
@@ -129,17 +129,16 @@ async fn serve_jobs(
         }
     };
     announce.abort();
-    let _ = bus.models.delete(&token).await;
     result
 }
 
-/// Keeps `card` under `token` in the models bucket while the worker runs.
-fn announce(bus: Bus, token: String, card: Value) -> tokio::task::JoinHandle<()> {
-    let value = bytes::Bytes::from(card.to_string());
+/// Puts `card` under `token` in the models bucket, with the time, while the worker runs.
+fn announce(bus: Bus, token: String, mut card: Value) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let _ = bus.models.put(&token, value.clone()).await;
-            tokio::time::sleep(MODEL_TTL / 3).await;
+            card["last_seen"] = now().into();
+            let _ = bus.models.put(&token, card.to_string().into()).await;
+            tokio::time::sleep(ANNOUNCE_EVERY).await;
         }
     })
 }

@@ -1,0 +1,394 @@
+//! Many workers behind one API on a real `nats-server` with JetStream, started here on loopback
+//! ports (Debian: `apt-get install nats-server`; `scripts/test.sh` installs it): jobs spread over
+//! two workers with the single-process server's results, idempotency keys, a bad request failed
+//! once, cancellation through another API node, a worker killed with SIGKILL mid-job, and API
+//! node and nats-server restarts. Each check has its own stream and buckets (or its own
+//! nats-server), so they run side by side; the in-process workers share one device, so their
+//! kernels compile once.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use sdxl_wgpu::policy::PolicyName;
+use sdxl_wgpu::server::nats::{run_worker, ApiNode, NatsSettings, WorkerConfig};
+use sdxl_wgpu::server::{Server, ServerConfig};
+use sdxl_wgpu::weights::WeightDtype;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+mod common;
+use common::{gpu, TINY};
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A `nats-server -js` on a loopback port, storing in `dir`; killed when dropped.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn nats_server_binary() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/local/sbin"]) {
+        let path = PathBuf::from(dir).join("nats-server");
+        if path.is_file() {
+            return path;
+        }
+    }
+    panic!("nats-server not found: install it (Debian/Ubuntu: apt-get install nats-server; scripts/test.sh does)");
+}
+
+impl NatsServer {
+    fn start(dir: PathBuf, port: u16) -> Self {
+        let child = Command::new(nats_server_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        NatsServer { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, then the same port and store again.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = NatsServer::start(self.dir.clone(), self.port);
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nats-server the checks share.
+fn shared_nats() -> &'static str {
+    static SERVER: OnceLock<(NatsServer, String, tempfile::TempDir)> = OnceLock::new();
+    let (_, url, _) = SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a store folder");
+        let server = NatsServer::start(dir.path().into(), free_port());
+        let url = server.url();
+        (server, url, dir)
+    });
+    url
+}
+
+/// Settings of their own for one check: stream, subjects and buckets named after `name`.
+fn settings(url: &str, name: &str) -> NatsSettings {
+    NatsSettings {
+        stream: format!("JOBS_{name}"),
+        prefix: format!("t_{name}"),
+        jobs_bucket: format!("jobs_{name}"),
+        objects_bucket: format!("objects_{name}"),
+        models_bucket: format!("models_{name}"),
+        ack_wait: Duration::from_secs(3),
+        max_deliver: 3,
+        ..NatsSettings::new(url)
+    }
+}
+
+fn api_node(settings: &NatsSettings) -> (ApiNode, String) {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let node = runtime()
+        .block_on(ApiNode::start(config, settings))
+        .expect("the API node starts");
+    let url = format!("http://{}", node.addr);
+    (node, url)
+}
+
+/// An in-process worker of the tiny model; stopped (after its job) by sending on the handle.
+struct InProcessWorker {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+fn worker(settings: &NatsSettings, name: &str) -> InProcessWorker {
+    let config = WorkerConfig {
+        server: ServerConfig {
+            model: Some(TINY.into()),
+            policy: Some(PolicyName::Off),
+            preview_every: 0,
+            queue_size: 1,
+            ..ServerConfig::default()
+        },
+        nats: settings.clone(),
+        name: name.into(),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = runtime().spawn(async move {
+        let stop = async {
+            let _ = stopped.await;
+        };
+        run_worker(config, gpu().clone(), WeightDtype::F32, stop)
+            .await
+            .expect("the worker runs");
+    });
+    InProcessWorker { stop, done }
+}
+
+impl InProcessWorker {
+    fn stop(self) {
+        let _ = self.stop.send(());
+        runtime().block_on(self.done).expect("the worker stops");
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("client")
+}
+
+fn post(url: &str, body: &Value, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = client().post(url).json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().expect("request");
+    (response.status(), response.json().unwrap_or(Value::Null))
+}
+
+fn get_json(url: &str) -> (StatusCode, Value) {
+    match client().get(url).send() {
+        Ok(r) => (r.status(), r.json().unwrap_or(Value::Null)),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+    }
+}
+
+fn small(prompt: &str, seed: u64, steps: usize) -> Value {
+    json!({"prompt": prompt, "seed": seed, "steps": steps, "width": 64, "height": 64,
+           "cfg_scale": 5, "sampler_name": "Euler"})
+}
+
+/// Polls `/v1/jobs/{id}` until `done` holds (NATS or the node may be restarting meanwhile).
+fn wait_for(api: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (status, job) = get_json(&format!("{api}/v1/jobs/{id}"));
+        if status == StatusCode::OK && done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id}: still {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn finished(job: &Value) -> bool {
+    matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+}
+
+/// Waits until a worker of the tiny model has announced itself to `api`.
+fn wait_worker_up(api: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, health) = get_json(&format!("{api}/healthz"));
+        if health["models_with_workers"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no worker came up: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn submit(api: &str, body: &Value, key: Option<&str>) -> String {
+    let (status, r) = post(&format!("{api}/v1/jobs"), body, key);
+    assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+    r["id"].as_str().expect("an id").to_string()
+}
+
+fn image(api: &str, id: &str) -> Vec<u8> {
+    let r = client()
+        .get(format!("{api}/v1/jobs/{id}/images/0"))
+        .send()
+        .expect("image");
+    assert_eq!(r.status(), StatusCode::OK);
+    r.bytes().expect("bytes").to_vec()
+}
+
+/// The single-process server's image for `body`.
+fn single_process_image(body: &Value) -> Vec<u8> {
+    static URL: OnceLock<String> = OnceLock::new();
+    let url = URL.get_or_init(|| {
+        let config = ServerConfig {
+            model: Some(TINY.into()),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            policy: Some(PolicyName::Off),
+            preview_every: 0,
+            ..ServerConfig::default()
+        };
+        let server = runtime()
+            .block_on(Server::start(config, gpu().clone(), WeightDtype::F32))
+            .expect("server starts");
+        let url = format!("http://{}", server.addr);
+        std::mem::forget(server); // serves until the process ends
+        url
+    });
+    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), body, None);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    base64::engine::general_purpose::STANDARD
+        .decode(r["images"][0].as_str().unwrap())
+        .unwrap()
+}
+
+/// Two workers share 20 jobs, each image byte-equal to `serve`'s; an idempotency key twice is
+/// one job; a bad request fails once (422, no redelivery); a cancel through a second API node
+/// stops a running job within a step or two.
+#[test]
+fn two_workers_share_jobs_equal_to_serve() {
+    let settings = settings(shared_nats(), "share");
+    let (_node, api) = api_node(&settings);
+    let workers = [worker(&settings, "w1"), worker(&settings, "w2")];
+    wait_worker_up(&api);
+    let bodies: Vec<Value> = (0..20).map(|i| small(&format!("job {i}"), i, 2)).collect();
+    let ids: Vec<String> = bodies.iter().map(|b| submit(&api, b, None)).collect();
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for (id, body) in ids.iter().zip(&bodies) {
+        let job = wait_for(&api, id, finished);
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["attempts"], 1, "{job}");
+        *by_worker.entry(job["worker"].as_str().unwrap().into()).or_default() += 1;
+        assert_eq!(image(&api, id), single_process_image(body), "job {id}: {body}");
+    }
+    assert_eq!(by_worker.len(), 2, "both workers took jobs: {by_worker:?}");
+
+    // an idempotency key twice: one job
+    let body = small("once", 77, 2);
+    let first = submit(&api, &body, Some("key-1"));
+    assert_eq!(submit(&api, &body, Some("key-1")), first);
+    let job = wait_for(&api, &first, finished);
+    assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("succeeded"), Some(1)));
+
+    // a bad request: 422 to the waiting client, failed once
+    let mut bad = small("bad", 1, 2);
+    bad["sampler_name"] = "no such sampler".into();
+    let (status, r) = post(&format!("{api}/sdapi/v1/txt2img"), &bad, None);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("sampler"), "{r}");
+    let id = submit(&api, &bad, None);
+    let job = wait_for(&api, &id, finished);
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "no redelivery: {job}");
+    assert_eq!(job["error"]["status"], 422, "{job}");
+
+    // cancel through another API node
+    let (_other, other) = api_node(&settings);
+    let id = submit(&api, &small("long", 5, 40), None);
+    let running = wait_for(&api, &id, |j| j["progress"]["step"].as_u64() >= Some(1));
+    let (status, r) = client()
+        .delete(format!("{other}/v1/jobs/{id}"))
+        .send()
+        .map(|r| (r.status(), r.text().unwrap_or_default()))
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let job = wait_for(&api, &id, finished);
+    assert_eq!(job["status"], "cancelled", "{job}");
+    let at_cancel = running["progress"]["step"].as_u64().unwrap();
+    let last = job["progress"]["step"].as_u64().unwrap();
+    assert!(last < 40, "stopped early: {job}");
+    eprintln!("cancel: seen at step {at_cancel}, stopped at step {last}");
+    for w in workers {
+        w.stop();
+    }
+}
+
+/// A worker process killed with SIGKILL in the middle of a job: after the acknowledgement
+/// timeout the job is delivered to another worker and completes there, once.
+#[test]
+fn a_killed_worker_s_job_completes_once_on_another() {
+    let settings = settings(shared_nats(), "kill");
+    let (_node, api) = api_node(&settings);
+    let mut doomed = Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
+        .args(["worker", "--nats", &settings.url, "--model", TINY, "--policy", "off"])
+        .args(["--name", "doomed", "--ack-wait", "3"])
+        .args(["--nats-stream", &settings.stream, "--nats-prefix", &settings.prefix])
+        .args(["--nats-jobs-bucket", &settings.jobs_bucket])
+        .args(["--nats-objects-bucket", &settings.objects_bucket])
+        .args(["--nats-models-bucket", &settings.models_bucket])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("a worker process");
+    wait_worker_up(&api);
+    let body = small("survives", 9, 2);
+    let id = submit(&api, &body, None);
+    // a fresh process compiles its kernels during its first job: it is mid-job for a while
+    wait_for(&api, &id, |j| j["status"] == "running" && j["worker"] == "doomed");
+    doomed.kill().expect("SIGKILL");
+    let _ = doomed.wait();
+    let survivor = worker(&settings, "survivor");
+    let job = wait_for(&api, &id, finished);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["worker"], "survivor", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert_eq!(job["images"].as_array().unwrap().len(), 1, "{job}");
+    assert_eq!(image(&api, &id), single_process_image(&body));
+    survivor.stop();
+}
+
+/// Queued and finished jobs survive a restart of the API node and then of nats-server (same
+/// store); the queued one runs once a worker is back.
+#[test]
+fn jobs_survive_api_node_and_nats_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsServer::start(dir.path().into(), free_port());
+    let settings = settings(&nats.url(), "restart");
+    let (node, api) = api_node(&settings);
+    let w = worker(&settings, "before");
+    wait_worker_up(&api);
+    let done = submit(&api, &small("finished before", 1, 2), None);
+    wait_for(&api, &done, |j| j["status"] == "succeeded");
+    let png = image(&api, &done);
+    w.stop();
+    let queued = submit(&api, &small("queued across restarts", 2, 2), None);
+    runtime().block_on(node.shutdown());
+
+    let (_node, api) = api_node(&settings);
+    wait_for(&api, &done, |j| j["status"] == "succeeded");
+    wait_for(&api, &queued, |j| j["status"] == "queued");
+    nats.restart();
+    wait_for(&api, &done, |j| j["status"] == "succeeded");
+    wait_for(&api, &queued, |j| j["status"] == "queued");
+    assert_eq!(image(&api, &done), png);
+
+    let w = worker(&settings, "after");
+    let job = wait_for(&api, &queued, finished);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["worker"], "after", "{job}");
+    w.stop();
+}
