@@ -1,8 +1,9 @@
 //! Many workers behind one API on a real `nats-server` with JetStream, started here on loopback
 //! ports (Debian: `apt-get install nats-server`; `scripts/test.sh` installs it): jobs spread over
 //! two workers with the single-process server's results, idempotency keys, a bad request failed
-//! once, cancellation through another API node, a worker killed with SIGKILL mid-job, and API
-//! node and nats-server restarts. Each check has its own stream and buckets (or its own
+//! once, a machine-side failure failed after the maximum deliveries, cancellation through
+//! another API node, a worker killed with SIGKILL mid-job, and API node and nats-server
+//! restarts. Each check has its own stream and buckets (or its own
 //! nats-server), so they run side by side; the in-process workers share one device, so their
 //! kernels compile once.
 
@@ -45,7 +46,11 @@ struct NatsServer {
 }
 
 fn nats_server_binary() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/local/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin"])
+    {
         let path = PathBuf::from(dir).join("nats-server");
         if path.is_file() {
             return path;
@@ -65,7 +70,10 @@ impl NatsServer {
             .expect("nats-server starts");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         NatsServer { child, port, dir }
@@ -135,9 +143,19 @@ struct InProcessWorker {
 }
 
 fn worker(settings: &NatsSettings, name: &str) -> InProcessWorker {
+    worker_saving_to(settings, name, None)
+}
+
+/// A worker whose `save_images` go to `outputs`.
+fn worker_saving_to(
+    settings: &NatsSettings,
+    name: &str,
+    outputs: Option<PathBuf>,
+) -> InProcessWorker {
     let config = WorkerConfig {
         server: ServerConfig {
             model: Some(TINY.into()),
+            outputs,
             policy: Some(PolicyName::Off),
             preview_every: 0,
             queue_size: 1,
@@ -151,9 +169,11 @@ fn worker(settings: &NatsSettings, name: &str) -> InProcessWorker {
         let stop = async {
             let _ = stopped.await;
         };
-        run_worker(config, gpu().clone(), WeightDtype::F32, stop)
-            .await
-            .expect("the worker runs");
+        run_worker(config, gpu().clone(), WeightDtype::F32, stop, |m| {
+            eprintln!("worker: {m}")
+        })
+        .await
+        .expect("the worker runs");
     });
     InProcessWorker { stop, done }
 }
@@ -207,7 +227,10 @@ fn wait_for(api: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
 }
 
 fn finished(job: &Value) -> bool {
-    matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
 }
 
 /// Waits until a worker of the tiny model has announced itself to `api`.
@@ -282,8 +305,14 @@ fn two_workers_share_jobs_equal_to_serve() {
         let job = wait_for(&api, id, finished);
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["attempts"], 1, "{job}");
-        *by_worker.entry(job["worker"].as_str().unwrap().into()).or_default() += 1;
-        assert_eq!(image(&api, id), single_process_image(body), "job {id}: {body}");
+        *by_worker
+            .entry(job["worker"].as_str().unwrap().into())
+            .or_default() += 1;
+        assert_eq!(
+            image(&api, id),
+            single_process_image(body),
+            "job {id}: {body}"
+        );
     }
     assert_eq!(by_worker.len(), 2, "both workers took jobs: {by_worker:?}");
 
@@ -292,7 +321,10 @@ fn two_workers_share_jobs_equal_to_serve() {
     let first = submit(&api, &body, Some("key-1"));
     assert_eq!(submit(&api, &body, Some("key-1")), first);
     let job = wait_for(&api, &first, finished);
-    assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("succeeded"), Some(1)));
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_i64()),
+        (Some("succeeded"), Some(1))
+    );
 
     // a bad request: 422 to the waiting client, failed once
     let mut bad = small("bad", 1, 2);
@@ -334,9 +366,22 @@ fn a_killed_worker_s_job_completes_once_on_another() {
     let settings = settings(shared_nats(), "kill");
     let (_node, api) = api_node(&settings);
     let mut doomed = Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
-        .args(["worker", "--nats", &settings.url, "--model", TINY, "--policy", "off"])
+        .args([
+            "worker",
+            "--nats",
+            &settings.url,
+            "--model",
+            TINY,
+            "--policy",
+            "off",
+        ])
         .args(["--name", "doomed", "--ack-wait", "3"])
-        .args(["--nats-stream", &settings.stream, "--nats-prefix", &settings.prefix])
+        .args([
+            "--nats-stream",
+            &settings.stream,
+            "--nats-prefix",
+            &settings.prefix,
+        ])
         .args(["--nats-jobs-bucket", &settings.jobs_bucket])
         .args(["--nats-objects-bucket", &settings.objects_bucket])
         .args(["--nats-models-bucket", &settings.models_bucket])
@@ -348,7 +393,9 @@ fn a_killed_worker_s_job_completes_once_on_another() {
     let body = small("survives", 9, 2);
     let id = submit(&api, &body, None);
     // a fresh process compiles its kernels during its first job: it is mid-job for a while
-    wait_for(&api, &id, |j| j["status"] == "running" && j["worker"] == "doomed");
+    wait_for(&api, &id, |j| {
+        j["status"] == "running" && j["worker"] == "doomed"
+    });
     doomed.kill().expect("SIGKILL");
     let _ = doomed.wait();
     let survivor = worker(&settings, "survivor");
@@ -390,5 +437,30 @@ fn jobs_survive_api_node_and_nats_restarts() {
     let job = wait_for(&api, &queued, finished);
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["worker"], "after", "{job}");
+    w.stop();
+}
+
+/// A job that fails on the machine's side every time (here: its worker cannot write the
+/// `save_images` folder) is delivered `max_deliver` times, then `failed` with its last error.
+#[test]
+fn a_job_failing_on_the_machine_fails_after_the_maximum_deliveries() {
+    let settings = settings(shared_nats(), "poison");
+    let (_node, api) = api_node(&settings);
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_folder = dir.path().join("a-file");
+    std::fs::write(&not_a_folder, b"").unwrap();
+    let w = worker_saving_to(&settings, "unlucky", Some(not_a_folder));
+    wait_worker_up(&api);
+    let mut body = small("poison", 3, 2);
+    body["save_images"] = true.into();
+    let id = submit(&api, &body, None);
+    let job = wait_for(&api, &id, finished);
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["attempts"], 3, "{job}");
+    assert_eq!(job["error"]["status"], 500, "{job}");
+    assert!(
+        job["error"]["message"].as_str().unwrap().contains("a-file"),
+        "{job}"
+    );
     w.stop();
 }

@@ -74,6 +74,9 @@ pub struct WorkerArgs {
     /// Where `<lora:NAME:W>` prompt tags are looked up.
     #[arg(long)]
     lora_dir: Option<PathBuf>,
+    /// Where jobs with `save_images: true` write their PNGs (on this machine).
+    #[arg(long)]
+    outputs: Option<PathBuf>,
     /// This worker's name in job records (default: host name and process id).
     #[arg(long)]
     name: Option<String>,
@@ -94,6 +97,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         server: ServerConfig {
             model: Some(args.model.clone()),
             lora_dir: args.lora_dir.clone(),
+            outputs: args.outputs.clone(),
             policy: args.policy,
             precision: args.precision,
             backend: args.backend,
@@ -104,6 +108,9 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         nats: args.queue.settings(&args.nats)?,
         name,
     };
+    if let Some(dir) = &args.outputs {
+        anyhow::ensure!(dir.is_dir(), "--outputs {}: no such folder", dir.display());
+    }
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal failure (a bug in sdxl-wgpu; please report it): {info}");
     }));
@@ -123,7 +130,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             shutdown_signal().await;
             eprintln!("stopping: finishing the running job");
         };
-        run_worker(config, gpu, dtype, stop).await?;
+        run_worker(config, gpu, dtype, stop, |m| eprintln!("warning: {m}")).await?;
         Ok(())
     })
 }

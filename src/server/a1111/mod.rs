@@ -9,7 +9,9 @@ mod listings;
 mod samplers;
 
 pub use convert::decode_image_bytes;
+#[cfg(feature = "nats")]
 pub use info::info_json;
+#[cfg(feature = "nats")]
 pub use samplers::{samplers_json, schedulers_json};
 
 use convert::Converted;

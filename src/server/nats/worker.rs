@@ -44,16 +44,19 @@ pub enum WorkerError {
 }
 
 /// Loads the model, then serves its jobs until `stop` resolves; the job running then is
-/// finished first.
+/// finished first. NATS going away does not stop it: `warn` hears of each failed exchange, the
+/// worker retries, and a job it could not settle is redelivered after the acknowledgement
+/// timeout.
 pub async fn run_worker(
     config: WorkerConfig,
     gpu: Gpu,
     dtype: WeightDtype,
     stop: impl std::future::Future<Output = ()>,
+    warn: impl Fn(String),
 ) -> Result<(), WorkerError> {
     let bus = Bus::connect(&config.nats).await?;
     let mut core = Core::start(config.server.clone(), gpu, dtype).await?;
-    let result = serve_jobs(&bus, &core.shared, &config.name, stop).await;
+    let result = serve_jobs(&bus, &core.shared, &config.name, stop, warn).await;
     core.stop().await;
     result.map_err(WorkerError::from)
 }
@@ -84,6 +87,7 @@ async fn serve_jobs(
     shared: &Arc<Shared>,
     name: &str,
     stop: impl std::future::Future<Output = ()>,
+    warn: impl Fn(String),
 ) -> Result<(), NatsError> {
     let (token, card) = model_card(shared);
     let announce = announce(bus.clone(), token.clone(), card);
@@ -111,25 +115,31 @@ async fn serve_jobs(
         .await
         .map_err(NatsError::io)?;
     tokio::pin!(stop);
-    let result = loop {
+    loop {
         let batch = consumer
             .fetch()
             .max_messages(1)
             .expires(Duration::from_secs(1))
             .messages();
         let mut messages = tokio::select! {
-            _ = &mut stop => break Ok(()),
-            batch = batch => batch.map_err(NatsError::io)?,
+            _ = &mut stop => break,
+            batch = batch => match batch {
+                Ok(messages) => messages,
+                Err(e) => {
+                    warn(format!("pulling a job: {e}; retrying"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
         };
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => run_job(bus, shared, name, message).await?,
-                Err(_) => break,
+        while let Some(Ok(message)) = messages.next().await {
+            if let Err(e) = run_job(bus, shared, name, message).await {
+                warn(format!("{e}; the job will be delivered again"));
             }
         }
-    };
+    }
     announce.abort();
-    result
+    Ok(())
 }
 
 /// Puts `card` under `token` in the models bucket, with the time, while the worker runs.
