@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use futures_lite::Stream;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::a1111::{convert_body, object};
 use super::error::ApiError;
@@ -38,15 +38,7 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut map = object(&body)?;
-    let kind = match map.remove("kind").as_ref().and_then(Value::as_str) {
-        Some("txt2img") | None => Kind::Txt2img,
-        Some("img2img") => Kind::Img2img,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "kind: {other:?} is not txt2img or img2img"
-            )))
-        }
-    };
+    let kind = take_kind(&mut map)?;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -56,6 +48,17 @@ async fn create(
     let url = format!("/v1/jobs/{}", job.id);
     let body = json!({"id": job.id.to_string(), "status": job.snapshot().status, "poll_url": url});
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, url)], Json(body)).into_response())
+}
+
+/// The jobs API's `kind` field, taken out of an A1111 body (default txt2img).
+pub fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
+    match map.remove("kind").as_ref().and_then(Value::as_str) {
+        Some("txt2img") | None => Ok(Kind::Txt2img),
+        Some("img2img") => Ok(Kind::Img2img),
+        Some(other) => Err(ApiError::invalid(format!(
+            "kind: {other:?} is not txt2img or img2img"
+        ))),
+    }
 }
 
 fn job(shared: &Shared, id: &str) -> Result<Arc<Job>, ApiError> {

@@ -24,6 +24,7 @@ use crate::server::a1111::object;
 use crate::server::a1111::{samplers_json, schedulers_json};
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Status};
+use crate::server::native::take_kind;
 use crate::server::{bind, guarded, ServerConfig, ServerError};
 
 /// What the handlers share: the bus and the node's configuration (listen, auth, body limit;
@@ -295,15 +296,7 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut map = object(&body)?;
-    let kind = match map.remove("kind").as_ref().and_then(Value::as_str) {
-        Some("txt2img") | None => Kind::Txt2img,
-        Some("img2img") => Kind::Img2img,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "kind: {other:?} is not txt2img or img2img"
-            )))
-        }
-    };
+    let kind = take_kind(&mut map)?;
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let record = submit(&node, kind, map, key).await?;
     let url = format!("/v1/jobs/{}", record.id);
