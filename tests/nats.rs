@@ -325,6 +325,15 @@ fn two_workers_share_jobs_equal_to_serve() {
         (job["status"].as_str(), job["attempts"].as_i64()),
         (Some("succeeded"), Some(1))
     );
+    let events = client()
+        .get(format!("{api}/v1/jobs/{first}/events"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap();
+    assert!(
+        events.contains("event: done"),
+        "a finished job's events end: {events}"
+    );
 
     // a bad request: 422 to the waiting client, failed once
     let mut bad = small("bad", 1, 2);
@@ -341,6 +350,10 @@ fn two_workers_share_jobs_equal_to_serve() {
     // cancel through another API node
     let (_other, other) = api_node(&settings);
     let id = submit(&api, &small("long", 5, 40), None);
+    let follower = {
+        let url = format!("{other}/v1/jobs/{id}/events");
+        std::thread::spawn(move || client().get(url).send().and_then(|r| r.text()).unwrap())
+    };
     let running = wait_for(&api, &id, |j| j["progress"]["step"].as_u64() >= Some(1));
     let (status, r) = client()
         .delete(format!("{other}/v1/jobs/{id}"))
@@ -354,6 +367,10 @@ fn two_workers_share_jobs_equal_to_serve() {
     let last = job["progress"]["step"].as_u64().unwrap();
     assert!(last < 40, "stopped early: {job}");
     eprintln!("cancel: seen at step {at_cancel}, stopped at step {last}");
+    let events = follower.join().unwrap();
+    for name in ["event: started", "event: step", "event: done"] {
+        assert!(events.contains(name), "{name} in {events}");
+    }
     for w in workers {
         w.stop();
     }

@@ -200,16 +200,16 @@ struct Follow {
 
 /// What an event reported, so each change is sent once.
 #[derive(Clone, Copy, PartialEq)]
-struct Seen {
-    status: Status,
-    iteration: usize,
-    step: usize,
+pub struct Seen {
+    pub status: Status,
+    pub iteration: usize,
+    pub step: usize,
     /// The step the latest preview shows.
-    preview: Option<usize>,
+    pub preview: Option<usize>,
 }
 
 /// The event a change from `last` to `now` is: `None` when nothing changed.
-fn event_name(last: Option<Seen>, now: Seen) -> Option<&'static str> {
+pub fn event_name(last: Option<Seen>, now: Seen) -> Option<&'static str> {
     if last == Some(now) {
         return None;
     }

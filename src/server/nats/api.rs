@@ -1,14 +1,16 @@
 //! `serve --nats`: an API node with no model and no GPU. It answers A1111's txt2img/img2img
-//! (waiting on the job's record), the jobs API and the model listing from NATS: a job is its
+//! (waiting on the job's record), the jobs API (with its events) and the model listing from NATS: a job is its
 //! body in the object store, its record in the jobs bucket and a message on its model's
 //! subject. Any number of API nodes can run side by side; none keeps state of its own.
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,7 +26,7 @@ use crate::server::a1111::object;
 use crate::server::a1111::{samplers_json, schedulers_json};
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Status};
-use crate::server::native::take_kind;
+use crate::server::native::{event_name, take_kind, Seen};
 use crate::server::{bind, guarded, ServerConfig, ServerError};
 
 /// What the handlers share: the bus and the node's configuration (listen, auth, body limit;
@@ -89,6 +91,7 @@ fn routes(node: Arc<Node>) -> Router {
         .route("/v1/jobs", post(create))
         .route("/v1/jobs/{id}", get(show).delete(cancel))
         .route("/v1/jobs/{id}/images/{index}", get(image))
+        .route("/v1/jobs/{id}/events", get(events))
         .route("/healthz", get(healthz))
         .with_state(node)
 }
@@ -418,6 +421,60 @@ async fn image(
         .await
         .map_err(unavailable)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// Server-sent events as `serve` sends them (`queued`, `started`, `step`, then `done` or
+/// `failed`; no `preview`), from the record's changes.
+async fn events(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl futures_lite::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // watching before reading: no change falls between the two
+    let watch = node
+        .bus
+        .jobs
+        .watch(&id)
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    let first = record(&node, &id).await?;
+    let follow = (Some(first), watch, None::<Seen>, false);
+    let stream = futures_lite::stream::unfold(
+        follow,
+        |(mut next, mut watch, mut last, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                let r = match next.take() {
+                    Some(r) => r,
+                    None => {
+                        let entry = watch.next().await?.ok()?;
+                        match serde_json::from_slice::<JobRecord>(&entry.value) {
+                            Ok(r) => r,
+                            Err(_) => continue,
+                        }
+                    }
+                };
+                let p = &r.progress;
+                let seen = Seen {
+                    status: r.status,
+                    iteration: p.iteration,
+                    step: p.step,
+                    preview: None,
+                };
+                let Some(name) = event_name(last.replace(seen), seen) else {
+                    continue;
+                };
+                let data = match name {
+                    "step" => json!({"iteration": p.iteration, "step": p.step, "steps": p.steps}),
+                    _ => describe(&r),
+                };
+                let event = Event::default().event(name).data(data.to_string());
+                return Some((Ok(event), (None, watch, last, r.status.finished())));
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// Ready when NATS answers; lists the models known and those with a worker up now.
