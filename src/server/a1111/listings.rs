@@ -18,6 +18,7 @@ use crate::image_io::metadata::parse_parameters;
 use crate::server::error::ApiError;
 use crate::server::jobs::Task;
 use crate::server::loras::LoraIndex;
+use crate::server::models::CheckpointEntry;
 use crate::server::state::{lock, Shared};
 use crate::server::submit::{finished, submit};
 
@@ -110,22 +111,23 @@ async fn run_model_task(shared: &Shared, task: Task) -> Result<(), ApiError> {
 /// A1111's fields, and ours: what the checkpoint predicts and the quality policy its jobs get.
 async fn sd_models(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let entries = lock(&shared.catalogue).entries.clone();
-    let list: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            json!({
-                "title": e.title(),
-                "model_name": e.model_name,
-                "hash": e.hash(),
-                "sha256": e.sha256,
-                "filename": e.path.display().to_string(),
-                "config": null,
-                "prediction": e.prediction.map(|p| p.to_string()),
-                "quality_policy": shared.policy_for(&e.path).to_string(),
-            })
-        })
-        .collect();
+    let list = entries.iter().map(|e| sd_model(&shared, e)).collect();
     Json(Value::Array(list))
+}
+
+/// One checkpoint as `sd-models` lists it (also what a NATS worker announces). Locks the
+/// catalogue: call it without holding that lock.
+pub fn sd_model(shared: &Shared, e: &CheckpointEntry) -> Value {
+    json!({
+        "title": e.title(),
+        "model_name": e.model_name,
+        "hash": e.hash(),
+        "sha256": e.sha256,
+        "filename": e.path.display().to_string(),
+        "config": null,
+        "prediction": e.prediction.map(|p| p.to_string()),
+        "quality_policy": shared.policy_for(&e.path).to_string(),
+    })
 }
 
 async fn refresh_checkpoints(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {

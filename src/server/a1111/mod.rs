@@ -12,6 +12,8 @@ pub use convert::decode_image_bytes;
 #[cfg(feature = "nats")]
 pub use info::info_json;
 #[cfg(feature = "nats")]
+pub use listings::sd_model;
+#[cfg(feature = "nats")]
 pub use samplers::{samplers_json, schedulers_json};
 
 use convert::Converted;

@@ -25,7 +25,7 @@ use super::NatsSettings;
 use crate::server::a1111::object;
 use crate::server::a1111::{samplers_json, schedulers_json};
 use crate::server::error::ApiError;
-use crate::server::jobs::{Kind, Status};
+use crate::server::jobs::{Kind, Progress, Status};
 use crate::server::native::{event_name, take_kind, Seen};
 use crate::server::{bind, guarded, ServerConfig, ServerError};
 
@@ -319,17 +319,16 @@ async fn record(node: &Node, id: &str) -> Result<JobRecord, ApiError> {
 /// The record in the jobs API's shape (`serve`'s fields, plus `worker`, `attempts`, `model`).
 fn describe(r: &JobRecord) -> Value {
     let p = &r.progress;
-    let fraction = match (r.status, p.iterations) {
-        (Status::Succeeded, _) => 1.0,
-        (_, 0) => 0.0,
-        _ => {
-            let within = if p.steps > 0 {
-                p.step as f64 / p.steps as f64
-            } else {
-                0.0
-            };
-            ((p.iteration as f64 + within) / p.iterations as f64).min(1.0)
+    let fraction = match r.status {
+        Status::Succeeded => 1.0,
+        _ => Progress {
+            iteration: p.iteration,
+            iterations: p.iterations,
+            step: p.step,
+            steps: p.steps,
+            ..Progress::default()
         }
+        .fraction(),
     };
     let images: Vec<String> = (0..r.images)
         .map(|i| format!("/v1/jobs/{}/images/{i}", r.id))

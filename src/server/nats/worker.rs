@@ -17,7 +17,7 @@ use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
 use super::record::{image_object, now, request_object, JobRecord, RecordError};
 use super::{subject_token, NatsSettings};
 use crate::device::Gpu;
-use crate::server::a1111::{all_seeds, convert_body, info_json, object};
+use crate::server::a1111::{all_seeds, convert_body, info_json, object, sd_model};
 use crate::server::jobs::{Job, Kind, Snapshot, Status, Task};
 use crate::server::state::{lock, Shared};
 use crate::server::submit::submit;
@@ -63,23 +63,13 @@ pub async fn run_worker(
 
 /// The loaded model's subject token and its announcement.
 fn model_card(shared: &Shared) -> (String, Value) {
-    let catalogue = lock(&shared.catalogue);
-    let entry = catalogue
-        .selected
-        .as_deref()
-        .and_then(|p| catalogue.entry(p))
-        .cloned()
-        .expect("a started core has a selected model");
-    let card = json!({
-        "title": entry.title(),
-        "model_name": entry.model_name,
-        "hash": entry.hash(),
-        "sha256": entry.sha256,
-        "filename": entry.file_name,
-        "prediction": entry.prediction.map(|p| p.to_string()),
-        "quality_policy": shared.policy_for(&entry.path).to_string(),
-    });
-    (subject_token(&entry.model_name), card)
+    let entry = {
+        let catalogue = lock(&shared.catalogue);
+        let selected = catalogue.selected.as_deref();
+        selected.and_then(|p| catalogue.entry(p)).cloned()
+    };
+    let entry = entry.expect("a started core has a selected model");
+    (subject_token(&entry.model_name), sd_model(shared, &entry))
 }
 
 async fn serve_jobs(
