@@ -2,7 +2,8 @@
 //! ports (Debian: `apt-get install nats-server`; `scripts/test.sh` installs it): jobs spread over
 //! two workers with the single-process server's results, idempotency keys, a bad request failed
 //! once, a machine-side failure failed after the maximum deliveries, cancellation through
-//! another API node, a worker killed with SIGKILL mid-job, and API node and nats-server
+//! another API node, A1111's progress (with previews), interrupt and skip through any API
+//! node, a worker killed with SIGKILL mid-job, and API node and nats-server
 //! restarts. Each check has its own stream and buckets (or its own
 //! nats-server), so they run side by side; the in-process workers share one device, so their
 //! kernels compile once.
@@ -143,23 +144,17 @@ struct InProcessWorker {
 }
 
 fn worker(settings: &NatsSettings, name: &str) -> InProcessWorker {
-    worker_saving_to(settings, name, None)
+    worker_with(settings, name, ServerConfig::default())
 }
 
-/// A worker whose `save_images` go to `outputs`.
-fn worker_saving_to(
-    settings: &NatsSettings,
-    name: &str,
-    outputs: Option<PathBuf>,
-) -> InProcessWorker {
+/// A worker of the tiny model with `server`'s `outputs` and `preview_every`.
+fn worker_with(settings: &NatsSettings, name: &str, server: ServerConfig) -> InProcessWorker {
     let config = WorkerConfig {
         server: ServerConfig {
             model: Some(TINY.into()),
-            outputs,
             policy: Some(PolicyName::Off),
-            preview_every: 0,
             queue_size: 1,
-            ..ServerConfig::default()
+            ..server
         },
         nats: settings.clone(),
         name: name.into(),
@@ -376,6 +371,81 @@ fn two_workers_share_jobs_equal_to_serve() {
     }
 }
 
+/// A1111's progress, interrupt and skip through an API node other than the one that took the
+/// job: the running job's steps and live preview, a skip ending its first iteration, an
+/// interrupt ending the job; idle before and after.
+#[test]
+fn a1111_progress_previews_interrupt_and_skip_through_any_api_node() {
+    let settings = settings(shared_nats(), "progress");
+    let (_node, api) = api_node(&settings);
+    let (_other, other) = api_node(&settings);
+    let previews = ServerConfig {
+        preview_every: 1,
+        ..ServerConfig::default()
+    };
+    let w = worker_with(&settings, "previewing", previews);
+    wait_worker_up(&api);
+    let progress = || get_json(&format!("{other}/sdapi/v1/progress")).1;
+    assert_eq!(progress()["state"]["job"], "", "idle: {}", progress());
+
+    let mut body = small("watched", 4, 50);
+    body["n_iter"] = 2.into();
+    let waiting = {
+        let url = format!("{api}/sdapi/v1/txt2img");
+        std::thread::spawn(move || {
+            let r = client().post(url).json(&body).send().expect("txt2img");
+            let id = r.headers()["x-job-id"].to_str().unwrap().to_string();
+            (r.status(), id)
+        })
+    };
+    let seen = poll(&progress, |p| {
+        p["state"]["sampling_step"].as_u64() >= Some(1) && p["current_image"].is_string()
+    });
+    assert_eq!(seen["state"]["job"], "scripts_txt2img", "{seen}");
+    assert_eq!(seen["state"]["sampling_steps"], 50, "{seen}");
+    assert_eq!(seen["state"]["job_count"], 2, "{seen}");
+    assert!(seen["progress"].as_f64().unwrap() > 0.0, "{seen}");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(seen["current_image"].as_str().unwrap())
+        .unwrap();
+    let preview = image::load_from_memory(&png).expect("a PNG preview");
+    assert_eq!((preview.width(), preview.height()), (8, 8), "latent-sized");
+
+    let (status, _) = post(&format!("{other}/sdapi/v1/skip"), &json!({}), None);
+    assert_eq!(status, StatusCode::OK);
+    let second = poll(&progress, |p| p["state"]["job_no"] == 1);
+    assert_eq!(second["state"]["skipped"], true, "{second}");
+    let (status, r) = post(&format!("{other}/sdapi/v1/interrupt"), &json!({}), None);
+    assert_eq!((status, r), (StatusCode::OK, json!({})));
+    let (status, id) = waiting.join().unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an interrupted job answers its client"
+    );
+    let job = wait_for(&api, &id, finished);
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(
+        job["progress"]["step"].as_u64() < Some(50),
+        "stopped early: {job}"
+    );
+    assert_eq!(progress()["progress"], 0.0, "idle again: {}", progress());
+    w.stop();
+}
+
+/// Polls `read` until `done` holds.
+fn poll(read: &impl Fn() -> Value, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let value = read();
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "still {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A worker process killed with SIGKILL in the middle of a job: after the acknowledgement
 /// timeout the job is delivered to another worker and completes there, once.
 #[test]
@@ -466,7 +536,11 @@ fn a_job_failing_on_the_machine_fails_after_the_maximum_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_folder = dir.path().join("a-file");
     std::fs::write(&not_a_folder, b"").unwrap();
-    let w = worker_saving_to(&settings, "unlucky", Some(not_a_folder));
+    let outputs = ServerConfig {
+        outputs: Some(not_a_folder),
+        ..ServerConfig::default()
+    };
+    let w = worker_with(&settings, "unlucky", outputs);
     wait_worker_up(&api);
     let mut body = small("poison", 3, 2);
     body["save_images"] = true.into();

@@ -472,6 +472,9 @@ fn jobs_api_progress_listings_and_metrics() {
     );
     let progress: Value = get_json(&format!("{url}/sdapi/v1/progress"));
     assert_eq!(progress["state"]["job_count"], 0, "{progress}");
+    let id = first["id"].as_str().unwrap();
+    let finished: Value = get_json(&format!("{url}/sdapi/v1/progress?id_task={id}"));
+    assert_eq!(finished, progress, "a finished job is not running");
     let models: Value = get_json(&format!("{url}/sdapi/v1/sd-models"));
     let title = models[0]["title"].as_str().unwrap().to_string();
     assert!(title.starts_with("tiny-sdxl.safetensors ["), "{title}");

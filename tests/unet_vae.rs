@@ -5,15 +5,19 @@
 //! and encode; f32 and f16. Whole f16 runs of the pipeline's injected-noise cases against
 //! diffusers' own fp16 spread (`tests/fixtures/f16_spread.json`, made by
 //! `tests/reference/make_f16_spread.py`): here, where the f16 UNet's kernels are already compiled.
-//! Plus attention at 4,096 tokens within lavapipe's 128 MiB buffers.
+//! Plus attention at 4,096 tokens within lavapipe's 128 MiB buffers, and each model's forward
+//! pass on wgpu's OpenGL backend against Vulkan's.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels};
+use sdxl_wgpu::device::{self, Backend, Gpu, Precision};
 use sdxl_wgpu::nn::attention::{attention, attention_within};
 use sdxl_wgpu::pipeline::Engine;
+use sdxl_wgpu::text_encoder::TextOptions;
+use sdxl_wgpu::tokenizer::parse_prompt;
 use sdxl_wgpu::vae::{decode_peak_bytes, TilePlan, VaeError, VaeLimits, VaeTiling};
 use sdxl_wgpu::weights::WeightDtype;
 
@@ -60,11 +64,12 @@ fn reference() -> &'static Reference {
 }
 
 fn input<const D: usize>(name: &str) -> Tensor<D> {
+    input_on(name, gpu())
+}
+
+fn input_on<const D: usize>(name: &str, on: &Gpu) -> Tensor<D> {
     let (shape, values) = &reference().tensors[name];
-    Tensor::from_data(
-        TensorData::new(values.clone(), shape.clone()),
-        &gpu().device,
-    )
+    Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &on.device)
 }
 
 /// Max |ours - diffusers| / max |diffusers| for the reference tensor `name`.
@@ -72,17 +77,23 @@ fn error_to(got: (Vec<usize>, Vec<f32>), name: &str) -> f32 {
     relative_error(&got, &reference().tensors[name], name)
 }
 
-fn unet_error(dtype: WeightDtype, case: &str) -> f32 {
+/// One UNet call of the reference `case` with `models` on `on`.
+fn unet_output(models: &SdxlModels, on: &Gpu, case: &str) -> (Vec<usize>, Vec<f32>) {
     let c = &reference().cases[case];
-    let out = models(dtype).unet.forward(
-        input(&format!("{case}.latents")),
+    let out = models.unet.forward(
+        input_on(&format!("{case}.latents"), on),
         &c.timesteps,
-        input(&format!("{case}.context")),
-        input(&format!("{case}.pooled")),
+        input_on(&format!("{case}.context"), on),
+        input_on(&format!("{case}.pooled"), on),
         &c.add_time_ids,
         sdxl_wgpu::nn::Adapt::NONE,
     );
-    let err = error_to(values(out), &format!("{case}.output"));
+    values(out)
+}
+
+fn unet_error(dtype: WeightDtype, case: &str) -> f32 {
+    let out = unet_output(models(dtype), gpu(), case);
+    let err = error_to(out, &format!("{case}.output"));
     eprintln!("{dtype:?} {case}: relative max error {err:.2e}");
     err
 }
@@ -92,6 +103,7 @@ const UNET_F32: f32 = 1e-5; // measured ≤ 1.6e-6
 const UNET_F16: f32 = 3e-2; // measured ≤ 8.6e-3
 const VAE_F32: f32 = 1e-5; // measured ≤ 2.4e-6
 const VAE_F16: f32 = 5e-2; // measured ≤ 1.5e-2
+const GL_VS_VULKAN: f32 = 1e-5;
 
 #[test]
 fn unet_f32_equals_diffusers() {
@@ -128,6 +140,52 @@ fn vae_decode_and_encode_equal_diffusers() {
             assert!(err <= bound, "{name} {compute:?}: {err:.2e}");
         }
     }
+}
+
+/// The tiny model on wgpu's OpenGL backend (Mesa's llvmpipe here): no f16 shaders, so the
+/// engine computes in f32 there; each model's forward pass (both text encoders, one UNet call,
+/// one VAE decode) equals Vulkan's within f32 rounding.
+#[test]
+fn gl_forward_passes_equal_vulkan() {
+    let (gl, _) = device::open(Backend::Gl)
+        .expect("an OpenGL adapter: install Mesa's GL driver (Debian: libegl1 libgl1-mesa-dri)");
+    assert_eq!(gl.adapter.api, "Gl");
+    assert!(
+        !gl.adapter.shader_f16 && !Precision::Auto.use_f16(&gl.adapter),
+        "GL has no f16 shaders: auto precision is f32 there"
+    );
+    let on_gl = Checkpoint::open(TINY)
+        .expect("fixture")
+        .load(&gl, WeightDtype::F32)
+        .expect("loads on GL");
+    let on_vulkan = models(WeightDtype::F32);
+    let compare = |what: &str, gl: (Vec<usize>, Vec<f32>), vulkan: (Vec<usize>, Vec<f32>)| {
+        let err = relative_error(&gl, &vulkan, what);
+        eprintln!("GL vs Vulkan {what}: relative max error {err:.2e}");
+        assert!(err <= GL_VS_VULKAN, "{what}: {err:.2e}");
+    };
+    let prompt = parse_prompt("a (red:1.2) fox in snow, masterpiece");
+    let negative = parse_prompt("blurry");
+    let encode = |m: &SdxlModels| {
+        let c = m
+            .text_encoders
+            .encode(&prompt, &negative, TextOptions { clip_skip: 1 })
+            .expect("encodes");
+        (values(c.context), values(c.pooled))
+    };
+    let ((gl_context, gl_pooled), (vk_context, vk_pooled)) = (encode(&on_gl), encode(on_vulkan));
+    compare("text context", gl_context, vk_context);
+    compare("text pooled", gl_pooled, vk_pooled);
+    compare(
+        "UNet",
+        unet_output(&on_gl, &gl, "unet_square"),
+        unet_output(on_vulkan, gpu(), "unet_square"),
+    );
+    let decode = |m: &SdxlModels, on: &Gpu| {
+        let latents = input_on("vae_decode.latents", on);
+        values(m.vae.decode(latents, FloatDType::F32))
+    };
+    compare("VAE decode", decode(&on_gl, &gl), decode(on_vulkan, gpu()));
 }
 
 /// 4,096 tokens, 4 heads: the full score matrix would be 256 MiB in f32, twice lavapipe's

@@ -21,7 +21,7 @@ pub struct NatsArgs {
     /// The work-queue stream of queued jobs.
     #[arg(long, default_value = "SDXL_JOBS")]
     nats_stream: String,
-    /// Subjects: `<prefix>.jobs.<model>`, `<prefix>.cancel.<job>`.
+    /// Subjects: `<prefix>.jobs.<model>`, `<prefix>.cancel.<job>`, `<prefix>.skip.<job>`.
     #[arg(long, default_value = "sdxl")]
     nats_prefix: String,
     /// The key-value bucket of job records.
@@ -87,6 +87,10 @@ pub struct WorkerArgs {
     precision: Precision,
     #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
+    /// A live preview (the API nodes' `/sdapi/v1/progress` current_image) every N steps; 0
+    /// turns it off.
+    #[arg(long, default_value_t = 5)]
+    preview_every: usize,
     #[command(flatten)]
     queue: NatsArgs,
 }
@@ -101,7 +105,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             policy: args.policy,
             precision: args.precision,
             backend: args.backend,
-            preview_every: 0,
+            preview_every: args.preview_every,
             queue_size: 1,
             ..ServerConfig::default()
         },

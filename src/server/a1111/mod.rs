@@ -29,7 +29,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use super::jobs::{Kind, Status, Task};
+use super::jobs::{Kind, Progress, Status, Task};
 use super::state::{lock, Shared};
 use super::submit::{finished, submit};
 
@@ -116,9 +116,12 @@ pub fn all_seeds(work: &super::jobs::Work) -> Vec<u64> {
 }
 
 #[derive(serde::Deserialize)]
-struct ProgressQuery {
+pub(crate) struct ProgressQuery {
     #[serde(default)]
-    skip_current_image: bool,
+    pub skip_current_image: bool,
+    /// Not A1111's: the job to report (default: the current one); API nodes take it.
+    #[serde(default)]
+    pub id_task: Option<String>,
 }
 
 /// A1111's progress of the running job (idle: zeros).
@@ -126,23 +129,15 @@ async fn progress(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<ProgressQuery>,
 ) -> Json<Value> {
-    let current = lock(&shared.current).clone();
-    let Some(job) = current else {
-        return Json(json!({
-            "progress": 0.0,
-            "eta_relative": 0.0,
-            "state": state_json(false, false, "", 0, 0, 0, 0),
-            "current_image": null,
-            "textinfo": null,
-        }));
+    let current = match &query.id_task {
+        Some(id) => id.parse().ok().and_then(|id| shared.jobs.get(id)),
+        None => lock(&shared.current).clone(),
     };
-    let s = job.snapshot();
+    let running = current.map(|job| (job.snapshot(), job));
+    let Some((s, job)) = running.filter(|(s, _)| s.status == Status::Running) else {
+        return Json(idle_progress());
+    };
     let p = &s.progress;
-    let name = match job.kind {
-        Kind::Txt2img => "scripts_txt2img",
-        Kind::Img2img => "scripts_img2img",
-        Kind::Model => "load_model",
-    };
     let image = p
         .preview
         .as_ref()
@@ -150,35 +145,57 @@ async fn progress(
         .map(|(_, png)| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
     let interrupted = job.cancel.is_cancelled();
     let skipped = job.skipped.load(std::sync::atomic::Ordering::SeqCst);
-    Json(json!({
-        "progress": if s.status == Status::Running { p.fraction().max(0.01) } else { 0.0 },
-        "eta_relative": p.eta().unwrap_or(0.0),
-        "state": state_json(skipped, interrupted, name, p.iterations, p.iteration, p.step, p.steps),
+    Json(progress_json(
+        Some(p.fraction()),
+        p.eta().unwrap_or(0.0),
+        state_json(skipped, interrupted, job_name(job.kind), p),
+        image,
+    ))
+}
+
+/// `/progress`'s answer; `fraction` of a running job (which shows at least 1%).
+pub(crate) fn progress_json(
+    fraction: Option<f64>,
+    eta: f64,
+    state: Value,
+    image: Option<String>,
+) -> Value {
+    json!({
+        "progress": fraction.map_or(0.0, |f| f.max(0.01)),
+        "eta_relative": eta,
+        "state": state,
         "current_image": image,
         "textinfo": null,
-    }))
+    })
+}
+
+/// `/progress` with no job running.
+pub(crate) fn idle_progress() -> Value {
+    let state = state_json(false, false, "", &Progress::default());
+    progress_json(None, 0.0, state, None)
+}
+
+/// A1111's name of a job of `kind` (`state.job`).
+pub(crate) fn job_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Txt2img => "scripts_txt2img",
+        Kind::Img2img => "scripts_img2img",
+        Kind::Model => "load_model",
+    }
 }
 
 /// `shared.state.dict()` of A1111, in its key order.
-fn state_json(
-    skipped: bool,
-    interrupted: bool,
-    job: &str,
-    job_count: usize,
-    job_no: usize,
-    step: usize,
-    steps: usize,
-) -> Value {
+pub(crate) fn state_json(skipped: bool, interrupted: bool, job: &str, p: &Progress) -> Value {
     json!({
         "skipped": skipped,
         "interrupted": interrupted,
         "stopping_generation": false,
         "job": job,
-        "job_count": job_count,
+        "job_count": p.iterations,
         "job_timestamp": "0",
-        "job_no": job_no,
-        "sampling_step": step,
-        "sampling_steps": steps,
+        "job_no": p.iteration,
+        "sampling_step": p.step,
+        "sampling_steps": p.steps,
     })
 }
 

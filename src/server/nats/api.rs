@@ -1,5 +1,6 @@
 //! `serve --nats`: an API node with no model and no GPU. It answers A1111's txt2img/img2img
-//! (waiting on the job's record), the jobs API (with its events) and the model listing from NATS: a job is its
+//! (waiting on the job's record), progress (with live previews), interrupt and skip, the jobs
+//! API (with its events) and the model listing from NATS: a job is its
 //! body in the object store, its record in the jobs bucket and a message on its model's
 //! subject. Any number of API nodes can run side by side; none keeps state of its own.
 
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,10 +21,12 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
-use super::record::{image_object, request_object, JobRecord};
+use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
-use crate::server::a1111::object;
-use crate::server::a1111::{samplers_json, schedulers_json};
+use crate::server::a1111::{
+    idle_progress, job_name, object, progress_json, samplers_json, schedulers_json, state_json,
+    ProgressQuery,
+};
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Progress, Status};
 use crate::server::native::{event_name, take_kind, Seen};
@@ -79,6 +82,9 @@ fn routes(node: Arc<Node>) -> Router {
     Router::new()
         .route("/sdapi/v1/txt2img", post(txt2img))
         .route("/sdapi/v1/img2img", post(img2img))
+        .route("/sdapi/v1/progress", get(progress))
+        .route("/sdapi/v1/interrupt", post(interrupt))
+        .route("/sdapi/v1/skip", post(skip))
         .route("/sdapi/v1/sd-models", get(sd_models))
         .route(
             "/sdapi/v1/samplers",
@@ -316,19 +322,24 @@ async fn record(node: &Node, id: &str) -> Result<JobRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
+/// The record's progress as the local server counts it.
+fn progress_of(r: &JobRecord) -> Progress {
+    let p = &r.progress;
+    Progress {
+        iteration: p.iteration,
+        iterations: p.iterations,
+        step: p.step,
+        steps: p.steps,
+        ..Progress::default()
+    }
+}
+
 /// The record in the jobs API's shape (`serve`'s fields, plus `worker`, `attempts`, `model`).
 fn describe(r: &JobRecord) -> Value {
     let p = &r.progress;
     let fraction = match r.status {
         Status::Succeeded => 1.0,
-        _ => Progress {
-            iteration: p.iteration,
-            iterations: p.iterations,
-            step: p.step,
-            steps: p.steps,
-            ..Progress::default()
-        }
-        .fraction(),
+        _ => progress_of(r).fraction(),
     };
     let images: Vec<String> = (0..r.images)
         .map(|i| format!("/v1/jobs/{}/images/{i}", r.id))
@@ -373,35 +384,118 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     record(&node, &id).await?;
-    let mut was = Status::Queued;
-    node.bus
-        .update_record(&id, |r| {
-            was = r.status;
-            match r.status {
-                Status::Queued => {
-                    r.status = Status::Cancelled;
-                    r.finished_at = Some(super::record::now());
-                }
-                Status::Running => r.cancel_requested = true,
-                _ => return false,
-            }
-            true
-        })
-        .await
-        .map_err(unavailable)?;
+    let was = stop(&node.bus, &id, Stop::Cancel).await?;
     if was.finished() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("job {id} has already finished ({was:?})"),
         ));
     }
-    let subject = node.bus.settings.cancel_subject(&id);
-    node.bus
-        .client
-        .publish(subject, Bytes::new())
-        .await
-        .map_err(|e| unavailable(NatsError::io(e)))?;
     Ok(Json(json!({"id": id, "status": "cancelled"})))
+}
+
+/// What a client asks of a job.
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    /// Cancel it (queued: here; running: on its worker, within one step).
+    Cancel,
+    /// Interrupt it if it runs (A1111's `interrupt`; a queued job stays).
+    Interrupt,
+    /// End its running iteration (A1111's `skip`).
+    Skip,
+}
+
+/// Records the request and tells the job's worker (which also reads the record, for a message
+/// sent before it listened). The status the job had.
+async fn stop(bus: &Bus, id: &str, how: Stop) -> Result<Status, ApiError> {
+    let mut was = Status::Queued;
+    bus.update_record(id, |r| {
+        was = r.status;
+        match (r.status, how) {
+            (Status::Queued, Stop::Cancel) => {
+                r.status = Status::Cancelled;
+                r.finished_at = Some(now());
+            }
+            (Status::Running, Stop::Skip) => r.skip_requested = true,
+            (Status::Running, _) => r.cancel_requested = true,
+            _ => return false,
+        }
+        true
+    })
+    .await
+    .map_err(unavailable)?;
+    if was == Status::Running || (was == Status::Queued && how == Stop::Cancel) {
+        let subject = match how {
+            Stop::Skip => bus.settings.skip_subject(id),
+            _ => bus.settings.cancel_subject(id),
+        };
+        bus.client
+            .publish(subject, Bytes::new())
+            .await
+            .map_err(|e| unavailable(NatsError::io(e)))?;
+    }
+    Ok(was)
+}
+
+/// The job `/progress`, `/interrupt` and `/skip` act on: the one asked for, else the one a
+/// worker started last (with many workers, "the current job" is only that).
+async fn current(node: &Node, asked: Option<String>) -> Result<Option<JobRecord>, ApiError> {
+    let id = match asked {
+        Some(id) => Some(id),
+        None => node.bus.current().await.map_err(unavailable)?,
+    };
+    match id {
+        Some(id) => Ok(node
+            .bus
+            .record(&id)
+            .await
+            .map_err(unavailable)?
+            .map(|r| r.0)),
+        None => Ok(None),
+    }
+}
+
+/// A1111's `/progress` from the record (and the latest preview) of the current job.
+async fn progress(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<ProgressQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let running = current(&node, query.id_task).await?;
+    let Some(r) = running.filter(|r| r.status == Status::Running) else {
+        return Ok(Json(idle_progress()));
+    };
+    let p = progress_of(&r);
+    let done = p.fraction();
+    let eta = match r.started_at {
+        Some(started) if done > 0.0 => {
+            let elapsed = (now() - started).max(0.0);
+            elapsed / done - elapsed
+        }
+        _ => 0.0,
+    };
+    let image = match r.preview_step.filter(|_| !query.skip_current_image) {
+        Some(_) => node.bus.preview(&r.id).await.map_err(unavailable)?,
+        None => None,
+    };
+    let image = image.map(|png| base64::engine::general_purpose::STANDARD.encode(png));
+    let state = state_json(r.skip_requested, r.cancel_requested, job_name(r.kind), &p);
+    Ok(Json(progress_json(Some(done), eta, state, image)))
+}
+
+/// Interrupts the current job (A1111: `{}`); the images it finished are its result.
+async fn interrupt(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    if let Some(r) = current(&node, None).await? {
+        stop(&node.bus, &r.id, Stop::Interrupt).await?;
+    }
+    Ok(Json(json!({})))
+}
+
+/// Ends the current job's running iteration (A1111: `null`).
+async fn skip(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    if let Some(r) = current(&node, None).await? {
+        stop(&node.bus, &r.id, Stop::Skip).await?;
+    }
+    Ok(Json(Value::Null))
 }
 
 async fn image(
@@ -482,7 +576,7 @@ async fn healthz(State(node): State<Arc<Node>>) -> Response {
         Ok(served) => served,
         Err(e) => return e.into_response(),
     };
-    let recent = super::record::now() - 3.0 * ANNOUNCE_EVERY.as_secs_f64();
+    let recent = now() - 3.0 * ANNOUNCE_EVERY.as_secs_f64();
     let up = |card: &Value| card["last_seen"].as_f64().is_some_and(|t| t >= recent);
     let known: Vec<&str> = served.iter().map(|(t, _)| t.as_str()).collect();
     let working: Vec<&str> = served

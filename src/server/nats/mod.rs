@@ -3,7 +3,8 @@
 //! pulled by the workers of that model from one durable consumer (acknowledged when done,
 //! redelivered when a worker dies or asks); each job's state is a JSON record in a key-value
 //! bucket, so any API node answers for any job; request bodies and images go through an object
-//! store, so messages stay small; cancellation is a plain message per job. The JetStream
+//! store, so messages stay small; live previews are a key per running job; cancellation and
+//! skips are plain messages per job. The JetStream
 //! concepts: <https://docs.nats.io/nats-concepts/jetstream>.
 
 mod api;
@@ -24,7 +25,7 @@ pub struct NatsSettings {
     pub url: String,
     /// The work-queue stream holding queued jobs.
     pub stream: String,
-    /// Subjects are `<prefix>.jobs.<model>` and `<prefix>.cancel.<job>`.
+    /// Subjects are `<prefix>.jobs.<model>`, `<prefix>.cancel.<job>` and `<prefix>.skip.<job>`.
     pub prefix: String,
     /// The key-value bucket of job records (and idempotency keys).
     pub jobs_bucket: String,
@@ -62,6 +63,10 @@ impl NatsSettings {
 
     fn cancel_subject(&self, job: &str) -> String {
         format!("{}.cancel.{job}", self.prefix)
+    }
+
+    fn skip_subject(&self, job: &str) -> String {
+        format!("{}.skip.{job}", self.prefix)
     }
 }
 

@@ -49,6 +49,12 @@ pub struct JobRecord {
     /// A client asked to cancel while it ran (the worker also gets a message; this covers one
     /// sent before it listened).
     pub cancel_requested: bool,
+    /// A client asked to skip the running iteration (A1111's `skip`).
+    #[serde(default)]
+    pub skip_requested: bool,
+    /// The step (over the whole job) of the live preview stored under [`preview_key`].
+    #[serde(default)]
+    pub preview_step: Option<usize>,
     pub seeds: Vec<u64>,
     pub infotexts: Vec<String>,
     /// Images stored as `<id>/<i>.png`.
@@ -72,6 +78,8 @@ impl JobRecord {
             progress: RecordProgress::default(),
             error: None,
             cancel_requested: false,
+            skip_requested: false,
+            preview_step: None,
             seeds: Vec::new(),
             infotexts: Vec::new(),
             images: 0,
@@ -100,6 +108,15 @@ pub fn image_object(id: &str, index: usize) -> String {
     format!("{id}/{index}.png")
 }
 
+/// The jobs bucket's key of the job a worker started last (A1111's "current job").
+pub const CURRENT_KEY: &str = "current";
+
+/// The jobs bucket's key of a running job's latest live preview (a PNG of a few KiB: one
+/// message, replaced in place; the object store would cost a message per chunk and metadata).
+pub fn preview_key(id: &str) -> String {
+    format!("preview-{id}")
+}
+
 impl Bus {
     /// Writes a new record; false when one with its id exists already.
     pub async fn create_record(&self, record: &JobRecord) -> Result<bool, NatsError> {
@@ -114,7 +131,7 @@ impl Bus {
 
     /// The record of `id` and its revision.
     pub async fn record(&self, id: &str) -> Result<Option<(JobRecord, u64)>, NatsError> {
-        if !is_key(id) {
+        if !is_job_id(id) {
             return Ok(None);
         }
         let Some(entry) = self.jobs.entry(id).await.map_err(NatsError::io)? else {
@@ -155,6 +172,24 @@ impl Bus {
         }
     }
 
+    /// The job a worker started last, if any.
+    pub async fn current(&self) -> Result<Option<String>, NatsError> {
+        let value = self.jobs.get(CURRENT_KEY).await.map_err(NatsError::io)?;
+        Ok(value
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .filter(|id| is_job_id(id)))
+    }
+
+    /// The latest live preview of job `id`.
+    pub async fn preview(&self, id: &str) -> Result<Option<Vec<u8>>, NatsError> {
+        let value = self
+            .jobs
+            .get(preview_key(id))
+            .await
+            .map_err(NatsError::io)?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
     pub async fn put_object(&self, name: &str, data: &[u8]) -> Result<(), NatsError> {
         let mut reader = data;
         self.objects
@@ -173,11 +208,8 @@ impl Bus {
     }
 }
 
-/// Whether `id` can be a key (clients' ids come from URLs).
-fn is_key(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// Whether `id` is a job id (16 hex digits): clients' ids come from URLs, and the bucket's
+/// other keys (`current`, `key-*`, `preview-*`) are not jobs.
+pub fn is_job_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -14,7 +14,9 @@ use futures_lite::StreamExt as _;
 use serde_json::{json, Value};
 
 use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
-use super::record::{image_object, now, request_object, JobRecord, RecordError};
+use super::record::{
+    image_object, now, preview_key, request_object, JobRecord, RecordError, CURRENT_KEY,
+};
 use super::{subject_token, NatsSettings};
 use crate::device::Gpu;
 use crate::server::a1111::{all_seeds, convert_body, info_json, object, sd_model};
@@ -161,7 +163,15 @@ async fn run_job(
     let id = String::from_utf8_lossy(&message.payload).into_owned();
     let delivered = message.info().map_or(1, |i| i.delivered);
     let ending = match start(bus, &id, name, delivered).await? {
-        Some(kind) => execute(bus, shared, &id, kind, delivered, &message).await?,
+        Some(kind) => {
+            // best effort: A1111's progress shows the job started last
+            let _ = bus.jobs.put(CURRENT_KEY, id.clone().into()).await;
+            let ending = execute(bus, shared, &id, kind, delivered, &message).await;
+            if shared.config.preview_every > 0 {
+                let _ = bus.jobs.purge(preview_key(&id)).await;
+            }
+            ending?
+        }
         None => Ending::Final,
     };
     let ack = match ending {
@@ -208,6 +218,7 @@ async fn start(bus: &Bus, id: &str, name: &str, delivered: i64) -> Result<Option
 fn finish(r: &mut JobRecord, status: Status) {
     r.status = status;
     r.finished_at = Some(now());
+    r.preview_step = None;
 }
 
 /// Converts the body, runs it on the local worker thread and records how it ended.
@@ -291,7 +302,10 @@ async fn fail(
         });
         match is_final {
             true => finish(r, Status::Failed),
-            false => r.status = Status::Queued,
+            false => {
+                r.status = Status::Queued;
+                r.preview_step = None;
+            }
         }
         true
     })
@@ -303,19 +317,17 @@ async fn fail(
     })
 }
 
-/// Waits for the local job to end, mirroring its progress into the record, heartbeating the
-/// message and stopping the job when a cancel for it arrives.
+/// Waits for the local job to end, mirroring its progress and previews into the record,
+/// heartbeating the message and stopping (or skipping in) the job when a client asks.
 async fn follow(
     bus: &Bus,
     id: &str,
     job: &Arc<Job>,
     message: &Message,
 ) -> Result<Snapshot, NatsError> {
-    let mut cancels = bus
-        .client
-        .subscribe(bus.settings.cancel_subject(id))
-        .await
-        .map_err(NatsError::io)?;
+    let subscribe = |subject| async { bus.client.subscribe(subject).await.map_err(NatsError::io) };
+    let mut cancels = subscribe(bus.settings.cancel_subject(id)).await?;
+    let mut skips = subscribe(bus.settings.skip_subject(id)).await?;
     let mut watch = job.subscribe();
     let mut heartbeat = tokio::time::interval(bus.settings.ack_wait / 3);
     let mut reported = None;
@@ -324,15 +336,29 @@ async fn follow(
         if s.status.finished() {
             return Ok(s);
         }
-        let now = (s.progress.iteration, s.progress.step);
+        let preview = s.progress.preview.clone();
+        let now = (
+            s.progress.iteration,
+            s.progress.step,
+            preview.as_ref().map(|p| p.0),
+        );
         if reported != Some(now) && s.status == Status::Running {
+            let stored = reported.and_then(|(_, _, step)| step);
             reported = Some(now);
+            if let Some((_, png)) = preview.filter(|(step, _)| stored != Some(*step)) {
+                // the image first: a reader who sees the step finds it
+                bus.jobs
+                    .put(preview_key(id), png.as_slice().to_vec().into())
+                    .await
+                    .map_err(NatsError::io)?;
+            }
             let record = bus
                 .update_record(id, |r| {
                     r.progress.iteration = s.progress.iteration;
                     r.progress.iterations = s.progress.iterations;
                     r.progress.step = s.progress.step;
                     r.progress.steps = s.progress.steps;
+                    r.preview_step = now.2;
                     true
                 })
                 .await?;
@@ -343,6 +369,7 @@ async fn follow(
         tokio::select! {
             changed = watch.changed() => if changed.is_err() { return Ok(job.snapshot()) },
             _ = cancels.next() => job.stop(),
+            _ = skips.next() => job.skip(),
             _ = heartbeat.tick() => {
                 let _ = message.ack_with(AckKind::Progress).await;
             }
