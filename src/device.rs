@@ -246,7 +246,34 @@ impl Compiler {
     }
 }
 
+/// Where an image was made, as its PNG's JSON metadata records it (`"backend"`): the graphics
+/// API, the adapter, the shading language kernels were compiled to and the compute precision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MadeOn {
+    /// "Vulkan", "Metal", "Dx12", "Gl".
+    pub api: String,
+    pub adapter: String,
+    pub device_type: String,
+    pub driver: String,
+    /// `WGSL`, `SPIR-V` or `MSL`.
+    pub shaders: &'static str,
+    /// `f16` or `f32`: what the UNet and text encoders computed in.
+    pub precision: &'static str,
+}
+
 impl Gpu {
+    /// This device as an image's metadata names it, computing in f16 or not.
+    pub fn made_on(&self, f16: bool) -> MadeOn {
+        MadeOn {
+            api: self.adapter.api.clone(),
+            adapter: self.adapter.name.clone(),
+            device_type: self.adapter.device_type.clone(),
+            driver: self.adapter.driver.clone(),
+            shaders: self.compiler.language(),
+            precision: if f16 { "f16" } else { "f32" },
+        }
+    }
+
     /// Waits for the queued work (for timings and progress), surfacing a device failure.
     pub fn sync(&self) -> Result<(), DeviceError> {
         self.device
@@ -298,7 +325,8 @@ pub fn choose(backend: Backend) -> Result<(AdapterInfo, Option<String>), DeviceE
     Ok((best, warning))
 }
 
-/// Brings up the adapter `backend` picks as a burn device. Call once per process.
+/// Brings up the adapter `backend` picks as a burn device. Call once per adapter and process
+/// (the tests run a GL device beside a Vulkan one).
 pub fn open(backend: Backend) -> Result<(Gpu, Option<String>), DeviceError> {
     let (adapter, warning) = choose(backend)?;
     let api = match adapter.backend {

@@ -135,6 +135,31 @@ fn doctor_checks_the_device_and_the_policy() {
     );
 }
 
+/// OpenGL (Mesa's llvmpipe on Linux; the hosted Windows and macOS runners may have none): no f16
+/// shaders, which `devices` shows and `doctor` warns of, saying everything computes in f32.
+#[cfg(target_os = "linux")]
+#[test]
+fn doctor_on_opengl_says_it_computes_in_f32() {
+    let (code, out, err) = run(&["devices", "--backend", "gl", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let adapters: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let gl = adapters
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|a| a["api"] == "Gl")
+        .unwrap_or_else(|| panic!("an OpenGL adapter: {out}"));
+    assert_eq!(gl["shader_f16"], false, "{gl}");
+    let (code, out, err) = run(&["doctor", "--backend", "gl", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let checks = report["checks"].as_array().expect("checks");
+    let f16 = checks.iter().find(|c| c["check"] == "f16").expect("f16");
+    assert_eq!(f16["status"], "warn", "{f16}");
+    let detail = f16["detail"].as_str().expect("detail");
+    assert!(detail.contains("OpenGL") && detail.contains("f32"), "{f16}");
+}
+
 /// A checkpoint holding a NaN and a broken LoRA each fail with their line (and the fix); exit 1.
 /// The good LoRA beside them still gets its verdict. Nothing is generated from a NaN checkpoint.
 #[test]

@@ -98,6 +98,16 @@ fn writes_the_diffusers_image_with_a1111_metadata() {
     assert_eq!(json["schedule"], "karras");
     assert_eq!(json["model_hash"], &sha[..10]);
     assert_eq!(json["original_width"], 96);
+    // where it was made, as the run said it
+    let b = &json["backend"];
+    let said = format!(
+        "on {} ({}, {}), {}",
+        b["adapter"].as_str().expect("adapter"),
+        b["api"].as_str().expect("api"),
+        b["shaders"].as_str().expect("shaders"),
+        b["precision"].as_str().expect("precision"),
+    );
+    assert!(stdout.contains(&said), "{said} in {stdout}");
     // the hash is cached by path, size and time
     let cached = std::fs::read_to_string(cache.join("model-hashes.json")).expect("cache");
     assert!(cached.contains(&sha), "{cached}");

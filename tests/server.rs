@@ -102,6 +102,11 @@ fn decode_png(b64: &str) -> (image::RgbImage, String) {
         .expect("base64");
     let image = image::load_from_memory(&bytes).expect("PNG").to_rgb8();
     let text = sdxl_wgpu::image_io::metadata::png_text(&bytes).expect("chunks");
+    let json: serde_json::Value =
+        serde_json::from_str(&text[sdxl_wgpu::image_io::metadata::JSON_KEYWORD]).expect("JSON");
+    let made_on = &json["backend"];
+    assert_eq!(made_on["api"], gpu().adapter.api, "{json}");
+    assert_eq!(made_on["adapter"], gpu().adapter.name, "{json}");
     (image, text.get("parameters").cloned().unwrap_or_default())
 }
 

@@ -147,6 +147,7 @@ fn vae_decode_and_encode_equal_diffusers() {
 /// one VAE decode) equals Vulkan's within f32 rounding.
 #[test]
 fn gl_forward_passes_equal_vulkan() {
+    let started = std::time::Instant::now();
     let (gl, _) = device::open(Backend::Gl)
         .expect("an OpenGL adapter: install Mesa's GL driver (Debian: libegl1 libgl1-mesa-dri)");
     assert_eq!(gl.adapter.api, "Gl");
@@ -161,7 +162,8 @@ fn gl_forward_passes_equal_vulkan() {
     let on_vulkan = models(WeightDtype::F32);
     let compare = |what: &str, gl: (Vec<usize>, Vec<f32>), vulkan: (Vec<usize>, Vec<f32>)| {
         let err = relative_error(&gl, &vulkan, what);
-        eprintln!("GL vs Vulkan {what}: relative max error {err:.2e}");
+        let at = started.elapsed().as_secs_f32();
+        eprintln!("GL vs Vulkan {what}: relative max error {err:.2e} ({at:.0} s in)");
         assert!(err <= GL_VS_VULKAN, "{what}: {err:.2e}");
     };
     let prompt = parse_prompt("a (red:1.2) fox in snow, masterpiece");

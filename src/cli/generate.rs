@@ -18,7 +18,7 @@ use super::job::{read_jobs, Job, JobArgs};
 use super::progress::Progress;
 use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::Checkpoint;
-use sdxl_wgpu::device::{Backend, Precision};
+use sdxl_wgpu::device::{Backend, MadeOn, Precision};
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, ImageMetadata};
 use sdxl_wgpu::infotext::{self, ModelInfo};
@@ -95,7 +95,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             job.record.cfg_rescale = job.request.cfg_rescale;
             set_loras(&mut engine, label, &job)?;
             let out = engine.generate(&job.request, &mut |e| progress.on_event(e))?;
-            write_outputs(&job, &out, &model)?;
+            write_outputs(&job, &out, &model, &engine.made_on())?;
             summarize(label, &job, &out)?;
             Ok(())
         });
@@ -291,11 +291,16 @@ fn model_info(path: &Path) -> ModelInfo {
 }
 
 /// The images (with metadata) and the dump of one run.
-fn write_outputs(job: &Job, out: &Generated, model: &ModelInfo) -> anyhow::Result<()> {
+fn write_outputs(
+    job: &Job,
+    out: &Generated,
+    model: &ModelInfo,
+    made_on: &MadeOn,
+) -> anyhow::Result<()> {
     let images = image_io::to_rgb(out.images.clone())?;
     for (i, image) in images.iter().enumerate() {
         let path = image_io::numbered(&job.output, i);
-        let metadata = metadata(job, model, job.request.seed.wrapping_add(i as u64))?;
+        let metadata = metadata(job, model, made_on, job.request.seed.wrapping_add(i as u64))?;
         image_io::save(image, &path, Some(&metadata))?;
     }
     if let Some(path) = &job.dump {
@@ -305,7 +310,12 @@ fn write_outputs(job: &Job, out: &Generated, model: &ModelInfo) -> anyhow::Resul
 }
 
 /// The PNG text of image `seed` of `job`.
-fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMetadata> {
+fn metadata(
+    job: &Job,
+    model: &ModelInfo,
+    made_on: &MadeOn,
+    seed: u64,
+) -> anyhow::Result<ImageMetadata> {
     let text = infotext::infotext(&job.request, &job.loras, &job.corrections, model, seed)?;
     let parameters = image_io::parameters(&text);
     let mut json = serde_json::to_value(JobArgs {
@@ -319,6 +329,7 @@ fn metadata(job: &Job, model: &ModelInfo, seed: u64) -> anyhow::Result<ImageMeta
             "quality_policy".into(),
             serde_json::to_value(&job.corrections)?,
         );
+        object.insert("backend".into(), serde_json::to_value(made_on)?);
         object.insert("version".into(), infotext::version().into());
     }
     Ok(ImageMetadata {
@@ -428,7 +439,15 @@ mod tests {
             name: "animagine".into(),
             hash: Some("0123456789".into()),
         };
-        let m = metadata(&job, &model, 10).expect("metadata");
+        let made_on = MadeOn {
+            api: "Vulkan".into(),
+            adapter: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            device_type: "Cpu".into(),
+            driver: "llvmpipe".into(),
+            shaders: "WGSL",
+            precision: "f16",
+        };
+        let m = metadata(&job, &model, &made_on, 10).expect("metadata");
         assert_eq!(
             m.parameters,
             format!(
@@ -445,5 +464,8 @@ mod tests {
         assert_eq!(json["quality_policy"][2]["old"], "2");
         assert_eq!(json["quality_policy"][2]["new"], "7");
         assert_eq!(json["model"], "/models/animagine.safetensors");
+        assert_eq!(json["backend"]["api"], "Vulkan");
+        assert_eq!(json["backend"]["shaders"], "WGSL");
+        assert_eq!(json["backend"]["precision"], "f16");
     }
 }

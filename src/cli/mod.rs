@@ -11,12 +11,13 @@ mod gpu;
 mod inspect;
 mod inspect_lora;
 mod job;
+#[cfg(feature = "nats")]
+mod nats;
 mod progress;
 mod serve;
 mod tensor_file;
 mod tokenize;
 mod values;
-mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -63,7 +64,8 @@ enum Command {
     /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) and a jobs API (/v1/jobs) from one loaded model.
     Serve(Box<serve::ServeArgs>),
     /// Serve one model's jobs from NATS JetStream, behind `serve --nats` API nodes.
-    Worker(Box<worker::WorkerArgs>),
+    #[cfg(feature = "nats")]
+    Worker(Box<nats::WorkerArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decode(args) => decode::run(args),
         Command::Generate(args) => generate::run(*args),
         Command::Serve(args) => serve::run(*args),
-        Command::Worker(args) => worker::run(*args),
+        #[cfg(feature = "nats")]
+        Command::Worker(args) => nats::run(*args),
     }
 }

@@ -10,24 +10,23 @@ use clap::Args;
 
 use super::say;
 use super::values::spelled;
-use super::worker::NatsArgs;
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::policy::PolicyName;
-use sdxl_wgpu::server::nats::{ApiNode, NatsSettings};
 use sdxl_wgpu::server::{self, parse_credentials, Retention, Server, ServerConfig};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The checkpoint to load at start (a single file or a diffusers folder). With --nats:
     /// the name of the model jobs run on unless they name one (default: the one served).
-    #[arg(long, required_unless_present_any = ["models_dir", "nats"])]
+    #[cfg_attr(feature = "nats", arg(long, required_unless_present_any = ["models_dir", "nats"]))]
+    #[cfg_attr(
+        not(feature = "nats"),
+        arg(long, required_unless_present = "models_dir")
+    )]
     model: Option<PathBuf>,
-    /// No model and no GPU here: queue jobs on NATS JetStream for `sdxl-wgpu worker`s
-    /// (`nats://host:4222`).
-    #[arg(long)]
-    nats: Option<String>,
+    #[cfg(feature = "nats")]
     #[command(flatten)]
-    queue: NatsArgs,
+    nats: super::nats::ApiNodeArgs,
     /// A folder of checkpoints clients may switch between (`sd_model_checkpoint`).
     #[arg(long)]
     models_dir: Option<PathBuf>,
@@ -49,17 +48,8 @@ pub struct ServeArgs {
     /// Where requests with `save_images: true` write their PNGs.
     #[arg(long)]
     outputs: Option<PathBuf>,
-    /// The quality policy's profile for every request (off disables it); default: each
-    /// checkpoint's own (vpred for v-prediction checkpoints, else anime).
-    #[arg(long, value_parser = spelled::<PolicyName>())]
-    policy: Option<PolicyName>,
-    #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
-    precision: Precision,
-    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
-    backend: Backend,
-    /// A live preview (`/sdapi/v1/progress` current_image) every N steps; 0 turns it off.
-    #[arg(long, default_value_t = 5)]
-    preview_every: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Finished jobs kept for polling, at most this many ...
     #[arg(long, default_value_t = 256)]
     keep_jobs: usize,
@@ -70,6 +60,23 @@ pub struct ServeArgs {
     /// (0: released after every job).
     #[arg(long, default_value_t = 60)]
     keep_warm: u64,
+}
+
+/// How each job runs: shared by `serve` and `worker`.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// The quality policy's profile for every request (off disables it); default: each
+    /// checkpoint's own (vpred for v-prediction checkpoints, else anime).
+    #[arg(long, value_parser = spelled::<PolicyName>())]
+    pub policy: Option<PolicyName>,
+    #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
+    pub precision: Precision,
+    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// A live preview (`/sdapi/v1/progress` current_image; on API nodes, stored by the worker)
+    /// every N steps; 0 turns it off.
+    #[arg(long, default_value_t = 5)]
+    pub preview_every: usize,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -88,10 +95,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("error: internal failure (a bug in sdxl-wgpu; please report it): {info}");
     }));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match &args.nats {
-        Some(url) => runtime.block_on(serve_api(config, args.queue.settings(url)?)),
-        None => runtime.block_on(serve(config)),
+    #[cfg(feature = "nats")]
+    if let Some(settings) = args.nats.settings()? {
+        return runtime.block_on(super::nats::serve_api(config, settings));
     }
+    runtime.block_on(serve(config))
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -110,10 +118,10 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         queue_size: args.queue_size,
         max_body_bytes: args.max_body_mb << 20,
         outputs: args.outputs.clone(),
-        policy: args.policy,
-        precision: args.precision,
-        backend: args.backend,
-        preview_every: args.preview_every,
+        policy: args.engine.policy,
+        precision: args.engine.precision,
+        backend: args.engine.backend,
+        preview_every: args.engine.preview_every,
         retention: Retention {
             count: args.keep_jobs,
             time: Duration::from_secs(args.keep_seconds),
@@ -133,19 +141,6 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("stopping: cancelling the running job");
     server.shutdown().await;
-    Ok(())
-}
-
-/// An API node: the HTTP API, jobs on NATS.
-async fn serve_api(config: ServerConfig, nats: NatsSettings) -> anyhow::Result<()> {
-    let node = ApiNode::start(config, &nats).await?;
-    say!(
-        "ready: listening on http://{} (jobs on {})",
-        node.addr,
-        nats.url
-    )?;
-    shutdown_signal().await;
-    node.shutdown().await;
     Ok(())
 }
 

@@ -78,6 +78,12 @@ fn f16(adapter: &AdapterInfo) -> Check {
             "f16",
             "shader f16 supported: the UNet and text encoders compute in f16",
         )
+    } else if adapter.api == "Gl" {
+        Check::warn(
+            "f16",
+            "no shader f16 on OpenGL: everything computes in f32 (twice the memory, slower)",
+            "use --backend vulkan, metal or dx12 where the GPU has one",
+        )
     } else {
         Check::warn(
             "f16",

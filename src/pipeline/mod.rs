@@ -22,7 +22,7 @@ pub use request::{
 use burn::tensor::FloatDType;
 
 use crate::checkpoint::{Checkpoint, SdxlModels};
-use crate::device::Gpu;
+use crate::device::{Gpu, MadeOn};
 use crate::lora::{AdapterSet, BuildReport, LoraSpec, LoraTable};
 use crate::sampling::{Prediction, TrainSchedule};
 use crate::vae::VaeLimits;
@@ -111,6 +111,11 @@ impl Engine {
     /// The dtype the UNet and text encoders compute in (their weights').
     pub fn compute_dtype(&self) -> FloatDType {
         self.models.unet.conv_in.weight.val().dtype().into()
+    }
+
+    /// Where this engine's images are made (their metadata's `"backend"`).
+    pub fn made_on(&self) -> MadeOn {
+        self.gpu.made_on(self.compute_dtype() == FloatDType::F16)
     }
 
     /// The guidance rescale a request without one runs with ([`default_cfg_rescale`]).

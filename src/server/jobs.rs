@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::queue::Refused;
 use super::state::lock;
+use crate::device::MadeOn;
 use crate::infotext::ModelInfo;
 use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Request};
@@ -146,6 +147,8 @@ pub struct Outcome {
     pub request: Request,
     pub corrections: Vec<Correction>,
     pub model: ModelInfo,
+    /// The device and precision the images were made with.
+    pub made_on: MadeOn,
     /// `%Y%m%d%H%M%S` of the start, A1111's `job_timestamp`.
     pub timestamp: String,
 }

@@ -204,6 +204,7 @@ impl Worker {
             request: resolved.clone(),
             corrections: work.corrections.clone(),
             model: loaded.info.clone(),
+            made_on: loaded.engine.made_on(),
             timestamp: timestamp(),
         };
         for iteration in 0..work.n_iter {
@@ -314,6 +315,7 @@ fn add_images(
             "model": outcome.model.name,
             "model_hash": outcome.model.hash,
             "quality_policy": work.corrections,
+            "backend": outcome.made_on,
             "version": infotext::version(),
         });
         let metadata = ImageMetadata {

@@ -1,6 +1,7 @@
-//! `sdxl-wgpu worker`: one GPU machine behind `serve --nats` API nodes. It loads one model,
-//! serves that model's jobs from NATS JetStream until SIGINT or SIGTERM (the job running then
-//! is finished first), and exits 0.
+//! The NATS side of the command line (the `nats` feature): `sdxl-wgpu worker`, one GPU machine
+//! behind `serve --nats` API nodes, which loads one model, serves that model's jobs from NATS
+//! JetStream until SIGINT or SIGTERM (the job running then is finished first) and exits 0; and
+//! `serve --nats`, an API node with no model and no GPU.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,11 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::serve::shutdown_signal;
-use super::values::spelled;
-use sdxl_wgpu::device::{Backend, Precision};
-use sdxl_wgpu::policy::PolicyName;
-use sdxl_wgpu::server::nats::{run_worker, NatsSettings, WorkerConfig};
+use super::say;
+use super::serve::{shutdown_signal, EngineArgs};
+use sdxl_wgpu::server::nats::{run_worker, ApiNode, NatsSettings, WorkerConfig};
 use sdxl_wgpu::server::{self, ServerConfig};
 
 /// Where the jobs live on NATS: shared by `serve --nats` and `worker` (they must agree).
@@ -63,6 +62,40 @@ impl NatsArgs {
     }
 }
 
+/// `serve`'s NATS flags.
+#[derive(Args, Debug)]
+pub struct ApiNodeArgs {
+    /// No model and no GPU here: queue jobs on NATS JetStream for `sdxl-wgpu worker`s
+    /// (`nats://host:4222`).
+    #[arg(long)]
+    nats: Option<String>,
+    #[command(flatten)]
+    queue: NatsArgs,
+}
+
+impl ApiNodeArgs {
+    /// The settings when `--nats` is given.
+    pub fn settings(&self) -> anyhow::Result<Option<NatsSettings>> {
+        self.nats
+            .as_deref()
+            .map(|url| self.queue.settings(url))
+            .transpose()
+    }
+}
+
+/// An API node: the HTTP API, jobs on NATS.
+pub async fn serve_api(config: ServerConfig, nats: NatsSettings) -> anyhow::Result<()> {
+    let node = ApiNode::start(config, &nats).await?;
+    say!(
+        "ready: listening on http://{} (jobs on {})",
+        node.addr,
+        nats.url
+    )?;
+    shutdown_signal().await;
+    node.shutdown().await;
+    Ok(())
+}
+
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// The NATS server(s), `nats://host:4222`.
@@ -80,17 +113,8 @@ pub struct WorkerArgs {
     /// This worker's name in job records (default: host name and process id).
     #[arg(long)]
     name: Option<String>,
-    /// The quality policy's profile for every job; default: the checkpoint's own.
-    #[arg(long, value_parser = spelled::<PolicyName>())]
-    policy: Option<PolicyName>,
-    #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
-    precision: Precision,
-    #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
-    backend: Backend,
-    /// A live preview (the API nodes' `/sdapi/v1/progress` current_image) every N steps; 0
-    /// turns it off.
-    #[arg(long, default_value_t = 5)]
-    preview_every: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     #[command(flatten)]
     queue: NatsArgs,
 }
@@ -102,10 +126,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             model: Some(args.model.clone()),
             lora_dir: args.lora_dir.clone(),
             outputs: args.outputs.clone(),
-            policy: args.policy,
-            precision: args.precision,
-            backend: args.backend,
-            preview_every: args.preview_every,
+            policy: args.engine.policy,
+            precision: args.engine.precision,
+            backend: args.engine.backend,
+            preview_every: args.engine.preview_every,
             queue_size: 1,
             ..ServerConfig::default()
         },
