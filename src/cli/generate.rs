@@ -25,7 +25,6 @@ use sdxl_wgpu::infotext::{self, ModelInfo};
 use sdxl_wgpu::pipeline::{Engine, Generated};
 use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::sampling::{Prediction, TrainSchedule};
-use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -217,17 +216,14 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
     if args.ztsnr {
         engine.train = TrainSchedule::sdxl_zero_terminal_snr();
     }
+    let on = engine.made_on();
     say!(
         "{} on {} ({}, {}), {}, loaded in {load_s:.1} s",
         engine.checkpoint.variant,
-        engine.gpu.adapter.name,
-        engine.gpu.adapter.api,
-        engine.gpu.compiler.language(),
-        if dtype == WeightDtype::F16 {
-            "f16"
-        } else {
-            "f32"
-        },
+        on.adapter,
+        on.api,
+        on.shaders,
+        on.precision,
     )?;
     Ok(engine)
 }

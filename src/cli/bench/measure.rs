@@ -78,7 +78,6 @@ pub fn run(setup: &Setup, checkpoint: Checkpoint) -> anyhow::Result<Option<Vec<R
         let second = engine.generate(&request, &mut |_| {})?;
         rows.push(row(
             &engine,
-            dtype,
             &request,
             [&first, &second],
             load_s,
@@ -118,7 +117,6 @@ fn stored_bytes(checkpoint: &Checkpoint) -> u64 {
 /// The figures of one size from its two runs.
 fn row(
     engine: &Engine,
-    dtype: WeightDtype,
     request: &Request,
     [first, second]: [&Generated; 2],
     load_s: f64,
@@ -135,16 +133,12 @@ fn row(
     );
     let run_s = (b.encode + b.denoise + b.decode).as_secs_f64();
     let peak = [a.peak_reserved_bytes, b.peak_reserved_bytes];
+    let on = engine.made_on();
     Row {
-        adapter: engine.gpu.adapter.name.clone(),
-        api: engine.gpu.adapter.api.clone(),
-        compiler: engine.gpu.compiler.language().into(),
-        precision: if dtype == WeightDtype::F16 {
-            "f16"
-        } else {
-            "f32"
-        }
-        .into(),
+        adapter: on.adapter,
+        api: on.api,
+        compiler: on.shaders.into(),
+        precision: on.precision.into(),
         width: request.width,
         height: request.height,
         steps: b.steps,
