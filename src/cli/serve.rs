@@ -63,7 +63,7 @@ pub struct ServeArgs {
 }
 
 /// How each job runs: shared by `serve` and `worker`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug)]
 pub struct EngineArgs {
     /// The quality policy's profile for every request (off disables it); default: each
     /// checkpoint's own (vpred for v-prediction checkpoints, else anime).

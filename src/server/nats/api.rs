@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -322,15 +323,20 @@ async fn record(node: &Node, id: &str) -> Result<JobRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
-/// The record's progress as the local server counts it.
+/// The record's progress as the local server counts it (its start on this node's clock).
 fn progress_of(r: &JobRecord) -> Progress {
     let p = &r.progress;
+    let since = |t: f64| Duration::try_from_secs_f64((now() - t).max(0.0)).ok();
     Progress {
         iteration: p.iteration,
         iterations: p.iterations,
         step: p.step,
         steps: p.steps,
-        ..Progress::default()
+        started: r
+            .started_at
+            .and_then(since)
+            .and_then(|elapsed| Instant::now().checked_sub(elapsed)),
+        preview: None,
     }
 }
 
@@ -395,7 +401,7 @@ async fn cancel(
 }
 
 /// What a client asks of a job.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Stop {
     /// Cancel it (queued: here; running: on its worker, within one step).
     Cancel,
@@ -408,7 +414,7 @@ enum Stop {
 /// Records the request and tells the job's worker (which also reads the record, for a message
 /// sent before it listened). The status the job had.
 async fn stop(bus: &Bus, id: &str, how: Stop) -> Result<Status, ApiError> {
-    let mut was = Status::Queued;
+    let (mut was, mut asked) = (Status::Queued, false);
     bus.update_record(id, |r| {
         was = r.status;
         match (r.status, how) {
@@ -420,11 +426,12 @@ async fn stop(bus: &Bus, id: &str, how: Stop) -> Result<Status, ApiError> {
             (Status::Running, _) => r.cancel_requested = true,
             _ => return false,
         }
+        asked = true;
         true
     })
     .await
     .map_err(unavailable)?;
-    if was == Status::Running || (was == Status::Queued && how == Stop::Cancel) {
+    if asked {
         let subject = match how {
             Stop::Skip => bus.settings.skip_subject(id),
             _ => bus.settings.cancel_subject(id),
@@ -465,21 +472,18 @@ async fn progress(
         return Ok(Json(idle_progress()));
     };
     let p = progress_of(&r);
-    let done = p.fraction();
-    let eta = match r.started_at {
-        Some(started) if done > 0.0 => {
-            let elapsed = (now() - started).max(0.0);
-            elapsed / done - elapsed
-        }
-        _ => 0.0,
-    };
     let image = match r.preview_step.filter(|_| !query.skip_current_image) {
         Some(_) => node.bus.preview(&r.id).await.map_err(unavailable)?,
         None => None,
     };
     let image = image.map(|png| base64::engine::general_purpose::STANDARD.encode(png));
     let state = state_json(r.skip_requested, r.cancel_requested, job_name(r.kind), &p);
-    Ok(Json(progress_json(Some(done), eta, state, image)))
+    Ok(Json(progress_json(
+        Some(p.fraction()),
+        p.eta().unwrap_or(0.0),
+        state,
+        image,
+    )))
 }
 
 /// Interrupts the current job (A1111: `{}`); the images it finished are its result.
