@@ -39,7 +39,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A `nats-server -js` on a loopback port, storing in `dir`; killed when dropped.
+/// A `nats-server -js` on a loopback port, storing in `dir`; killed (SIGKILL) when dropped or
+/// when this process ends, however it ends: a shell holds it and kills it once its stdin, a pipe
+/// only this process writes, closes (the shared server lives in a static, which is never
+/// dropped).
 struct NatsServer {
     child: Child,
     port: u16,
@@ -62,9 +65,15 @@ fn nats_server_binary() -> PathBuf {
 
 impl NatsServer {
     fn start(dir: PathBuf, port: u16) -> Self {
-        let child = Command::new(nats_server_binary())
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                r#""$0" "$@" & server=$!; read -r _; kill -9 "$server"; wait "$server""#,
+            ])
+            .arg(nats_server_binary())
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -86,16 +95,20 @@ impl NatsServer {
 
     /// SIGKILL, then the same port and store again.
     fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         *self = NatsServer::start(self.dir.clone(), self.port);
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    fn kill(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
