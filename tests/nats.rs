@@ -223,15 +223,8 @@ fn small(prompt: &str, seed: u64, steps: usize) -> Value {
 
 /// Polls `/v1/jobs/{id}` until `done` holds (NATS or the node may be restarting meanwhile).
 fn wait_for(api: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let (status, job) = get_json(&format!("{api}/v1/jobs/{id}"));
-        if status == StatusCode::OK && done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id}: still {job}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let job = || get_json(&format!("{api}/v1/jobs/{id}"));
+    poll(job, |(status, job)| *status == StatusCode::OK && done(job)).1
 }
 
 fn finished(job: &Value) -> bool {
@@ -243,18 +236,14 @@ fn finished(job: &Value) -> bool {
 
 /// Waits until a worker of the tiny model has announced itself to `api`.
 fn wait_worker_up(api: &str) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let (_, health) = get_json(&format!("{api}/healthz"));
-        if health["models_with_workers"]
-            .as_array()
-            .is_some_and(|m| !m.is_empty())
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no worker came up: {health}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(
+        || get_json(&format!("{api}/healthz")).1,
+        |health| {
+            health["models_with_workers"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        },
+    );
 }
 
 fn submit(api: &str, body: &Value, key: Option<&str>) -> String {
@@ -411,7 +400,7 @@ fn a1111_progress_previews_interrupt_and_skip_through_any_api_node() {
             (r.status(), id)
         })
     };
-    let seen = poll(&progress, |p| {
+    let seen = poll(progress, |p| {
         p["state"]["sampling_step"].as_u64() >= Some(1) && p["current_image"].is_string()
     });
     assert_eq!(seen["state"]["job"], "scripts_txt2img", "{seen}");
@@ -426,7 +415,7 @@ fn a1111_progress_previews_interrupt_and_skip_through_any_api_node() {
 
     let (status, _) = post(&format!("{other}/sdapi/v1/skip"), &json!({}), None);
     assert_eq!(status, StatusCode::OK);
-    let second = poll(&progress, |p| p["state"]["job_no"] == 1);
+    let second = poll(progress, |p| p["state"]["job_no"] == 1);
     assert_eq!(second["state"]["skipped"], true, "{second}");
     let (status, r) = post(&format!("{other}/sdapi/v1/interrupt"), &json!({}), None);
     assert_eq!((status, r), (StatusCode::OK, json!({})));
@@ -446,15 +435,15 @@ fn a1111_progress_previews_interrupt_and_skip_through_any_api_node() {
     w.stop();
 }
 
-/// Polls `read` until `done` holds.
-fn poll(read: &impl Fn() -> Value, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
+/// Polls `read` until `done` holds (for at most ten minutes).
+fn poll<T: std::fmt::Debug>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let value = read();
         if done(&value) {
             return value;
         }
-        assert!(Instant::now() < deadline, "still {value}");
+        assert!(Instant::now() < deadline, "still {value:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
