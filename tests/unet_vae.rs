@@ -103,7 +103,7 @@ const UNET_F32: f32 = 1e-5; // measured ≤ 1.6e-6
 const UNET_F16: f32 = 3e-2; // measured ≤ 8.6e-3
 const VAE_F32: f32 = 1e-5; // measured ≤ 2.4e-6
 const VAE_F16: f32 = 5e-2; // measured ≤ 1.5e-2
-const GL_VS_VULKAN: f32 = 1e-5;
+const GL_VS_VULKAN: f32 = 1e-5; // measured ≤ 1.7e-6
 
 #[test]
 fn unet_f32_equals_diffusers() {
