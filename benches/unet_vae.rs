@@ -1,18 +1,25 @@
 //! One UNet step (batch 2: CFG's negative and positive) and one VAE decode: ms each, and the
-//! device memory the pools hold afterwards.
+//! device memory the pools hold afterwards. Then attention alone at SDXL's full-size shapes
+//! (the UNet's self- and cross-attention of levels 1 and 2, the VAE's single 512-wide head) on
+//! both ways it can run, burn's fused kernels and sliced matmul -> softmax -> matmul, beside the
+//! device's choice (`AttentionKernel::for_device`).
 //!
 //! `cargo bench --bench unet_vae` runs the full-size architecture (the synthetic SDXL checkpoint
 //! of `benches/load.rs`) at 1024x1024 and 768x768 on a hardware adapter, and the tiny reference
 //! model at 256x256 on a software one. `SDXL_BENCH_CHECKPOINT`, `SDXL_BENCH_BACKEND`,
 //! `SDXL_BENCH_PRECISION=f32` and `SDXL_BENCH_RUNS=N` (default 5) apply; `SDXL_BENCH_SIZES=512,768`
 //! overrides the image sizes. The VAE decodes in f32 (the default) with auto tiling.
+//! `SDXL_BENCH_ATTENTION_SIZES` (default 512 on a software adapter, 1024 on a hardware one)
+//! sets the image sizes whose attention shapes are timed.
 
 use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device;
+use sdxl_wgpu::nn::attention::{attention, AttentionKernel};
 use sdxl_wgpu::vae::{VaeLimits, VaeTiling};
+use sdxl_wgpu::weights::WeightDtype;
 
 mod common;
 
@@ -105,6 +112,75 @@ fn main() -> anyhow::Result<()> {
             },
             mib(vae_mem)
         );
+    }
+    attention_ways(&gpu, dtype, runs)
+}
+
+/// Each attention shape of SDXL at the image sizes asked, timed on both ways attention runs.
+fn attention_ways(gpu: &sdxl_wgpu::Gpu, dtype: WeightDtype, runs: usize) -> anyhow::Result<()> {
+    let sizes: Vec<usize> = match std::env::var("SDXL_BENCH_ATTENTION_SIZES") {
+        Ok(s) => s.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
+        Err(_) if gpu.adapter.is_software() => vec![512],
+        Err(_) => vec![1024],
+    };
+    let device = &gpu.device;
+    let sync = || device.sync().map_err(|e| anyhow::anyhow!("{e:?}"));
+    let compute = if dtype == WeightDtype::F16 {
+        FloatDType::F16
+    } else {
+        FloatDType::F32
+    };
+    println!("attention (device's choice: {:?})", gpu.attention);
+    for size in sizes {
+        let l = size / 8;
+        // (what, batch, heads, query tokens, key tokens, head width, dtype)
+        let shapes = [
+            (
+                "UNet level 1 self",
+                2,
+                10,
+                (l / 2).pow(2),
+                (l / 2).pow(2),
+                64,
+                compute,
+            ),
+            ("UNet level 1 cross", 2, 10, (l / 2).pow(2), 77, 64, compute),
+            (
+                "UNet level 2 self",
+                2,
+                20,
+                (l / 4).pow(2),
+                (l / 4).pow(2),
+                64,
+                compute,
+            ),
+            ("VAE mid-block", 1, 1, l * l, l * l, 512, FloatDType::F32),
+        ];
+        for (what, b, heads, nq, nk, d, dtype) in shapes {
+            let filled = |n: usize, seed: usize| -> Tensor<4> {
+                let v: Vec<f32> = (0..b * heads * n * d)
+                    .map(|i| ((i * 7919 + seed) % 2001) as f32 / 2000.0 - 0.5)
+                    .collect();
+                Tensor::<4>::from_data(TensorData::new(v, [b, heads, n, d]), device).cast(dtype)
+            };
+            let (q, k, v) = (filled(nq, 1), filled(nk, 2), filled(nk, 3));
+            let mut line =
+                format!("{size}x{size} {what} [{b}, {heads}, {nq}x{nk}, {d}] {dtype:?}:");
+            for (name, kernel) in [
+                ("fused", AttentionKernel::FUSED),
+                ("sliced", AttentionKernel::SLICED),
+            ] {
+                let (mean, min) = timed(runs, || {
+                    let start = Instant::now();
+                    let out = attention(q.clone(), k.clone(), v.clone(), false, kernel);
+                    std::hint::black_box(out.into_data());
+                    sync()?;
+                    Ok(start.elapsed().as_secs_f64() * 1e3)
+                })?;
+                line += &format!(" {name} {mean:.1} ms mean ({min:.1} min);");
+            }
+            println!("{line}");
+        }
     }
     Ok(())
 }

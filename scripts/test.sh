@@ -85,4 +85,8 @@ cross_check
 
 # Autotune benchmarks every new kernel shape; on a software adapter keep that short.
 export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
+# Every test process (and every `sdxl-wgpu` it starts) shares one cache of autotune results and
+# throughput probes, as a user's runs do: a shape tuned by one test binary is not tuned again by
+# the next. Tests of the cache itself use folders of their own.
+export SDXL_WGPU_CACHE_DIR="${SDXL_WGPU_CACHE_DIR:-$PWD/target/test-cache}"
 exec cargo test --release "$@"

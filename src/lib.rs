@@ -4,8 +4,11 @@
 //! `tests/layering.rs` keeps them true), from the bottom:
 //!
 //! - [`spelling`]: the names users type for closed sets of values (`--backend vulkan`);
-//!   [`files`]: opening the files users name (regular files only, capped reads).
-//! - [`device`] lists adapters and brings one up (`--backend auto|vulkan|metal|dx12|gl`).
+//!   [`files`]: opening the files users name (regular files only, capped reads); [`phase`]:
+//!   long phases as lines a user can watch, with the kernels compiled and tuned during each.
+//! - [`cache`]: the folders under the user's cache directory that outlive the process.
+//! - [`device`] lists adapters and brings one up (`--backend auto|vulkan|metal|dx12|gl`) with
+//!   its shader compiler (`--shader-compiler auto|wgsl|spirv`) and the runtime configured.
 //! - [`weights`] reads safetensors files and uploads parameters from a [`weights::WeightSource`].
 //! - [`tokenizer`] turns prompts (A1111 syntax) into CLIP token chunks with weights.
 //! - [`nn`] holds the layers, which apply runtime LoRA deltas; [`text_encoder`], [`unet`] and
@@ -23,6 +26,7 @@
 //! - [`infotext`]: the A1111 text a generated image carries, the same from the CLI and a server.
 //! - `server` (feature `server`): the HTTP server of `sdxl-wgpu serve` (A1111's API, a jobs API).
 
+pub mod cache;
 pub mod checkpoint;
 pub mod device;
 pub mod doctor;
@@ -32,6 +36,7 @@ pub mod infotext;
 pub mod lora;
 pub mod model_hash;
 pub mod nn;
+pub mod phase;
 pub mod pipeline;
 pub mod policy;
 pub mod sampling;

@@ -1,6 +1,6 @@
 //! A1111's hashes of the files an image was made with, as its infotext records them: the short
 //! model hash ("AutoV2") and the LoRA hash ("AutoV3"). Cached by path, size and modification
-//! time in [`cache_dir`], so a 7 GB checkpoint is hashed once.
+//! time in the engine's cache root (`crate::cache::root`), so a 7 GB checkpoint is hashed once.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -153,14 +153,9 @@ fn store(file: &Path, cache: &BTreeMap<String, String>) -> std::io::Result<()> {
     std::fs::rename(tmp, file)
 }
 
-/// Where the engine caches what it computed once: `$SDXL_WGPU_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/sdxl-wgpu`, else `~/.cache/sdxl-wgpu`.
-pub fn cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    var("SDXL_WGPU_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("sdxl-wgpu")))
-        .or_else(|| var("HOME").map(|d| PathBuf::from(d).join(".cache/sdxl-wgpu")))
+/// Where the hashes are kept: the engine's cache root ([`crate::cache::root`]).
+fn cache_dir() -> Option<PathBuf> {
+    crate::cache::root()
 }
 
 #[cfg(test)]

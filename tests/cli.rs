@@ -2,7 +2,9 @@
 //! `devices` listing the adapter the tests run on.
 
 mod common;
-use common::{floats, max_pixel_difference, run_cli as run, TINY, TINY_FOLDER};
+use common::{
+    floats, max_pixel_difference, run_cli as run, run_cli_env as run_env, TINY, TINY_FOLDER,
+};
 
 #[test]
 fn inspect_prints_the_detected_architecture() {
@@ -91,11 +93,15 @@ fn nan_checkpoint(dir: &std::path::Path) -> (std::path::PathBuf, &'static str) {
     (path, key)
 }
 
-/// `doctor` without a model: the device's checks and the policy's, as JSON, all passing (the
-/// software adapter is a warning); exit 0.
+/// `doctor` without a model: the device's checks, the policy's, the cache's and the numerical
+/// self-test's (run, with a cache of its own that holds no verdicts yet: f16 and f32 on WGSL,
+/// against diffusers' outputs), as JSON, all passing (the software adapter is a warning);
+/// exit 0. The verdicts are remembered: a second `doctor` reports them without running again.
 #[test]
-fn doctor_checks_the_device_and_the_policy() {
-    let (code, out, err) = run(&["doctor", "--json"]);
+fn doctor_checks_the_device_the_policy_and_the_self_test() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let env = [("SDXL_WGPU_CACHE_DIR", cache.path())];
+    let (code, out, err) = run_env(&["doctor", "--json"], &env);
     assert_eq!(code, 0, "{out}{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(report["passed"], true, "{out}");
@@ -109,6 +115,9 @@ fn doctor_checks_the_device_and_the_policy() {
         "compiler",
         "device memory",
         "quality policy",
+        "cache",
+        "self-test WGSL, f16",
+        "self-test WGSL, f32",
         "memory release",
     ] {
         assert!(names.contains(&name), "{name} missing: {out}");
@@ -130,8 +139,79 @@ fn doctor_checks_the_device_and_the_policy() {
         compiler["detail"]
             .as_str()
             .expect("detail")
-            .starts_with("WGSL (wgpu<wgsl>)"),
+            .starts_with("WGSL (cooperative-matrix kernels unavailable)"),
         "{compiler}"
+    );
+    let selftest = checks
+        .iter()
+        .find(|c| c["check"] == "self-test WGSL, f32")
+        .expect("self-test");
+    assert!(
+        selftest["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("final latents") && d.contains("image")),
+        "{selftest}"
+    );
+    let (code, out, err) = run_env(&["doctor"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("recorded by an earlier self-test"), "{out}");
+}
+
+/// The self-test catches a path that computes wrong results (here f16, forced wrong by the
+/// test-only fault switch), names it with its error figure and fails; runs then avoid it by
+/// themselves: `--precision auto` computes in f32 on this adapter and says so once, and the
+/// image's metadata records f32. A SPIR-V request is refused on the software adapter, whose
+/// driver crashes on SPIR-V kernels, before anything runs.
+#[test]
+fn a_failed_self_test_path_is_avoided() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let fault = std::path::Path::new("f16");
+    let env = [("SDXL_WGPU_CACHE_DIR", cache.path())];
+    let faulty = [env[0], ("SDXL_WGPU_SELFTEST_FAULT", fault)];
+    let (code, out, err) = run_env(&["doctor", "--selftest"], &faulty);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = |needle: &str| out.lines().find(|l| l.contains(needle)).map(str::to_string);
+    let f16 = line("self-test WGSL, f16").unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        f16.starts_with("FAIL") && f16.contains("limit 3e-2"),
+        "{f16}"
+    );
+    let f32 = line("self-test WGSL, f32").unwrap_or_else(|| panic!("{out}"));
+    assert!(f32.starts_with("pass"), "{f32}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("out.png");
+    let args = [
+        "generate",
+        "--model",
+        TINY,
+        "--prompt",
+        "a fox",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "2",
+        "--policy",
+        "off",
+        "--output",
+        image.to_str().expect("utf-8"),
+    ];
+    let (code, out, err) = run_env(&args, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err.matches("f16 failed the self-test").count(), 1, "{err}");
+    assert!(err.contains("computing in f32"), "{err}");
+    use sdxl_wgpu::image_io::metadata::{read_png_text, JSON_KEYWORD};
+    let chunks = read_png_text(&image).expect("image written");
+    let json: serde_json::Value = serde_json::from_str(&chunks[JSON_KEYWORD]).expect("JSON");
+    assert_eq!(json["backend"]["precision"], "f32", "{json}");
+
+    let (code, _, err) = run_env(&["--shader-compiler", "spirv", "devices"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("crash inside software Vulkan drivers"),
+        "{err}"
     );
 }
 
@@ -477,7 +557,8 @@ fn bench_writes_every_field_and_compares() {
         "adapter": "some other GPU", "api": "Vulkan", "compiler": "SPIR-V", "precision": "f32",
         "width": 64, "height": 64, "steps": 2, "unet_batch": 2, "load_s": 1.0,
         "load_gb_per_s": 1.0, "text_encode_s": 1.0, "step_s": 2.0, "step_record_s": 1.0,
-        "first_step_extra_s": 1.0,
+        "first_text_extra_s": 1.0, "first_step_extra_s": 1.0, "first_vae_extra_s": 1.0,
+        "tensor_cores": true, "cold_kernels_compiled": 10, "cold_shapes_tuned": 1,
         "vae_decode_s": 1.0, "lora_swap_s": 1.0, "peak_memory_bytes": 1024,
         "images_per_minute": 1.0, "unet_flops_per_step": 1.0, "tflops": 1.0
     });
@@ -531,7 +612,16 @@ fn bench_writes_every_field_and_compares() {
     ] {
         assert!(number(positive) > 0.0, "{positive}: {results}");
     }
-    assert!(number("first_step_extra_s") >= 0.0, "{results}");
+    for extra in [
+        "first_text_extra_s",
+        "first_step_extra_s",
+        "first_vae_extra_s",
+        "cold_shapes_tuned",
+    ] {
+        assert!(number(extra) >= 0.0, "{extra}: {results}");
+    }
+    assert!(number("cold_kernels_compiled") > 0.0, "{results}");
+    assert_eq!(row["tensor_cores"], false);
     assert_eq!(
         (row["precision"].as_str(), number("unet_batch")),
         (Some("f32"), 2.0)

@@ -113,6 +113,81 @@ fn writes_the_diffusers_image_with_a1111_metadata() {
     assert!(cached.contains(&sha), "{cached}");
 }
 
+/// Kernels compiled and shapes tuned during a run, from its phase lines on stderr (each
+/// compute phase's end line says what it compiled and tuned).
+fn kernel_counts(stderr: &str) -> (u64, u64) {
+    let phases = ["upload ", "text encode: ", "denoise ", "VAE decode "];
+    let mut counts = (0, 0);
+    for line in stderr.lines() {
+        let text = line.split_once("] ").map_or(line, |(_, t)| t);
+        if !phases.iter().any(|p| text.starts_with(p)) {
+            continue;
+        }
+        let Some((_, tail)) = text.rsplit_once(" (") else {
+            continue;
+        };
+        let words: Vec<&str> = tail.split_whitespace().collect();
+        if let [compiled, "kernels", "compiled,", tuned, "shapes", "tuned)"] = words[..] {
+            counts.0 += compiled.parse::<u64>().expect("a count");
+            counts.1 += tuned.parse::<u64>().expect("a count");
+        }
+    }
+    counts
+}
+
+/// A run's phases print on a stderr that is not a terminal (weights uploaded, text encode, each
+/// step, VAE decode, with durations and the kernels each compiled), and a second process finds
+/// what the first tuned in the cache: it tunes nothing and compiles fewer kernels (only the
+/// winners; WGSL itself has no compiled-kernel cache).
+#[test]
+fn a_second_process_reuses_the_first_ones_tuning() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("out.png");
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
+            .args([
+                "generate", "--model", TINY, "--prompt", "a fox", "--width", "64",
+            ])
+            .args([
+                "--height",
+                "64",
+                "--steps",
+                "2",
+                "--policy",
+                "off",
+                "--precision",
+            ])
+            .args(["f32", "--output", path(&output)])
+            .env("SDXL_WGPU_CACHE_DIR", cache.path())
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let first = run();
+    for phase in [
+        "] upload UNet: ",
+        "] text encode: ",
+        "] step 1/2: ",
+        "] step 2/2: ",
+        "] denoise 2 steps (UNet batch 2): ",
+        "] VAE decode (1 image(s)): ",
+    ] {
+        assert!(first.contains(phase), "{phase}: {first}");
+    }
+    let second = run();
+    let (compiled, tuned) = kernel_counts(&first);
+    let (compiled_again, tuned_again) = kernel_counts(&second);
+    assert!(compiled > 0 && tuned > 0, "{first}");
+    assert_eq!(tuned_again, 0, "{second}");
+    assert!(
+        compiled_again < compiled,
+        "{compiled_again} of {compiled}: {second}"
+    );
+}
+
 /// `--init-noise` + size/crop conditioning + `--dump` reproduce the `ddim_noise` case.
 #[test]
 fn init_noise_and_dump_equal_diffusers() {

@@ -338,13 +338,9 @@ fn a_model_builds_from_any_weight_source() {
     let mut observe = |name: &str, _: &[usize], t: Tensor<1>| {
         uploaded.insert(name.to_string(), values(t));
     };
-    weights::build(
-        &source,
-        &gpu().device,
-        WeightDtype::F32,
-        &mut observe,
-        |w| AutoencoderKl::load(cfg, w),
-    )
+    weights::build(&source, gpu(), WeightDtype::F32, &mut observe, |w| {
+        AutoencoderKl::load(cfg, w)
+    })
     .expect("builds without a checkpoint");
     let from_checkpoint = load(&checkpoint, WeightDtype::F32)
         .remove(&Component::Vae)

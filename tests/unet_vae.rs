@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use burn::tensor::{FloatDType, Tensor, TensorData};
+use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
 use sdxl_wgpu::checkpoint::{Checkpoint, SdxlModels};
 use sdxl_wgpu::device::{self, Backend, Gpu, Precision};
-use sdxl_wgpu::nn::attention::{attention, attention_within};
+use sdxl_wgpu::nn::attention::{attention, attention_within, AttentionKernel};
 use sdxl_wgpu::pipeline::Engine;
 use sdxl_wgpu::text_encoder::TextOptions;
 use sdxl_wgpu::tokenizer::parse_prompt;
@@ -206,7 +206,7 @@ fn attention_at_4096_tokens_fits_the_buffer_limit() {
         Tensor::from_data(TensorData::new(v, shape), device)
     };
     let (q, k, v) = (data(1), data(2), data(3));
-    let out = attention(q.clone(), k.clone(), v.clone(), false);
+    let out = attention(q.clone(), k.clone(), v.clone(), false, gpu().attention);
     let got = values(out.slice([0..1, 0..4, 0..64]));
     // reference: softmax(q k^T / sqrt(d)) v for the first 64 queries, materialised (small)
     let q64 = q.slice([0..1, 0..4, 0..64]);
@@ -339,35 +339,101 @@ fn decode_over_the_buffer_limit_succeeds_through_tiling() {
     assert!(v.iter().all(|x| x.is_finite()));
 }
 
-/// Sliced (budgets forcing 256-row slices and, below that, slices of a few rows) and padded
-/// (600 queries -> 640) attention equal attention computed in one piece and a materialised
-/// `softmax(q k^T / sqrt(d)) v`, within f32 rounding.
-#[test]
-fn sliced_and_padded_attention_equal_whole_attention() {
-    let (q, k, v) = (
-        noise([2, 3, 600, 16], 1) * 0.5,
-        noise([2, 3, 300, 16], 2) * 0.5,
-        noise([2, 3, 300, 16], 3),
-    );
-    let scores = q.clone().matmul(k.clone().swap_dims(2, 3)) / 4.0; // [2, 3, 600, 300]
-    let want = values(burn::tensor::activation::softmax(scores, 3).matmul(v.clone()));
-    let row_bytes = 2 * 3 * 300 * 4;
-    for budget in [usize::MAX, 300 * row_bytes, 100 * row_bytes] {
-        let got = values(attention_within(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            false,
-            budget,
-        ));
-        assert_eq!(got.0, vec![2, 3, 600, 16]);
-        let err = got
-            .1
-            .iter()
-            .zip(&want.1)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(err < 2e-5, "budget {budget}: max error {err:.2e}");
+/// `softmax(q k^T / sqrt(d) [+ causal mask]) v`, materialised (small shapes only).
+fn materialised(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    causal: bool,
+) -> (Vec<usize>, Vec<f32>) {
+    let [_, _, nq, d] = q.dims();
+    let nk = k.dims()[2];
+    let mut scores = q.clone().matmul(k.clone().swap_dims(2, 3)) / (d as f32).sqrt(); // [B, h, Nq, Nk]
+    if causal {
+        let mask = Tensor::<2, Bool>::tril_mask([nq, nk], 0, &gpu().device)
+            .reshape([1, 1, nq, nk])
+            .expand(scores.dims());
+        scores = scores.mask_fill(mask, f32::NEG_INFINITY);
     }
+    values(burn::tensor::activation::softmax(scores, 3).matmul(v.clone()))
+}
+
+/// Both ways attention runs (burn's fused kernels, and sliced matmul -> softmax -> matmul), each
+/// in one piece, in slices (budgets forcing 256-row slices and, below that, slices of a few
+/// rows) and padded (600 queries -> 640 on the fused path), causal or not, and with a head
+/// wider than the fused kernels take on a GPU (the VAE's 512), equal a materialised
+/// `softmax(q k^T / sqrt(d)) v` within f32 rounding.
+#[test]
+fn every_attention_way_equals_materialised_attention() {
+    let cases = [
+        ([2, 3, 600, 16], [2, 3, 300, 16], false),
+        ([1, 2, 77, 16], [1, 2, 77, 16], true),
+        ([1, 1, 300, 512], [1, 1, 300, 512], false),
+    ];
+    for (qs, kvs, causal) in cases {
+        let (q, k, v) = (noise(qs, 1) * 0.5, noise(kvs, 2) * 0.5, noise(kvs, 3));
+        let want = materialised(&q, &k, &v, causal);
+        let row_bytes = qs[0] * qs[1] * kvs[2] * 4;
+        for kernel in [AttentionKernel::FUSED, AttentionKernel::SLICED] {
+            for budget in [usize::MAX, 300 * row_bytes, 100 * row_bytes, 10 * row_bytes] {
+                let got = values(attention_within(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    causal,
+                    kernel,
+                    budget,
+                ));
+                assert_eq!(got.0, qs.to_vec());
+                let err = got
+                    .1
+                    .iter()
+                    .zip(&want.1)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    err < 2e-5,
+                    "{kernel:?} {qs:?} causal {causal} budget {budget}: {err:.2e}"
+                );
+            }
+        }
+    }
+}
+
+/// The tiny model with every attention layer sliced (what GPUs without cooperative-matrix
+/// flash attention run) equals diffusers as the fused kernels do: one UNet call of each case,
+/// the VAE decode, and both text encoders against the fused path's.
+#[test]
+fn sliced_attention_models_equal_diffusers() {
+    let mut on = gpu().clone();
+    on.attention = AttentionKernel::SLICED;
+    let sliced = Checkpoint::open(TINY)
+        .expect("fixture")
+        .load(&on, WeightDtype::F32)
+        .expect("loads");
+    for case in ["unet_square", "unet_odd"] {
+        let err = error_to(unet_output(&sliced, &on, case), &format!("{case}.output"));
+        assert!(err <= UNET_F32, "sliced {case}: {err:.2e}");
+    }
+    let image = sliced
+        .vae
+        .decode(input("vae_decode.latents"), FloatDType::F32);
+    let err = error_to(values(image), "vae_decode.image");
+    assert!(err <= VAE_F32, "sliced VAE decode: {err:.2e}");
+    let prompt = parse_prompt("a (red:1.2) fox in snow, masterpiece");
+    let negative = parse_prompt("blurry");
+    let encode = |m: &SdxlModels| {
+        let c = m
+            .text_encoders
+            .encode(&prompt, &negative, TextOptions { clip_skip: 1 })
+            .expect("encodes");
+        values(c.context)
+    };
+    let err = relative_error(
+        &encode(&sliced),
+        &encode(models(WeightDtype::F32)),
+        "context",
+    );
+    assert!(err <= GL_VS_VULKAN, "sliced text context: {err:.2e}");
 }
 
 fn engine_f16() -> &'static Engine {

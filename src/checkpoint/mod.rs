@@ -163,6 +163,12 @@ impl Checkpoint {
         Self::from_source(Source::from_header(path.as_ref(), header))
     }
 
+    /// A single file already opened (or held in memory: the synthetic checkpoint, the
+    /// self-test's model).
+    pub fn from_file(file: SafetensorsFile) -> Result<Checkpoint, CheckpointError> {
+        Self::from_source(Source::single_file(file))
+    }
+
     fn from_source(source: Source) -> Result<Checkpoint, CheckpointError> {
         let variant = match source.layout {
             Layout::SingleFile => {

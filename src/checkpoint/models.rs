@@ -3,7 +3,7 @@
 //! constructors load from. Nothing is uploaded unless the report is complete and every tensor
 //! fits the adapter's largest buffer.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
 use super::{Checkpoint, CheckpointError, Component};
 use crate::device::Gpu;
@@ -88,14 +88,13 @@ impl Checkpoint {
             )
         });
         self.check_loadable(&dtypes, gpu)?;
-        let device = &gpu.device;
         let cfg = &self.config;
         Ok(SdxlModels {
-            unet: self.build(Component::Unet, device, dtype, observe, |w| {
+            unet: self.build(Component::Unet, gpu, dtype, observe, |w| {
                 Unet::load(&cfg.unet, w)
             })?,
-            text_encoders: self.text_encoders(device, dtype, observe)?,
-            vae: self.build(Component::Vae, device, vae_dtype, observe, |w| {
+            text_encoders: self.text_encoders(gpu, dtype, observe)?,
+            vae: self.build(Component::Vae, gpu, vae_dtype, observe, |w| {
                 AutoencoderKl::load(&cfg.vae, w)
             })?,
         })
@@ -109,7 +108,7 @@ impl Checkpoint {
     ) -> Result<TextEncoders, CheckpointError> {
         let encoders = [Component::TextEncoder, Component::TextEncoder2].map(|c| (c, dtype));
         self.check_loadable(&encoders, gpu)?;
-        self.text_encoders(&gpu.device, dtype, &mut |_, _, _, _| {})
+        self.text_encoders(gpu, dtype, &mut |_, _, _, _| {})
     }
 
     /// Uploads only the VAE (what decoding latents needs), in the dtype of `precision`.
@@ -122,7 +121,7 @@ impl Checkpoint {
         self.check_loadable(&[(Component::Vae, dtype)], gpu)?;
         let cfg = &self.config.vae;
         let mut ignore = |_: Component, _: &str, _: &[usize], _: Tensor<1>| {};
-        self.build(Component::Vae, &gpu.device, dtype, &mut ignore, |w| {
+        self.build(Component::Vae, gpu, dtype, &mut ignore, |w| {
             AutoencoderKl::load(cfg, w)
         })
     }
@@ -144,16 +143,16 @@ impl Checkpoint {
 
     fn text_encoders(
         &self,
-        device: &Device,
+        gpu: &Gpu,
         dtype: WeightDtype,
         observe: &mut ComponentObserver,
     ) -> Result<TextEncoders, CheckpointError> {
         let cfg = &self.config;
         Ok(TextEncoders {
-            text_encoder: self.build(Component::TextEncoder, device, dtype, observe, |w| {
+            text_encoder: self.build(Component::TextEncoder, gpu, dtype, observe, |w| {
                 ClipTextModel::load(&cfg.text_encoder, w)
             })?,
-            text_encoder_2: self.build(Component::TextEncoder2, device, dtype, observe, |w| {
+            text_encoder_2: self.build(Component::TextEncoder2, gpu, dtype, observe, |w| {
                 ClipTextModel::load(&cfg.text_encoder_2, w)
             })?,
         })
@@ -170,21 +169,21 @@ impl Checkpoint {
     fn build<M>(
         &self,
         component: Component,
-        device: &Device,
+        gpu: &Gpu,
         dtype: WeightDtype,
         observe: &mut ComponentObserver,
         module: impl FnOnce(&mut Weights) -> Result<M, WeightError>,
     ) -> Result<M, CheckpointError> {
+        let phase = crate::phase::start(format!("upload {}", component.describe()));
+        let mut bytes = 0u64;
         let mut observe = |name: &str, shape: &[usize], t: Tensor<1>| {
+            bytes += (shape.iter().product::<usize>() * t.dtype().size()) as u64;
             observe(component, name, shape, t);
         };
         let source = self.source(component);
-        Ok(weights::build(
-            &source,
-            device,
-            dtype,
-            &mut observe,
-            module,
-        )?)
+        let built = weights::build(&source, gpu, dtype, &mut observe, module)?;
+        let rate = bytes as f64 / 1e9 / phase.elapsed().as_secs_f64().max(1e-9);
+        phase.done(format!("{:.2} GB at {rate:.2} GB/s", bytes as f64 / 1e9));
+        Ok(built)
     }
 }

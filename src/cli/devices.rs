@@ -1,10 +1,11 @@
-//! `sdxl-wgpu devices`: the adapters wgpu sees, and which one `--backend` would use.
+//! `sdxl-wgpu devices`: the adapters wgpu sees, which one `--backend` would use, and the
+//! compiler its kernels go through there (the chosen adapter is brought up to ask).
 
 use clap::Args;
 
 use super::say;
 use super::values::spelled;
-use sdxl_wgpu::device::{self, Backend};
+use sdxl_wgpu::device::{self, AdapterInfo, Backend};
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
@@ -18,8 +19,22 @@ pub struct DevicesArgs {
 
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let found = device::adapters(args.backend);
+    let gpu = super::gpu::open(args.backend)?;
+    let chosen = |a: &AdapterInfo| a.identity() == gpu.adapter.identity();
     if args.json {
-        say!("{}", serde_json::to_string_pretty(&found)?)?;
+        let listed = found
+            .iter()
+            .map(|a| {
+                let mut entry = serde_json::to_value(a)?;
+                if chosen(a) {
+                    entry["chosen"] = true.into();
+                    entry["compiler"] = gpu.compiler.language.name().into();
+                    entry["tensor_cores"] = gpu.compiler.cooperative_matrix.into();
+                }
+                Ok(entry)
+            })
+            .collect::<serde_json::Result<Vec<_>>>()?;
+        say!("{}", serde_json::to_string_pretty(&listed)?)?;
         return Ok(());
     }
     for a in &found {
@@ -34,15 +49,12 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             a.driver
         )?;
     }
-    let (chosen, warning) = device::choose(args.backend)?;
     say!(
-        "--backend {} uses: {} ({})",
+        "--backend {} uses: {} ({}), kernels compiled to {}",
         args.backend,
-        chosen.name,
-        chosen.api
+        gpu.adapter.name,
+        gpu.adapter.api,
+        gpu.compiler.describe()
     )?;
-    if let Some(warning) = warning {
-        eprintln!("warning: {warning}");
-    }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `sdxl-wgpu doctor`: runs the library's diagnostics (`sdxl_wgpu::doctor`) and prints one line
-//! per check, or JSON. Exit 0 when nothing fails, 1 otherwise.
+//! per check, or JSON. Exit 0 when nothing fails, 1 otherwise. The numerical self-test runs one
+//! child process per compiler of the adapter (`selftest`), so a driver that crashes on one fails
+//! that path instead of the doctor.
 
 use std::path::PathBuf;
 
@@ -7,6 +9,7 @@ use clap::Args;
 
 use super::job::parse_lora_arg;
 use super::say;
+use super::selftest;
 use super::values::spelled;
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::doctor::{self, Check, Report, Status};
@@ -27,6 +30,17 @@ pub struct DoctorArgs {
     /// Print the checks as one JSON document instead of lines.
     #[arg(long)]
     json: bool,
+    /// Only the numerical self-test: the built-in tiny model on each compiler x precision of
+    /// the adapter against diffusers' outputs, run again and remembered for later runs.
+    #[arg(long, conflicts_with_all = ["model", "lora", "no_selftest"])]
+    selftest: bool,
+    /// Leave out the self-test (doctor runs it when this build and driver have no verdicts).
+    #[arg(long)]
+    no_selftest: bool,
+    /// Run the self-test's paths on this process's device and print their verdicts as JSON (what
+    /// `doctor` starts one child process per compiler with).
+    #[arg(long, hide = true)]
+    selftest_child: bool,
 }
 
 /// The command's failure when a check failed (exit status 1: the report says which).
@@ -38,6 +52,9 @@ pub struct ChecksFailed {
 }
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
+    if args.selftest_child {
+        return selftest::child_paths(args.backend);
+    }
     let loras = args
         .lora
         .iter()
@@ -45,8 +62,16 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let json = args.json;
     let mut report = Report::new(|check: &Check| if json { Ok(()) } else { print(check) });
+    if args.selftest {
+        selftest::run(args.backend, true, &mut report)?;
+        return finish(json, &report);
+    }
     let gpu = doctor::device(args.backend, &mut report)?;
     doctor::policy(&mut report)?;
+    doctor::check_cache(&mut report)?;
+    if gpu.is_some() && !args.no_selftest {
+        selftest::run(args.backend, false, &mut report)?;
+    }
     match &args.model {
         Some(path) => doctor::model(path, gpu, args.precision, &loras, &mut report)?,
         None if !loras.is_empty() => report.add(Check::fail(
@@ -56,6 +81,11 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         ))?,
         None => doctor::check_memory_release(gpu.as_ref(), &mut report)?,
     }
+    finish(json, &report)
+}
+
+/// Prints the JSON document if asked; fails when a check failed.
+fn finish(json: bool, report: &Report) -> anyhow::Result<()> {
     if json {
         let document = serde_json::json!({
             "passed": report.failed() == 0,

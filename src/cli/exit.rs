@@ -37,7 +37,12 @@ pub fn broken_pipe(error: &anyhow::Error) -> bool {
 /// forwards to the subsystem error it wraps, so both are looked at.
 fn machine_failed(cause: &(dyn StdError + 'static)) -> bool {
     use sdxl_wgpu::Error;
-    let device = |e: &DeviceError| !matches!(e, DeviceError::Unavailable { .. });
+    let device = |e: &DeviceError| {
+        !matches!(
+            e,
+            DeviceError::Unavailable { .. } | DeviceError::Compiler { .. }
+        )
+    };
     let weights = |e: &WeightError| matches!(e, WeightError::Model { .. });
     let checkpoint = |e: &CheckpointError| matches!(e, CheckpointError::Weights(w) if weights(w));
     let image = |e: &ImageError| matches!(e, ImageError::Write { .. } | ImageError::Device(_));

@@ -48,9 +48,6 @@ pub struct GenerateArgs {
     precision: Precision,
     #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
     backend: Backend,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -82,7 +79,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         say!("quality policy: {policy} ({why}; --policy overrides)")?;
     }
     let model = model_info(&args.model);
-    let mut progress = Progress::new(args.quiet);
+    let mut progress = Progress::new(super::global().quiet);
     // each job resolved again just before it runs
     jobs.each(|index, label, job| {
         if failed.contains(&index) {
@@ -222,7 +219,7 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
         engine.checkpoint.variant,
         on.adapter,
         on.api,
-        on.shaders,
+        engine.gpu.compiler.describe(),
         on.precision,
     )?;
     Ok(engine)
@@ -441,6 +438,7 @@ mod tests {
             device_type: "Cpu".into(),
             driver: "llvmpipe".into(),
             shaders: "WGSL",
+            tensor_cores: false,
             precision: "f16",
         };
         let m = metadata(&job, &model, &made_on, 10).expect("metadata");
@@ -462,6 +460,7 @@ mod tests {
         assert_eq!(json["model"], "/models/animagine.safetensors");
         assert_eq!(json["backend"]["api"], "Vulkan");
         assert_eq!(json["backend"]["shaders"], "WGSL");
+        assert_eq!(json["backend"]["tensor_cores"], false);
         assert_eq!(json["backend"]["precision"], "f16");
     }
 }

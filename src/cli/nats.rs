@@ -129,6 +129,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             policy: args.engine.policy,
             precision: args.engine.precision,
             backend: args.engine.backend,
+            shader_compiler: super::global().shader_compiler,
             preview_every: args.engine.preview_every,
             queue_size: 1,
             ..ServerConfig::default()
@@ -144,9 +145,9 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     }));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let (gpu, dtype, warning) = server::open_device(&config.server)?;
-        if let Some(warning) = warning {
-            eprintln!("warning: {warning}");
+        let (gpu, dtype, messages) = server::open_device(&config.server)?;
+        for message in messages {
+            eprintln!("{message}");
         }
         eprintln!(
             "worker {}: loading {} on {} ...",

@@ -1,5 +1,5 @@
 //! The progress bar over denoising steps, drawn from the library's events; nothing is drawn when
-//! stdout or stderr is not a terminal, or with `--quiet`.
+//! stdout or stderr is not a terminal, or with `--quiet` (the phase lines then say each step).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -16,10 +16,15 @@ pub struct Progress {
     first_step: Instant,
 }
 
+/// Whether progress bars are drawn: both stdout and stderr are terminals, and not `--quiet`.
+pub fn bars_shown(quiet: bool) -> bool {
+    !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+}
+
 impl Progress {
     pub fn new(quiet: bool) -> Self {
         Progress {
-            enabled: !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+            enabled: bars_shown(quiet),
             bar: None,
             label: String::new(),
             started: Instant::now(),

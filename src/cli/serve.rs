@@ -121,6 +121,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         policy: args.engine.policy,
         precision: args.engine.precision,
         backend: args.engine.backend,
+        shader_compiler: super::global().shader_compiler,
         preview_every: args.engine.preview_every,
         retention: Retention {
             count: args.keep_jobs,
@@ -131,9 +132,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let (gpu, dtype, warning) = server::open_device(&config)?;
-    if let Some(warning) = warning {
-        eprintln!("warning: {warning}");
+    let (gpu, dtype, messages) = server::open_device(&config)?;
+    for message in messages {
+        eprintln!("{message}");
     }
     eprintln!("loading the model on {} ...", gpu.adapter.describe());
     let server = Server::start(config, gpu, dtype).await?;

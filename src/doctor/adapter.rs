@@ -2,7 +2,7 @@
 //! shader compiler and cooperative-matrix kernels, and pooled memory being released.
 
 use super::{mib, Check, Report};
-use crate::device::{self, AdapterInfo, Backend, Gpu};
+use crate::device::{self, AdapterInfo, Backend, Gpu, Language};
 
 const INSTALL_DRIVER: &str = "install the GPU's Vulkan driver (Debian: mesa-vulkan-drivers for \
      AMD/Intel, nvidia-driver for NVIDIA; Windows: the vendor's driver; macOS uses Metal)";
@@ -94,13 +94,18 @@ fn f16(adapter: &AdapterInfo) -> Check {
     }
 }
 
-/// Which compiler turns kernels into shaders, and whether tensor-core kernels are there.
+/// Which compiler turns kernels into shaders, whether tensor-core kernels are there, and how
+/// attention runs.
 fn compiler(gpu: &Gpu) -> Check {
     let c = &gpu.compiler;
+    let attention = match gpu.attention.fused_up_to {
+        0 => "sliced matmul -> softmax -> matmul".to_string(),
+        usize::MAX => "burn's fused kernels".to_string(),
+        n => format!("burn's fused kernels for heads up to {n} wide, sliced beyond"),
+    };
     let detail = format!(
-        "{} ({}), cooperative-matrix kernels {}",
-        c.language(),
-        c.runtime,
+        "{} (cooperative-matrix kernels {}); attention: {attention}",
+        c.language.name(),
         if c.cooperative_matrix {
             "available"
         } else {
@@ -110,13 +115,40 @@ fn compiler(gpu: &Gpu) -> Check {
     if c.cooperative_matrix || gpu.adapter.is_software() {
         return Check::pass("compiler", detail);
     }
-    let fix = if gpu.adapter.api == "Vulkan" && c.language() == "WGSL" {
-        "on a Vulkan GPU, a build with `--features vulkan-spirv` compiles to SPIR-V with \
-         cooperative-matrix (tensor-core) matmul and attention"
+    let fix = if gpu.adapter.api == "Vulkan" && c.language == Language::Wgsl {
+        "on a Vulkan GPU, --shader-compiler auto or spirv compiles to SPIR-V (with tensor-core \
+         kernels where the driver offers VK_KHR_cooperative_matrix); a self-test failure makes \
+         auto avoid it"
     } else {
         "a newer driver may expose cooperative-matrix support"
     };
     Check::warn("compiler", detail, fix)
+}
+
+/// Where the caches kept between runs are, and what they hold.
+pub fn check_cache(report: &mut Report) -> std::io::Result<()> {
+    let Some(root) = crate::cache::root() else {
+        return report.add(Check::warn(
+            "cache",
+            "no user cache directory: every run compiles its kernels and tunes them again",
+            "set SDXL_WGPU_CACHE_DIR to a writable folder",
+        ));
+    };
+    let usage = crate::cache::usage(&root);
+    let kept = if cfg!(feature = "persistent-cache") {
+        "compiled SPIR-V kernels, autotune results, throughput probes and self-test verdicts"
+    } else {
+        "self-test verdicts only (this build has no persistent-cache feature)"
+    };
+    report.add(Check::pass(
+        "cache",
+        format!(
+            "{}: {} environment(s), {} ({kept}; `sdxl-wgpu cache clear` empties it)",
+            root.display(),
+            usage.environments,
+            mib(Some(usage.bytes))
+        ),
+    ))
 }
 
 /// Pooled memory is given back when asked (an idle engine must not hold a run's activations).

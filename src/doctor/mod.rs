@@ -4,14 +4,17 @@
 //! cooperative-matrix kernels); [`policy`] checks the quality policy against its documentation;
 //! [`model`] checks a checkpoint (verdict, NaN/Inf scan, load, a short real generation), its
 //! LoRAs (compatibility, then load -> generate -> unload -> generate gives the first image back
-//! bit for bit and the device memory back) and that pooled memory is released.
+//! bit for bit and the device memory back) and that pooled memory is released; [`selftest`]
+//! runs the built-in tiny model on each path of the device against diffusers' outputs, and
+//! [`check_cache`] says where the caches kept between runs are.
 
 mod adapter;
 mod lora;
 mod model;
 mod policy;
+pub mod selftest;
 
-pub use adapter::{check as device, check_memory_release};
+pub use adapter::{check as device, check_cache, check_memory_release};
 pub use model::check as model;
 pub use policy::check as policy;
 

@@ -44,7 +44,7 @@ pub fn check(
     let (Some(gpu), true, true) = (gpu, complete, finite) else {
         return Ok(());
     };
-    let dtype = WeightDtype::for_precision(precision, &gpu.adapter);
+    let (dtype, _) = WeightDtype::for_gpu(precision, &gpu); // the self-test lines say why
     let start = Instant::now();
     let engine = Engine::load(gpu, checkpoint, dtype).and_then(|e| {
         e.gpu.sync()?;

@@ -1,23 +1,32 @@
 //! Scaled dot-product attention that never asks for a score matrix larger than a buffer holds,
-//! and keeps burn's flash kernels eligible.
+//! on the kernels that suit the device ([`AttentionKernel`], chosen once per device at load).
 //!
-//! It calls `burn::tensor::module::attention` (default `1/sqrt(head_dim)` scale), under which
-//! autotune picks among CubeCL's kernels (burn-cubecl 0.22.1 `kernel/attention`, cubek-attention
-//! 0.3.1): flash kernels that never materialise the `[B, heads, Nq, Nk]` scores, and an unfused
-//! fallback that does (scores plus a softmax temporary, each one buffer). So:
-//! - only when the scores would exceed [`SCORE_BUDGET_BYTES`] (in the queries' dtype) are the
-//!   queries cut into slices, keys and values whole, each slice as many whole multiples of
-//!   [`SLICE_ROWS`] rows as fit (fewer only where not even that many fit; SDXL at 1024x1024 in f16: 8 slices of 512 rows at the 64x64
-//!   level, where a fixed 32 MiB f32 budget made 41 of 102);
-//! - queries longer than [`QUERY_TILE`] are padded with zero rows to a multiple of it (their
-//!   outputs dropped; keys untouched, so no mask): the cooperative-matrix flash kernel only
-//!   takes such lengths, and autotune, which keys shapes by powers of two, would otherwise
-//!   reuse a winner tuned at 4096 rows for 4032 (1152x896) and fall back at full size.
+//! Two ways to compute it:
+//! - **fused**: `burn::tensor::module::attention` (default `1/sqrt(head_dim)` scale), under which
+//!   autotune picks among CubeCL's kernels (burn-cubecl 0.22.1 `kernel/attention`,
+//!   cubek-attention 0.3.1): flash kernels that never materialise the `[B, heads, Nq, Nk]`
+//!   scores, and an unfused fallback that does. Without cooperative matrix only the "unit"
+//!   flash kernel can win (autotune never measures the fallback once a flash kernel works),
+//!   and it gives each 32-thread cube 256 query rows: a few hundred threads for the VAE's one
+//!   head, far too few for a GPU;
+//! - **sliced**: `softmax(q k^T / sqrt(d)) v` as two batched matmuls around a softmax, the
+//!   queries cut into slices whose scores fit [`SCORE_BUDGET_BYTES`]: every kernel a full grid,
+//!   on tuned matmuls (what diffusers' sliced attention processor does).
 //!
-//! Results are the same either way (`tests/unet_vae.rs`).
+//! For the fused path only the scores that would exceed the budget are sliced (keys and values
+//! whole, each slice as many whole multiples of [`SLICE_ROWS`] rows as fit; SDXL at 1024x1024
+//! in f16: 8 slices of 512 rows at the 64x64 level), and queries longer than [`QUERY_TILE`] are
+//! padded with zero rows to a multiple of it (their outputs dropped; keys untouched, so no
+//! mask): the cooperative-matrix flash kernel only takes such lengths, and autotune, which keys
+//! shapes by powers of two, would otherwise reuse a winner tuned at 4096 rows for 4032
+//! (1152x896) and fall back at full size.
+//!
+//! Both ways give the same results (`tests/unet_vae.rs`); `benches/unet_vae.rs` times them at
+//! SDXL's shapes.
 
+use burn::tensor::activation::softmax;
 use burn::tensor::ops::{AttentionModuleOptions, PadMode};
-use burn::tensor::{module, Tensor};
+use burn::tensor::{module, Bool, Tensor};
 
 /// The most bytes one slice's score matrix may take: under the 128 MiB that every adapter
 /// binds in one buffer (wgpu's default limit; lavapipe's largest binding).
@@ -29,9 +38,17 @@ pub const QUERY_TILE: usize = 128;
 /// any head (the VAE's single 512-wide head), whose length autotune mis-ranks the fallback at.
 pub const SLICE_ROWS: usize = 256;
 
+pub use crate::device::{AttentionKernel, FUSED_MAX_HEAD};
+
 /// `q` `[B, heads, Nq, d]`, `k`/`v` `[B, heads, Nk, d]` -> `[B, heads, Nq, d]`.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
-    attention_within(q, k, v, causal, SCORE_BUDGET_BYTES)
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: bool,
+    kernel: AttentionKernel,
+) -> Tensor<4> {
+    attention_within(q, k, v, causal, kernel, SCORE_BUDGET_BYTES)
 }
 
 /// [`attention`] with scores of at most `budget` bytes per call.
@@ -40,8 +57,58 @@ pub fn attention_within(
     k: Tensor<4>,
     v: Tensor<4>,
     causal: bool,
+    kernel: AttentionKernel,
     budget: usize,
 ) -> Tensor<4> {
+    if kernel.fuses(q.dims()[3]) {
+        fused(q, k, v, causal, budget)
+    } else {
+        sliced(q, k, v, causal, budget)
+    }
+}
+
+/// Query rows per slice whose scores, `row_bytes` each, fit `budget`: whole multiples of
+/// [`SLICE_ROWS`], fewer only where not even that many fit.
+fn slice_rows(budget: usize, row_bytes: usize) -> usize {
+    let fit = budget / row_bytes.max(1);
+    match fit / SLICE_ROWS {
+        0 => fit.max(1),
+        n => n * SLICE_ROWS,
+    }
+}
+
+/// `softmax(q k^T / sqrt(d) [+ causal mask]) v`, the queries in slices whose scores fit
+/// `budget` (in the queries' dtype; the softmax sums f16 rows in f32).
+fn sliced(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, budget: usize) -> Tensor<4> {
+    let [b, heads, nq, d] = q.dims();
+    let nk = k.dims()[2];
+    let q = q * (d as f64).powf(-0.5); // scaled before the product, as diffusers' baddbmm
+    let kt = k.swap_dims(2, 3); // [B, heads, d, Nk]
+    let rows = slice_rows(budget, b * heads * nk * q.dtype().size()).min(nq);
+    let device = q.device();
+    let slices: Vec<Tensor<4>> = (0..nq)
+        .step_by(rows)
+        .map(|start| {
+            let end = (start + rows).min(nq);
+            let q = q.clone().slice([0..b, 0..heads, start..end]); // [B, heads, rows, d]
+            let mut scores = q.matmul(kt.clone()); // [B, heads, rows, Nk]
+            if causal {
+                // true where key j comes after query i: masked out
+                let mask = Tensor::<2, Bool>::tril_mask([nq, nk], 0, &device)
+                    .slice([start..end, 0..nk])
+                    .reshape([1, 1, end - start, nk]) // [1, 1, rows, Nk]
+                    .expand([b, heads, end - start, nk]);
+                scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+            }
+            softmax(scores, 3).matmul(v.clone()) // [B, heads, rows, d]
+        })
+        .collect();
+    Tensor::cat(slices, 2) // [B, heads, Nq, d]
+}
+
+/// burn's fused attention, the queries padded to [`QUERY_TILE`] and sliced only where the
+/// scores a fallback would materialise exceed `budget`.
+fn fused(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, budget: usize) -> Tensor<4> {
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,
@@ -62,16 +129,10 @@ pub fn attention_within(
     } else {
         q
     };
-    let row_bytes = b * heads * k.dims()[2] * q.dtype().size();
-    let fit = budget / row_bytes.max(1);
-    let out = if fit >= padded {
+    let rows = slice_rows(budget, b * heads * k.dims()[2] * q.dtype().size());
+    let out = if rows >= padded {
         module::attention(q, k, v, None, None, options)
     } else {
-        // whole multiples of SLICE_ROWS; fewer rows only where not even that many fit
-        let rows = match fit / SLICE_ROWS {
-            0 => fit.max(1),
-            n => n * SLICE_ROWS,
-        };
         let slices: Vec<Tensor<4>> = (0..padded)
             .step_by(rows)
             .map(|start| {

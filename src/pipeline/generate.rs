@@ -13,6 +13,7 @@ use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, R
 use crate::checkpoint::Component;
 use crate::device::DeviceError;
 use crate::image_io;
+use crate::phase;
 use crate::sampling::{noise, SamplingRun, TorchRng};
 use crate::text_encoder::{Conditioning, TextOptions};
 use crate::tokenizer::{parse_prompt, PromptPart};
@@ -198,6 +199,7 @@ impl Run<'_, '_> {
 
     /// Both prompts' conditioning, with the text encoders' LoRA deltas.
     fn encode(&mut self) -> Result<Conditioning, Error> {
+        let phase = phase::start("text encode");
         let clock = Instant::now();
         let engine = self.engine;
         let options = TextOptions {
@@ -211,6 +213,7 @@ impl Run<'_, '_> {
         )?;
         self.boundary()?;
         self.stats.encode = clock.elapsed();
+        phase.done("");
         (self.controls.on_event)(Event::Encoded {
             elapsed: self.stats.encode,
         });
@@ -235,6 +238,7 @@ impl Run<'_, '_> {
     /// img2img's start: the image fitted to the size, encoded to its posterior mean, scaled, and
     /// noised to the step `strength` leaves.
     fn noised_image(&mut self, init: &InitImage, noise: Tensor<4>) -> Result<Tensor<4>, Error> {
+        let phase = phase::start("VAE encode (init image)");
         let clock = Instant::now();
         let (engine, request) = (self.engine, self.request);
         let image = image_io::fit(&init.image, request.width, request.height);
@@ -254,6 +258,7 @@ impl Run<'_, '_> {
         let noised = self.sampling.add_noise(x0, noise);
         self.boundary()?;
         self.stats.image_encode = clock.elapsed();
+        phase.done("");
         (self.controls.on_event)(Event::ImageEncoded {
             elapsed: self.stats.image_encode,
         });
@@ -279,8 +284,13 @@ impl Run<'_, '_> {
         let (context, pooled) = unet_conditioning(text, b, guided);
         let unet = &engine.models.unet;
         let adapt = engine.adapters().scope(Component::Unet);
+        let phase = phase::start("UNet conditioning (text-time embedding, cross-attention keys)");
         let text = unet.prepare(context, pooled, &vec![ids; halves * b], adapt); // once per run
+        self.engine.gpu.sync()?;
+        phase.done("");
         let total = self.sampling.steps_left();
+        let phase = phase::start(format!("denoise {total} steps (UNet batch {})", halves * b));
+        let mut steps = phase::steps();
         let clock = Instant::now();
         (self.controls.on_event)(Event::Step { done: 0, total });
         let mut noise_pred_step0 = None;
@@ -312,6 +322,7 @@ impl Run<'_, '_> {
             // this one (the one wait is at the loop's end)
             self.engine.gpu.flush()?;
             self.stats.record += recording.elapsed();
+            steps.step(done, total);
             (self.controls.on_event)(Event::Step { done, total });
             if let (Some(x0), Some(p)) = (preview, self.controls.preview.as_mut()) {
                 (p.show)(done, x0);
@@ -319,6 +330,10 @@ impl Run<'_, '_> {
         }
         self.boundary()?;
         self.stats.denoise = clock.elapsed();
+        phase.done(format!(
+            "{:.3} s per step",
+            self.stats.denoise.as_secs_f64() / total.max(1) as f64
+        ));
         self.stats.steps = total;
         self.stats.unet_batch = halves * b;
         let step0 = noise_pred_step0.unwrap_or_else(|| x.zeros_like());
@@ -331,6 +346,7 @@ impl Run<'_, '_> {
         let (engine, request) = (self.engine, self.request);
         let b = request.batch;
         (self.controls.on_event)(Event::Decoding { images: b });
+        let phase = phase::start(format!("VAE decode ({b} image(s))"));
         let clock = Instant::now();
         let vae_cfg = &engine.checkpoint.config.vae;
         let mut images = Vec::with_capacity(b);
@@ -351,6 +367,10 @@ impl Run<'_, '_> {
         let images = Tensor::cat(images, 0); // [B, 3, H, W]
         self.boundary()?;
         self.stats.decode = clock.elapsed();
+        phase.done(match &vae_plan {
+            Some(plan) => format!("tiles of {} latent pixels", plan.tile),
+            None => "untiled".into(),
+        });
         Ok((images, vae_plan))
     }
 }

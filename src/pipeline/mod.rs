@@ -61,8 +61,11 @@ impl Engine {
     /// the device holds them (the conv weights' channels-last copies included), so memory
     /// measured after a load is the weights' alone.
     pub fn load(gpu: Gpu, checkpoint: Checkpoint, dtype: WeightDtype) -> Result<Self, Error> {
+        let phase =
+            crate::phase::start(format!("load {} ({dtype:?})", checkpoint.path().display()));
         let models = checkpoint.load(&gpu, dtype)?;
         gpu.sync()?;
+        phase.done("");
         let prediction = checkpoint.variant.prediction;
         let train = TrainSchedule::for_checkpoint(checkpoint.variant.zero_terminal_snr);
         let lora_table = LoraTable::new(&checkpoint.config);
@@ -86,6 +89,7 @@ impl Engine {
         if specs == self.adapters.specs() {
             return Ok(None);
         }
+        let phase = crate::phase::start(format!("LoRA set of {} file(s)", specs.len()));
         let built = AdapterSet::build(
             specs,
             &self.lora_table,
@@ -100,6 +104,9 @@ impl Engine {
             Err(e) => Err(e.into()),
         };
         self.release_memory(); // waits for the set's uploads and layout copies first
+        if result.is_ok() {
+            phase.done("swapped in");
+        }
         result
     }
 

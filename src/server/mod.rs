@@ -274,11 +274,17 @@ async fn render_metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse 
     )
 }
 
-/// Brings up the device for `config` (weights in the precision it asks, where the adapter can).
-pub fn open_device(
-    config: &ServerConfig,
-) -> Result<(Gpu, WeightDtype, Option<String>), ServerError> {
-    let (gpu, warning) = device::open(config.backend)?;
-    let dtype = WeightDtype::for_precision(config.precision, &gpu.adapter);
-    Ok((gpu, dtype, warning))
+/// Brings up the device for `config` (weights in the precision it asks, where the adapter can
+/// and the self-test did not find it wrong), and what the operator should read about it: a
+/// software adapter, a path the self-test failed and the engine avoids.
+pub fn open_device(config: &ServerConfig) -> Result<(Gpu, WeightDtype, Vec<String>), ServerError> {
+    let (gpu, warning) = device::open_with(config.backend, config.shader_compiler)?;
+    let (dtype, note) = WeightDtype::for_gpu(config.precision, &gpu);
+    let messages = warning
+        .map(|w| format!("warning: {w}"))
+        .into_iter()
+        .chain(gpu.notes.iter().cloned())
+        .chain(note)
+        .collect();
+    Ok((gpu, dtype, messages))
 }

@@ -14,7 +14,7 @@ use super::loras::LoraIndex;
 use super::metrics::Metrics;
 use super::models::Catalogue;
 use super::queue::JobQueue;
-use crate::device::{Backend, Precision};
+use crate::device::{Backend, Precision, ShaderCompiler};
 use crate::policy::PolicyName;
 use crate::sampling::Prediction;
 
@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub policy: Option<PolicyName>,
     pub precision: Precision,
     pub backend: Backend,
+    /// The compiler a Vulkan adapter's kernels go through.
+    pub shader_compiler: ShaderCompiler,
     /// A live preview every this many steps (0: none).
     pub preview_every: usize,
     pub retention: Retention,
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             policy: None,
             precision: Precision::Auto,
             backend: Backend::Auto,
+            shader_compiler: ShaderCompiler::Auto,
             preview_every: 5,
             retention: Retention::default(),
             keep_warm: Duration::from_secs(60),

@@ -6,7 +6,7 @@
 use burn::module::Module;
 use burn::tensor::{activation, Int, Tensor};
 
-use crate::nn::attention::{attention, merge_heads, split_heads};
+use crate::nn::attention::{attention, merge_heads, split_heads, AttentionKernel};
 use crate::nn::{Adapt, Embedding, LayerNorm, Linear};
 use crate::weights::{WeightError, Weights};
 
@@ -125,6 +125,7 @@ impl ClipLayer {
                 v_proj: Linear::load(w, &format!("{attn}.v_proj"))?,
                 out_proj: Linear::load(w, &format!("{attn}.out_proj"))?,
                 heads: cfg.heads,
+                kernel: w.attention_kernel(),
             },
             layer_norm2: LayerNorm::load(w, &format!("{name}.layer_norm2"), CLIP_NORM_EPS)?,
             mlp: ClipMlp {
@@ -149,6 +150,9 @@ pub struct ClipAttention {
     pub v_proj: Linear,
     pub out_proj: Linear,
     pub heads: usize,
+    /// The device's way to run attention, chosen at load.
+    #[module(skip)]
+    pub kernel: AttentionKernel,
 }
 
 impl ClipAttention {
@@ -157,7 +161,7 @@ impl ClipAttention {
         let q = split_heads(self.q_proj.forward_with(x.clone(), ad), self.heads); // [B, heads, S, hd]
         let k = split_heads(self.k_proj.forward_with(x.clone(), ad), self.heads);
         let v = split_heads(self.v_proj.forward_with(x, ad), self.heads);
-        let out = attention(q, k, v, true); // [B, heads, S, hd]
+        let out = attention(q, k, v, true, self.kernel); // [B, heads, S, hd]
         self.out_proj.forward_with(merge_heads(out), ad) // [B, S, C]
     }
 }

@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::tensor::{activation::gelu, Tensor};
 
-use crate::nn::attention::{attention, merge_heads, split_heads};
+use crate::nn::attention::{attention, merge_heads, split_heads, AttentionKernel};
 use crate::nn::{Adapt, GroupNorm, LayerNorm, Linear};
 use crate::weights::{WeightError, Weights};
 
@@ -115,6 +115,9 @@ pub struct Attention {
     /// `to_out.0` in diffusers (index 1 is a dropout).
     pub to_out: Linear,
     pub heads: usize,
+    /// The device's way to run attention, chosen at load.
+    #[module(skip)]
+    pub kernel: AttentionKernel,
 }
 
 impl Attention {
@@ -125,6 +128,7 @@ impl Attention {
             to_v: Linear::load(w, &format!("{name}.to_v"))?,
             to_out: Linear::load(w, &format!("{name}.to_out.0"))?,
             heads,
+            kernel: w.attention_kernel(),
         })
     }
 
@@ -145,7 +149,7 @@ impl Attention {
     /// Queries from `x` `[B, N, C]` against keys and values computed before.
     pub fn forward_kv(&self, x: Tensor<3>, kv: &CrossKv, ad: Adapt) -> Tensor<3> {
         let q = split_heads(self.to_q.forward_with(x, ad), self.heads); // [B, heads, N, d]
-        let out = attention(q, kv.k.clone(), kv.v.clone(), false);
+        let out = attention(q, kv.k.clone(), kv.v.clone(), false, self.kernel);
         self.to_out.forward_with(merge_heads(out), ad) // [B, N, C]
     }
 }

@@ -20,7 +20,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{FloatDType, Tensor};
 
-use crate::nn::attention::attention;
+use crate::nn::attention::{attention, AttentionKernel};
 use crate::nn::{Adapt, Conv2d, GroupNorm, Linear, ResnetBlock};
 use crate::weights::{WeightDtype, WeightError, Weights};
 
@@ -300,6 +300,7 @@ impl VaeMidBlock {
                 to_k: Linear::load(w, &format!("{attn}.to_k"))?,
                 to_v: Linear::load(w, &format!("{attn}.to_v"))?,
                 to_out: Linear::load(w, &format!("{attn}.to_out.0"))?,
+                kernel: w.attention_kernel(),
             },
         })
     }
@@ -319,6 +320,9 @@ pub struct VaeAttention {
     pub to_k: Linear,
     pub to_v: Linear,
     pub to_out: Linear,
+    /// The device's way to run attention, chosen at load.
+    #[module(skip)]
+    pub kernel: AttentionKernel,
 }
 
 impl VaeAttention {
@@ -334,7 +338,7 @@ impl VaeAttention {
         let q = heads(self.to_q.forward(t.clone()));
         let k = heads(self.to_k.forward(t.clone()));
         let v = heads(self.to_v.forward(t));
-        let out = attention(q, k, v, false).squeeze_dim::<3>(1); // [B, H*W, C]
+        let out = attention(q, k, v, false, self.kernel).squeeze_dim::<3>(1); // [B, H*W, C]
         let out = self
             .to_out
             .forward(out)

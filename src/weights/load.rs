@@ -10,7 +10,7 @@ use burn::tensor::{AllocationProperty, Bytes, DType, Device, Tensor, TensorData}
 use half::f16;
 
 use super::{Dtype, StoredParam, WeightError, WeightSource};
-use crate::device::{AdapterInfo, Precision};
+use crate::device::{AdapterInfo, AttentionKernel, Gpu, Precision};
 
 /// The dtype weights get on the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,7 +26,18 @@ pub enum WeightDtype {
 impl WeightDtype {
     /// The dtype for `precision` on `adapter` (compute follows the weights).
     pub fn for_precision(precision: Precision, adapter: &AdapterInfo) -> Self {
-        if precision.use_f16(adapter) {
+        Self::f16_if(precision.use_f16(adapter))
+    }
+
+    /// The dtype for `precision` on `gpu`, which also avoids f16 where the self-test found it
+    /// wrong, and what to tell the user about the choice ([`Gpu::use_f16`]).
+    pub fn for_gpu(precision: Precision, gpu: &Gpu) -> (Self, Option<String>) {
+        let (f16, note) = gpu.use_f16(precision);
+        (Self::f16_if(f16), note)
+    }
+
+    fn f16_if(f16: bool) -> Self {
+        if f16 {
             WeightDtype::F16
         } else {
             WeightDtype::F32
@@ -56,12 +67,18 @@ pub type Observer<'a> = dyn FnMut(&str, &[usize], Tensor<1>) + 'a;
 pub struct Weights<'a, 'o> {
     source: &'a dyn WeightSource,
     device: &'a Device,
+    attention: AttentionKernel,
     dtype: WeightDtype,
     taken: BTreeSet<String>,
     observe: &'a mut Observer<'o>,
 }
 
 impl Weights<'_, '_> {
+    /// How the model's attention layers run on this device (chosen once, at load).
+    pub fn attention_kernel(&self) -> AttentionKernel {
+        self.attention
+    }
+
     /// Whether the source has a parameter of this canonical name.
     pub fn has(&self, name: &str) -> bool {
         self.source.get(name).is_some()
@@ -140,14 +157,15 @@ impl Weights<'_, '_> {
 /// every parameter the source holds.
 pub fn build<M>(
     source: &dyn WeightSource,
-    device: &Device,
+    gpu: &Gpu,
     dtype: WeightDtype,
     observe: &mut Observer,
     module: impl FnOnce(&mut Weights) -> Result<M, WeightError>,
 ) -> Result<M, WeightError> {
     let mut weights = Weights {
         source,
-        device,
+        device: &gpu.device,
+        attention: gpu.attention,
         dtype,
         taken: BTreeSet::new(),
         observe,

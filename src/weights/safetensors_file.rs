@@ -230,6 +230,32 @@ impl SafetensorsFile {
         // SAFETY: the map is read-only. Another process truncating the file while we hold the
         // map would make reads fault; that is the documented contract of every mmap reader.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Self::from_map(path, map)
+    }
+
+    /// A file whose bytes this program carries (the self-test's model), named `name` in
+    /// messages: copied once into memory of its own, then read as [`SafetensorsFile::open`]
+    /// reads a file.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<SafetensorsFile, WeightError> {
+        let path = Path::new(name);
+        let io = |source| WeightError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if bytes.len() < 8 {
+            return Err(WeightError::TooShort {
+                path: path.to_path_buf(),
+                len: bytes.len() as u64,
+            });
+        }
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(io)?;
+        map.copy_from_slice(bytes);
+        Self::from_map(path, map.make_read_only().map_err(io)?)
+    }
+
+    /// The file mapped at `map`, its header checked and parsed (at least 8 bytes long).
+    fn from_map(path: &Path, map: Mmap) -> Result<SafetensorsFile, WeightError> {
+        let file_len = map.len() as u64;
         let header_len = u64::from_le_bytes(map[..8].try_into().expect("8 bytes"));
         if header_len > MAX_HEADER_BYTES {
             return Err(WeightError::HeaderTooLarge {

@@ -88,8 +88,14 @@ pub const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtur
 
 /// Runs the `sdxl-wgpu` binary: exit code, stdout, stderr.
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    run_cli_env(args, &[])
+}
+
+/// [`run_cli`] with environment variables set for the run (a cache folder of its own, ...).
+pub fn run_cli_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("runs");
     (

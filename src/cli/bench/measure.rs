@@ -1,5 +1,7 @@
-//! One adapter x precision: load the checkpoint, time a LoRA swap, then two runs per size (the
-//! first pays shader compilation and autotune, the second is the steady state).
+//! One adapter x precision: load the checkpoint, time a LoRA swap, then two runs per size: a
+//! cold one of one step, which pays shader compilation and autotune for every phase, and the
+//! timed one of `--steps` steps, the steady state. Each row goes to the caller as soon as it is
+//! measured.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,6 +10,7 @@ use super::Row;
 use sdxl_wgpu::checkpoint::{Checkpoint, ModelConfig};
 use sdxl_wgpu::device::{Gpu, Precision};
 use sdxl_wgpu::lora::{write_synthetic_lora, LoraSpec};
+use sdxl_wgpu::phase::{self, KernelCounts};
 use sdxl_wgpu::pipeline::{Engine, Generated, Request};
 use sdxl_wgpu::sampling::Sampler;
 use sdxl_wgpu::weights::WeightDtype;
@@ -49,11 +52,16 @@ pub struct Setup<'a> {
     pub lora: &'a SyntheticLora,
 }
 
-/// The rows of `setup` (one per size); `None` when f16 was asked for and the adapter has none.
-pub fn run(setup: &Setup, checkpoint: Checkpoint) -> anyhow::Result<Option<Vec<Row>>> {
+/// Measures `setup` on `checkpoint`, handing each size's row to `done` as soon as it is
+/// measured; `false` when f16 was asked for and the adapter has none.
+pub fn run(
+    setup: &Setup,
+    checkpoint: Checkpoint,
+    done: &mut dyn FnMut(Row) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
     let dtype = WeightDtype::for_precision(setup.precision, &setup.gpu.adapter);
     if setup.precision == Precision::F16 && dtype != WeightDtype::F16 {
-        return Ok(None);
+        return Ok(false);
     }
     let bytes = stored_bytes(&checkpoint);
     let start = Instant::now();
@@ -61,7 +69,6 @@ pub fn run(setup: &Setup, checkpoint: Checkpoint) -> anyhow::Result<Option<Vec<R
     engine.gpu.sync()?;
     let load_s = start.elapsed().as_secs_f64();
     let lora_swap_s = lora_swap(&mut engine, setup.lora)?;
-    let mut rows = Vec::new();
     for &(width, height) in setup.sizes {
         let request = Request {
             prompt: "1girl, solo, looking at viewer, masterpiece".into(),
@@ -74,18 +81,33 @@ pub fn run(setup: &Setup, checkpoint: Checkpoint) -> anyhow::Result<Option<Vec<R
             sampler: Sampler::Euler,
             ..Request::default()
         };
-        let first = engine.generate(&request, &mut |_| {})?;
-        let second = engine.generate(&request, &mut |_| {})?;
-        rows.push(row(
+        let phase = phase::start(format!("cold run {width}x{height}, 1 step"));
+        let kernels = KernelCounts::now();
+        let cold_request = Request {
+            steps: 1,
+            ..request.clone()
+        };
+        let cold = engine.generate(&cold_request, &mut |_| {})?;
+        let cold_kernels = KernelCounts::now()
+            .zip(kernels)
+            .map(|(now, b)| now.since(b));
+        phase.done("");
+        let phase = phase::start(format!("timed run {width}x{height}, {} steps", setup.steps));
+        let warm = engine.generate(&request, &mut |_| {})?;
+        phase.done("");
+        let mut row = row(
             &engine,
             &request,
-            [&first, &second],
+            [&cold, &warm],
             load_s,
             bytes,
             lora_swap_s,
-        ));
+        );
+        row.cold_kernels_compiled = cold_kernels.map(|k| k.compiled);
+        row.cold_shapes_tuned = cold_kernels.map(|k| k.tuned);
+        done(row)?;
     }
-    Ok(Some(rows))
+    Ok(true)
 }
 
 /// Seconds to make the synthetic LoRA the active set (read, check, upload), after which the
@@ -114,17 +136,19 @@ fn stored_bytes(checkpoint: &Checkpoint) -> u64 {
     per_component.sum()
 }
 
-/// The figures of one size from its two runs.
+/// The figures of one size from its cold one-step run and its timed run.
 fn row(
     engine: &Engine,
     request: &Request,
-    [first, second]: [&Generated; 2],
+    [cold, timed]: [&Generated; 2],
     load_s: f64,
     bytes: u64,
     lora_swap_s: f64,
 ) -> Row {
-    let (a, b) = (&first.stats, &second.stats);
+    let (a, b) = (&cold.stats, &timed.stats);
     let step_s = b.denoise.as_secs_f64() / b.steps.max(1) as f64;
+    // what the cold run took beyond the steady state: compilation and autotune
+    let extra = |cold: std::time::Duration, warm: f64| (cold.as_secs_f64() - warm).max(0.0);
     let flops = engine.checkpoint.config.unet.forward_flops(
         b.unet_batch,
         request.height / 8,
@@ -138,6 +162,7 @@ fn row(
         adapter: on.adapter,
         api: on.api,
         compiler: on.shaders.into(),
+        tensor_cores: on.tensor_cores,
         precision: on.precision.into(),
         width: request.width,
         height: request.height,
@@ -148,7 +173,11 @@ fn row(
         text_encode_s: b.encode.as_secs_f64(),
         step_s,
         step_record_s: b.record.as_secs_f64() / b.steps.max(1) as f64,
-        first_step_extra_s: (a.denoise.as_secs_f64() - b.denoise.as_secs_f64()).max(0.0),
+        first_text_extra_s: extra(a.encode, b.encode.as_secs_f64()),
+        first_step_extra_s: extra(a.denoise, step_s),
+        first_vae_extra_s: extra(a.decode, b.decode.as_secs_f64()),
+        cold_kernels_compiled: None,
+        cold_shapes_tuned: None,
         vae_decode_s: b.decode.as_secs_f64(),
         lora_swap_s,
         peak_memory_bytes: peak.into_iter().flatten().max().unwrap_or(0),

@@ -1,9 +1,11 @@
 //! `sdxl-wgpu bench`: backends side by side on one machine, in one run. For each adapter x
-//! precision x size: model load, text encode, the UNet step with CFG (steady state), the first
-//! step's extra cost (shader compilation and autotune), VAE decode, a rank-32 LoRA swap, peak
-//! device memory, images per minute and achieved TFLOP/s (from the detected architecture's
-//! FLOP count). A table on the terminal, `--json` to keep, `--compare` for ratios against an
-//! earlier run, `--plot` for a bar chart of step times.
+//! precision x size: model load, text encode, the UNet step with CFG (steady state), what the
+//! first run of each phase (text, UNet, VAE) costs beyond it (shader compilation and autotune,
+//! with the kernels compiled and shapes tuned), VAE decode, a rank-32 LoRA swap, peak device
+//! memory, images per minute and achieved TFLOP/s (from the detected architecture's FLOP
+//! count). The table's header prints at once and each row as soon as it is measured (`--json`
+//! is rewritten with the rows so far), `--compare` gives ratios against an earlier run,
+//! `--plot` a bar chart of step times.
 
 mod measure;
 mod plot;
@@ -43,7 +45,8 @@ pub struct BenchArgs {
     /// Image sizes, comma-separated `WIDTHxHEIGHT` (multiples of 8).
     #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "1024x1024")]
     size: Vec<(usize, usize)>,
-    /// Denoising steps per run (two runs per size: the first pays compilation).
+    /// Denoising steps of the timed run (each size first runs one cold step, which pays
+    /// compilation and autotune).
     #[arg(long, default_value_t = 8)]
     steps: usize,
     /// Also write the results as JSON to this file.
@@ -63,7 +66,11 @@ pub struct BenchArgs {
 pub struct Row {
     pub adapter: String,
     pub api: String,
+    /// The shading language kernels were compiled to (`WGSL`, `SPIR-V`, `MSL`).
     pub compiler: String,
+    /// Cooperative-matrix (tensor-core) kernels were available.
+    #[serde(default)]
+    pub tensor_cores: bool,
     pub precision: String,
     pub width: usize,
     pub height: usize,
@@ -78,8 +85,18 @@ pub struct Row {
     /// Host time to record one step (building and submitting its kernels; the device runs the
     /// previous step meanwhile).
     pub step_record_s: f64,
-    /// What the first run's denoising took beyond the second's: compilation and autotune.
+    /// What the cold run's text encode, UNet step and VAE decode took beyond the steady
+    /// state's: shader compilation and autotune.
+    #[serde(default)]
+    pub first_text_extra_s: f64,
     pub first_step_extra_s: f64,
+    #[serde(default)]
+    pub first_vae_extra_s: f64,
+    /// Kernels compiled and shapes autotuned during the cold run (absent where not counted).
+    #[serde(default)]
+    pub cold_kernels_compiled: Option<u64>,
+    #[serde(default)]
+    pub cold_shapes_tuned: Option<u64>,
     pub vae_decode_s: f64,
     /// Reading, checking and uploading a synthetic rank-32 LoRA on every attention and
     /// feed-forward layer of the UNet.
@@ -93,18 +110,22 @@ pub struct Row {
 
 impl Row {
     /// This row's counterpart in an earlier run: the same API, precision and size, on the same
-    /// adapter if there is one.
+    /// adapter and compiler if there is one.
     pub fn earlier<'a>(&self, earlier: &'a [Row]) -> Option<&'a Row> {
         let same = |o: &&Row| {
             o.api == self.api
                 && o.precision == self.precision
                 && (o.width, o.height) == (self.width, self.height)
         };
-        earlier
-            .iter()
-            .filter(same)
-            .find(|o| o.adapter == self.adapter)
-            .or_else(|| earlier.iter().find(same))
+        let compiler =
+            |o: &&Row| o.compiler == self.compiler && o.tensor_cores == self.tensor_cores;
+        let adapter = |o: &&Row| o.adapter == self.adapter;
+        let candidates = || earlier.iter().filter(same);
+        candidates()
+            .find(|o| adapter(o) && compiler(o))
+            .or_else(|| candidates().find(adapter))
+            .or_else(|| candidates().find(compiler))
+            .or_else(|| candidates().next())
     }
 }
 
@@ -170,7 +191,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => Checkpoint::sdxl_base_manifest()?.config,
     };
     let lora = measure::SyntheticLora::write(&config)?;
-    let mut rows = Vec::new();
+    table::header()?;
+    let mut results = Results {
+        sdxl_wgpu: env!("CARGO_PKG_VERSION").into(),
+        model,
+        rows: Vec::new(),
+    };
     for backend in backends {
         let gpu = super::gpu::open(backend)?;
         for &precision in &args.precision {
@@ -181,35 +207,41 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 steps: args.steps,
                 lora: &lora,
             };
-            match measure::run(&setup, open(&args)?)? {
-                Some(found) => rows.extend(found),
-                None => eprintln!(
+            let mut done = |row: Row| {
+                table::row(&row)?;
+                results.rows.push(row);
+                match &args.json {
+                    Some(path) => write_results(path, &results),
+                    None => Ok(()),
+                }
+            };
+            if !measure::run(&setup, open(&args)?, &mut done)? {
+                eprintln!(
                     "warning: {} has no f16 shaders: --precision f16 skipped",
                     gpu.adapter.name
-                ),
+                );
             }
         }
     }
-    table::print(&rows)?;
+    let rows = &results.rows;
     if let Some(earlier) = &earlier {
-        table::compare(&rows, &earlier.rows)?;
+        table::compare(rows, &earlier.rows)?;
     }
     if let Some(path) = &args.plot {
-        plot::write(path, &rows, earlier.as_ref().map(|e| e.rows.as_slice()))
+        plot::write(path, rows, earlier.as_ref().map(|e| e.rows.as_slice()))
             .with_context(|| format!("drawing {}", path.display()))?;
         say!("step times drawn in {}", path.display())?;
     }
     if let Some(path) = &args.json {
-        let results = Results {
-            sdxl_wgpu: env!("CARGO_PKG_VERSION").into(),
-            model,
-            rows,
-        };
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)
-            .with_context(|| format!("writing {}", path.display()))?;
         say!("results written to {}", path.display())?;
     }
     Ok(())
+}
+
+/// Rewrites `path` with the rows so far (a whole JSON document after every row).
+fn write_results(path: &Path, results: &Results) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The checkpoint to time, opened afresh (each load owns its checkpoint).

@@ -1,9 +1,21 @@
 //! Choosing the GPU: which adapters wgpu sees on each graphics API, what they can do (f16,
-//! buffer limits), bringing one up as a burn device, and the device's pooled memory.
+//! buffer limits), bringing one up as a burn device with the compiler chosen for it
+//! ([`compiler`]) and the runtime configured ([`runtime`]: caches, autotune budget, kernel
+//! counts), the self-test verdicts that steer both ([`verdicts`]), and the device's pooled
+//! memory.
 //!
 //! `auto` prefers a hardware GPU on Vulkan, Metal or DX12 and falls back to a software adapter
 //! (Mesa lavapipe) with a warning, and to OpenGL only where those APIs have no adapter at all; a
 //! named API that has no adapter is an error that lists what was found instead.
+
+mod compiler;
+pub mod runtime;
+pub mod verdicts;
+
+pub use compiler::{
+    vulkan_choice, AttentionKernel, Compiler, Language, ShaderCompiler, FUSED_MAX_HEAD,
+};
+pub use verdicts::{path_name, PathVerdict};
 
 use burn::tensor::wgpu::WgpuBackend;
 use burn::tensor::{Device, DeviceKind};
@@ -79,6 +91,8 @@ pub enum DeviceError {
     Unavailable { requested: Backend, found: String },
     #[error("cannot start {adapter}: {reason}")]
     Init { adapter: String, reason: String },
+    #[error("shader compiler on {adapter}: {reason}")]
+    Compiler { adapter: String, reason: String },
     #[error("the GPU failed while running: {0}")]
     Execution(String),
 }
@@ -95,6 +109,9 @@ pub struct AdapterInfo {
     pub shader_f16: bool,
     pub max_buffer_size: u64,
     pub max_storage_buffer_binding_size: u64,
+    /// The PCI vendor and device ids (0 where the API gives none).
+    pub vendor: u32,
+    pub device_id: u32,
     #[serde(skip)]
     backend: wgpu::Backend,
     #[serde(skip)]
@@ -128,6 +145,34 @@ impl AdapterInfo {
 
     pub fn describe(&self) -> String {
         format!("{} ({}, {})", self.name, self.api, self.device_type)
+    }
+
+    /// What tells this adapter and its driver from any other: self-test verdicts and the cache
+    /// environment are kept per identity, so a new driver starts afresh.
+    pub fn identity(&self) -> String {
+        format!(
+            "{} | {} | {:04x}:{:04x} | {}",
+            self.name, self.api, self.vendor, self.device_id, self.driver
+        )
+    }
+
+    /// An adapter that was never enumerated, for tests of decisions made from its description.
+    #[doc(hidden)]
+    pub fn synthetic(name: &str, backend: wgpu::Backend, kind: wgpu::DeviceType) -> AdapterInfo {
+        AdapterInfo {
+            name: name.into(),
+            api: format!("{backend:?}"),
+            device_type: format!("{kind:?}"),
+            driver: String::new(),
+            shader_f16: true,
+            max_buffer_size: 1 << 30,
+            max_storage_buffer_binding_size: 1 << 30,
+            vendor: 0,
+            device_id: 0,
+            backend,
+            kind,
+            index: 0,
+        }
     }
 }
 
@@ -191,12 +236,12 @@ fn adapters_on(apis: impl IntoIterator<Item = wgpu::Backend>) -> Vec<AdapterInfo
                 name: info.name.clone(),
                 api: format!("{:?}", info.backend),
                 device_type: format!("{:?}", info.device_type),
-                driver: format!("{} {}", info.driver, info.driver_info)
-                    .trim()
-                    .to_string(),
+                driver: driver(&info),
                 shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
                 max_buffer_size: limits.max_buffer_size,
                 max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+                vendor: info.vendor,
+                device_id: info.device,
                 backend: info.backend,
                 kind: info.device_type,
                 index,
@@ -206,44 +251,28 @@ fn adapters_on(apis: impl IntoIterator<Item = wgpu::Backend>) -> Vec<AdapterInfo
     found
 }
 
-/// A device brought up for computing, the adapter behind it and the compiler serving it.
+/// The driver's name and version as one string.
+fn driver(info: &wgpu::AdapterInfo) -> String {
+    format!("{} {}", info.driver, info.driver_info)
+        .trim()
+        .to_string()
+}
+
+/// A device brought up for computing, the adapter behind it, the compiler serving it and
+/// what the self-test found on its paths.
 #[derive(Clone, Debug)]
 pub struct Gpu {
     pub device: Device,
     pub adapter: AdapterInfo,
     pub compiler: Compiler,
-}
-
-/// What turns the engine's kernels into the device's shaders, as the runtime chose it for this
-/// device (a `vulkan-spirv` build still falls back to WGSL on a Vulkan device that lacks the
-/// SPIR-V compiler's required features).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Compiler {
-    /// The runtime's own name: `wgpu<wgsl>`, `wgpu<spirv>` or `wgpu<msl>`.
-    pub runtime: &'static str,
-    /// Cooperative-matrix (tensor-core) instructions are available to matmul and attention.
-    pub cooperative_matrix: bool,
-}
-
-impl Compiler {
-    /// The shading language kernels are compiled to: `WGSL`, `SPIR-V` or `MSL`.
-    pub fn language(&self) -> &'static str {
-        match self.runtime {
-            "wgpu<spirv>" => "SPIR-V",
-            "wgpu<msl>" => "MSL",
-            _ => "WGSL",
-        }
-    }
-
-    /// Asks the runtime that serves `device` (already brought up by burn: the lookup finds the
-    /// registered client and opens nothing new).
-    fn of(device: &cubecl::wgpu::WgpuDevice) -> Compiler {
-        let client = cubecl::Device::Wgpu(device.clone()).client();
-        Compiler {
-            runtime: client.name(),
-            cooperative_matrix: !client.features().matmul.cmma.is_empty(),
-        }
-    }
+    /// How models loaded on it run attention ([`AttentionKernel::for_device`]; a test may set
+    /// another before loading).
+    pub attention: AttentionKernel,
+    /// `doctor --selftest`'s verdicts for this adapter and build (empty: never tested).
+    pub verdicts: Vec<PathVerdict>,
+    /// What the user should read once about how the device was set up (a compiler the
+    /// self-test failed, avoided).
+    pub notes: Vec<String>,
 }
 
 /// Where an image was made, as its PNG's JSON metadata records it (`"backend"`): the graphics
@@ -257,6 +286,8 @@ pub struct MadeOn {
     pub driver: String,
     /// `WGSL`, `SPIR-V` or `MSL`.
     pub shaders: &'static str,
+    /// Cooperative-matrix (tensor-core) kernels were available to the run.
+    pub tensor_cores: bool,
     /// `f16` or `f32`: what the UNet and text encoders computed in.
     pub precision: &'static str,
 }
@@ -269,7 +300,8 @@ impl Gpu {
             adapter: self.adapter.name.clone(),
             device_type: self.adapter.device_type.clone(),
             driver: self.adapter.driver.clone(),
-            shaders: self.compiler.language(),
+            shaders: self.compiler.language.name(),
+            tensor_cores: self.compiler.cooperative_matrix,
             precision: if f16 { "f16" } else { "f32" },
         }
     }
@@ -291,6 +323,46 @@ impl Gpu {
     /// Bytes the device's pools have reserved (what the process holds on the GPU), if known.
     pub fn reserved_bytes(&self) -> Option<u64> {
         memory_in_use(&self.device).map(|(_, reserved)| reserved)
+    }
+
+    /// The self-test's failed verdict for this device's compiler in f16 or f32, if it has one.
+    pub fn failed(&self, f16: bool) -> Option<&PathVerdict> {
+        self.verdicts
+            .iter()
+            .find(|v| v.compiler == self.compiler && v.f16 == f16 && !v.passed)
+    }
+
+    /// Whether to compute in f16 for `precision`, and what to tell the user about it: `auto`
+    /// and `f16` fall back to f32 on an adapter without f16 shaders (the second with a
+    /// warning); `auto` also where the self-test found f16 wrong on this path, which `f16`
+    /// runs anyway, with a warning.
+    pub fn use_f16(&self, precision: Precision) -> (bool, Option<String>) {
+        if !precision.use_f16(&self.adapter) {
+            let warning = (precision == Precision::F16).then(|| {
+                format!(
+                    "warning: {} has no f16 shaders; computing in f32",
+                    self.adapter.name
+                )
+            });
+            return (false, warning);
+        }
+        let Some(failed) = self.failed(true) else {
+            return (true, None);
+        };
+        let found = format!(
+            "f16 failed the self-test on {} ({}: error {:.2e}, limit {:.2e})",
+            self.adapter.name,
+            failed.path(),
+            failed.error,
+            failed.limit
+        );
+        match precision {
+            Precision::F16 => (
+                true,
+                Some(format!("warning: {found}; computing in f16 as asked")),
+            ),
+            _ => (false, Some(format!("note: {found}; computing in f32"))),
+        }
     }
 }
 
@@ -325,33 +397,35 @@ pub fn choose(backend: Backend) -> Result<(AdapterInfo, Option<String>), DeviceE
     Ok((best, warning))
 }
 
-/// Brings up the adapter `backend` picks as a burn device. Call once per adapter and process
-/// (the tests run a GL device beside a Vulkan one).
+/// Brings up the adapter `backend` picks as a burn device, with the compiler `auto` chooses.
+/// Call once per adapter and process (the tests run a GL device beside a Vulkan one).
 pub fn open(backend: Backend) -> Result<(Gpu, Option<String>), DeviceError> {
+    open_with(backend, ShaderCompiler::Auto)
+}
+
+/// [`open`] with the compiler `request` asks for ([`compiler::vulkan_choice`]). Configures the
+/// runtime first if no device came up before ([`runtime::configure`]).
+pub fn open_with(
+    backend: Backend,
+    request: ShaderCompiler,
+) -> Result<(Gpu, Option<String>), DeviceError> {
     let (adapter, warning) = choose(backend)?;
-    let api = match adapter.backend {
-        wgpu::Backend::Metal => WgpuBackend::Metal,
-        wgpu::Backend::Dx12 => WgpuBackend::Dx12,
-        wgpu::Backend::Gl => WgpuBackend::Gl,
-        _ => WgpuBackend::Vulkan,
-    };
-    use cubecl::wgpu::WgpuDeviceKind as Runtime;
-    let (kind, runtime_kind) = match adapter.kind {
-        wgpu::DeviceType::DiscreteGpu => (
-            DeviceKind::DiscreteGpu(adapter.index),
-            Runtime::DiscreteGpu(adapter.index),
-        ),
-        wgpu::DeviceType::IntegratedGpu => (
-            DeviceKind::IntegratedGpu(adapter.index),
-            Runtime::IntegratedGpu(adapter.index),
-        ),
-        wgpu::DeviceType::VirtualGpu => (
-            DeviceKind::VirtualGpu(adapter.index),
-            Runtime::VirtualGpu(adapter.index),
-        ),
-        wgpu::DeviceType::Cpu => (DeviceKind::Cpu, Runtime::Cpu),
-        wgpu::DeviceType::Other => (DeviceKind::DefaultDevice, Runtime::DefaultDevice),
-    };
+    let env = runtime::configure(&adapter.identity());
+    let verdicts = verdicts::load(env, &adapter);
+    let mut notes = Vec::new();
+    if adapter.backend == wgpu::Backend::Vulkan {
+        let choice = vulkan_choice(request, &adapter, &verdicts)?;
+        if let Some(note) = compiler::avoided(&adapter, &verdicts, choice) {
+            notes.push(note);
+        }
+        compiler::decide(&adapter, choice);
+    } else if matches!(request, ShaderCompiler::Spirv | ShaderCompiler::SpirvPlain) {
+        return Err(DeviceError::Compiler {
+            adapter: adapter.describe(),
+            reason: "SPIR-V kernels run on Vulkan adapters only (--backend vulkan)".into(),
+        });
+    }
+    let (api, kind, runtime_kind) = addresses(&adapter);
     let device = Device::wgpu_options()
         .graphics_api(api)
         .device_kind(kind)
@@ -362,23 +436,44 @@ pub fn open(backend: Backend) -> Result<(Gpu, Option<String>), DeviceError> {
         })?;
     // the same device burn registered (burn-tensor's `wgpu_device`: kind, then API)
     let compiler = Compiler::of(&cubecl::wgpu::WgpuDevice::new(runtime_kind).on(api));
-    if compiler.runtime == "wgpu<spirv>" && adapter.is_software() {
-        return Err(DeviceError::Init {
+    if request == ShaderCompiler::Wgsl && compiler.language != Language::Wgsl {
+        return Err(DeviceError::Compiler {
             adapter: adapter.describe(),
-            reason: "this build compiles kernels to SPIR-V (`--features vulkan-spirv`), whose \
-                     cooperative-matrix kernels crash inside software Vulkan drivers; use a \
-                     build without that feature on this adapter"
-                .into(),
+            reason: format!("this build compiles to {} here", compiler.language.name()),
         });
     }
-    Ok((
-        Gpu {
-            device,
-            adapter,
-            compiler,
-        },
-        warning,
-    ))
+    let attention = AttentionKernel::for_device(compiler.cooperative_matrix, adapter.is_software());
+    let gpu = Gpu {
+        device,
+        adapter,
+        compiler,
+        attention,
+        verdicts,
+        notes,
+    };
+    Ok((gpu, warning))
+}
+
+/// How burn and cubecl address `adapter`: its API, burn's device kind and cubecl's.
+fn addresses(adapter: &AdapterInfo) -> (WgpuBackend, DeviceKind, cubecl::wgpu::WgpuDeviceKind) {
+    use cubecl::wgpu::WgpuDeviceKind as Runtime;
+    let api = match adapter.backend {
+        wgpu::Backend::Metal => WgpuBackend::Metal,
+        wgpu::Backend::Dx12 => WgpuBackend::Dx12,
+        wgpu::Backend::Gl => WgpuBackend::Gl,
+        _ => WgpuBackend::Vulkan,
+    };
+    let i = adapter.index;
+    let (kind, runtime) = match adapter.kind {
+        wgpu::DeviceType::DiscreteGpu => (DeviceKind::DiscreteGpu(i), Runtime::DiscreteGpu(i)),
+        wgpu::DeviceType::IntegratedGpu => {
+            (DeviceKind::IntegratedGpu(i), Runtime::IntegratedGpu(i))
+        }
+        wgpu::DeviceType::VirtualGpu => (DeviceKind::VirtualGpu(i), Runtime::VirtualGpu(i)),
+        wgpu::DeviceType::Cpu => (DeviceKind::Cpu, Runtime::Cpu),
+        wgpu::DeviceType::Other => (DeviceKind::DefaultDevice, Runtime::DefaultDevice),
+    };
+    (api, kind, runtime)
 }
 
 /// Bytes the device's memory pools hold for live tensors, and have reserved in all.
