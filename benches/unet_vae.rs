@@ -134,26 +134,12 @@ fn attention_ways(gpu: &sdxl_wgpu::Gpu, dtype: WeightDtype, runs: usize) -> anyh
     for size in sizes {
         let l = size / 8;
         // (what, batch, heads, query tokens, key tokens, head width, dtype)
+        let unet = |what, heads, nq, nk| (what, 2, heads, nq, nk, 64, compute);
+        let (level1, level2) = ((l / 2).pow(2), (l / 4).pow(2));
         let shapes = [
-            (
-                "UNet level 1 self",
-                2,
-                10,
-                (l / 2).pow(2),
-                (l / 2).pow(2),
-                64,
-                compute,
-            ),
-            ("UNet level 1 cross", 2, 10, (l / 2).pow(2), 77, 64, compute),
-            (
-                "UNet level 2 self",
-                2,
-                20,
-                (l / 4).pow(2),
-                (l / 4).pow(2),
-                64,
-                compute,
-            ),
+            unet("UNet level 1 self", 10, level1, level1),
+            unet("UNet level 1 cross", 10, level1, 77),
+            unet("UNet level 2 self", 20, level2, level2),
             ("VAE mid-block", 1, 1, l * l, l * l, 512, FloatDType::F32),
         ];
         for (what, b, heads, nq, nk, d, dtype) in shapes {

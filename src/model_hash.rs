@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
@@ -17,16 +17,20 @@ use crate::files;
 const MAX_CACHE_BYTES: u64 = 16 << 20;
 
 /// A1111's short model hash: the first 10 hex digits of the file's sha256 ("AutoV2" on
-/// Civitai). Cached by path, size and modification time in `cache_dir()`, so each file is read
+/// Civitai). Cached by path, size and modification time in the cache root, so each file is read
 /// once; a cache that cannot be read or written only costs the hashing again.
 pub fn model_hash(path: &Path) -> std::io::Result<String> {
-    short_sha256(path, Hashed::WholeFile, cache_dir().as_deref())
+    short_sha256(path, Hashed::WholeFile, crate::cache::root().as_deref())
 }
 
 /// A1111's LoRA hash ("AutoV3" on Civitai, what `Lora hashes` lists): the first 12 hex digits
 /// of the sha256 of a safetensors file's data, after its header. Cached like [`model_hash`].
 pub fn lora_hash(path: &Path) -> std::io::Result<String> {
-    short_sha256(path, Hashed::SafetensorsData, cache_dir().as_deref())
+    short_sha256(
+        path,
+        Hashed::SafetensorsData,
+        crate::cache::root().as_deref(),
+    )
 }
 
 /// What of a file is hashed, and how many hex digits A1111 keeps of it.
@@ -72,7 +76,7 @@ fn cached_sha256(path: &Path, what: Hashed, cache_file: Option<&Path>) -> std::i
 /// Each file's whole sha256 (hex) where the cache already holds it: a listing of many big files
 /// never reads them (and reads the cache once).
 pub fn cached_model_sha256s(paths: &[&Path]) -> Vec<Option<String>> {
-    let cache_file = cache_dir().map(|d| d.join("model-hashes.json"));
+    let cache_file = crate::cache::root().map(|d| d.join("model-hashes.json"));
     let cache = read_cache(cache_file.as_deref());
     paths
         .iter()
@@ -151,11 +155,6 @@ fn store(file: &Path, cache: &BTreeMap<String, String>) -> std::io::Result<()> {
         serde_json::to_vec_pretty(cache).map_err(std::io::Error::other)?,
     )?;
     std::fs::rename(tmp, file)
-}
-
-/// Where the hashes are kept: the engine's cache root ([`crate::cache::root`]).
-fn cache_dir() -> Option<PathBuf> {
-    crate::cache::root()
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! The command line as users run it: `inspect` text and JSON on the tiny checkpoint, and
-//! `devices` listing the adapter the tests run on.
+//! The command line as users run it: `inspect` text and JSON on the tiny checkpoint, `devices`
+//! listing the adapter the tests run on, `doctor` with its numerical self-test (and a failed path
+//! that later runs avoid), `bench`.
 
 mod common;
 use common::{
     floats, max_pixel_difference, run_cli as run, run_cli_env as run_env, TINY, TINY_FOLDER,
+    TINY_GENERATE,
 };
 
 #[test]
@@ -182,22 +184,10 @@ fn a_failed_self_test_path_is_avoided() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("out.png");
     let args = [
-        "generate",
-        "--model",
-        TINY,
-        "--prompt",
-        "a fox",
-        "--width",
-        "64",
-        "--height",
-        "64",
-        "--steps",
-        "2",
-        "--policy",
-        "off",
-        "--output",
-        image.to_str().expect("utf-8"),
-    ];
+        &TINY_GENERATE[..],
+        &["--output", image.to_str().expect("utf-8")],
+    ]
+    .concat();
     let (code, out, err) = run_env(&args, &env);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(err.matches("f16 failed the self-test").count(), 1, "{err}");

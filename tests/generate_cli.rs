@@ -8,7 +8,7 @@ use sdxl_wgpu::image_io::metadata::{read_png_text, JSON_KEYWORD};
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::{floats, max_pixel_difference, relative_error, run_cli as run, TINY};
+use common::{floats, max_pixel_difference, relative_error, run_cli as run, TINY, TINY_GENERATE};
 
 fn reference(name: &str) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(concat!(
@@ -146,19 +146,8 @@ fn a_second_process_reuses_the_first_ones_tuning() {
     let output = dir.path().join("out.png");
     let run = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sdxl-wgpu"))
-            .args([
-                "generate", "--model", TINY, "--prompt", "a fox", "--width", "64",
-            ])
-            .args([
-                "--height",
-                "64",
-                "--steps",
-                "2",
-                "--policy",
-                "off",
-                "--precision",
-            ])
-            .args(["f32", "--output", path(&output)])
+            .args(&TINY_GENERATE[..13]) // not --quiet: the phase lines are what is read
+            .args(["--precision", "f32", "--output", path(&output)])
             .env("SDXL_WGPU_CACHE_DIR", cache.path())
             .output()
             .expect("runs");

@@ -142,6 +142,19 @@ fn vae_decode_and_encode_equal_diffusers() {
     }
 }
 
+type Values = (Vec<usize>, Vec<f32>);
+
+/// Both text encoders of `m` on one weighted prompt pair: (context, pooled).
+fn encode_text(m: &SdxlModels) -> (Values, Values) {
+    let prompt = parse_prompt("a (red:1.2) fox in snow, masterpiece");
+    let negative = parse_prompt("blurry");
+    let c = m
+        .text_encoders
+        .encode(&prompt, &negative, TextOptions { clip_skip: 1 })
+        .expect("encodes");
+    (values(c.context), values(c.pooled))
+}
+
 /// The tiny model on wgpu's OpenGL backend (Mesa's llvmpipe here): no f16 shaders, so the
 /// engine computes in f32 there; each model's forward pass (both text encoders, one UNet call,
 /// one VAE decode) equals Vulkan's within f32 rounding.
@@ -166,16 +179,8 @@ fn gl_forward_passes_equal_vulkan() {
         eprintln!("GL vs Vulkan {what}: relative max error {err:.2e} ({at:.0} s in)");
         assert!(err <= GL_VS_VULKAN, "{what}: {err:.2e}");
     };
-    let prompt = parse_prompt("a (red:1.2) fox in snow, masterpiece");
-    let negative = parse_prompt("blurry");
-    let encode = |m: &SdxlModels| {
-        let c = m
-            .text_encoders
-            .encode(&prompt, &negative, TextOptions { clip_skip: 1 })
-            .expect("encodes");
-        (values(c.context), values(c.pooled))
-    };
-    let ((gl_context, gl_pooled), (vk_context, vk_pooled)) = (encode(&on_gl), encode(on_vulkan));
+    let ((gl_context, gl_pooled), (vk_context, vk_pooled)) =
+        (encode_text(&on_gl), encode_text(on_vulkan));
     compare("text context", gl_context, vk_context);
     compare("text pooled", gl_pooled, vk_pooled);
     compare(
@@ -419,18 +424,9 @@ fn sliced_attention_models_equal_diffusers() {
         .decode(input("vae_decode.latents"), FloatDType::F32);
     let err = error_to(values(image), "vae_decode.image");
     assert!(err <= VAE_F32, "sliced VAE decode: {err:.2e}");
-    let prompt = parse_prompt("a (red:1.2) fox in snow, masterpiece");
-    let negative = parse_prompt("blurry");
-    let encode = |m: &SdxlModels| {
-        let c = m
-            .text_encoders
-            .encode(&prompt, &negative, TextOptions { clip_skip: 1 })
-            .expect("encodes");
-        values(c.context)
-    };
     let err = relative_error(
-        &encode(&sliced),
-        &encode(models(WeightDtype::F32)),
+        &encode_text(&sliced).0,
+        &encode_text(models(WeightDtype::F32)).0,
         "context",
     );
     assert!(err <= GL_VS_VULKAN, "sliced text context: {err:.2e}");

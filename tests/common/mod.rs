@@ -83,6 +83,13 @@ pub fn relative_error(
     }
 }
 
+/// The smallest `generate` of the tiny model (64x64, 2 steps, no quality policy); add
+/// `--output` and what the test varies.
+pub const TINY_GENERATE: [&str; 14] = [
+    "generate", "--model", TINY, "--prompt", "a fox", "--width", "64", "--height", "64", "--steps",
+    "2", "--policy", "off", "--quiet",
+];
+
 /// The tiny model as a diffusers folder.
 pub const TINY_FOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-sdxl");
 
