@@ -66,7 +66,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         selftest::run(args.backend, true, &mut report)?;
         return finish(json, &report);
     }
-    let gpu = doctor::device(args.backend, &mut report)?;
+    let gpu = doctor::device(args.backend, super::global().shader_compiler, &mut report)?;
     doctor::policy(&mut report)?;
     doctor::check_cache(&mut report)?;
     if gpu.is_some() && !args.no_selftest {

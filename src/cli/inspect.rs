@@ -141,10 +141,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
 }
 
 fn load_all(checkpoint: &Checkpoint, backend: Backend) -> anyhow::Result<LoadFigures> {
-    let (gpu, warning) = device::open(backend)?;
-    if let Some(warning) = warning {
-        eprintln!("warning: {warning}");
-    }
+    let gpu = super::gpu::open(backend)?;
     let start = Instant::now();
     let models = checkpoint.load(&gpu, WeightDtype::AsStored)?;
     gpu.device

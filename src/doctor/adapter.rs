@@ -2,14 +2,18 @@
 //! shader compiler and cooperative-matrix kernels, and pooled memory being released.
 
 use super::{mib, Check, Report};
-use crate::device::{self, AdapterInfo, Backend, Gpu, Language};
+use crate::device::{self, AdapterInfo, Backend, Gpu, Language, ShaderCompiler};
 
 const INSTALL_DRIVER: &str = "install the GPU's Vulkan driver (Debian: mesa-vulkan-drivers for \
      AMD/Intel, nvidia-driver for NVIDIA; Windows: the vendor's driver; macOS uses Metal)";
 
-/// Lists the adapters, opens the one `backend` picks and says what it can do. `None` when no
-/// device came up (the failure is in the report).
-pub fn check(backend: Backend, report: &mut Report) -> std::io::Result<Option<Gpu>> {
+/// Lists the adapters, opens the one `backend` picks with the compiler `request` asks for and
+/// says what it can do. `None` when no device came up (the failure is in the report).
+pub fn check(
+    backend: Backend,
+    request: ShaderCompiler,
+    report: &mut Report,
+) -> std::io::Result<Option<Gpu>> {
     let found = device::adapters(backend);
     if found.is_empty() {
         report.add(Check::fail(
@@ -22,7 +26,7 @@ pub fn check(backend: Backend, report: &mut Report) -> std::io::Result<Option<Gp
     let listed: Vec<String> = found.iter().map(AdapterInfo::describe).collect();
     report.add(Check::pass("adapters", listed.join("; ")))?;
     // the adapter `open` chose is the one it brought up (its failure names the adapter)
-    let gpu = match device::open(backend) {
+    let gpu = match device::open_with(backend, request) {
         Ok((gpu, _)) => gpu,
         Err(e) => {
             report.add(Check::fail("device", e.to_string(), INSTALL_DRIVER))?;
