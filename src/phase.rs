@@ -181,7 +181,8 @@ impl KernelLog {
     pub fn install() -> bool {
         static INSTALLED: OnceLock<bool> = OnceLock::new();
         *INSTALLED.get_or_init(|| {
-            let installed = log::set_boxed_logger(Box::new(KernelLog)).is_ok();
+            static LOGGER: KernelLog = KernelLog;
+            let installed = log::set_logger(&LOGGER).is_ok();
             if installed {
                 log::set_max_level(log::LevelFilter::Info);
                 COUNTING.store(true, Ordering::Relaxed);
