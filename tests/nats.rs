@@ -533,7 +533,12 @@ fn jobs_survive_api_node_and_nats_restarts() {
 /// `save_images` folder) is delivered `max_deliver` times, then `failed` with its last error.
 #[test]
 fn a_job_failing_on_the_machine_fails_after_the_maximum_deliveries() {
-    let settings = settings(shared_nats(), "poison");
+    // Its deliveries after the first come from the worker's backoff; an acknowledgement wait
+    // longer than the job keeps a slow, loaded machine from adding one.
+    let settings = NatsSettings {
+        ack_wait: Duration::from_secs(30),
+        ..settings(shared_nats(), "poison")
+    };
     let (_node, api) = api_node(&settings);
     let dir = tempfile::tempdir().unwrap();
     let not_a_folder = dir.path().join("a-file");
