@@ -150,8 +150,7 @@ fn attention_ways(gpu: &sdxl_wgpu::Gpu, dtype: WeightDtype, runs: usize) -> anyh
                 Tensor::<4>::from_data(TensorData::new(v, [b, heads, n, d]), device).cast(dtype)
             };
             let (q, k, v) = (filled(nq, 1), filled(nk, 2), filled(nk, 3));
-            let mut line =
-                format!("{size}x{size} {what} [{b}, {heads}, {nq}x{nk}, {d}] {dtype:?}:");
+            let shape = format!("{size}x{size} {what} [{b}, {heads}, {nq}x{nk}, {d}] {dtype:?}:");
             // sliced first: the fused kernels' first call at a wide head can take minutes on a
             // software adapter (autotune included)
             for (name, kernel) in [
@@ -165,8 +164,7 @@ fn attention_ways(gpu: &sdxl_wgpu::Gpu, dtype: WeightDtype, runs: usize) -> anyh
                     sync()?;
                     Ok(start.elapsed().as_secs_f64() * 1e3)
                 })?;
-                line += &format!(" {name} {mean:.1} ms mean ({min:.1} min);");
-                println!("{line}");
+                println!("{shape} {name} {mean:.1} ms mean ({min:.1} min)");
             }
         }
     }
