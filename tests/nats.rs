@@ -530,11 +530,12 @@ fn jobs_survive_api_node_and_nats_restarts() {
 }
 
 /// A job that fails on the machine's side every time (here: its worker cannot write the
-/// `save_images` folder) is delivered `max_deliver` times, then `failed` with its last error.
+/// `save_images` folder) runs `max_deliver` times, then is `failed` with its last error.
 #[test]
 fn a_job_failing_on_the_machine_fails_after_the_maximum_deliveries() {
-    // Its deliveries after the first come from the worker's backoff; an acknowledgement wait
-    // longer than the job keeps a slow, loaded machine from adding one.
+    // Its runs after the first come from the worker's backoff; an acknowledgement wait longer
+    // than the job keeps a slow, loaded machine from adding a redelivery (which would be a run
+    // too), and the record counts runs, so a delivery lost on the way adds none.
     let settings = NatsSettings {
         ack_wait: Duration::from_secs(30),
         ..settings(shared_nats(), "poison")

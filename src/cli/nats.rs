@@ -35,7 +35,7 @@ pub struct NatsArgs {
     /// Seconds without an acknowledgement or heartbeat before a job goes to another worker.
     #[arg(long, default_value_t = 30)]
     ack_wait: u64,
-    /// Deliveries before a job failing on the device side is failed for good.
+    /// Runs before a job failing on the device side is failed for good.
     #[arg(long, default_value_t = 3)]
     max_deliver: i64,
     /// Hours job records, request bodies and images are kept.

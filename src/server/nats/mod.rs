@@ -35,7 +35,8 @@ pub struct NatsSettings {
     pub models_bucket: String,
     /// A job not acknowledged (nor heartbeaten) for this long is given to another worker.
     pub ack_wait: Duration,
-    /// Deliveries before a job failing on the device side is `failed` for good.
+    /// Runs (deliveries that reached a worker) before a job failing on the device side is
+    /// `failed` for good.
     pub max_deliver: i64,
     /// How long job records, bodies and images are kept (queued or finished).
     pub retention: Duration,

@@ -98,9 +98,10 @@ async fn serve_jobs(
                 filter_subject: settings.jobs_subject(&token),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: settings.ack_wait,
-                // one delivery past the maximum, so a job whose worker died on its last
-                // delivery is still seen, and recorded as failed
-                max_deliver: settings.max_deliver + 1,
+                // past the maximum runs: a job whose worker died on its last run is still seen
+                // (and recorded as failed), and a delivery lost on the way (a pull request
+                // expiring as the server sends) does not cost the job a run
+                max_deliver: settings.max_deliver + DELIVERY_SLACK,
                 ..Default::default()
             },
         )
@@ -145,6 +146,10 @@ fn announce(bus: Bus, token: String, mut card: Value) -> tokio::task::JoinHandle
     })
 }
 
+/// Deliveries the consumer allows beyond `max_deliver` runs. A run is counted in the record
+/// when it starts, so deliveries that never reached a worker do not count against the job.
+const DELIVERY_SLACK: i64 = 3;
+
 /// How one delivery ended, for the record and the acknowledgement.
 enum Ending {
     /// Recorded final (succeeded, cancelled, failed for good): acknowledge.
@@ -163,10 +168,10 @@ async fn run_job(
     let id = String::from_utf8_lossy(&message.payload).into_owned();
     let delivered = message.info().map_or(1, |i| i.delivered);
     let ending = match start(bus, &id, name, delivered).await? {
-        Some(kind) => {
+        Some((kind, run)) => {
             // best effort: A1111's progress shows the job started last
             let _ = bus.jobs.put(CURRENT_KEY, id.clone().into()).await;
-            let ending = execute(bus, shared, &id, kind, delivered, &message).await;
+            let ending = execute(bus, shared, &id, kind, run, &message).await;
             if shared.config.preview_every > 0 {
                 let _ = bus.jobs.purge(preview_key(&id)).await;
             }
@@ -181,10 +186,17 @@ async fn run_job(
     message.ack_with(ack).await.map_err(NatsError::io)
 }
 
-/// Marks the record running on this worker; `None` when there is nothing to run: the record
-/// is gone or finished (cancelled while queued, or a result recorded before an
-/// acknowledgement was lost), or the deliveries ran out (recorded as failed here).
-async fn start(bus: &Bus, id: &str, name: &str, delivered: i64) -> Result<Option<Kind>, NatsError> {
+/// Marks the record running on this worker and counts the run; `None` when there is nothing
+/// to run: the record is gone or finished (cancelled while queued, or a result recorded before
+/// an acknowledgement was lost), or the runs ran out (a worker died during the last one) or
+/// this is the consumer's last delivery (both recorded as failed here). `Some((kind, run))`
+/// numbers the run from 1.
+async fn start(
+    bus: &Bus,
+    id: &str,
+    name: &str,
+    delivered: i64,
+) -> Result<Option<(Kind, i64)>, NatsError> {
     let max = bus.settings.max_deliver;
     let mut run = None;
     bus.update_record(id, |r| {
@@ -192,8 +204,7 @@ async fn start(bus: &Bus, id: &str, name: &str, delivered: i64) -> Result<Option
         if r.status.finished() {
             return false;
         }
-        r.attempts = delivered;
-        if delivered > max {
+        if r.attempts >= max || delivered >= max + DELIVERY_SLACK {
             let last = r
                 .error
                 .take()
@@ -201,14 +212,15 @@ async fn start(bus: &Bus, id: &str, name: &str, delivered: i64) -> Result<Option
             finish(r, Status::Failed);
             r.error = Some(RecordError {
                 status: 500,
-                message: format!("gave up after {max} deliveries: {last}"),
+                message: format!("gave up after {} runs: {last}", r.attempts),
             });
             return true;
         }
+        r.attempts += 1;
         r.status = Status::Running;
         r.worker = Some(name.into());
         r.started_at = Some(now());
-        run = Some(r.kind);
+        run = Some((r.kind, r.attempts));
         true
     })
     .await?;
@@ -227,7 +239,7 @@ async fn execute(
     shared: &Arc<Shared>,
     id: &str,
     kind: Kind,
-    delivered: i64,
+    run: i64,
     message: &Message,
 ) -> Result<Ending, NatsError> {
     let body = bus.object(&request_object(id)).await?;
@@ -237,7 +249,7 @@ async fn execute(
     };
     let converted = match converted {
         Ok(converted) => converted,
-        Err(e) => return fail(bus, id, e.status.as_u16(), e.detail, delivered).await,
+        Err(e) => return fail(bus, id, e.status.as_u16(), e.detail, run).await,
     };
     let seeds = all_seeds(&converted.work);
     let (parameters, send_images, subseed) = (
@@ -247,11 +259,11 @@ async fn execute(
     );
     let job = match submit(shared, Task::Generate(Box::new(converted.work)), None) {
         Ok(job) => job,
-        Err(e) => return fail(bus, id, 503, e.detail, delivered).await,
+        Err(e) => return fail(bus, id, 503, e.detail, run).await,
     };
     let end = follow(bus, id, &job, message).await?;
     if let Some(failure) = end.failure.filter(|_| end.status == Status::Failed) {
-        return fail(bus, id, failure.status, failure.message, delivered).await;
+        return fail(bus, id, failure.status, failure.message, run).await;
     }
     let outcome = end.outcome.clone();
     let images = outcome.as_ref().map_or(0, |o| o.images.len());
@@ -284,16 +296,16 @@ async fn execute(
     Ok(Ending::Final)
 }
 
-/// Records a failure: final when the request caused it (4xx) or the deliveries are spent, else
+/// Records a failure: final when the request caused it (4xx) or the runs are spent, else
 /// kept as the last error while the job waits for its next delivery.
 async fn fail(
     bus: &Bus,
     id: &str,
     status: u16,
     message: String,
-    delivered: i64,
+    run: i64,
 ) -> Result<Ending, NatsError> {
-    let last = delivered >= bus.settings.max_deliver;
+    let last = run >= bus.settings.max_deliver;
     let is_final = status < 500 || last;
     bus.update_record(id, |r| {
         r.error = Some(RecordError {
@@ -313,7 +325,7 @@ async fn fail(
     Ok(match is_final {
         true => Ending::Final,
         // 2, 4, 8 ... seconds, at most 30
-        false => Ending::Retry(Duration::from_secs((1u64 << delivered.clamp(1, 5)).min(30))),
+        false => Ending::Retry(Duration::from_secs((1u64 << run.clamp(1, 5)).min(30))),
     })
 }
 
