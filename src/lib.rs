@@ -4,6 +4,7 @@
 //! `tests/layering.rs` keeps them true), from the bottom:
 //!
 //! - [`spelling`]: the names users type for closed sets of values (`--backend vulkan`);
+//!   [`field`]: the quantities a request sets, which errors name and front-ends spell;
 //!   [`files`]: opening the files users name (regular files only, capped reads); [`phase`]:
 //!   long phases as lines a user can watch, with the kernels compiled and tuned during each.
 //! - [`cache`]: the folders under the user's cache directory that outlive the process.
@@ -30,6 +31,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod device;
 pub mod doctor;
+pub mod field;
 pub mod files;
 pub mod image_io;
 pub mod infotext;

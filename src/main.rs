@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         // the reader of stdout went away (`| head`): nothing more to say
         Err(error) if cli::exit::broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cli::message::message(&error));
             ExitCode::from(cli::exit::code(&error))
         }
     }

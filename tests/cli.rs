@@ -491,7 +491,7 @@ fn a_closed_stdout_is_not_a_panic() {
 
 /// Inputs that are not what they claim end in a message and exit 2 before any work: a FIFO as
 /// the model (opening it would block), latents larger than any request, a `--dump` that would
-/// overwrite the model.
+/// overwrite the model, a negative guidance scale.
 #[test]
 fn hostile_paths_and_sizes_are_refused_up_front() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -535,6 +535,16 @@ fn hostile_paths_and_sizes_are_refused_up_front() {
         std::fs::read(model).expect("read"),
         before,
         "the model is untouched"
+    );
+
+    // the library names the guidance scale; the command line spells it as its flag
+    let (code, _, err) = run(&[
+        "generate", "--model", model, "--prompt", "x", "--cfg=-1", "--policy", "off",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--cfg -1: the guidance scale must be"),
+        "{err}"
     );
 }
 

@@ -248,6 +248,12 @@ fn errors_in_a1111_shape() {
         ),
         (
             "txt2img",
+            json!({"cfg_scale": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cfg_scale -1:",
+        ),
+        (
+            "txt2img",
             json!({"steps": "many"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "steps",

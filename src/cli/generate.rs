@@ -64,7 +64,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         match job {
             Ok(job) => warn(label, &job),
             Err(e) if args.jobs.is_some() => {
-                eprintln!("error: {label}{e:#}");
+                eprintln!("error: {label}{}", super::message::message(&e));
                 failed.insert(index);
             }
             Err(e) => return Err(e),
@@ -99,7 +99,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             Ok(()) => Ok(()),
             Err(e) if args.jobs.is_some() => {
                 progress.abandon();
-                eprintln!("error: {label}{e:#}");
+                eprintln!("error: {label}{}", super::message::message(&e));
                 failed.insert(index);
                 Ok(())
             }

@@ -610,7 +610,8 @@ mod tests {
                     .resolve(Path::new("out.png"), PolicyName::Anime)
                     .err()
                     .expect(message);
-                assert!(format!("{err:#}").contains(message), "{policy}: {err:#}");
+                let err = crate::cli::message::message(&err);
+                assert!(err.contains(message), "{policy}: {err}");
             }
         }
         // poor but valid: moved by the default profile, kept with the policy off

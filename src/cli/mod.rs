@@ -12,6 +12,7 @@ mod gpu;
 mod inspect;
 mod inspect_lora;
 mod job;
+pub mod message;
 #[cfg(feature = "nats")]
 mod nats;
 mod progress;

@@ -21,6 +21,8 @@ use burn::tensor::wgpu::WgpuBackend;
 use burn::tensor::{Device, DeviceKind};
 use serde::Serialize;
 
+use crate::field::{Described, Field, FieldNames, Quantities};
+
 /// The graphics API to run on (spellings and meanings: the `spelled!` table below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Backend {
@@ -87,7 +89,7 @@ crate::spelled! {
 pub enum DeviceError {
     #[error("no GPU adapter found on any graphics API (Vulkan, Metal, DX12, GL); install a GPU driver, or Mesa's software Vulkan driver (Debian: apt install mesa-vulkan-drivers)")]
     NoAdapter,
-    #[error("--backend {requested}: no adapter on that API; found: {found}")]
+    #[error("{}", unavailable(&Quantities, *.requested, .found))]
     Unavailable { requested: Backend, found: String },
     #[error("cannot start {adapter}: {reason}")]
     Init { adapter: String, reason: String },
@@ -95,6 +97,20 @@ pub enum DeviceError {
     Compiler { adapter: String, reason: String },
     #[error("the GPU failed while running: {0}")]
     Execution(String),
+}
+
+fn unavailable(names: &dyn FieldNames, requested: Backend, found: &str) -> String {
+    let backend = names.spell(Field::Backend);
+    format!("{backend} {requested}: no adapter on that API; found: {found}")
+}
+
+impl Described for DeviceError {
+    fn describe(&self, names: &dyn FieldNames) -> String {
+        match self {
+            Self::Unavailable { requested, found } => unavailable(names, *requested, found),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// One adapter as wgpu reports it.

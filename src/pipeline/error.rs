@@ -5,40 +5,84 @@
 use super::{MAX_BATCH, MAX_SIDE};
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
+use crate::field::{Described, Field, FieldNames, Quantities};
 use crate::image_io::ImageError;
 use crate::lora::LoraError;
 use crate::sampling::ScheduleError;
 use crate::text_encoder::TextError;
 use crate::vae::VaeError;
 
-/// Why a request cannot run; all caused by the request, none leaves state behind.
-#[derive(Debug, thiserror::Error)]
+/// Why a request cannot run; all caused by the request, none leaves state behind. A message
+/// names the [`Field`]s it is about; [`Described::describe`] spells them as a front-end does.
+#[derive(Debug)]
 pub enum PipelineError {
-    #[error("--width {width} --height {height}: both must be multiples of 8 between 8 and {max}", max = MAX_SIDE)]
     Size { width: usize, height: usize },
-    #[error("--cfg {0}: the guidance scale must be a finite number, 0 or more")]
     Guidance(f32),
-    #[error("--cfg-rescale {0}: the guidance rescale must be between 0 and 1")]
     CfgRescale(f32),
-    #[error("--batch {0}: between 1 and {max} images per request", max = MAX_BATCH)]
     Batch(usize),
-    #[error("--strength {0}: must be in (0, 1] (1 = ignore the image's content)")]
     Strength(f64),
-    #[error("--steps {steps} with --strength {strength} runs int({steps} x {strength}) = 0 steps; raise either")]
     NoSteps { steps: usize, strength: f64 },
-    #[error("the init image is empty (0 pixels)")]
     EmptyImage,
-    #[error("--init-noise has shape {got:?}; this request needs {want:?} ([batch, 4, height/8, width/8])")]
     NoiseShape { got: Vec<usize>, want: [usize; 4] },
-    #[error("--init-noise holds a non-finite value")]
     NoiseValues,
-    #[error(
-        "the {what} hold NaN or infinite values, so no image is written; likely cause: {cause}"
-    )]
     NonFinite { what: &'static str, cause: String },
-    #[error("cancelled after {done} of {total} steps")]
     Cancelled { done: usize, total: usize },
 }
+
+impl Described for PipelineError {
+    fn describe(&self, names: &dyn FieldNames) -> String {
+        let n = |f| names.spell(f);
+        match self {
+            Self::Size { width, height } => format!(
+                "{} {width} {} {height}: both must be multiples of 8 between 8 and {MAX_SIDE}",
+                n(Field::Width),
+                n(Field::Height)
+            ),
+            Self::Guidance(cfg) => format!(
+                "{} {cfg}: the guidance scale must be a finite number, 0 or more",
+                n(Field::Cfg)
+            ),
+            Self::CfgRescale(phi) => format!(
+                "{} {phi}: the guidance rescale must be between 0 and 1",
+                n(Field::CfgRescale)
+            ),
+            Self::Batch(batch) => format!(
+                "{} {batch}: between 1 and {MAX_BATCH} images per request",
+                n(Field::Batch)
+            ),
+            Self::Strength(s) => format!(
+                "{} {s}: must be in (0, 1] (1 = ignore the image's content)",
+                n(Field::Strength)
+            ),
+            Self::NoSteps { steps, strength } => format!(
+                "{} {steps} with {} {strength} runs int({steps} x {strength}) = 0 steps; raise \
+                 either",
+                n(Field::Steps),
+                n(Field::Strength)
+            ),
+            Self::EmptyImage => "the init image is empty (0 pixels)".into(),
+            Self::NoiseShape { got, want } => format!(
+                "{} has shape {got:?}; this request needs {want:?} ([batch, 4, height/8, \
+                 width/8])",
+                n(Field::InitNoise)
+            ),
+            Self::NoiseValues => format!("{} holds a non-finite value", n(Field::InitNoise)),
+            Self::NonFinite { what, cause } => format!(
+                "the {what} hold NaN or infinite values, so no image is written; likely cause: \
+                 {cause}"
+            ),
+            Self::Cancelled { done, total } => format!("cancelled after {done} of {total} steps"),
+        }
+    }
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(&Quantities))
+    }
+}
+
+impl std::error::Error for PipelineError {}
 
 /// The crate's error: one typed error per subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -59,4 +103,16 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Lora(#[from] LoraError),
+}
+
+impl Described for Error {
+    /// Errors about the request's fields spelled by `names`; every other error as it displays.
+    fn describe(&self, names: &dyn FieldNames) -> String {
+        match self {
+            Error::Pipeline(e) => e.describe(names),
+            Error::Schedule(e) => e.describe(names),
+            Error::Device(e) => e.describe(names),
+            other => other.to_string(),
+        }
+    }
 }

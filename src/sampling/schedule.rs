@@ -9,6 +9,7 @@
 
 use super::train::{Spacing, TrainSchedule};
 use super::Sampler;
+use crate::field::{Described, Field, FieldNames, Quantities};
 
 /// `--schedule` (A1111's "Schedule type"): the checkpoint's own spacing of discrete timesteps
 /// (SDXL: leading; zero-terminal-SNR checkpoints: trailing), SGM Uniform (trailing), or sigmas
@@ -48,16 +49,41 @@ pub struct Schedule {
 }
 
 /// Why a schedule cannot be made.
-#[derive(Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, PartialEq)]
 pub enum ScheduleError {
-    #[error("--steps {steps}: the number of steps must be between 1 and {max}")]
-    Steps { steps: usize, max: usize },
-    #[error("the {sampler} sampler has no {kind} schedule (it steps through discrete timesteps); use --schedule default or sgm_uniform")]
+    Steps {
+        steps: usize,
+        max: usize,
+    },
     Unsupported {
         sampler: Sampler,
         kind: ScheduleKind,
     },
 }
+
+impl Described for ScheduleError {
+    fn describe(&self, names: &dyn FieldNames) -> String {
+        match self {
+            Self::Steps { steps, max } => format!(
+                "{} {steps}: the number of steps must be between 1 and {max}",
+                names.spell(Field::Steps)
+            ),
+            Self::Unsupported { sampler, kind } => format!(
+                "the {sampler} sampler has no {kind} schedule (it steps through discrete \
+                 timesteps); use {} default or sgm_uniform",
+                names.spell(Field::Schedule)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ScheduleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(&Quantities))
+    }
+}
+
+impl std::error::Error for ScheduleError {}
 
 /// Which diffusers `set_timesteps` a sampler's schedule follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

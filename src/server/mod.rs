@@ -49,7 +49,7 @@ use worker::Worker;
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("no checkpoint: give --model FILE or a --models-dir holding one")]
+    #[error("no checkpoint: the server was given no model file, and no models folder holding one")]
     NoModel,
     #[error("reading {0}: {1}")]
     Folder(std::path::PathBuf, std::io::Error),

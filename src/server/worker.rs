@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::a1111::A1111Names;
 use super::jobs::{Failure, Job, Outcome, Status, Task, Work};
 use super::preview::preview_png;
 use super::queue::Pop;
 use super::state::{lock, DeviceMemory, Shared};
 use crate::checkpoint::Checkpoint;
 use crate::device::{memory_in_use, Gpu};
+use crate::field::Described;
 use crate::image_io::{self, ImageMetadata};
 use crate::infotext::{self, ModelInfo};
 use crate::lora::LoraSpec;
@@ -366,7 +368,7 @@ fn classify(e: Error) -> Failure {
     };
     Failure {
         status,
-        message: e.to_string(),
+        message: e.describe(&A1111Names),
     }
 }
 

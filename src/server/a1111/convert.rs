@@ -10,8 +10,9 @@ use base64::Engine as _;
 use image::RgbImage;
 use serde_json::{Map, Value};
 
-use super::fields::Fields;
+use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
+use crate::field::Described;
 use crate::image_io;
 use crate::lora::{check_weights, LoraSpec};
 use crate::pipeline::{check_settings, InitImage, Request, SizeConditioning};
@@ -57,7 +58,7 @@ pub fn convert(
         cfg: f.float("cfg_scale")?.unwrap_or(7.0) as f32,
         steps: positive(&f, "steps")?,
     };
-    check_settings(&asked).map_err(|e| ApiError::invalid(e.to_string()))?;
+    check_settings(&asked).map_err(|e| ApiError::invalid(e.describe(&A1111Names)))?;
     let model = match overrides.model {
         Some(model) => model,
         None => selected_model(shared)?,
@@ -94,7 +95,7 @@ pub fn convert(
     };
     request
         .check()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+        .map_err(|e| ApiError::invalid(e.describe(&A1111Names)))?;
     let n_iter = positive(&f, "n_iter")?;
     let images = n_iter.saturating_mul(request.batch);
     if images > MAX_IMAGES {

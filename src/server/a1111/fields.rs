@@ -5,8 +5,31 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::field::{Field, FieldNames};
 use crate::server::error::ApiError;
 use crate::server::jobs::Kind;
+
+/// The library's fields as A1111's bodies spell them, for error messages (`cfg_scale -1: ...`).
+pub struct A1111Names;
+
+impl FieldNames for A1111Names {
+    fn spell(&self, field: Field) -> &'static str {
+        match field {
+            Field::Width => "width",
+            Field::Height => "height",
+            Field::Cfg => "cfg_scale",
+            // not an A1111 field; the server never sets it
+            Field::CfgRescale => "cfg_rescale",
+            Field::Batch => "batch_size",
+            Field::Strength => "denoising_strength",
+            Field::Steps => "steps",
+            Field::Schedule => "scheduler",
+            // a server takes no injected noise
+            Field::InitNoise => "initial noise",
+            Field::Backend => "backend",
+        }
+    }
+}
 
 /// `(field, default)` of both endpoints, in A1111's order.
 fn shared_fields() -> Vec<(&'static str, Value)> {

@@ -9,6 +9,7 @@ mod listings;
 mod samplers;
 
 pub use convert::decode_image_bytes;
+pub use fields::A1111Names;
 #[cfg(feature = "nats")]
 pub use info::info_json;
 #[cfg(feature = "nats")]
