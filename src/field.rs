@@ -17,6 +17,7 @@ pub enum Field {
     Schedule,
     InitNoise,
     Backend,
+    LoraFolder,
 }
 
 /// One front-end's spelling of every field.
@@ -40,6 +41,7 @@ impl FieldNames for Quantities {
             Field::Schedule => "schedule",
             Field::InitNoise => "initial noise",
             Field::Backend => "graphics API",
+            Field::LoraFolder => "the LoRA folder",
         }
     }
 }

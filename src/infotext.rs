@@ -111,7 +111,7 @@ fn lora_fields(prompt: &str, loras: &[LoraSpec]) -> std::io::Result<(String, Vec
     let tagged: Vec<String> = parse_prompt(&prompt)
         .loras
         .into_iter()
-        .map(|l| l.path.to_string_lossy().into_owned())
+        .map(|l| l.name)
         .collect();
     let mut hashes = Vec::new();
     for lora in loras {

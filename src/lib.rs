@@ -24,6 +24,8 @@
 //!   [`model_hash`] gives A1111's model and LoRA hashes.
 //! - [`pipeline`] holds the [`pipeline::Engine`] (device + models + adapters) and txt2img /
 //!   img2img, and the crate's [`Error`].
+//! - [`intake`]: what every front door does alike between a user's ask and a `Request` (LoRA
+//!   tag names resolved in a folder).
 //! - [`infotext`]: the A1111 text a generated image carries, the same from the CLI and a server.
 //! - `server` (feature `server`): the HTTP server of `sdxl-wgpu serve` (A1111's API, a jobs API).
 
@@ -35,6 +37,7 @@ pub mod field;
 pub mod files;
 pub mod image_io;
 pub mod infotext;
+pub mod intake;
 pub mod lora;
 pub mod model_hash;
 pub mod nn;

@@ -1,7 +1,8 @@
 //! Many workers behind one API on a real `nats-server` with JetStream, started here on loopback
 //! ports (Debian: `apt-get install nats-server`; `scripts/test.sh` installs it): jobs spread over
 //! two workers with the single-process server's results, idempotency keys, a bad request failed
-//! once, a machine-side failure failed after the maximum deliveries, cancellation through
+//! once, a body checked at the API node before it is queued, A1111's settings and listings
+//! there, a machine-side failure failed after the maximum deliveries, cancellation through
 //! another API node, A1111's progress (with previews), interrupt and skip through any API
 //! node, a worker killed with SIGKILL mid-job, and API node and nats-server
 //! restarts. Each check has its own stream and buckets (or its own
@@ -263,8 +264,18 @@ fn image(api: &str, id: &str) -> Vec<u8> {
 
 /// The single-process server's image for `body`.
 fn single_process_image(body: &Value) -> Vec<u8> {
+    let url = single_process_url();
+    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), body, None);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    base64::engine::general_purpose::STANDARD
+        .decode(r["images"][0].as_str().unwrap())
+        .unwrap()
+}
+
+/// A single-process server of the tiny model, started once.
+fn single_process_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    let url = URL.get_or_init(|| {
+    URL.get_or_init(|| {
         let config = ServerConfig {
             model: Some(TINY.into()),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -278,12 +289,110 @@ fn single_process_image(body: &Value) -> Vec<u8> {
         let url = format!("http://{}", server.addr);
         std::mem::forget(server); // serves until the process ends
         url
-    });
-    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), body, None);
-    assert_eq!(status, StatusCode::OK, "{r}");
-    base64::engine::general_purpose::STANDARD
-        .decode(r["images"][0].as_str().unwrap())
+    })
+}
+
+/// The LoRA fixtures' folder.
+const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
+
+/// Messages ever stored in a check's stream (queued jobs, taken or not).
+fn stream_messages(settings: &NatsSettings) -> u64 {
+    runtime().block_on(async {
+        let bus = sdxl_wgpu::server::nats::Bus::connect(settings)
+            .await
+            .expect("connects");
+        let mut stream = bus.js.get_stream(&settings.stream).await.expect("stream");
+        stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence
+    })
+}
+
+/// An API node checks a body before anything is queued (422 naming the field, with no worker
+/// up and nothing in the stream) and answers A1111's options (GET and POST: the selection and
+/// the CLIP skip reach the workers), loras, png-info and memory like `serve`.
+#[test]
+fn an_api_node_checks_bodies_and_answers_options_loras_png_info_and_memory() {
+    let settings = settings(shared_nats(), "listings");
+    let (_node, api) = api_node(&settings);
+    let bad = json!({"prompt": "x", "cfg_scale": -1, "steps": 2, "width": 64, "height": 64});
+    for route in ["sdapi/v1/txt2img", "v1/jobs"] {
+        let (status, r) = post(&format!("{api}/{route}"), &bad, None);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{route}: {r}");
+        assert!(
+            r["detail"].as_str().unwrap().contains("cfg_scale -1:"),
+            "{r}"
+        );
+    }
+    assert_eq!(stream_messages(&settings), 0, "nothing reached the stream");
+
+    let lister = ServerConfig {
+        lora_dir: Some(LORAS.into()),
+        ..ServerConfig::default()
+    };
+    let w = worker_with(&settings, "lister", lister);
+    wait_worker_up(&api);
+    let (_, models) = get_json(&format!("{api}/sdapi/v1/sd-models"));
+    let title = models[0]["title"].clone();
+    let (status, options) = get_json(&format!("{api}/sdapi/v1/options"));
+    assert_eq!(status, StatusCode::OK, "{options}");
+    assert_eq!(options["sd_model_checkpoint"], title, "{options}");
+    assert_eq!(options["CLIP_stop_at_last_layers"], 1, "{options}");
+    let options_url = format!("{api}/sdapi/v1/options");
+    for refused in [
+        json!({"CLIP_stop_at_last_layers": 40}),
+        json!({"sd_model_checkpoint": "not served.safetensors"}),
+    ] {
+        let (status, r) = post(&options_url, &refused, None);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}: {r}");
+    }
+    let set = json!({"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": title});
+    let (status, r) = post(&options_url, &set, None);
+    assert_eq!((status, r), (StatusCode::OK, Value::Null));
+    let (_, options) = get_json(&options_url);
+    assert_eq!(options["CLIP_stop_at_last_layers"], 2, "{options}");
+
+    let (_, loras) = get_json(&format!("{api}/sdapi/v1/loras"));
+    let names: Vec<&str> = loras
+        .as_array()
         .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"style_kohya"), "{loras}");
+
+    // the options' CLIP skip reached the worker; png-info reads the image as serve does
+    let (status, r) = post(
+        &format!("{api}/sdapi/v1/txt2img"),
+        &small("fox", 4, 2),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let png = json!({"image": r["images"][0]});
+    let (status, info) = post(&format!("{api}/sdapi/v1/png-info"), &png, None);
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert!(
+        info["info"].as_str().unwrap().contains("Clip skip: 2"),
+        "{info}"
+    );
+    let served = single_process_url();
+    let (_, from_serve) = post(&format!("{served}/sdapi/v1/png-info"), &png, None);
+    assert_eq!(info, from_serve);
+
+    let (status, memory) = get_json(&format!("{api}/sdapi/v1/memory"));
+    assert_eq!(status, StatusCode::OK, "{memory}");
+    assert!(memory["ram"]["total"].as_u64() > Some(0), "{memory}");
+    let workers = memory["workers"].as_object().unwrap();
+    assert!(
+        workers
+            .values()
+            .any(|m| m["adapter"] == gpu().adapter.describe()),
+        "{memory}"
+    );
+    w.stop();
 }
 
 /// Two workers share 20 jobs, each image byte-equal to `serve`'s; an idempotency key twice is
@@ -338,6 +447,8 @@ fn two_workers_share_jobs_equal_to_serve() {
     let (status, r) = post(&format!("{api}/sdapi/v1/txt2img"), &bad, None);
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
     assert!(r["detail"].as_str().unwrap().contains("sampler"), "{r}");
+    // one only the worker can refuse (the API node cannot see its LoRA folder) is queued
+    let bad = small("bad <lora:not_on_the_worker:1>", 1, 2);
     let id = submit(&api, &bad, None);
     let job = wait_for(&api, &id, finished);
     assert_eq!(job["status"], "failed", "{job}");

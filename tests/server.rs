@@ -21,7 +21,7 @@ use sdxl_wgpu::weights::WeightDtype;
 use serde_json::{json, Value};
 
 mod common;
-use common::{gpu, TINY};
+use common::{gpu, run_cli, TINY};
 
 const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
 
@@ -41,7 +41,7 @@ fn start(config: ServerConfig) -> String {
 fn start_with_policy(config: ServerConfig) -> String {
     let config = ServerConfig {
         model: Some(config.model.clone().unwrap_or(TINY.into())),
-        lora_dir: Some(LORAS.into()),
+        lora_dir: Some(config.lora_dir.clone().unwrap_or(LORAS.into())),
         listen: "127.0.0.1:0".parse().unwrap(),
         preview_every: 1,
         ..config
@@ -311,6 +311,78 @@ fn errors_in_a1111_shape() {
     }
     let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &body);
     assert_eq!(status, StatusCode::OK, "{r}");
+}
+
+/// A copy of `style_kohya` named `renamed_v2.safetensors` whose training metadata names it
+/// `crisp` (`ss_output_name`), in a folder of its own.
+fn aliased_lora_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(format!("{LORAS}/style_kohya.safetensors")).expect("fixture");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let metadata = std::collections::HashMap::from([("ss_output_name".into(), "crisp".into())]);
+    safetensors::serialize_to_file(
+        file.tensors(),
+        Some(metadata),
+        &dir.path().join("renamed_v2.safetensors"),
+    )
+    .expect("written");
+    dir
+}
+
+/// One LoRA folder resolver for every front door: `<lora:ALIAS:w>` (the file's
+/// `ss_output_name`) finds the same file in `serve` and in `generate --lora-dir`, and gives the
+/// image its file stem gives.
+#[test]
+fn a_lora_alias_works_in_serve_and_generate() {
+    let folder = aliased_lora_folder();
+    let aliased_url = start(ServerConfig {
+        lora_dir: Some(folder.path().into()),
+        ..ServerConfig::default()
+    });
+    let (url, _turn) = server();
+    let run = |url: &str, prompt: &str| {
+        let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), &small(prompt, 21));
+        assert_eq!(status, StatusCode::OK, "{r}");
+        decode_png(r["images"][0].as_str().unwrap()).0
+    };
+    let by_alias = run(&aliased_url, "a fox <lora:crisp:0.8>");
+    let by_stem = run(url, "a fox <lora:style_kohya:0.8>");
+    assert!(max_diff(&by_alias, &by_stem) <= 1, "the alias is the file");
+    let out = folder.path().join("cli.png");
+    let (code, _, err) = run_cli(&[
+        "generate",
+        "--model",
+        TINY,
+        "--prompt",
+        "a fox <lora:crisp:0.8>",
+        "--lora-dir",
+        folder.path().to_str().expect("utf-8"),
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "2",
+        "--cfg",
+        "5",
+        "--seed",
+        "21",
+        "--sampler",
+        "euler",
+        "--precision",
+        "f32",
+        "--policy",
+        "off",
+        "--quiet",
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cli = image::open(&out).expect("PNG").to_rgb8();
+    assert!(
+        max_diff(&cli, &by_alias) <= 1,
+        "generate and serve: one image"
+    );
 }
 
 #[test]

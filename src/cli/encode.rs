@@ -53,9 +53,7 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     for lora in positive.loras.iter().chain(&negative.loras) {
         eprintln!(
             "warning: <lora:{}:{}:{}> removed from the prompt; LoRAs are not applied by `encode`",
-            lora.path.display(),
-            lora.text_encoder_weight,
-            lora.unet_weight
+            lora.name, lora.text_encoder_weight, lora.unet_weight
         );
     }
 

@@ -15,9 +15,12 @@ use image::RgbImage;
 use super::values::spelled;
 use serde::{Deserialize, Serialize};
 
+use super::message::FlagNames;
 use super::tensor_file;
+use sdxl_wgpu::field::Described;
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
+use sdxl_wgpu::intake::LoraFolder;
 use sdxl_wgpu::lora::{self, LoraSpec};
 use sdxl_wgpu::pipeline::{check_settings, InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
@@ -344,37 +347,25 @@ impl JobArgs {
         }
     }
 
-    /// The LoRAs of `--lora` and of the prompt's `<lora:NAME:...>` tags (in `--lora-dir`), in
-    /// that order; each file must exist.
+    /// The LoRAs of `--lora` and of the prompt's `<lora:NAME:...>` tags (in `--lora-dir`, by
+    /// file stem or alias, as a server finds them), in that order; each file must exist.
     fn loras(&self, prompt: &str) -> anyhow::Result<Vec<LoraSpec>> {
         let mut specs = Vec::new();
         for arg in self.lora.iter().flatten() {
             specs.push(parse_lora_arg(arg)?);
         }
-        for tag in parse_prompt(prompt).loras {
-            let name = tag.path.to_string_lossy().into_owned();
-            let mut parts = tag.path.components();
-            let plain = matches!(
-                (parts.next(), parts.next()),
-                (Some(std::path::Component::Normal(_)), None)
-            );
-            if !plain {
-                bail!(
-                    "LoRA `{name}` (<lora:{name}:...>): a name is a file name inside --lora-dir, \
-                     without folders"
-                );
-            }
+        let tags = parse_prompt(prompt).loras;
+        if let Some(tag) = tags.first() {
             let Some(dir) = &self.lora_dir else {
+                let name = &tag.name;
                 bail!(
                     "the prompt names LoRA `{name}` (<lora:{name}:...>): give --lora-dir DIR to look it up"
                 );
             };
-            let file = if name.ends_with(".safetensors") {
-                dir.join(&name)
-            } else {
-                dir.join(format!("{name}.safetensors"))
-            };
-            specs.push(LoraSpec { path: file, ..tag });
+            let resolved = LoraFolder::new(Some(dir))
+                .resolve(&tags)
+                .map_err(|e| anyhow::anyhow!(e.describe(&FlagNames)))?;
+            specs.extend(resolved);
         }
         let mut seen = Vec::with_capacity(specs.len());
         for spec in &specs {

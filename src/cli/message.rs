@@ -3,6 +3,7 @@
 
 use sdxl_wgpu::device::DeviceError;
 use sdxl_wgpu::field::{Described, Field, FieldNames};
+use sdxl_wgpu::intake::IntakeError;
 use sdxl_wgpu::pipeline::PipelineError;
 use sdxl_wgpu::sampling::ScheduleError;
 
@@ -22,6 +23,7 @@ impl FieldNames for FlagNames {
             Field::Schedule => "--schedule",
             Field::InitNoise => "--init-noise",
             Field::Backend => "--backend",
+            Field::LoraFolder => "--lora-dir",
         }
     }
 }
@@ -37,6 +39,8 @@ pub fn message(error: &anyhow::Error) -> String {
         } else if let Some(e) = cause.downcast_ref::<ScheduleError>() {
             e.describe(&FlagNames)
         } else if let Some(e) = cause.downcast_ref::<DeviceError>() {
+            e.describe(&FlagNames)
+        } else if let Some(e) = cause.downcast_ref::<IntakeError>() {
             e.describe(&FlagNames)
         } else {
             cause.to_string()

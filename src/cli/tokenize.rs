@@ -94,10 +94,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         loras: parsed
             .loras
             .iter()
-            .map(|r| {
-                let name = r.path.to_string_lossy().into_owned();
-                (name, r.text_encoder_weight, r.unet_weight)
-            })
+            .map(|r| (r.name.clone(), r.text_encoder_weight, r.unet_weight))
             .collect(),
         chunks: l,
         chunks_2: (!same).then_some(g),

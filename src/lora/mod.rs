@@ -9,7 +9,7 @@ mod file;
 mod keys;
 mod synthetic;
 
-pub use crate::tokenizer::LoraSpec;
+pub use crate::tokenizer::{LoraSpec, LoraTag};
 pub use adapter::{check_weights, AdapterSet, BuildReport, FileReport, MAX_LORA_WEIGHT};
 pub use file::{LoraFile, LoraFormat, LoraModule, StoredTensor};
 pub use keys::{LayerId, LoraTable, Target};

@@ -7,7 +7,6 @@ mod a1111;
 mod auth;
 mod error;
 mod jobs;
-mod loras;
 mod metrics;
 mod models;
 mod native;
@@ -37,10 +36,10 @@ use serde_json::{json, Map};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::device::{self, Gpu};
+use crate::intake::LoraFolder;
 use crate::weights::WeightDtype;
 use error::ApiError;
 use jobs::{Jobs, Task};
-use loras::LoraIndex;
 use metrics::{Gauges, Metrics};
 use models::Catalogue;
 use state::{lock, DeviceMemory, Shared};
@@ -85,7 +84,7 @@ impl Core {
             queue: Arc::new(LocalQueue::new(config.queue_size)),
             current: Mutex::new(None),
             catalogue: Mutex::new(catalogue),
-            loras: Mutex::new(LoraIndex::scan(config.lora_dir.as_deref())),
+            loras: Mutex::new(Arc::new(LoraFolder::scan(config.lora_dir.as_deref()))),
             options: Mutex::new(Map::new()),
             metrics: Metrics::default(),
             memory: Mutex::new(DeviceMemory::default()),

@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::jobs::{Job, Jobs, Retention};
-use super::loras::LoraIndex;
 use super::metrics::Metrics;
 use super::models::Catalogue;
 use super::queue::JobQueue;
 use crate::device::{Backend, Precision, ShaderCompiler};
+use crate::intake::LoraFolder;
 use crate::policy::PolicyName;
 use crate::sampling::Prediction;
 
@@ -91,7 +91,7 @@ pub struct Shared {
     /// The job the worker runs now.
     pub current: Mutex<Option<Arc<Job>>>,
     pub catalogue: Mutex<Catalogue>,
-    pub loras: Mutex<LoraIndex>,
+    pub loras: Mutex<Arc<LoraFolder>>,
     /// A1111 options clients set and read back (`POST/GET options`), beyond the ones we act on.
     pub options: Mutex<Map<String, Value>>,
     pub metrics: Metrics,

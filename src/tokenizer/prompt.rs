@@ -23,10 +23,8 @@ pub enum PromptPart {
     Break,
 }
 
-/// One LoRA to apply: its file and its weights for the UNet and the text encoders. A prompt's
-/// `<lora:name:te_weight:unet_weight>` tag (A1111's order: one weight sets both; named `te=` /
-/// `unet=` also work) gives the name as written in `path`, which the caller resolves in its LoRA
-/// folder; `--lora PATH:W` gives the file itself.
+/// One LoRA to apply: its file and its weights for the UNet and the text encoders (`--lora
+/// PATH:W`, or a prompt's [`LoraTag`] once its name is resolved to a file).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoraSpec {
     pub path: PathBuf,
@@ -34,9 +32,29 @@ pub struct LoraSpec {
     pub text_encoder_weight: f32,
 }
 
+/// A prompt's `<lora:name:te_weight:unet_weight>` tag (A1111's order: one weight sets both;
+/// named `te=` / `unet=` also work): the name as written, which the caller resolves in its LoRA
+/// folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraTag {
+    pub name: String,
+    pub unet_weight: f32,
+    pub text_encoder_weight: f32,
+}
+
+impl LoraTag {
+    /// The tag's LoRA as the file `path`, with the tag's weights.
+    pub fn spec(&self, path: PathBuf) -> LoraSpec {
+        LoraSpec {
+            path,
+            unet_weight: self.unet_weight,
+            text_encoder_weight: self.text_encoder_weight,
+        }
+    }
+}
+
 impl LoraSpec {
-    /// The LoRA's name as A1111 shows it: the file's stem (of a resolved file; a tag's name as
-    /// written is its `path`).
+    /// The LoRA's name as A1111 shows it: the file's stem.
     pub fn name(&self) -> String {
         self.path
             .file_stem()
@@ -49,7 +67,7 @@ impl LoraSpec {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ParsedPrompt {
     pub parts: Vec<PromptPart>,
-    pub loras: Vec<LoraSpec>,
+    pub loras: Vec<LoraTag>,
 }
 
 impl ParsedPrompt {
@@ -110,7 +128,7 @@ fn lora_pattern() -> &'static Regex {
 }
 
 /// Removes well-formed LoRA tags; a malformed one (`<lora:>`, `<lora:x:abc>`) stays as text.
-fn take_lora_tags(prompt: &str) -> (String, Vec<LoraSpec>) {
+fn take_lora_tags(prompt: &str) -> (String, Vec<LoraTag>) {
     let mut loras = Vec::new();
     let mut text = String::with_capacity(prompt.len());
     let mut last = 0;
@@ -126,7 +144,7 @@ fn take_lora_tags(prompt: &str) -> (String, Vec<LoraSpec>) {
     (text, loras)
 }
 
-fn lora_request(args: &str) -> Option<LoraSpec> {
+fn lora_request(args: &str) -> Option<LoraTag> {
     let mut args = args.split(':');
     let name = args.next()?.trim();
     if name.is_empty() {
@@ -145,8 +163,8 @@ fn lora_request(args: &str) -> Option<LoraSpec> {
         }
     }
     let te = te.unwrap_or(1.0);
-    Some(LoraSpec {
-        path: PathBuf::from(name),
+    Some(LoraTag {
+        name: name.to_string(),
         unet_weight: unet.unwrap_or(te),
         text_encoder_weight: te,
     })
@@ -432,7 +450,11 @@ mod tests {
         for (got, (name, te, unet)) in p.loras.iter().zip(want) {
             let name = Some(name);
             assert_eq!(
-                (got.path.to_str(), got.text_encoder_weight, got.unet_weight),
+                (
+                    Some(got.name.as_str()),
+                    got.text_encoder_weight,
+                    got.unet_weight
+                ),
                 (name, te, unet)
             );
         }

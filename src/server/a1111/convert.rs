@@ -4,7 +4,7 @@
 //! `override_settings`, the quality policy. A field that asks for something we do not do is a
 //! 422 naming it, never ignored; the same field at its "off" value is accepted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use image::RgbImage;
@@ -14,9 +14,10 @@ use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
-use crate::lora::{check_weights, LoraSpec};
+use crate::intake::IntakeError;
+use crate::lora::{check_weights, LoraSpec, LoraTag};
 use crate::pipeline::{check_settings, InitImage, Request, SizeConditioning};
-use crate::policy::{self, Settings};
+use crate::policy::{self, PolicyName, Settings};
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Work};
 use crate::server::state::{lock, Shared};
@@ -34,9 +35,98 @@ pub struct Converted {
     pub subseed: i64,
 }
 
+/// What converting a body needs of the server it runs on: its checkpoints, LoRA folder, quality
+/// policy, options and outputs folder.
+pub trait Resolver {
+    /// The checkpoint a client's `sd_model_checkpoint` value (`field`) names.
+    fn checkpoint(&self, field: &str, v: &Value) -> Result<PathBuf, ApiError>;
+    /// The checkpoint jobs run on unless they say otherwise.
+    fn selected_model(&self) -> Result<PathBuf, ApiError>;
+    /// The prompt's `<lora:NAME:W>` tags as files.
+    fn loras(&self, tags: &[LoraTag]) -> Result<Vec<LoraSpec>, ApiError>;
+    /// The quality policy of `model`'s jobs.
+    fn policy(&self, model: &Path) -> PolicyName;
+    /// The CLIP skip set with `POST options` (0 when none was).
+    fn clip_skip(&self) -> usize;
+    /// Where `save_images` writes.
+    fn outputs(&self) -> Option<PathBuf>;
+}
+
+/// The server itself: what `serve` and a NATS worker convert with.
+impl Resolver for Shared {
+    fn checkpoint(&self, field: &str, v: &Value) -> Result<PathBuf, ApiError> {
+        checkpoint(self, field, v)
+    }
+
+    fn selected_model(&self) -> Result<PathBuf, ApiError> {
+        selected_model(self)
+    }
+
+    fn loras(&self, tags: &[LoraTag]) -> Result<Vec<LoraSpec>, ApiError> {
+        let folder = lock(&self.loras).clone();
+        folder.resolve(tags).map_err(|e| {
+            let hint = match e {
+                IntakeError::LoraNotFound { .. } => "; GET /sdapi/v1/loras lists them",
+                _ => "",
+            };
+            ApiError::invalid(format!("{}{hint}", e.describe(&A1111Names)))
+        })
+    }
+
+    fn policy(&self, model: &Path) -> PolicyName {
+        self.policy_for(model)
+    }
+
+    fn clip_skip(&self) -> usize {
+        server_clip_skip(self)
+    }
+
+    fn outputs(&self) -> Option<PathBuf> {
+        self.config.outputs.clone()
+    }
+}
+
+/// The checks of a body that need no model, LoRA folder or outputs folder, for a node that
+/// queues jobs for other machines (a NATS API node): whatever fails here would fail on the
+/// worker too, so it is refused before anything is queued. LoRA names, the checkpoint's
+/// quality policy and the outputs folder are the worker's to check.
+#[cfg(feature = "nats")]
+pub struct Precheck;
+
+#[cfg(feature = "nats")]
+impl Resolver for Precheck {
+    fn checkpoint(&self, _: &str, v: &Value) -> Result<PathBuf, ApiError> {
+        Ok(PathBuf::from(v.as_str().unwrap_or_default()))
+    }
+
+    fn selected_model(&self) -> Result<PathBuf, ApiError> {
+        Ok(PathBuf::new())
+    }
+
+    fn loras(&self, tags: &[LoraTag]) -> Result<Vec<LoraSpec>, ApiError> {
+        for tag in tags {
+            check_weights(&tag.spec(PathBuf::from(&tag.name)))
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+        }
+        Ok(Vec::new())
+    }
+
+    fn policy(&self, _: &Path) -> PolicyName {
+        PolicyName::Off
+    }
+
+    fn clip_skip(&self) -> usize {
+        0
+    }
+
+    fn outputs(&self) -> Option<PathBuf> {
+        Some(PathBuf::new())
+    }
+}
+
 /// Reads `body` for `kind`'s endpoint.
 pub fn convert(
-    shared: &Shared,
+    server: &dyn Resolver,
     kind: Kind,
     body: &Map<String, Value>,
 ) -> Result<Converted, ApiError> {
@@ -50,8 +140,8 @@ pub fn convert(
             .as_deref(),
         f.string("scheduler")?.as_deref(),
     )?;
-    let overrides = Overrides::read(shared, f.raw("override_settings"))?;
-    let loras = resolve_loras(shared, &prompt)?;
+    let overrides = Overrides::read(server, f.raw("override_settings"))?;
+    let loras = server.loras(&parse_prompt(&prompt).loras)?;
     let asked = Settings {
         width: positive(&f, "width")?,
         height: positive(&f, "height")?,
@@ -61,9 +151,9 @@ pub fn convert(
     check_settings(&asked).map_err(|e| ApiError::invalid(e.describe(&A1111Names)))?;
     let model = match overrides.model {
         Some(model) => model,
-        None => selected_model(shared)?,
+        None => server.selected_model()?,
     };
-    let outcome = policy::apply(asked, &loras, shared.policy_for(&model).profile());
+    let outcome = policy::apply(asked, &loras, server.policy(&model).profile());
     let settings = outcome.settings;
     // the image is decoded last, after every cheap check
     let init = match kind {
@@ -82,9 +172,7 @@ pub fn convert(
         batch: positive(&f, "batch_size")?,
         sampler,
         schedule,
-        clip_skip: overrides
-            .clip_skip
-            .unwrap_or_else(|| server_clip_skip(shared)),
+        clip_skip: overrides.clip_skip.unwrap_or_else(|| server.clip_skip()),
         size_conditioning: SizeConditioning::default(),
         init: init
             .map(|image| fitted(&f, image, settings.width, settings.height))
@@ -116,7 +204,7 @@ pub fn convert(
             loras,
             corrections: outcome.corrections,
             model,
-            save_to: save_to(shared, &f)?,
+            save_to: save_to(server, &f)?,
         },
         parameters,
         send_images: f.bool("send_images")?.unwrap_or(true),
@@ -125,12 +213,12 @@ pub fn convert(
 }
 
 /// `save_images: true`: the server's `--outputs` folder, refused up front when it has none.
-fn save_to(shared: &Shared, f: &Fields) -> Result<Option<PathBuf>, ApiError> {
+fn save_to(server: &dyn Resolver, f: &Fields) -> Result<Option<PathBuf>, ApiError> {
     if !f.bool("save_images")?.unwrap_or(false) {
         return Ok(None);
     }
-    match &shared.config.outputs {
-        Some(dir) => Ok(Some(dir.clone())),
+    match server.outputs() {
+        Some(dir) => Ok(Some(dir)),
         None => Err(ApiError::invalid(
             "save_images: this server has no --outputs folder",
         )),
@@ -250,7 +338,7 @@ struct Overrides {
 }
 
 impl Overrides {
-    fn read(shared: &Shared, value: Option<&Value>) -> Result<Self, ApiError> {
+    fn read(server: &dyn Resolver, value: Option<&Value>) -> Result<Self, ApiError> {
         let mut overrides = Overrides {
             model: None,
             clip_skip: None,
@@ -264,7 +352,7 @@ impl Overrides {
         for (key, v) in map {
             let field = format!("override_settings.{key}");
             match key.as_str() {
-                "sd_model_checkpoint" => overrides.model = Some(checkpoint(shared, &field, v)?),
+                "sd_model_checkpoint" => overrides.model = Some(server.checkpoint(&field, v)?),
                 "CLIP_stop_at_last_layers" => overrides.clip_skip = Some(clip_skip(&field, v)?),
                 _ if harmless_option(key, v) => {}
                 _ => {
@@ -293,7 +381,7 @@ pub(super) fn checkpoint(shared: &Shared, field: &str, v: &Value) -> Result<Path
 
 /// Our CLIP skip for A1111's `CLIP_stop_at_last_layers` value (`field`): 1 (the default
 /// penultimate layer) to 12, a number or a numeric string.
-pub(super) fn clip_skip(field: &str, v: &Value) -> Result<usize, ApiError> {
+pub fn clip_skip(field: &str, v: &Value) -> Result<usize, ApiError> {
     let n = v
         .as_i64()
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
@@ -397,35 +485,4 @@ fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<In
     };
     let strength = f.float("denoising_strength")?.unwrap_or(0.75);
     Ok(InitImage { image, strength })
-}
-
-/// The prompt's `<lora:NAME:W>` tags as files of `--lora-dir` (by stem, else by
-/// `ss_output_name`); an unknown name, a LoRA named twice or a weight past the bound is a 422.
-fn resolve_loras(shared: &Shared, prompt: &str) -> Result<Vec<LoraSpec>, ApiError> {
-    let tags = parse_prompt(prompt).loras;
-    if tags.is_empty() {
-        return Ok(Vec::new());
-    }
-    let index = lock(&shared.loras);
-    let mut specs: Vec<LoraSpec> = Vec::new();
-    for tag in tags {
-        let name = tag.path.to_string_lossy().into_owned();
-        let entry = index.find(&name).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "<lora:{name}:...>: no LoRA {name:?} in the server's LoRA folder (GET /sdapi/v1/loras lists them)"
-            ))
-        })?;
-        if specs.iter().any(|s| s.path == entry.path) {
-            return Err(ApiError::invalid(format!(
-                "<lora:{name}:...>: the LoRA is named twice in one prompt; name it once"
-            )));
-        }
-        let spec = LoraSpec {
-            path: entry.path.clone(),
-            ..tag
-        };
-        check_weights(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
-        specs.push(spec);
-    }
-    Ok(specs)
 }

@@ -27,6 +27,7 @@ impl FieldNames for A1111Names {
             // a server takes no injected noise
             Field::InitNoise => "initial noise",
             Field::Backend => "backend",
+            Field::LoraFolder => "the server's LoRA folder",
         }
     }
 }

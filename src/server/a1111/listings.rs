@@ -15,9 +15,9 @@ use super::convert::{checkpoint, clip_skip};
 use super::samplers::{samplers_json, schedulers_json};
 use super::{decode_image_bytes, object};
 use crate::image_io::metadata::parse_parameters;
+use crate::intake::LoraFolder;
 use crate::server::error::ApiError;
 use crate::server::jobs::Task;
-use crate::server::loras::LoraIndex;
 use crate::server::models::CheckpointEntry;
 use crate::server::state::{lock, Shared};
 use crate::server::submit::{finished, submit};
@@ -152,33 +152,38 @@ async fn reload(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiErr
 }
 
 async fn loras(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let index = lock(&shared.loras);
-    let list: Vec<Value> = index
-        .entries
+    Json(loras_json(&shared, true))
+}
+
+/// The LoRA folder as `/loras` lists it; a NATS worker announces it without the metadata.
+pub fn loras_json(shared: &Shared, metadata: bool) -> Value {
+    let folder = lock(&shared.loras).clone();
+    let list: Vec<Value> = folder
+        .entries()
         .iter()
         .map(|e| {
             json!({
                 "name": e.name,
                 "alias": e.alias,
                 "path": e.path.display().to_string(),
-                "metadata": e.metadata,
+                "metadata": if metadata { Value::Object(e.metadata.clone()) } else { json!({}) },
             })
         })
         .collect();
-    Json(Value::Array(list))
+    Value::Array(list)
 }
 
 async fn refresh_loras(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let dir = shared.config.lora_dir.clone();
-    let index = tokio::task::spawn_blocking(move || LoraIndex::scan(dir.as_deref()))
+    let folder = tokio::task::spawn_blocking(move || LoraFolder::scan(dir.as_deref()))
         .await
         .unwrap_or_default();
-    *lock(&shared.loras) = index;
+    *lock(&shared.loras) = Arc::new(folder);
     Json(Value::Null)
 }
 
 /// The infotext of a PNG (base64 or data URL): `{info, items, parameters}`.
-async fn png_info(body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn png_info(body: Bytes) -> Result<Json<Value>, ApiError> {
     let map = object(&body)?;
     let Some(text) = map.get("image").and_then(Value::as_str) else {
         return Err(ApiError::not_found("Image not found"));
@@ -198,26 +203,33 @@ async fn png_info(body: Bytes) -> Result<Json<Value>, ApiError> {
 
 /// Host RAM (this process's resident set) and the device's memory pools, in A1111's shape.
 async fn memory(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let rss = resident_bytes();
-    let total = total_ram_bytes();
-    let m = *lock(&shared.memory);
-    let ram = match (rss, total) {
+    Json(json!({
+        "ram": ram_json(),
+        "cuda": {"error": "unavailable"},
+        "device": device_memory_json(&shared),
+    }))
+}
+
+/// A1111's `ram`: this process's resident set and the machine's total.
+pub fn ram_json() -> Value {
+    match (resident_bytes(), total_ram_bytes()) {
         (Some(used), Some(total)) => {
             json!({"free": total.saturating_sub(used), "used": used, "total": total})
         }
         _ => json!({"error": "unavailable"}),
-    };
-    Json(json!({
-        "ram": ram,
-        "cuda": {"error": "unavailable"},
-        "device": {
-            "adapter": shared.adapter,
-            "in_use": m.in_use,
-            "reserved": m.reserved,
-            "peak_reserved": m.peak_reserved,
-            "warm_pool": m.warm,
-        },
-    }))
+    }
+}
+
+/// The device's memory pools as `/memory` shows them (and a NATS worker announces them).
+pub fn device_memory_json(shared: &Shared) -> Value {
+    let m = *lock(&shared.memory);
+    json!({
+        "adapter": shared.adapter,
+        "in_use": m.in_use,
+        "reserved": m.reserved,
+        "peak_reserved": m.peak_reserved,
+        "warm_pool": m.warm,
+    })
 }
 
 /// This process's resident set size (Linux `/proc/self/statm`).

@@ -8,12 +8,14 @@ mod info;
 mod listings;
 mod samplers;
 
+#[cfg(feature = "nats")]
+pub use convert::clip_skip;
 pub use convert::decode_image_bytes;
 pub use fields::A1111Names;
 #[cfg(feature = "nats")]
 pub use info::info_json;
 #[cfg(feature = "nats")]
-pub use listings::sd_model;
+pub use listings::{device_memory_json, loras_json, png_info, ram_json, sd_model};
 #[cfg(feature = "nats")]
 pub use samplers::{samplers_json, schedulers_json};
 
@@ -33,6 +35,17 @@ use super::error::ApiError;
 use super::jobs::{Kind, Progress, Status, Task};
 use super::state::{lock, Shared};
 use super::submit::{finished, submit};
+
+/// The checks of an A1111 body that need no server (see [`convert::Precheck`]), off the async
+/// threads: a NATS API node's, before it queues the job.
+#[cfg(feature = "nats")]
+pub async fn precheck_body(kind: Kind, map: &Map<String, Value>) -> Result<(), ApiError> {
+    let map = map.clone();
+    tokio::task::spawn_blocking(move || convert::convert(&convert::Precheck, kind, &map))
+        .await
+        .map_err(|e| ApiError::internal(format!("checking the request: {e}")))?
+        .map(|_| ())
+}
 
 /// The `/sdapi/v1` routes.
 pub fn routes() -> Router<Arc<Shared>> {
@@ -70,7 +83,7 @@ pub async fn convert_body(
     map: Map<String, Value>,
 ) -> Result<Converted, ApiError> {
     let converter = shared.clone();
-    tokio::task::spawn_blocking(move || convert::convert(&converter, kind, &map))
+    tokio::task::spawn_blocking(move || convert::convert(&*converter, kind, &map))
         .await
         .map_err(|e| ApiError::internal(format!("converting the request: {e}")))?
         .inspect_err(|_| shared.metrics.refused())

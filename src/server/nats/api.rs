@@ -1,6 +1,7 @@
 //! `serve --nats`: an API node with no model and no GPU. It answers A1111's txt2img/img2img
 //! (waiting on the job's record), progress (with live previews), interrupt and skip, the jobs
-//! API (with its events) and the model listing from NATS: a job is its
+//! API (with its events), the model listing, and the settings and listings of `listings.rs`
+//! from NATS, refusing a body any worker would refuse before it queues it: a job is its
 //! body in the object store, its record in the jobs bucket and a message on its model's
 //! subject. Any number of API nodes can run side by side; none keeps state of its own.
 
@@ -22,11 +23,12 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
+use super::listings::{answers, get_options, loras, memory, set_options, stored_options};
 use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
 use crate::server::a1111::{
-    idle_progress, job_name, object, progress_json, samplers_json, schedulers_json, state_json,
-    ProgressQuery,
+    idle_progress, job_name, object, png_info, precheck_body, progress_json, samplers_json,
+    schedulers_json, state_json, ProgressQuery,
 };
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Progress, Status};
@@ -35,9 +37,27 @@ use crate::server::{bind, guarded, ServerConfig, ServerError};
 
 /// What the handlers share: the bus and the node's configuration (listen, auth, body limit;
 /// `model`'s file stem names the default model).
-struct Node {
-    bus: Bus,
+pub(super) struct Node {
+    pub bus: Bus,
     config: ServerConfig,
+}
+
+impl Node {
+    /// The model of jobs that name none and of an `options` that selected none: the node's
+    /// `--model` name, else the one model served.
+    pub fn default_model<'a>(&self, served: &'a [(String, Value)]) -> Option<&'a (String, Value)> {
+        let named = self.config.model.as_deref().and_then(|m| m.file_stem());
+        match named {
+            Some(name) => {
+                let name = name.to_string_lossy();
+                served.iter().find(|(_, card)| answers(card, &name))
+            }
+            None => match served {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// A started API node.
@@ -87,6 +107,10 @@ fn routes(node: Arc<Node>) -> Router {
         .route("/sdapi/v1/interrupt", post(interrupt))
         .route("/sdapi/v1/skip", post(skip))
         .route("/sdapi/v1/sd-models", get(sd_models))
+        .route("/sdapi/v1/options", get(get_options).post(set_options))
+        .route("/sdapi/v1/loras", get(loras))
+        .route("/sdapi/v1/png-info", post(png_info))
+        .route("/sdapi/v1/memory", get(memory))
         .route(
             "/sdapi/v1/samplers",
             get(|| async { Json(samplers_json()) }),
@@ -103,12 +127,12 @@ fn routes(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-fn unavailable(e: NatsError) -> ApiError {
+pub(super) fn unavailable(e: NatsError) -> ApiError {
     ApiError::busy(e.to_string(), 5)
 }
 
 /// The models workers have announced (within the retention time), by subject token.
-async fn models(bus: &Bus) -> Result<Vec<(String, Value)>, ApiError> {
+pub(super) async fn models(bus: &Bus) -> Result<Vec<(String, Value)>, ApiError> {
     let mut keys = bus
         .models
         .keys()
@@ -128,35 +152,41 @@ async fn models(bus: &Bus) -> Result<Vec<(String, Value)>, ApiError> {
 }
 
 async fn sd_models(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    // as `serve` lists them: the workers' LoRAs and memory have routes of their own
     let cards = models(&node.bus)
         .await?
         .into_iter()
-        .map(|(_, c)| c)
+        .map(|(_, mut card)| {
+            if let Some(card) = card.as_object_mut() {
+                card.remove("loras");
+                card.remove("memory");
+            }
+            card
+        })
         .collect();
     Ok(Json(Value::Array(cards)))
 }
 
 /// The subject token of the model a body asks for: `override_settings.sd_model_checkpoint`
-/// (any of A1111's names for it), else the node's `--model` name, else the one model served.
+/// (any of A1111's names for it), else the one `options` selected, else the node's `--model`
+/// name, else the one model served.
 async fn model_of(node: &Node, body: &Map<String, Value>) -> Result<String, ApiError> {
-    let asked = body
+    let overridden = body
         .get("override_settings")
         .and_then(|o| o.get("sd_model_checkpoint"))
         .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| {
-            let model = node.config.model.as_deref()?;
-            Some(model.file_stem()?.to_string_lossy().into_owned())
-        });
-    let served = models(&node.bus).await?;
-    let answers = |card: &Value, name: &str| {
-        let field = |k: &str| card.get(k).and_then(Value::as_str);
-        ["title", "model_name", "filename", "hash", "sha256"]
-            .iter()
-            .any(|k| field(k) == Some(name.trim()))
+        .map(str::to_string);
+    let asked = match overridden {
+        Some(name) => Some(name),
+        None => stored_options(node)
+            .await?
+            .get("sd_model_checkpoint")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     };
-    match asked {
-        Some(name) => served
+    let served = models(&node.bus).await?;
+    if let Some(name) = asked {
+        return served
             .iter()
             .find(|(_, card)| answers(card, &name))
             .map(|(token, _)| token.clone())
@@ -164,15 +194,35 @@ async fn model_of(node: &Node, body: &Map<String, Value>) -> Result<String, ApiE
                 ApiError::invalid(format!(
                     "sd_model_checkpoint: no worker serves {name:?}; see GET /sdapi/v1/sd-models"
                 ))
-            }),
-        None => match served.as_slice() {
-            [(token, _)] => Ok(token.clone()),
-            [] => Err(ApiError::busy("no worker has served any model yet", 5)),
-            _ => Err(ApiError::invalid(
-                "several models are served: name one in override_settings.sd_model_checkpoint",
-            )),
-        },
+            });
     }
+    if let Some((token, _)) = node.default_model(&served) {
+        return Ok(token.clone());
+    }
+    match served.as_slice() {
+        [] => Err(ApiError::busy("no worker has served any model yet", 5)),
+        _ => Err(ApiError::invalid(
+            "several models are served: name one in override_settings.sd_model_checkpoint",
+        )),
+    }
+}
+
+/// The options every job gets unless it overrides them (CLIP skip), folded into its
+/// `override_settings`, so the worker that runs it applies them as `serve` would.
+async fn fold_options(node: &Node, body: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let options = stored_options(node).await?;
+    let Some(clip) = options.get("CLIP_stop_at_last_layers") else {
+        return Ok(());
+    };
+    let overrides = body.entry("override_settings").or_insert_with(|| json!({}));
+    if overrides.is_null() {
+        *overrides = json!({});
+    }
+    if let Some(map) = overrides.as_object_mut() {
+        map.entry("CLIP_stop_at_last_layers")
+            .or_insert_with(|| clip.clone());
+    }
+    Ok(())
 }
 
 /// A new job id: 16 hex digits from the clock and the process, unique across nodes.
@@ -193,15 +243,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Queues `body` as a `kind` job (with an idempotency `key` seen before: that job instead).
+/// Queues `body` as a `kind` job (with an idempotency `key` seen before: that job instead),
+/// after the checks that need no worker: a body any worker would refuse is a 422 here, before
+/// anything reaches NATS.
 async fn submit(
     node: &Node,
     kind: Kind,
-    body: Map<String, Value>,
+    mut body: Map<String, Value>,
     key: Option<&str>,
 ) -> Result<JobRecord, ApiError> {
     let bus = &node.bus;
+    precheck_body(kind, &body).await?;
     let model = model_of(node, &body).await?;
+    fold_options(node, &mut body).await?;
     let mut id = new_id();
     if let Some(key) = key {
         let key_name = format!("key-{}", hex(&Sha256::digest(key.as_bytes())[..16]));

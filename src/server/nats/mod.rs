@@ -9,6 +9,7 @@
 
 mod api;
 mod bus;
+mod listings;
 mod record;
 mod worker;
 

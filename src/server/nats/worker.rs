@@ -19,7 +19,9 @@ use super::record::{
 };
 use super::{subject_token, NatsSettings};
 use crate::device::Gpu;
-use crate::server::a1111::{all_seeds, convert_body, info_json, object, sd_model};
+use crate::server::a1111::{
+    all_seeds, convert_body, device_memory_json, info_json, loras_json, object, sd_model,
+};
 use crate::server::jobs::{Job, Kind, Snapshot, Status, Task};
 use crate::server::state::{lock, Shared};
 use crate::server::submit::submit;
@@ -63,7 +65,9 @@ pub async fn run_worker(
     result.map_err(WorkerError::from)
 }
 
-/// The loaded model's subject token and its announcement.
+/// The loaded model's subject token and its announcement: the model as `sd-models` lists it,
+/// with the worker's LoRAs (as `/loras` lists them, without their metadata; API nodes list
+/// them) and, at each announcement, its device memory.
 fn model_card(shared: &Shared) -> (String, Value) {
     let entry = {
         let catalogue = lock(&shared.catalogue);
@@ -71,7 +75,9 @@ fn model_card(shared: &Shared) -> (String, Value) {
         selected.and_then(|p| catalogue.entry(p)).cloned()
     };
     let entry = entry.expect("a started core has a selected model");
-    (subject_token(&entry.model_name), sd_model(shared, &entry))
+    let mut card = sd_model(shared, &entry);
+    card["loras"] = loras_json(shared, false);
+    (subject_token(&entry.model_name), card)
 }
 
 async fn serve_jobs(
@@ -82,7 +88,7 @@ async fn serve_jobs(
     warn: impl Fn(String),
 ) -> Result<(), NatsError> {
     let (token, card) = model_card(shared);
-    let announce = announce(bus.clone(), token.clone(), card);
+    let announce = announce(bus.clone(), shared.clone(), token.clone(), card);
     let settings = &bus.settings;
     let stream = bus
         .js
@@ -135,11 +141,18 @@ async fn serve_jobs(
     Ok(())
 }
 
-/// Puts `card` under `token` in the models bucket, with the time, while the worker runs.
-fn announce(bus: Bus, token: String, mut card: Value) -> tokio::task::JoinHandle<()> {
+/// Puts `card` under `token` in the models bucket, with the time and the device's memory,
+/// while the worker runs.
+fn announce(
+    bus: Bus,
+    shared: Arc<Shared>,
+    token: String,
+    mut card: Value,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             card["last_seen"] = now().into();
+            card["memory"] = device_memory_json(&shared);
             let _ = bus.models.put(&token, card.to_string().into()).await;
             tokio::time::sleep(ANNOUNCE_EVERY).await;
         }

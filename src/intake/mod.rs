@@ -1,0 +1,64 @@
+//! What every front door (the command line, a jobs file, A1111's API, the jobs API, a NATS
+//! worker) does the same way between what a user asks and the engine's `Request`: resolving
+//! prompt tags' LoRA names in a folder ([`LoraFolder`]). Errors name the fields, which each
+//! front-end spells ([`crate::field`]).
+
+mod lora_folder;
+
+pub use lora_folder::{LoraEntry, LoraFolder};
+
+use crate::field::{Described, Field, FieldNames, Quantities};
+use crate::lora::LoraError;
+
+/// Why what a user asked cannot become a request; all caused by the request.
+#[derive(Debug)]
+pub enum IntakeError {
+    /// A tag's name holds folders.
+    LoraName {
+        name: String,
+    },
+    /// No file of the folder has the tag's name as its stem or alias.
+    LoraNotFound {
+        name: String,
+        file: String,
+    },
+    /// One prompt names a LoRA twice.
+    LoraTwice {
+        name: String,
+    },
+    Lora(LoraError),
+}
+
+impl From<LoraError> for IntakeError {
+    fn from(e: LoraError) -> Self {
+        IntakeError::Lora(e)
+    }
+}
+
+impl Described for IntakeError {
+    fn describe(&self, names: &dyn FieldNames) -> String {
+        let folder = names.spell(Field::LoraFolder);
+        match self {
+            Self::LoraName { name } => format!(
+                "LoRA `{name}` (<lora:{name}:...>): a name is a file name inside {folder}, \
+                 without folders"
+            ),
+            Self::LoraNotFound { name, file } => format!(
+                "<lora:{name}:...>: no LoRA {name:?} in {folder} ({file}: no such file, and no \
+                 file there has that alias)"
+            ),
+            Self::LoraTwice { name } => {
+                format!("<lora:{name}:...>: the LoRA is named twice in one prompt; name it once")
+            }
+            Self::Lora(e) => e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for IntakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(&Quantities))
+    }
+}
+
+impl std::error::Error for IntakeError {}

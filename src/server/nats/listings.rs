@@ -1,0 +1,132 @@
+//! The API node's A1111 settings and listings, as `serve` answers them: `options` (kept in the
+//! jobs bucket, so every API node reads what one was sent; the selected checkpoint routes jobs
+//! that name none, CLIP skip reaches the workers inside each job's `override_settings`),
+//! `loras` (what the workers announced), `png-info`, and `memory` (this node's RAM and each
+//! model's device memory as its workers announce it).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::api::{models, unavailable, Node};
+use super::bus::NatsError;
+use crate::server::a1111::{clip_skip, object, ram_json};
+use crate::server::error::ApiError;
+
+/// The jobs bucket's key of the options set with `POST /sdapi/v1/options`.
+const OPTIONS_KEY: &str = "options";
+
+/// The options `POST /sdapi/v1/options` stored (none: empty).
+pub async fn stored_options(node: &Node) -> Result<Map<String, Value>, ApiError> {
+    let stored = node
+        .bus
+        .jobs
+        .get(OPTIONS_KEY)
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    Ok(stored
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .unwrap_or_default())
+}
+
+/// Whether a model `card` answers to `name` (any of A1111's names for a checkpoint).
+pub fn answers(card: &Value, name: &str) -> bool {
+    let field = |k: &str| card.get(k).and_then(Value::as_str);
+    ["title", "model_name", "filename", "hash", "sha256"]
+        .iter()
+        .any(|k| field(k) == Some(name.trim()))
+}
+
+/// `GET /sdapi/v1/options`: the stored options over A1111's defaults, with the checkpoint jobs
+/// run on unless they name one.
+pub async fn get_options(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let mut options = stored_options(&node).await?;
+    let served = models(&node.bus).await?;
+    let selected = match options.get("sd_model_checkpoint").and_then(Value::as_str) {
+        Some(name) => served.iter().find(|(_, card)| answers(card, name)),
+        None => node.default_model(&served),
+    };
+    let card = selected.map(|(_, card)| card);
+    options.insert(
+        "sd_model_checkpoint".into(),
+        card.map_or(Value::Null, |c| c["title"].clone()),
+    );
+    options.insert(
+        "sd_checkpoint_hash".into(),
+        card.map_or(Value::Null, |c| c["sha256"].clone()),
+    );
+    options
+        .entry("CLIP_stop_at_last_layers")
+        .or_insert_with(|| json!(1));
+    options
+        .entry("samples_format")
+        .or_insert_with(|| json!("png"));
+    Ok(Json(Value::Object(options)))
+}
+
+/// `POST /sdapi/v1/options`: a checkpoint no worker serves and a CLIP skip out of range are
+/// 422s; the rest is stored for every API node.
+pub async fn set_options(
+    State(node): State<Arc<Node>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut map = object(&body)?;
+    if let Some(v) = map.get("CLIP_stop_at_last_layers") {
+        clip_skip("CLIP_stop_at_last_layers", v)?;
+    }
+    if let Some(v) = map.get_mut("sd_model_checkpoint") {
+        let name = v.as_str().unwrap_or_default().to_string();
+        let served = models(&node.bus).await?;
+        let (_, card) = served
+            .iter()
+            .find(|(_, card)| answers(card, &name))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "sd_model_checkpoint: no worker serves {name:?}; see GET /sdapi/v1/sd-models"
+                ))
+            })?;
+        *v = card["title"].clone();
+    }
+    let mut options = stored_options(&node).await?;
+    options.extend(map);
+    let bytes = serde_json::to_vec(&options).expect("a JSON map serialises");
+    node.bus
+        .jobs
+        .put(OPTIONS_KEY, bytes.into())
+        .await
+        .map_err(|e| unavailable(NatsError::io(e)))?;
+    Ok(Json(Value::Null))
+}
+
+/// `GET /sdapi/v1/loras`: the LoRAs the workers of every served model announced (by name, each
+/// once; without their training metadata, which stays on the workers).
+pub async fn loras(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let mut list: Vec<Value> = Vec::new();
+    for (_, card) in models(&node.bus).await? {
+        for lora in card["loras"].as_array().into_iter().flatten() {
+            if !list.iter().any(|l| l["name"] == lora["name"]) {
+                list.push(lora.clone());
+            }
+        }
+    }
+    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(Value::Array(list)))
+}
+
+/// `GET /sdapi/v1/memory`: this node's RAM in A1111's shape, and the device memory each served
+/// model's workers last announced.
+pub async fn memory(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let workers: Map<String, Value> = models(&node.bus)
+        .await?
+        .into_iter()
+        .map(|(token, card)| (token, card["memory"].clone()))
+        .collect();
+    Ok(Json(json!({
+        "ram": ram_json(),
+        "cuda": {"error": "unavailable"},
+        "workers": workers,
+    })))
+}
