@@ -1,10 +1,12 @@
 //! Sampler names users type: ours (`euler_a`, `dpmpp_2m`), ComfyUI's (`euler_ancestral`) and
 //! A1111's display names (`Euler a`, `DPM++ 2M Karras`, where a ` Karras` suffix picks the
-//! schedule), and A1111's names back for image metadata.
+//! schedule): the one parser of "sampler + schedule", for the command line, jobs files and
+//! A1111's API.
 
 use std::fmt;
 use std::str::FromStr;
 
+use super::schedule_kinds::{schedule_row, ScheduleSpec};
 use super::{Sampler, ScheduleKind, SAMPLERS};
 
 /// A parsed `--sampler` value: the sampler, and the schedule when the name carries one.
@@ -14,17 +16,8 @@ pub struct SamplerChoice {
     pub schedule: Option<ScheduleKind>,
 }
 
-/// Schedule suffixes a sampler name may carry (`DPM++ 2M Karras`, `dpmpp_2m_sgm_uniform`), in
-/// canonical spelling.
-const SCHEDULE_SUFFIXES: [(&str, ScheduleKind); 5] = [
-    (" karras", ScheduleKind::Karras),
-    (" exponential", ScheduleKind::Exponential),
-    (" beta", ScheduleKind::Beta),
-    (" sgm uniform", ScheduleKind::SgmUniform),
-    (" sgmuniform", ScheduleKind::SgmUniform),
-];
-
-fn canonical(name: &str) -> String {
+/// A name in canonical spelling: lower case, `_` and `-` as spaces, single spaces.
+pub(super) fn canonical(name: &str) -> String {
     name.trim()
         .to_ascii_lowercase()
         .replace(['_', '-'], " ")
@@ -64,27 +57,42 @@ impl FromStr for Sampler {
     }
 }
 
+/// The sampler a name spells and the schedule row its suffix names (`DPM++ 2M Karras`,
+/// `dpmpp_2m_sgm_uniform`; any row of [`crate::sampling::SCHEDULES`], run here or not), in any
+/// of the ecosystems' spellings; a sampler whose own name ends like a schedule keeps it.
+pub fn parse_sampler_name(
+    s: &str,
+) -> Result<(Sampler, Option<&'static ScheduleSpec>), UnknownSampler> {
+    let name = canonical(s);
+    let suffixed = name.match_indices(' ').find_map(|(at, _)| {
+        let row = schedule_row(&name[at + 1..])?;
+        Some((lookup(&name[..at])?, row))
+    });
+    match suffixed {
+        Some((sampler, row)) => Ok((sampler, Some(row))),
+        None => lookup(&name)
+            .map(|sampler| (sampler, None))
+            .ok_or_else(|| UnknownSampler(s.to_string())),
+    }
+}
+
 impl FromStr for SamplerChoice {
     type Err = UnknownSampler;
 
+    /// A sampler name, with a schedule we run as its suffix or none.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let name = canonical(s);
-        let suffix = SCHEDULE_SUFFIXES
-            .iter()
-            .find_map(|&(suffix, kind)| Some((name.strip_suffix(suffix)?, kind)));
-        let (base, schedule) = match suffix {
-            Some((base, kind)) => (base, Some(kind)),
-            None => (name.as_str(), None),
-        };
-        match lookup(base) {
-            Some(sampler) => Ok(SamplerChoice { sampler, schedule }),
-            // a sampler whose own name ends like a schedule
-            None => lookup(&name)
-                .map(|sampler| SamplerChoice {
+        match parse_sampler_name(s)? {
+            (sampler, None) => Ok(SamplerChoice {
+                sampler,
+                schedule: None,
+            }),
+            (sampler, Some(row)) => match row.kind {
+                Some(kind) => Ok(SamplerChoice {
                     sampler,
-                    schedule: None,
-                })
-                .ok_or_else(|| UnknownSampler(s.to_string())),
+                    schedule: Some(kind),
+                }),
+                None => Err(UnknownSampler(s.to_string())),
+            },
         }
     }
 }
@@ -115,19 +123,6 @@ impl<'de> serde::Deserialize<'de> for Sampler {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
         name.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl ScheduleKind {
-    /// A1111's `Schedule type:` (its "Automatic" is the sampler's own schedule).
-    pub fn a1111_name(self) -> &'static str {
-        match self {
-            ScheduleKind::Default => "Automatic",
-            ScheduleKind::SgmUniform => "SGM Uniform",
-            ScheduleKind::Karras => "Karras",
-            ScheduleKind::Exponential => "Exponential",
-            ScheduleKind::Beta => "Beta",
-        }
     }
 }
 

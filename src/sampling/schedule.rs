@@ -8,31 +8,8 @@
 //! Computed in f64 like NumPy from the f32 training table, then stored as f32.
 
 use super::train::{Spacing, TrainSchedule};
-use super::Sampler;
+use super::{Sampler, ScheduleKind};
 use crate::field::{Described, Field, FieldNames, Quantities};
-
-/// `--schedule` (A1111's "Schedule type"): the checkpoint's own spacing of discrete timesteps
-/// (SDXL: leading; zero-terminal-SNR checkpoints: trailing), SGM Uniform (trailing), or sigmas
-/// spread by Karras et al.'s rho-7 ramp or evenly in log-sigma (Exponential).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScheduleKind {
-    #[default]
-    Default,
-    SgmUniform,
-    Karras,
-    Exponential,
-    Beta,
-}
-
-crate::spelled! {
-    ScheduleKind, "schedule",
-    (ScheduleKind::Default, "default", "The checkpoint's own (SDXL: leading timesteps; zero-terminal-SNR checkpoints: trailing)"),
-    (ScheduleKind::SgmUniform, "sgm_uniform", "Trailing timesteps: the first step starts at the last training timestep"),
-    (ScheduleKind::Karras, "karras", "Karras et al. sigmas (rho 7)"),
-    (ScheduleKind::Exponential, "exponential", "Sigmas evenly spaced in log-sigma"),
-    (ScheduleKind::Beta, "beta", "Sigmas at the quantiles of a Beta(0.6, 0.6) distribution (Lee et al. 2024)"),
-}
 
 /// What a run steps through, one entry per step (a sampler that calls the model twice per
 /// step lays its calls out from these: [`crate::sampling::SamplingRun`]).

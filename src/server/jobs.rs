@@ -143,9 +143,11 @@ pub struct Outcome {
     pub images: Vec<Arc<Vec<u8>>>,
     pub seeds: Vec<u64>,
     pub infotexts: Vec<String>,
-    /// The request as run (after the policy), the LoRAs and corrections applied.
+    /// The first image's infotext fields (`(key, value)` after the prompts), which A1111's
+    /// `info` repeats.
+    pub fields: Vec<(String, String)>,
+    /// The request as run (after the policy).
     pub request: Request,
-    pub corrections: Vec<Correction>,
     pub model: ModelInfo,
     /// The device and precision the images were made with.
     pub made_on: MadeOn,

@@ -203,8 +203,8 @@ impl Worker {
             images: Vec::new(),
             seeds: Vec::new(),
             infotexts: Vec::new(),
+            fields: Vec::new(),
             request: resolved.clone(),
-            corrections: work.corrections.clone(),
             model: loaded.info.clone(),
             made_on: loaded.engine.made_on(),
             timestamp: timestamp(),
@@ -330,6 +330,9 @@ fn add_images(
         outcome.images.push(Arc::new(png));
         outcome.seeds.push(seed);
         outcome.infotexts.push(parameters);
+        if outcome.fields.is_empty() {
+            outcome.fields = text.fields;
+        }
     }
     Ok(())
 }

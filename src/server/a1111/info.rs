@@ -1,5 +1,6 @@
 //! The `info` string of A1111's txt2img/img2img response: `Processed.js()`'s keys in its
-//! order (A1111 v1.10 `modules/processing.py`), from what the job actually ran.
+//! order (A1111 v1.10 `modules/processing.py`), from what the job actually ran; its
+//! `extra_generation_params` are the image's own infotext fields, so the two never drift.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -44,20 +45,39 @@ struct Info<'a> {
     version: String,
 }
 
+/// The infotext fields `Processed.js()` carries as keys of its own; every other field of the
+/// image's infotext is one of its `extra_generation_params`.
+const OWN_FIELDS: [&str; 9] = [
+    "Steps",
+    "Sampler",
+    "CFG scale",
+    "Seed",
+    "Size",
+    "Model hash",
+    "Model",
+    "Clip skip",
+    "Version",
+];
+
+/// `extra_generation_params`: the infotext's other fields, numbers as numbers (as A1111 keeps
+/// them).
+fn extra_params(fields: &[(String, String)]) -> Map<String, Value> {
+    fields
+        .iter()
+        .filter(|(key, _)| !OWN_FIELDS.contains(&key.as_str()))
+        .map(|(key, value)| {
+            let number = value.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+            let value = number.map_or_else(|| Value::String(value.clone()), Value::Number);
+            (key.clone(), value)
+        })
+        .collect()
+}
+
 /// The JSON text of `info` for `outcome`, `seeds` = every seed asked (all iterations), even
 /// where an interrupt left fewer images.
 pub fn info_json(outcome: &Outcome, seeds: &[u64], subseed: i64) -> String {
     let r = &outcome.request;
     let count = seeds.len();
-    let mut extra = Map::new();
-    extra.insert("Schedule type".into(), r.schedule.a1111_name().into());
-    if let Some(init) = &r.init {
-        extra.insert("Denoising strength".into(), init.strength.into());
-    }
-    if !outcome.corrections.is_empty() {
-        let text: Vec<String> = outcome.corrections.iter().map(|c| c.to_string()).collect();
-        extra.insert("Quality policy".into(), text.join(", ").into());
-    }
     let info = Info {
         prompt: &r.prompt,
         all_prompts: vec![&r.prompt; count],
@@ -83,7 +103,7 @@ pub fn info_json(outcome: &Outcome, seeds: &[u64], subseed: i64) -> String {
         seed_resize_from_w: -1,
         seed_resize_from_h: -1,
         denoising_strength: r.init.as_ref().map(|i| i.strength),
-        extra_generation_params: extra,
+        extra_generation_params: extra_params(&outcome.fields),
         index_of_first_image: 0,
         infotexts: &outcome.infotexts,
         styles: Vec::new(),

@@ -1,5 +1,5 @@
-//! A1111's sampler and scheduler names -> ours, as exact tables (the sampler names, aliases and
-//! options are the crate's [`SAMPLERS`]). A1111 splits a scheduler
+//! A1111's sampler and scheduler names -> ours, through the crate's tables ([`SAMPLERS`],
+//! [`SCHEDULES`]) and its one parser of "sampler + schedule" names. A1111 splits a scheduler
 //! suffix off the sampler name (`"DPM++ 2M Karras"`), takes the `scheduler` field by name or
 //! label, and runs "Automatic" as the sampler's own default schedule (DPM++ 2M: Karras)
 //! (`get_sampler_and_scheduler` in A1111 v1.10 `modules/sd_samplers.py`). Where A1111 falls back
@@ -7,146 +7,65 @@
 
 use serde_json::{json, Value};
 
-use crate::sampling::{Sampler, ScheduleKind, SAMPLERS};
+use crate::sampling::{parse_sampler_name, Sampler, ScheduleKind, SAMPLERS, SCHEDULES};
 use crate::server::error::ApiError;
-
-/// A1111's schedulers: `(name, label, aliases, default rho, need inner model, ours)`; `None`
-/// where we have no such schedule.
-type SchedulerRow = (
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-    f64,
-    bool,
-    Option<Option<ScheduleKind>>,
-);
-const SCHEDULERS: [SchedulerRow; 12] = [
-    ("automatic", "Automatic", &[], -1.0, false, Some(None)),
-    ("uniform", "Uniform", &[], -1.0, true, None),
-    (
-        "karras",
-        "Karras",
-        &[],
-        7.0,
-        false,
-        Some(Some(ScheduleKind::Karras)),
-    ),
-    (
-        "exponential",
-        "Exponential",
-        &[],
-        -1.0,
-        false,
-        Some(Some(ScheduleKind::Exponential)),
-    ),
-    ("polyexponential", "Polyexponential", &[], 1.0, false, None),
-    (
-        "sgm_uniform",
-        "SGM Uniform",
-        &["SGMUniform"],
-        -1.0,
-        true,
-        Some(Some(ScheduleKind::SgmUniform)),
-    ),
-    ("kl_optimal", "KL Optimal", &[], -1.0, false, None),
-    (
-        "align_your_steps",
-        "Align Your Steps",
-        &[],
-        -1.0,
-        false,
-        None,
-    ),
-    ("simple", "Simple", &[], -1.0, true, None),
-    ("normal", "Normal", &[], -1.0, true, None),
-    ("ddim", "DDIM", &[], -1.0, true, None),
-    (
-        "beta",
-        "Beta",
-        &[],
-        -1.0,
-        true,
-        Some(Some(ScheduleKind::Beta)),
-    ),
-];
 
 fn sampler_names() -> String {
     SAMPLERS.map(|s| format!("{:?}", s.a1111)).join(", ")
 }
 
 fn scheduler_names() -> String {
-    SCHEDULERS
+    SCHEDULES
         .iter()
-        .filter(|row| row.5.is_some())
-        .map(|row| format!("{:?}", row.1))
+        .filter(|row| row.kind.is_some())
+        .map(|row| format!("{:?}", row.a1111_label))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The scheduler row a client's spelling names (name, label or alias, any case).
-fn scheduler_row(name: &str) -> Option<&'static SchedulerRow> {
-    let name = name.trim();
-    SCHEDULERS.iter().find(|row| {
-        std::iter::once(row.0)
-            .chain(std::iter::once(row.1))
-            .chain(row.2.iter().copied())
-            .any(|n| n.eq_ignore_ascii_case(name))
-    })
-}
-
 /// `(sampler, schedule)` for A1111's `sampler_name` (or `sampler_index`; default "Euler") and
-/// `scheduler` (default Automatic).
+/// `scheduler` (default Automatic): a schedule suffix on the sampler name wins, as in A1111.
 pub fn resolve_sampler(
     name: Option<&str>,
     scheduler: Option<&str>,
 ) -> Result<(Sampler, ScheduleKind), ApiError> {
-    let mut schedule_row = match scheduler.filter(|s| !s.trim().is_empty()) {
-        None => &SCHEDULERS[0],
-        Some(s) => scheduler_row(s).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "scheduler: unknown scheduler {s:?}; this server runs {}",
-                scheduler_names()
-            ))
-        })?,
+    let scheduler = scheduler.map(str::trim).filter(|s| !s.is_empty());
+    let asked = match scheduler {
+        None => None,
+        Some(s) => Some(
+            SCHEDULES
+                .iter()
+                .find(|row| {
+                    std::iter::once(row.a1111)
+                        .chain(std::iter::once(row.a1111_label))
+                        .chain(row.aliases.iter().copied())
+                        .any(|n| n.eq_ignore_ascii_case(s))
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "scheduler: unknown scheduler {s:?}; this server runs {}",
+                        scheduler_names()
+                    ))
+                })?,
+        ),
     };
-    let mut name = name.unwrap_or("Euler").trim().to_string();
-    // a scheduler suffix on the sampler name wins, as in A1111
-    for row in &SCHEDULERS {
-        let spellings = std::iter::once(row.1)
-            .chain(std::iter::once(row.0))
-            .chain(row.2.iter().copied());
-        if let Some(base) = spellings
-            .filter_map(|s| name.strip_suffix(&format!(" {s}")))
-            .next()
-        {
-            name = base.to_string();
-            schedule_row = row;
-            break;
-        }
-    }
-    let Some(row) = SAMPLERS.iter().find(|s| {
-        [s.a1111, s.name]
-            .iter()
-            .chain(s.aliases)
-            .any(|a| a.eq_ignore_ascii_case(&name))
-    }) else {
-        return Err(ApiError::invalid(format!(
+    let name = name.unwrap_or("Euler").trim();
+    let (sampler, suffix) = parse_sampler_name(name).map_err(|_| {
+        ApiError::invalid(format!(
             "sampler_name: unknown sampler {name:?}; this server runs {}",
             sampler_names()
-        )));
-    };
-    let schedule = match schedule_row.5 {
-        Some(None) => row.a1111_automatic,
-        Some(Some(kind)) => kind,
-        None => {
-            return Err(ApiError::invalid(format!(
-                "scheduler: {:?} is not supported; this server runs {}",
-                schedule_row.1,
-                scheduler_names()
-            )))
-        }
-    };
-    Ok((row.sampler, schedule))
+        ))
+    })?;
+    let row = sampler.spec();
+    match suffix.or(asked).map(|r| (r, r.kind)) {
+        None | Some((_, Some(ScheduleKind::Default))) => Ok((sampler, row.a1111_automatic)),
+        Some((_, Some(kind))) => Ok((sampler, kind)),
+        Some((r, None)) => Err(ApiError::invalid(format!(
+            "scheduler: {:?} is not supported; this server runs {}",
+            r.a1111_label,
+            scheduler_names()
+        ))),
+    }
 }
 
 /// `GET /sdapi/v1/samplers`: the samplers we run, in A1111's shape.
@@ -169,12 +88,13 @@ pub fn samplers_json() -> Value {
 /// `GET /sdapi/v1/schedulers`: the schedulers we run, in A1111's shape.
 pub fn schedulers_json() -> Value {
     Value::Array(
-        SCHEDULERS
+        SCHEDULES
             .iter()
-            .filter(|row| row.5.is_some())
-            .map(|(name, label, aliases, rho, inner, _)| {
-                let aliases = (!aliases.is_empty()).then_some(aliases);
-                json!({"name": name, "label": label, "aliases": aliases, "default_rho": rho, "need_inner_model": inner})
+            .filter(|row| row.kind.is_some())
+            .map(|row| {
+                let aliases = (!row.aliases.is_empty()).then_some(row.aliases);
+                json!({"name": row.a1111, "label": row.a1111_label, "aliases": aliases,
+                       "default_rho": row.default_rho, "need_inner_model": row.need_inner_model})
             })
             .collect(),
     )
