@@ -29,11 +29,11 @@ fn main() -> anyhow::Result<()> {
     };
     let start = Instant::now();
     let engine = Engine::load(gpu, Checkpoint::open(&path)?, dtype)?;
-    engine.gpu.sync()?;
+    engine.gpu().sync()?;
     println!(
         "adapter: {} ({}), {dtype:?} weights, model {} loaded in {:.1} s",
-        engine.gpu.adapter.name,
-        engine.gpu.adapter.api,
+        engine.gpu().adapter.name,
+        engine.gpu().adapter.api,
         path.display(),
         start.elapsed().as_secs_f64()
     );

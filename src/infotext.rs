@@ -55,12 +55,11 @@ pub fn version() -> String {
     format!("sdxl-wgpu {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The infotext of image `seed` of `request`, run with `loras` after the policy made
+/// The infotext of image `seed` of `request` (with its LoRAs), run after the policy made
 /// `corrections`. LoRAs not named by a prompt tag are added to the prompt as A1111 tags, so
 /// pasting the text back reproduces the run; every LoRA's hash is listed.
 pub fn infotext(
     request: &Request,
-    loras: &[LoraSpec],
     corrections: &[Correction],
     model: &ModelInfo,
     seed: u64,
@@ -93,7 +92,7 @@ pub fn infotext(
         let text: Vec<String> = corrections.iter().map(|c| c.to_string()).collect();
         fields.push(("Quality policy".into(), text.join(", ")));
     }
-    let (prompt, hashes) = lora_fields(&r.prompt, loras)?;
+    let (prompt, hashes) = lora_fields(&r.prompt, &r.loras)?;
     if !hashes.is_empty() {
         fields.push(("Lora hashes".into(), hashes.join(", ")));
     }

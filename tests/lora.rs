@@ -446,7 +446,7 @@ fn generation_with_loras_equals_diffusers() {
         ..Request::default()
     };
     let checkpoint = Checkpoint::open(TINY).expect("fixture");
-    let mut engine = Engine::load(gpu().clone(), checkpoint, WeightDtype::F32).expect("loads");
+    let engine = Engine::load(gpu().clone(), checkpoint, WeightDtype::F32).expect("loads");
     let mut order: Vec<&String> = cases.keys().collect();
     order.push(order[0]); // back to the first set after the others
     for name in order {
@@ -454,7 +454,10 @@ fn generation_with_loras_equals_diffusers() {
             .iter()
             .map(|(file, weight)| spec(lora(file), *weight))
             .collect();
-        engine.set_loras(&specs).expect("LoRAs build");
+        let request = Request {
+            loras: specs,
+            ..request.clone()
+        };
         let out = engine.generate(&request, &mut |_| {}).expect("generates");
         for (got, key) in [
             (values(out.final_latents), "final_latents"),

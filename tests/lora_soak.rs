@@ -49,10 +49,14 @@ fn request() -> Request {
     }
 }
 
-fn latents(engine: &Engine) -> Vec<f32> {
+fn latents(engine: &Engine, loras: &[LoraSpec]) -> Vec<f32> {
+    let request = Request {
+        loras: loras.to_vec(),
+        ..request()
+    };
     values(
         engine
-            .generate(&request(), &mut |_| {})
+            .generate(&request, &mut |_| {})
             .expect("generates")
             .final_latents,
     )
@@ -98,14 +102,14 @@ fn two_hundred_swaps_leave_nothing_behind() {
     let fresh: Vec<(Set, Vec<f32>)> = good
         .iter()
         .map(|&set| {
-            let mut e = engine();
+            let e = engine();
             e.set_loras(&specs(set)).expect("builds");
-            (set, latents(&e))
+            (set, latents(&e, &specs(set)))
         })
         .collect();
     gpu().device.memory_cleanup();
 
-    let mut engine = engine();
+    let engine = engine();
     engine.set_loras(&[]).expect("no LoRA");
     gpu().device.memory_cleanup();
     let in_use = || memory_in_use(&gpu().device).expect("the wgpu pools report usage");
@@ -151,7 +155,7 @@ fn two_hundred_swaps_leave_nothing_behind() {
             if good.contains(&set) {
                 let want = &fresh.iter().find(|(s, _)| *s == set).expect("fresh").1;
                 assert_eq!(
-                    &latents(&engine),
+                    &latents(&engine, &specs(set)),
                     want,
                     "swap {swaps}: {set:?} differs from a fresh engine"
                 );

@@ -147,6 +147,10 @@ fn txt2img_matches_the_engine_with_a1111_info() {
     assert_eq!(info["all_seeds"], json!([11, 12]));
     assert_eq!(info["infotexts"].as_array().unwrap().len(), 2);
     assert_eq!(info["sampler_name"], "Euler a");
+    assert_eq!(
+        info["extra_generation_params"]["Schedule type"],
+        "Automatic"
+    );
     assert_eq!(r["parameters"]["seed"], 11);
     assert_eq!(r["parameters"]["n_iter"], 1, "defaults filled");
     let images = r["images"].as_array().unwrap();

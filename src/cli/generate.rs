@@ -22,9 +22,9 @@ use sdxl_wgpu::device::{Backend, MadeOn, Precision};
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, ImageMetadata};
 use sdxl_wgpu::infotext::{self, ModelInfo};
-use sdxl_wgpu::pipeline::{Engine, Generated};
+use sdxl_wgpu::pipeline::{Engine, Generated, LoadOptions};
 use sdxl_wgpu::policy::PolicyName;
-use sdxl_wgpu::sampling::{Prediction, TrainSchedule};
+use sdxl_wgpu::sampling::Prediction;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -74,7 +74,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if failed.len() == total {
         bail!("no job to run");
     }
-    let mut engine = load_engine(&args)?;
+    let engine = load_engine(&args)?;
     if args.job.policy.is_none() {
         say!("quality policy: {policy} ({why}; --policy overrides)")?;
     }
@@ -89,7 +89,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         let result = job.and_then(|mut job| {
             engine.resolve(&mut job.request);
             job.record.cfg_rescale = job.request.cfg_rescale;
-            set_loras(&mut engine, label, &job)?;
+            set_loras(&engine, label, &job)?;
             let out = engine.generate(&job.request, &mut |e| progress.on_event(e))?;
             write_outputs(&job, &out, &model, &engine.made_on())?;
             summarize(label, &job, &out)?;
@@ -159,7 +159,7 @@ impl JobSource<'_> {
         inputs.extend(self.args.jobs.as_deref());
         inputs.extend(job.record.init_image.as_deref());
         inputs.extend(job.record.init_noise.as_deref());
-        inputs.extend(job.loras.iter().map(|l| l.path.as_path()));
+        inputs.extend(job.request.loras.iter().map(|l| l.path.as_path()));
         let images = (0..job.request.batch).map(|i| image_io::numbered(&job.output, i));
         for output in images.chain(job.dump.clone()) {
             if let Some(input) = files::overwrites(&output, &inputs) {
@@ -204,22 +204,20 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
     let gpu = gpu::open(args.backend)?;
     let dtype = gpu::weight_dtype(&gpu, args.precision);
     let start = Instant::now();
-    let mut engine = Engine::load(gpu, checkpoint, dtype)?;
-    engine.gpu.sync()?;
+    let options = LoadOptions {
+        prediction: args.prediction,
+        zero_terminal_snr: args.ztsnr.then_some(true),
+    };
+    let engine = Engine::load_with(gpu, checkpoint, dtype, options)?;
+    engine.gpu().sync()?;
     let load_s = start.elapsed().as_secs_f64();
-    if let Some(prediction) = args.prediction {
-        engine.prediction = prediction;
-    }
-    if args.ztsnr {
-        engine.train = TrainSchedule::sdxl_zero_terminal_snr();
-    }
     let on = engine.made_on();
     say!(
         "{} on {} ({}, {}), {}, loaded in {load_s:.1} s",
-        engine.checkpoint.variant,
+        engine.checkpoint().variant,
         on.adapter,
         on.api,
-        engine.gpu.compiler.describe(),
+        engine.gpu().compiler.describe(),
         on.precision,
     )?;
     Ok(engine)
@@ -227,8 +225,8 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
 
 /// Makes the job's LoRAs the engine's active set (a no-op when they already are), saying what
 /// a new set adapts and which modules matched nothing.
-fn set_loras(engine: &mut Engine, label: &str, job: &Job) -> anyhow::Result<()> {
-    let Some(report) = engine.set_loras(&job.loras)? else {
+fn set_loras(engine: &Engine, label: &str, job: &Job) -> anyhow::Result<()> {
+    let Some(report) = engine.set_loras(&job.request.loras)? else {
         return Ok(());
     };
     for file in &report.files {
@@ -309,7 +307,7 @@ fn metadata(
     made_on: &MadeOn,
     seed: u64,
 ) -> anyhow::Result<ImageMetadata> {
-    let text = infotext::infotext(&job.request, &job.loras, &job.corrections, model, seed)?;
+    let text = infotext::infotext(&job.request, &job.corrections, model, seed)?;
     let parameters = image_io::parameters(&text);
     let mut json = serde_json::to_value(JobArgs {
         seed: Some(seed),

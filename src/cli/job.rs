@@ -166,8 +166,6 @@ pub struct Job {
     pub warnings: Vec<String>,
     /// The resolved fields, for the image's JSON metadata.
     pub record: JobArgs,
-    /// The LoRAs to apply (flags, then prompt tags).
-    pub loras: Vec<LoraSpec>,
 }
 
 macro_rules! over {
@@ -228,7 +226,7 @@ impl JobArgs {
         let asked = self.asked(policy, init_image.as_ref());
         check_settings(&asked)?; // malformed values are errors, whatever the policy
         let outcome = policy::apply(asked, &loras, policy.profile());
-        let request = self.request(prompt, outcome.settings, init_image)?;
+        let request = self.request(prompt, outcome.settings, init_image, loras)?;
         request.check()?;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
         image_io::OutputFormat::of(&output)?;
@@ -243,7 +241,6 @@ impl JobArgs {
             policy,
             corrections: outcome.corrections,
             warnings: outcome.warnings,
-            loras,
         })
     }
 
@@ -272,6 +269,7 @@ impl JobArgs {
         prompt: String,
         settings: Settings,
         init_image: Option<RgbImage>,
+        loras: Vec<LoraSpec>,
     ) -> anyhow::Result<Request> {
         let choice = self.sampler.unwrap_or(SamplerChoice {
             sampler: Sampler::Euler,
@@ -308,6 +306,7 @@ impl JobArgs {
             init_noise,
             vae_tiling: self.vae_tiling.unwrap_or_default(),
             vae_precision: self.vae_precision.unwrap_or_default(),
+            loras,
         })
     }
 

@@ -91,19 +91,29 @@ fn round_trip(
     report: &mut Report,
 ) -> std::io::Result<()> {
     let name = name(spec);
-    let in_use = |engine: &Engine| memory_in_use(&engine.gpu.device).map(|(used, _)| used);
+    let in_use = |engine: &Engine| memory_in_use(&engine.gpu().device).map(|(used, _)| used);
     let before = in_use(engine);
     if let Err(e) = engine.set_loras(std::slice::from_ref(spec)) {
         let fix = "the file is damaged: download it again";
         return report.add(Check::fail(format!("{name}: load"), e.to_string(), fix));
     }
     let loaded = in_use(engine);
-    let with = generation(engine, &format!("{name}: generate"), report)?;
+    let with = generation(
+        engine,
+        std::slice::from_ref(spec),
+        &format!("{name}: generate"),
+        report,
+    )?;
     if let Err(e) = engine.set_loras(&[]) {
         let fix = "report it: removing a LoRA should not fail";
         return report.add(Check::fail(format!("{name}: unload"), e.to_string(), fix));
     }
-    let Some(without) = generation(engine, &format!("{name}: generate after unloading"), report)?
+    let Some(without) = generation(
+        engine,
+        &[],
+        &format!("{name}: generate after unloading"),
+        report,
+    )?
     else {
         return Ok(());
     };

@@ -47,7 +47,7 @@ pub fn check(
     let (dtype, _) = WeightDtype::for_gpu(precision, &gpu); // the self-test lines say why
     let start = Instant::now();
     let engine = Engine::load(gpu, checkpoint, dtype).and_then(|e| {
-        e.gpu.sync()?;
+        e.gpu().sync()?;
         Ok(e)
     });
     let mut engine = match engine {
@@ -64,13 +64,13 @@ pub fn check(
                 "f32"
             },
             start.elapsed().as_secs_f64(),
-            mib(engine.gpu.reserved_bytes())
+            mib(engine.gpu().reserved_bytes())
         ),
     ))?;
-    if let Some(baseline) = generation(&engine, "generation", report)? {
+    if let Some(baseline) = generation(&engine, &[], "generation", report)? {
         lora::round_trips(&mut engine, &usable, &baseline, report)?;
     }
-    check_memory_release(Some(&engine.gpu), report)?;
+    check_memory_release(Some(engine.gpu()), report)?;
     Ok(())
 }
 
@@ -142,14 +142,18 @@ fn probe_request() -> Request {
     }
 }
 
-/// Runs the probe request with the engine's current LoRAs; the (finite) image's values, or
-/// `None` and a failed check named `name`.
+/// Runs the probe request with `loras`; the (finite) image's values, or `None` and a failed
+/// check named `name`.
 pub fn generation(
     engine: &Engine,
+    loras: &[LoraSpec],
     name: &str,
     report: &mut Report,
 ) -> std::io::Result<Option<Vec<f32>>> {
-    let request = probe_request();
+    let request = Request {
+        loras: loras.to_vec(),
+        ..probe_request()
+    };
     let out = match engine.generate(&request, &mut |_| {}) {
         Ok(out) => out,
         Err(e) => {

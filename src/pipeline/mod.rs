@@ -19,6 +19,8 @@ pub use request::{
     MAX_LATENT_SHAPE, MAX_SIDE,
 };
 
+use std::sync::{Mutex, MutexGuard};
+
 use burn::tensor::FloatDType;
 
 use crate::checkpoint::{Checkpoint, SdxlModels};
@@ -40,34 +42,57 @@ pub fn default_cfg_rescale(prediction: Prediction, zero_terminal_snr: bool) -> f
     }
 }
 
+/// What a load may set instead of the checkpoint's markers: its prediction type (`None`: as
+/// detected) and whether its noise schedule is rescaled to zero terminal SNR (`None`: as its
+/// marker says).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadOptions {
+    pub prediction: Option<Prediction>,
+    pub zero_terminal_snr: Option<bool>,
+}
+
 /// A loaded checkpoint on a device, and the active LoRA adapters.
 pub struct Engine {
-    pub gpu: Gpu,
-    pub checkpoint: Checkpoint,
-    pub models: SdxlModels,
-    /// What the UNet predicts (detected from the checkpoint's markers).
-    pub prediction: Prediction,
+    gpu: Gpu,
+    checkpoint: Checkpoint,
+    models: SdxlModels,
+    /// What the UNet predicts (the checkpoint's markers, or the load's options).
+    prediction: Prediction,
     /// The training noise schedule: SDXL's, rescaled to zero terminal SNR when the checkpoint
-    /// carries the marker (`--ztsnr` overrides).
-    pub train: TrainSchedule,
-    /// The active LoRAs' deltas; replaced whole by [`Engine::set_loras`].
-    adapters: AdapterSet,
+    /// carries the marker or the load asks.
+    train: TrainSchedule,
+    /// The active LoRAs' deltas; replaced whole by [`Engine::set_loras`] (a lock, so a run
+    /// holds one set from start to end, and a shared engine can swap).
+    adapters: Mutex<AdapterSet>,
     /// LoRA module names -> this model's layers.
     lora_table: LoraTable,
 }
 
 impl Engine {
+    /// [`Engine::load_with`] as the checkpoint's markers say.
+    pub fn load(gpu: Gpu, checkpoint: Checkpoint, dtype: WeightDtype) -> Result<Self, Error> {
+        Self::load_with(gpu, checkpoint, dtype, LoadOptions::default())
+    }
+
     /// Uploads every component of `checkpoint` to `gpu` with `dtype` weights, and waits until
     /// the device holds them (the conv weights' channels-last copies included), so memory
     /// measured after a load is the weights' alone.
-    pub fn load(gpu: Gpu, checkpoint: Checkpoint, dtype: WeightDtype) -> Result<Self, Error> {
+    pub fn load_with(
+        gpu: Gpu,
+        checkpoint: Checkpoint,
+        dtype: WeightDtype,
+        options: LoadOptions,
+    ) -> Result<Self, Error> {
         let phase =
             crate::phase::start(format!("load {} ({dtype:?})", checkpoint.path().display()));
         let models = checkpoint.load(&gpu, dtype)?;
         gpu.sync()?;
         phase.done("");
-        let prediction = checkpoint.variant.prediction;
-        let train = TrainSchedule::for_checkpoint(checkpoint.variant.zero_terminal_snr);
+        let prediction = options.prediction.unwrap_or(checkpoint.variant.prediction);
+        let ztsnr = options
+            .zero_terminal_snr
+            .unwrap_or(checkpoint.variant.zero_terminal_snr);
+        let train = TrainSchedule::for_checkpoint(ztsnr);
         let lora_table = LoraTable::new(&checkpoint.config);
         Ok(Engine {
             gpu,
@@ -75,18 +100,20 @@ impl Engine {
             models,
             prediction,
             train,
-            adapters: AdapterSet::none(),
+            adapters: Mutex::new(AdapterSet::none()),
             lora_table,
         })
     }
 
-    /// Makes `specs` the active LoRAs (empty: none). The new set is built whole off to the side
-    /// (files read, every tensor validated against its layer, uploaded) and replaces the previous
-    /// one in one step; asking for the active set again does nothing (`Ok(None)`). On error the
-    /// previous set stays active. Either way, the pooled device memory of the replaced set or of
-    /// the failed attempt is released.
-    pub fn set_loras(&mut self, specs: &[LoraSpec]) -> Result<Option<BuildReport>, Error> {
-        if specs == self.adapters.specs() {
+    /// Makes `specs` the active LoRAs (empty: none); [`Engine::generate`] does it for its
+    /// request. The new set is built whole off to the side (files read, every tensor validated
+    /// against its layer, uploaded) and replaces the previous one in one step; asking for the
+    /// active set again does nothing (`Ok(None)`). On error the previous set stays active.
+    /// Either way, the pooled device memory of the replaced set or of the failed attempt is
+    /// released.
+    pub fn set_loras(&self, specs: &[LoraSpec]) -> Result<Option<BuildReport>, Error> {
+        let mut adapters = self.adapters();
+        if specs == adapters.specs() {
             return Ok(None);
         }
         let phase = crate::phase::start(format!("LoRA set of {} file(s)", specs.len()));
@@ -98,11 +125,12 @@ impl Engine {
         );
         let result = match built {
             Ok((set, report)) => {
-                self.adapters = set; // the previous set is dropped here
+                *adapters = set; // the previous set is dropped here
                 Ok(Some(report))
             }
             Err(e) => Err(e.into()),
         };
+        drop(adapters);
         self.release_memory(); // waits for the set's uploads and layout copies first
         if result.is_ok() {
             phase.done("swapped in");
@@ -110,9 +138,35 @@ impl Engine {
         result
     }
 
-    /// The active LoRAs' deltas.
-    pub fn adapters(&self) -> &AdapterSet {
-        &self.adapters
+    /// The active LoRAs' deltas (held while the guard lives).
+    pub fn adapters(&self) -> MutexGuard<'_, AdapterSet> {
+        // a panic while it was held leaves a whole set (swaps replace it in one step)
+        self.adapters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The device this engine runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The checkpoint it loaded.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Its models.
+    pub fn models(&self) -> &SdxlModels {
+        &self.models
+    }
+
+    /// What its UNet predicts.
+    pub fn prediction(&self) -> Prediction {
+        self.prediction
+    }
+
+    /// Its training noise schedule.
+    pub fn train(&self) -> &TrainSchedule {
+        &self.train
     }
 
     /// The dtype the UNet and text encoders compute in (their weights').

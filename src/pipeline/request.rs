@@ -4,6 +4,7 @@
 use image::RgbImage;
 
 use super::{Error, PipelineError};
+use crate::lora::{check_weights, LoraSpec};
 use crate::policy::Settings;
 use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleError, ScheduleKind, TrainSchedule};
 use crate::text_encoder::check_prompts;
@@ -49,6 +50,9 @@ pub struct Request {
     pub init_noise: Option<Noise>,
     pub vae_tiling: VaeTiling,
     pub vae_precision: VaePrecision,
+    /// The LoRAs the run applies (files resolved; a prompt's tags are resolved into this by the
+    /// front-end): [`crate::pipeline::Engine::generate`] makes them the active set.
+    pub loras: Vec<LoraSpec>,
 }
 
 /// SDXL's micro-conditioning (`add_time_ids`): the original size the image claims and the
@@ -97,6 +101,7 @@ impl Default for Request {
             init_noise: None,
             vae_tiling: VaeTiling::Auto,
             vae_precision: VaePrecision::F32,
+            loras: Vec::new(),
         }
     }
 }
@@ -155,6 +160,9 @@ impl Request {
     /// checks itself too.
     pub fn check(&self) -> Result<(), Error> {
         self.check_request()?;
+        for lora in &self.loras {
+            check_weights(lora)?;
+        }
         check_prompts(&self.prompt, &self.negative)?;
         schedule(
             self.sampler,

@@ -14,7 +14,6 @@ use super::queue::Refused;
 use super::state::lock;
 use crate::device::MadeOn;
 use crate::infotext::ModelInfo;
-use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Request};
 use crate::policy::Correction;
 
@@ -71,13 +70,12 @@ impl Task {
 }
 
 /// What the worker runs for one job: `n_iter` engine runs of `request` (seeds advancing by the
-/// batch size), with `loras` active for this job only, on `model`.
+/// batch size; its LoRAs active for this job only), on `model`.
 #[derive(Clone, Debug)]
 pub struct Work {
     pub kind: Kind,
     pub request: Request,
     pub n_iter: usize,
-    pub loras: Vec<LoraSpec>,
     pub corrections: Vec<Correction>,
     pub model: PathBuf,
     /// `save_images`: also write the images into this folder (the server's `--outputs`).

@@ -49,7 +49,7 @@ impl PoolKey {
             height: r.height,
             batch: r.batch,
             img2img: r.init.is_some(),
-            loras: work.loras.clone(),
+            loras: r.loras.clone(),
         }
     }
 }
@@ -166,7 +166,7 @@ impl Worker {
         let engine = Checkpoint::open(path)
             .map_err(Error::from)
             .and_then(|c| Engine::load(self.gpu.clone(), c, self.dtype))
-            .and_then(|e| e.gpu.sync().map(|()| e).map_err(Error::from))
+            .and_then(|e| e.gpu().sync().map(|()| e).map_err(Error::from))
             .map_err(|e| Failure {
                 status: 500,
                 message: format!("cannot load {}: {e}", path.display()),
@@ -196,7 +196,10 @@ impl Worker {
         self.warm = None; // until this job has succeeded
         let keep = !shared.config.keep_warm.is_zero();
         let loaded = self.ensure_model(&work.model)?;
-        loaded.engine.set_loras(&work.loras).map_err(classify)?;
+        loaded
+            .engine
+            .set_loras(&work.request.loras)
+            .map_err(classify)?;
         let mut resolved = work.request.clone();
         loaded.engine.resolve(&mut resolved);
         let mut outcome = Outcome {
@@ -303,14 +306,8 @@ fn add_images(
 ) -> Result<(), Failure> {
     for (i, image) in images.iter().enumerate() {
         let seed = request.seed.wrapping_add(i as u64);
-        let text = infotext::infotext(
-            request,
-            &work.loras,
-            &work.corrections,
-            &outcome.model,
-            seed,
-        )
-        .map_err(|e| Failure::internal(format!("hashing a LoRA for the infotext: {e}")))?;
+        let text = infotext::infotext(request, &work.corrections, &outcome.model, seed)
+            .map_err(|e| Failure::internal(format!("hashing a LoRA for the infotext: {e}")))?;
         let parameters = image_io::parameters(&text);
         let json = serde_json::json!({
             "seed": seed,

@@ -83,5 +83,6 @@ pub fn request(name: &str) -> Request {
         }),
         vae_tiling: VaeTiling::Auto,
         vae_precision: VaePrecision::F32,
+        loras: Vec::new(),
     }
 }

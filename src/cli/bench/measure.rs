@@ -66,7 +66,7 @@ pub fn run(
     let bytes = stored_bytes(&checkpoint);
     let start = Instant::now();
     let mut engine = Engine::load(setup.gpu.clone(), checkpoint, dtype)?;
-    engine.gpu.sync()?;
+    engine.gpu().sync()?;
     let load_s = start.elapsed().as_secs_f64();
     let lora_swap_s = lora_swap(&mut engine, setup.lora)?;
     for &(width, height) in setup.sizes {
@@ -120,7 +120,7 @@ fn lora_swap(engine: &mut Engine, lora: &SyntheticLora) -> anyhow::Result<f64> {
     };
     let start = Instant::now();
     engine.set_loras(&[spec])?;
-    engine.gpu.sync()?;
+    engine.gpu().sync()?;
     let seconds = start.elapsed().as_secs_f64();
     engine.set_loras(&[])?;
     Ok(seconds)
@@ -149,7 +149,7 @@ fn row(
     let step_s = b.denoise.as_secs_f64() / b.steps.max(1) as f64;
     // what the cold run took beyond the steady state: compilation and autotune
     let extra = |cold: std::time::Duration, warm: f64| (cold.as_secs_f64() - warm).max(0.0);
-    let flops = engine.checkpoint.config.unet.forward_flops(
+    let flops = engine.checkpoint().config.unet.forward_flops(
         b.unet_batch,
         request.height / 8,
         request.width / 8,

@@ -180,6 +180,7 @@ pub fn convert(
         init_noise: None,
         vae_tiling: Default::default(),
         vae_precision: Default::default(),
+        loras,
     };
     request
         .check()
@@ -201,7 +202,6 @@ pub fn convert(
             kind,
             request,
             n_iter,
-            loras,
             corrections: outcome.corrections,
             model,
             save_to: save_to(server, &f)?,

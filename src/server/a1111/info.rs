@@ -66,7 +66,10 @@ fn extra_params(fields: &[(String, String)]) -> Map<String, Value> {
         .iter()
         .filter(|(key, _)| !OWN_FIELDS.contains(&key.as_str()))
         .map(|(key, value)| {
-            let number = value.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+            let number = value
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64);
             let value = number.map_or_else(|| Value::String(value.clone()), Value::Number);
             (key.clone(), value)
         })
