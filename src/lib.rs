@@ -1,7 +1,7 @@
 //! sdxl-wgpu: Stable Diffusion XL on burn's wgpu backend (Vulkan, Metal, DX12).
 //!
 //! The modules form layers, each using only those below it (`docs/ARCHITECTURE.md` draws them;
-//! `tests/layering.rs` keeps them true), from the bottom:
+//! `tests/no_device/layering.rs` keeps them true), from the bottom:
 //!
 //! - [`spelling`]: the names users type for closed sets of values (`--backend vulkan`);
 //!   [`field`]: the quantities a request sets, which errors name and front-ends spell;

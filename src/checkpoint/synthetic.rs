@@ -25,7 +25,7 @@ pub fn manifest_header() -> (Header, usize) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (Some(dtype), Some(shape)) = (cols.get(1).and_then(|d| Dtype::parse(d)), cols.get(2))
         else {
-            continue; // the table is a constant of this crate: `tests/manifest.rs` reads it whole
+            continue; // the table is a constant of this crate: `tests/no_device/manifest.rs` reads it whole
         };
         let shape: Vec<usize> = serde_json::from_str(shape).unwrap_or_default();
         let len = dtype.size() * shape.iter().product::<usize>();

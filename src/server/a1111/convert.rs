@@ -15,7 +15,7 @@ use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
 use crate::intake::IntakeError;
-use crate::lora::{check_weights, LoraSpec, LoraTag};
+use crate::lora::{LoraSpec, LoraTag};
 use crate::pipeline::{check_settings, InitImage, Request, SizeConditioning};
 use crate::policy::{self, PolicyName, Settings};
 use crate::server::error::ApiError;
@@ -105,7 +105,7 @@ impl Resolver for Precheck {
 
     fn loras(&self, tags: &[LoraTag]) -> Result<Vec<LoraSpec>, ApiError> {
         for tag in tags {
-            check_weights(&tag.spec(PathBuf::from(&tag.name)))
+            crate::lora::check_weights(&tag.spec(PathBuf::from(&tag.name)))
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
         }
         Ok(Vec::new())

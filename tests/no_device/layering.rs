@@ -3,7 +3,7 @@
 //! names through `crate::` in its code (not its comments), and fails on any edge to a module on
 //! the same or a higher line, on a module the block does not place, and on the command-line
 //! parser inside the library.
-//! No GPU needed. `cargo test --test layering -- --nocapture` prints the edges it found.
+//! No GPU needed. `cargo test --test no_device layering -- --nocapture` prints the edges it found.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

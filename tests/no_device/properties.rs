@@ -15,8 +15,7 @@ use sdxl_wgpu::text_encoder::check_prompts;
 use sdxl_wgpu::tokenizer::{chunk_prompt, parse_prompt, ClipTokenizer, Flavor, PromptPart, EOS};
 use sdxl_wgpu::weights::{Header, SafetensorsFile};
 
-mod common;
-use common::TINY;
+use crate::common::TINY;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
