@@ -12,7 +12,7 @@ use crate::lora::LoraSpec;
 use crate::model_hash;
 use crate::pipeline::Request;
 use crate::policy::Correction;
-use crate::tokenizer::parse_prompt;
+use crate::tokenizer::Prompt;
 
 /// The model as image metadata names it.
 #[derive(Clone, Debug)]
@@ -99,23 +99,21 @@ pub fn infotext(
     fields.push(("Version".into(), version()));
     Ok(Infotext {
         prompt,
-        negative: r.negative.clone(),
+        negative: r.negative.text().to_string(),
         fields,
     })
 }
 
 /// The prompt with a tag for each LoRA it does not name, and `name: hash` of every LoRA.
-fn lora_fields(prompt: &str, loras: &[LoraSpec]) -> std::io::Result<(String, Vec<String>)> {
-    let mut prompt = prompt.to_string();
-    let tagged: Vec<String> = parse_prompt(&prompt)
-        .loras
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+fn lora_fields(prompt: &Prompt, loras: &[LoraSpec]) -> std::io::Result<(String, Vec<String>)> {
+    // the prompt's tags are the last of the request's LoRAs (by stem or alias); the others
+    // get a tag of their own
+    let untagged = loras.len().saturating_sub(prompt.parsed().loras.len());
+    let mut prompt = prompt.text().to_string();
     let mut hashes = Vec::new();
-    for lora in loras {
+    for (i, lora) in loras.iter().enumerate() {
         let name = lora.name();
-        if !tagged.contains(&name) {
+        if i < untagged {
             let (te, unet) = (lora.text_encoder_weight, lora.unet_weight);
             if te == unet {
                 prompt.push_str(&format!(" <lora:{name}:{unet}>"));

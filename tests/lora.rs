@@ -427,8 +427,8 @@ fn generation_with_loras_equals_diffusers() {
         serde_json::from_str(&f.cases).expect("cases");
     let (noise_shape, noise) = f.tensors["noise"].clone();
     let request = Request {
-        prompt: r.prompt,
-        negative: r.negative,
+        prompt: r.prompt.into(),
+        negative: r.negative.into(),
         width: r.width,
         height: r.height,
         steps: r.steps,

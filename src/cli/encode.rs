@@ -16,8 +16,8 @@ use super::gpu;
 use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, Precision};
-use sdxl_wgpu::text_encoder::{check_prompts, TextOptions};
-use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::text_encoder::{check_prompt_pair, TextOptions};
+use sdxl_wgpu::tokenizer::Prompt;
 use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
@@ -47,9 +47,9 @@ pub struct EncodeArgs {
 }
 
 pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
-    check_prompts(&args.prompt, &args.negative)?;
-    let positive = parse_prompt(&args.prompt);
-    let negative = parse_prompt(&args.negative);
+    let (positive, negative) = (Prompt::new(&*args.prompt), Prompt::new(&*args.negative));
+    check_prompt_pair(&positive, &negative)?;
+    let (positive, negative) = (positive.parsed(), negative.parsed());
     for lora in positive.loras.iter().chain(&negative.loras) {
         eprintln!(
             "warning: <lora:{}:{}:{}> removed from the prompt; LoRAs are not applied by `encode`",
@@ -71,7 +71,7 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     let options = TextOptions {
         clip_skip: args.clip_skip,
     };
-    let conditioning = encoders.encode(&positive, &negative, options)?;
+    let conditioning = encoders.encode(positive, negative, options)?;
     let c = &conditioning;
     let tensors = [
         HostTensor::from_device("negative_prompt_embeds", c.context.clone().slice(0..1))?,

@@ -25,7 +25,7 @@ use sdxl_wgpu::lora::{self, LoraSpec};
 use sdxl_wgpu::pipeline::{check_settings, InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
-use sdxl_wgpu::tokenizer::parse_prompt;
+use sdxl_wgpu::tokenizer::Prompt;
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 
 /// The request flags. Unset fields take the preset's value (size, steps, CFG), the init
@@ -222,6 +222,7 @@ impl JobArgs {
         if self.strength.is_some() && init_image.is_none() {
             bail!("--strength is for img2img: give --init-image too");
         }
+        let prompt = Prompt::new(prompt);
         let loras = self.loras(&prompt)?;
         let asked = self.asked(policy, init_image.as_ref());
         check_settings(&asked)?; // malformed values are errors, whatever the policy
@@ -266,7 +267,7 @@ impl JobArgs {
     /// The request with the policy's `settings` and every other field's value or default.
     fn request(
         &self,
-        prompt: String,
+        prompt: Prompt,
         settings: Settings,
         init_image: Option<RgbImage>,
         loras: Vec<LoraSpec>,
@@ -285,7 +286,7 @@ impl JobArgs {
         let strength = self.strength.unwrap_or(DEFAULT_STRENGTH);
         Ok(Request {
             prompt,
-            negative: self.negative.clone().unwrap_or_default(),
+            negative: self.negative.clone().unwrap_or_default().into(),
             width: settings.width,
             height: settings.height,
             steps: settings.steps,
@@ -313,8 +314,8 @@ impl JobArgs {
     /// The fields as resolved, for the image's JSON metadata.
     fn record(&self, r: &Request, output: &Path, policy: PolicyName) -> JobArgs {
         JobArgs {
-            prompt: Some(r.prompt.clone()),
-            negative: Some(r.negative.clone()),
+            prompt: Some(r.prompt.text().to_string()),
+            negative: Some(r.negative.text().to_string()),
             width: Some(r.width),
             height: Some(r.height),
             steps: Some(r.steps),
@@ -348,12 +349,12 @@ impl JobArgs {
 
     /// The LoRAs of `--lora` and of the prompt's `<lora:NAME:...>` tags (in `--lora-dir`, by
     /// file stem or alias, as a server finds them), in that order; each file must exist.
-    fn loras(&self, prompt: &str) -> anyhow::Result<Vec<LoraSpec>> {
+    fn loras(&self, prompt: &Prompt) -> anyhow::Result<Vec<LoraSpec>> {
         let mut specs = Vec::new();
         for arg in self.lora.iter().flatten() {
             specs.push(parse_lora_arg(arg)?);
         }
-        let tags = parse_prompt(prompt).loras;
+        let tags = &prompt.parsed().loras;
         if let Some(tag) = tags.first() {
             let Some(dir) = &self.lora_dir else {
                 let name = &tag.name;
@@ -362,7 +363,7 @@ impl JobArgs {
                 );
             };
             let resolved = LoraFolder::new(Some(dir))
-                .resolve(&tags)
+                .resolve(tags)
                 .map_err(|e| anyhow::anyhow!(e.describe(&FlagNames)))?;
             specs.extend(resolved);
         }
@@ -623,17 +624,17 @@ mod tests {
             lora_dir: lora_dir.map(Path::to_path_buf),
             ..JobArgs::default()
         };
-        let err = job("x <lora:style:0.7>", None).loras("x <lora:style:0.7>");
+        let err = job("x <lora:style:0.7>", None).loras(&"x <lora:style:0.7>".into());
         assert!(format!("{:#}", err.expect_err("no dir")).contains("--lora-dir"));
         let specs = job("", Some(dir.path()))
-            .loras("x <lora:style:0.7:0.9>")
+            .loras(&"x <lora:style:0.7:0.9>".into())
             .expect("found");
         assert_eq!(specs[0].path, dir.path().join("style.safetensors"));
         assert_eq!(
             (specs[0].text_encoder_weight, specs[0].unet_weight),
             (0.7, 0.9)
         );
-        let err = job("", Some(dir.path())).loras("<lora:missing:1>");
+        let err = job("", Some(dir.path())).loras(&"<lora:missing:1>".into());
         assert!(format!("{:#}", err.expect_err("missing"))
             .contains("missing.safetensors: no such file"));
     }
@@ -658,7 +659,7 @@ mod tests {
             format!("<lora:{}:1>", secret.display()),
             "<lora:sub/style:1>".to_string(),
         ] {
-            let err = args(vec![]).loras(&tag).expect_err(&tag);
+            let err = args(vec![]).loras(&tag.as_str().into()).expect_err(&tag);
             assert!(
                 format!("{err:#}").contains("a file name inside --lora-dir"),
                 "{tag}: {err:#}"
@@ -666,12 +667,14 @@ mod tests {
         }
         let style = dir.join("style.safetensors").display().to_string();
         let err = args(vec![format!("{style}:0.5")])
-            .loras("x <lora:style:0.8>")
+            .loras(&"x <lora:style:0.8>".into())
             .expect_err("twice");
         assert!(format!("{err:#}").contains("named twice"), "{err:#}");
-        let err = args(vec![]).loras("<lora:style:12>").expect_err("weight");
+        let err = args(vec![])
+            .loras(&"<lora:style:12>".into())
+            .expect_err("weight");
         assert!(format!("{err:#}").contains("-10 to 10"), "{err:#}");
-        assert!(args(vec![]).loras("<lora:style:0.8>").is_ok());
+        assert!(args(vec![]).loras(&"<lora:style:0.8>".into()).is_ok());
     }
 
     proptest::proptest! {

@@ -11,7 +11,9 @@ use clap::Args;
 use super::say;
 use super::values::spelled;
 use sdxl_wgpu::device::{Backend, Precision};
+use sdxl_wgpu::pipeline::LoadOptions;
 use sdxl_wgpu::policy::PolicyName;
+use sdxl_wgpu::sampling::Prediction;
 use sdxl_wgpu::server::{self, parse_credentials, Retention, Server, ServerConfig};
 
 #[derive(Args, Debug)]
@@ -77,6 +79,23 @@ pub struct EngineArgs {
     /// every N steps; 0 turns it off.
     #[arg(long, default_value_t = 5)]
     pub preview_every: usize,
+    /// Override every checkpoint's detected prediction type.
+    #[arg(long, value_parser = spelled::<Prediction>())]
+    pub prediction: Option<Prediction>,
+    /// Run the zero-terminal-SNR schedule (rescaled betas, trailing timesteps, CFG rescale 0.7
+    /// by default) though a checkpoint carries no `ztsnr` marker.
+    #[arg(long)]
+    pub ztsnr: bool,
+}
+
+impl EngineArgs {
+    /// What every checkpoint loads with (`--prediction`, `--ztsnr`).
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            prediction: self.prediction,
+            zero_terminal_snr: self.ztsnr.then_some(true),
+        }
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -128,6 +147,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
             time: Duration::from_secs(args.keep_seconds),
         },
         keep_warm: Duration::from_secs(args.keep_warm),
+        load: args.engine.load_options(),
     })
 }
 

@@ -17,7 +17,7 @@ use crate::lora::AdapterSet;
 use crate::phase;
 use crate::sampling::{noise, SamplingRun, TorchRng};
 use crate::text_encoder::{Conditioning, TextOptions};
-use crate::tokenizer::{parse_prompt, PromptPart};
+use crate::tokenizer::PromptPart;
 use crate::vae::TilePlan;
 
 /// What a run produced, f32 on the device: everything `--dump` writes.
@@ -184,8 +184,8 @@ impl Run<'_, '_> {
         }
         let weighted = [&self.request.prompt, &self.request.negative]
             .iter()
-            .flat_map(|p| parse_prompt(p).parts)
-            .any(|part| matches!(part, PromptPart::Text { weight, .. } if weight != 1.0));
+            .flat_map(|p| &p.parsed().parts)
+            .any(|part| matches!(part, PromptPart::Text { weight, .. } if *weight != 1.0));
         let mut causes = Vec::new();
         if weighted {
             causes.push("a prompt weight (lower it)");
@@ -212,8 +212,8 @@ impl Run<'_, '_> {
             clip_skip: self.request.clip_skip,
         };
         let text = engine.models().text_encoders.encode_with(
-            &parse_prompt(&self.request.prompt),
-            &parse_prompt(&self.request.negative),
+            self.request.prompt.parsed(),
+            self.request.negative.parsed(),
             options,
             self.adapters.text(),
         )?;

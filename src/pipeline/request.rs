@@ -7,7 +7,8 @@ use super::{Error, PipelineError};
 use crate::lora::{check_weights, LoraSpec};
 use crate::policy::Settings;
 use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleError, ScheduleKind, TrainSchedule};
-use crate::text_encoder::check_prompts;
+use crate::text_encoder::check_prompt_pair;
+use crate::tokenizer::Prompt;
 use crate::vae::{VaePrecision, VaeTiling};
 
 /// Largest width or height accepted (SDXL is trained around 1024; 8192 is far past any use).
@@ -23,9 +24,10 @@ pub const MAX_LATENT_SHAPE: [usize; 4] = [MAX_BATCH, LATENT_CHANNELS, MAX_SIDE /
 /// One request: `batch` images of the same prompt, image i with seed `seed + i` (wrapping).
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub prompt: String,
+    /// Parsed once, when it is set (its LoRA tags are resolved into `loras` by the front-end).
+    pub prompt: Prompt,
     /// Empty: SDXL's all-zero negative conditioning.
-    pub negative: String,
+    pub negative: Prompt,
     pub width: usize,
     pub height: usize,
     /// Steps of the whole schedule (img2img runs `steps x strength` of them).
@@ -50,8 +52,9 @@ pub struct Request {
     pub init_noise: Option<Noise>,
     pub vae_tiling: VaeTiling,
     pub vae_precision: VaePrecision,
-    /// The LoRAs the run applies (files resolved; a prompt's tags are resolved into this by the
-    /// front-end): [`crate::pipeline::Engine::generate`] makes them the active set.
+    /// The LoRAs the run applies (files resolved): [`crate::pipeline::Engine::generate`] makes
+    /// them the active set. Those the prompt's tags name come last, in the tags' order (the
+    /// infotext adds a tag for each of the others).
     pub loras: Vec<LoraSpec>,
 }
 
@@ -84,8 +87,8 @@ impl Default for Request {
     /// An empty prompt at the `high` preset's values: 1024x1024, 30 Euler steps, CFG 7.5, seed 0.
     fn default() -> Self {
         Request {
-            prompt: String::new(),
-            negative: String::new(),
+            prompt: Prompt::default(),
+            negative: Prompt::default(),
             width: 1024,
             height: 1024,
             steps: 30,
@@ -163,7 +166,7 @@ impl Request {
         for lora in &self.loras {
             check_weights(lora)?;
         }
-        check_prompts(&self.prompt, &self.negative)?;
+        check_prompt_pair(&self.prompt, &self.negative)?;
         schedule(
             self.sampler,
             self.schedule,

@@ -15,6 +15,7 @@ use super::models::Catalogue;
 use super::queue::JobQueue;
 use crate::device::{Backend, Precision, ShaderCompiler};
 use crate::intake::LoraFolder;
+use crate::pipeline::LoadOptions;
 use crate::policy::PolicyName;
 use crate::sampling::Prediction;
 
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     /// How long the activation memory of the last job's shape stays pooled for a next job of
     /// the same shape (zero: released after every job).
     pub keep_warm: Duration,
+    /// What every checkpoint loads with instead of its markers (prediction type, zero terminal
+    /// SNR); default: as each checkpoint says.
+    pub load: LoadOptions,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
             preview_every: 5,
             retention: Retention::default(),
             keep_warm: Duration::from_secs(60),
+            load: LoadOptions::default(),
         }
     }
 }
@@ -105,7 +110,8 @@ impl Shared {
     pub fn policy_for(&self, model: &Path) -> PolicyName {
         self.config.policy.unwrap_or_else(|| {
             let catalogue = lock(&self.catalogue);
-            let prediction = catalogue.entry(model).and_then(|e| e.prediction);
+            let detected = catalogue.entry(model).and_then(|e| e.prediction);
+            let prediction = self.config.load.prediction.or(detected);
             PolicyName::for_model(prediction.unwrap_or(Prediction::Epsilon)).0
         })
     }

@@ -165,7 +165,10 @@ impl Worker {
         let clock = Instant::now();
         let engine = Checkpoint::open(path)
             .map_err(Error::from)
-            .and_then(|c| Engine::load(self.gpu.clone(), c, self.dtype))
+            .and_then(|c| {
+                let options = self.shared.config.load;
+                Engine::load_with(self.gpu.clone(), c, self.dtype, options)
+            })
             .and_then(|e| e.gpu().sync().map(|()| e).map_err(Error::from))
             .map_err(|e| Failure {
                 status: 500,

@@ -4,7 +4,7 @@
 
 use super::TextError;
 use crate::tokenizer::{
-    chunk_prompt, parse_prompt, ClipTokenizer, Flavor, ParsedPrompt, PromptPart,
+    chunk_prompt, parse_prompt, ClipTokenizer, Flavor, ParsedPrompt, Prompt, PromptPart,
 };
 
 /// The longest prompt read, in bytes (about 200 chunks of ordinary text; A1111 sets none).
@@ -19,19 +19,39 @@ pub const MAX_PROMPT_WEIGHT: f32 = 10.0;
 /// Checks a prompt pair without a model: each prompt's size, then its weights and chunk count.
 pub fn check_prompts(prompt: &str, negative: &str) -> Result<(), TextError> {
     for (which, text) in [("prompt", prompt), ("negative prompt", negative)] {
-        if text.len() > MAX_PROMPT_BYTES {
-            return Err(TextError::PromptTooLong {
-                which,
-                bytes: text.len(),
-                max: MAX_PROMPT_BYTES,
-            });
-        }
-        let parsed = parse_prompt(text);
-        check_weights(&parsed)?;
-        let tokenizer = ClipTokenizer::shared();
-        for flavor in Flavor::BOTH {
-            check_chunks(which, chunk_prompt(tokenizer, &parsed, flavor).len())?;
-        }
+        check_size(which, text)?;
+        check_parsed(which, &parse_prompt(text))?;
+    }
+    Ok(())
+}
+
+/// [`check_prompts`] of prompts parsed already.
+pub fn check_prompt_pair(prompt: &Prompt, negative: &Prompt) -> Result<(), TextError> {
+    for (which, p) in [("prompt", prompt), ("negative prompt", negative)] {
+        check_size(which, p.text())?;
+        check_parsed(which, p.parsed())?;
+    }
+    Ok(())
+}
+
+/// At most [`MAX_PROMPT_BYTES`].
+fn check_size(which: &'static str, text: &str) -> Result<(), TextError> {
+    if text.len() > MAX_PROMPT_BYTES {
+        return Err(TextError::PromptTooLong {
+            which,
+            bytes: text.len(),
+            max: MAX_PROMPT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// A parsed prompt's weights and chunk count.
+fn check_parsed(which: &'static str, parsed: &ParsedPrompt) -> Result<(), TextError> {
+    check_weights(parsed)?;
+    let tokenizer = ClipTokenizer::shared();
+    for flavor in Flavor::BOTH {
+        check_chunks(which, chunk_prompt(tokenizer, parsed, flavor).len())?;
     }
     Ok(())
 }

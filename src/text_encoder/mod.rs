@@ -11,4 +11,6 @@ mod limits;
 pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, HiddenAct};
 pub use conditioning::{Conditioning, TextAdapters, TextEncoders, TextOptions};
 pub use error::TextError;
-pub use limits::{check_prompts, MAX_CHUNKS, MAX_PROMPT_BYTES, MAX_PROMPT_WEIGHT};
+pub use limits::{
+    check_prompt_pair, check_prompts, MAX_CHUNKS, MAX_PROMPT_BYTES, MAX_PROMPT_WEIGHT,
+};

@@ -18,7 +18,7 @@ use regex::Regex;
 
 pub use chunks::{chunk_prompt, Chunk, CHUNK_TOKENS};
 pub use normalize::normalize;
-pub use prompt::{parse_prompt, LoraSpec, LoraTag, ParsedPrompt, PromptPart};
+pub use prompt::{parse_prompt, LoraSpec, LoraTag, ParsedPrompt, Prompt, PromptPart};
 
 /// Id of `<|startoftext|>`.
 pub const BOS: u32 = 49406;

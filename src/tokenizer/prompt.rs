@@ -81,6 +81,59 @@ impl ParsedPrompt {
     }
 }
 
+/// A prompt as its user wrote it and as parsed, once: the text for metadata (infotext, A1111's
+/// `info`), the parse for everything else (LoRA tags, checks, encoding), so no stage parses it
+/// again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    text: String,
+    parsed: ParsedPrompt,
+}
+
+impl Prompt {
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let parsed = parse_prompt(&text);
+        Prompt { text, parsed }
+    }
+
+    /// As written (LoRA tags and brackets included).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn parsed(&self) -> &ParsedPrompt {
+        &self.parsed
+    }
+}
+
+impl Default for Prompt {
+    fn default() -> Self {
+        Prompt::new(String::new())
+    }
+}
+
+impl From<String> for Prompt {
+    fn from(text: String) -> Self {
+        Prompt::new(text)
+    }
+}
+
+impl From<&str> for Prompt {
+    fn from(text: &str) -> Self {
+        Prompt::new(text)
+    }
+}
+
+/// The text as written.
+impl std::ops::Deref for Prompt {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Parses `prompt`: removes LoRA tags, resolves weights and escapes, splits at `BREAK`, and
 /// merges neighbouring text of equal weight (so `(cat:1.0)` is exactly `cat`).
 pub fn parse_prompt(prompt: &str) -> ParsedPrompt {

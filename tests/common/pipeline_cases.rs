@@ -52,8 +52,8 @@ pub fn request(name: &str) -> Request {
         image_io::read(path.as_ref()).expect("init image")
     };
     Request {
-        prompt: c.prompt.clone(),
-        negative: c.negative.clone(),
+        prompt: c.prompt.clone().into(),
+        negative: c.negative.clone().into(),
         width: c.width,
         height: c.height,
         steps: c.steps,

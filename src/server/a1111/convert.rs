@@ -21,7 +21,7 @@ use crate::policy::{self, PolicyName, Settings};
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Work};
 use crate::server::state::{lock, Shared};
-use crate::tokenizer::parse_prompt;
+use crate::tokenizer::Prompt;
 
 /// The most images one request makes (`batch_size x n_iter`).
 const MAX_IMAGES: usize = 1024;
@@ -132,8 +132,8 @@ pub fn convert(
 ) -> Result<Converted, ApiError> {
     let f = Fields::of(kind, body);
     refuse_unsupported(&f, kind)?;
-    let prompt = f.string("prompt")?.unwrap_or_default();
-    let negative = f.string("negative_prompt")?.unwrap_or_default();
+    let prompt = Prompt::new(f.string("prompt")?.unwrap_or_default());
+    let negative = Prompt::new(f.string("negative_prompt")?.unwrap_or_default());
     let (sampler, schedule) = resolve_sampler(
         f.string("sampler_name")?
             .or(f.string("sampler_index")?)
@@ -141,7 +141,7 @@ pub fn convert(
         f.string("scheduler")?.as_deref(),
     )?;
     let overrides = Overrides::read(server, f.raw("override_settings"))?;
-    let loras = server.loras(&parse_prompt(&prompt).loras)?;
+    let loras = server.loras(&prompt.parsed().loras)?;
     let asked = Settings {
         width: positive(&f, "width")?,
         height: positive(&f, "height")?,

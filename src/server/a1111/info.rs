@@ -82,10 +82,10 @@ pub fn info_json(outcome: &Outcome, seeds: &[u64], subseed: i64) -> String {
     let r = &outcome.request;
     let count = seeds.len();
     let info = Info {
-        prompt: &r.prompt,
-        all_prompts: vec![&r.prompt; count],
-        negative_prompt: &r.negative,
-        all_negative_prompts: vec![&r.negative; count],
+        prompt: r.prompt.text(),
+        all_prompts: vec![r.prompt.text(); count],
+        negative_prompt: r.negative.text(),
+        all_negative_prompts: vec![r.negative.text(); count],
         seed: seeds.first().copied().unwrap_or(r.seed),
         all_seeds: seeds,
         subseed,

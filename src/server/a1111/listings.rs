@@ -55,27 +55,32 @@ pub fn routes() -> Router<Arc<Shared>> {
 }
 
 async fn get_options(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let mut options = lock(&shared.options).clone();
+    let options = lock(&shared.options).clone();
     let catalogue = lock(&shared.catalogue);
     let selected = catalogue
         .selected
         .as_deref()
         .and_then(|p| catalogue.entry(p));
-    options.insert(
-        "sd_model_checkpoint".into(),
+    let hash = selected.and_then(|e| e.sha256.clone());
+    Json(options_json(
+        options,
         catalogue.selected_title().into(),
-    );
-    options.insert(
-        "sd_checkpoint_hash".into(),
-        selected.and_then(|e| e.sha256.clone()).into(),
-    );
+        hash.into(),
+    ))
+}
+
+/// `GET /sdapi/v1/options`: the options set over A1111's defaults, with the selected
+/// checkpoint's title and hash (`serve`'s and a NATS API node's).
+pub fn options_json(mut options: Map<String, Value>, title: Value, hash: Value) -> Value {
+    options.insert("sd_model_checkpoint".into(), title);
+    options.insert("sd_checkpoint_hash".into(), hash);
     options
         .entry("CLIP_stop_at_last_layers")
         .or_insert_with(|| json!(1));
     options
         .entry("samples_format")
         .or_insert_with(|| json!("png"));
-    Json(Value::Object(options))
+    Value::Object(options)
 }
 
 /// Sets options; a checkpoint is loaded (after the running job) before this answers, and an
@@ -125,7 +130,7 @@ pub fn sd_model(shared: &Shared, e: &CheckpointEntry) -> Value {
         "sha256": e.sha256,
         "filename": e.path.display().to_string(),
         "config": null,
-        "prediction": e.prediction.map(|p| p.to_string()),
+        "prediction": shared.config.load.prediction.or(e.prediction).map(|p| p.to_string()),
         "quality_policy": shared.policy_for(&e.path).to_string(),
     })
 }

@@ -15,7 +15,7 @@ pub use fields::A1111Names;
 #[cfg(feature = "nats")]
 pub use info::info_json;
 #[cfg(feature = "nats")]
-pub use listings::{device_memory_json, loras_json, png_info, ram_json, sd_model};
+pub use listings::{device_memory_json, loras_json, options_json, png_info, ram_json, sd_model};
 #[cfg(feature = "nats")]
 pub use samplers::{samplers_json, schedulers_json};
 

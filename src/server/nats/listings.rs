@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::api::{models, unavailable, Node};
 use super::bus::NatsError;
-use crate::server::a1111::{clip_skip, object, ram_json};
+use crate::server::a1111::{clip_skip, object, options_json, ram_json};
 use crate::server::error::ApiError;
 
 /// The jobs bucket's key of the options set with `POST /sdapi/v1/options`.
@@ -43,28 +43,14 @@ pub fn answers(card: &Value, name: &str) -> bool {
 /// `GET /sdapi/v1/options`: the stored options over A1111's defaults, with the checkpoint jobs
 /// run on unless they name one.
 pub async fn get_options(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
-    let mut options = stored_options(&node).await?;
+    let options = stored_options(&node).await?;
     let served = models(&node.bus).await?;
     let selected = match options.get("sd_model_checkpoint").and_then(Value::as_str) {
         Some(name) => served.iter().find(|(_, card)| answers(card, name)),
         None => node.default_model(&served),
     };
-    let card = selected.map(|(_, card)| card);
-    options.insert(
-        "sd_model_checkpoint".into(),
-        card.map_or(Value::Null, |c| c["title"].clone()),
-    );
-    options.insert(
-        "sd_checkpoint_hash".into(),
-        card.map_or(Value::Null, |c| c["sha256"].clone()),
-    );
-    options
-        .entry("CLIP_stop_at_last_layers")
-        .or_insert_with(|| json!(1));
-    options
-        .entry("samples_format")
-        .or_insert_with(|| json!("png"));
-    Ok(Json(Value::Object(options)))
+    let card = |key: &str| selected.map_or(Value::Null, |(_, c)| c[key].clone());
+    Ok(Json(options_json(options, card("title"), card("sha256"))))
 }
 
 /// `POST /sdapi/v1/options`: a checkpoint no worker serves and a CLIP skip out of range are
