@@ -20,10 +20,10 @@ use super::tensor_file;
 use sdxl_wgpu::field::Described;
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::intake::LoraFolder;
+use sdxl_wgpu::intake::{plan, LoraFolder};
 use sdxl_wgpu::lora::{self, LoraSpec};
-use sdxl_wgpu::pipeline::{check_settings, InitImage, Noise, Request, SizeConditioning};
-use sdxl_wgpu::policy::{self, Correction, PolicyName, Preset, Settings};
+use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
+use sdxl_wgpu::policy::{Correction, PolicyName, Preset, Settings};
 use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
 use sdxl_wgpu::tokenizer::Prompt;
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
@@ -225,10 +225,11 @@ impl JobArgs {
         let prompt = Prompt::new(prompt);
         let loras = self.loras(&prompt)?;
         let asked = self.asked(policy, init_image.as_ref());
-        check_settings(&asked)?; // malformed values are errors, whatever the policy
-        let outcome = policy::apply(asked, &loras, policy.profile());
-        let request = self.request(prompt, outcome.settings, init_image, loras)?;
-        request.check()?;
+        let refuse = anyhow::Error::from;
+        let planned = plan(asked, loras, policy.profile(), refuse, |settings, loras| {
+            self.request(prompt, settings, init_image, loras)
+        })?;
+        let request = planned.request;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
         image_io::OutputFormat::of(&output)?;
         for path in std::iter::once(&output).chain(&self.dump) {
@@ -240,8 +241,8 @@ impl JobArgs {
             output,
             dump: self.dump.clone(),
             policy,
-            corrections: outcome.corrections,
-            warnings: outcome.warnings,
+            corrections: planned.corrections,
+            warnings: planned.warnings,
         })
     }
 

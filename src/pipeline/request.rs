@@ -111,7 +111,7 @@ impl Default for Request {
 
 /// Whether the size, guidance and steps a user asked for can run at all: a value that fails is
 /// malformed and an error, whatever the quality policy would make of it; the policy only moves
-/// values that are valid but poor. Run it before [`crate::policy::apply`].
+/// values that are valid but poor. [`crate::intake::plan`] runs it before the policy.
 pub fn check_settings(asked: &Settings) -> Result<(), Error> {
     check_size_and_guidance(asked.width, asked.height, asked.cfg)?;
     let max = TrainSchedule::sdxl().alphas_cumprod.len();

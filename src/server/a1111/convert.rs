@@ -14,10 +14,10 @@ use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
-use crate::intake::IntakeError;
+use crate::intake::{plan, IntakeError};
 use crate::lora::{LoraSpec, LoraTag};
-use crate::pipeline::{check_settings, InitImage, Request, SizeConditioning};
-use crate::policy::{self, PolicyName, Settings};
+use crate::pipeline::{Error, InitImage, Request, SizeConditioning};
+use crate::policy::{PolicyName, Settings};
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Work};
 use crate::server::state::{lock, Shared};
@@ -148,43 +148,42 @@ pub fn convert(
         cfg: f.float("cfg_scale")?.unwrap_or(7.0) as f32,
         steps: positive(&f, "steps")?,
     };
-    check_settings(&asked).map_err(|e| ApiError::invalid(e.describe(&A1111Names)))?;
     let model = match overrides.model {
         Some(model) => model,
         None => server.selected_model()?,
     };
-    let outcome = policy::apply(asked, &loras, server.policy(&model).profile());
-    let settings = outcome.settings;
-    // the image is decoded last, after every cheap check
-    let init = match kind {
-        Kind::Img2img => Some(init_image(&f)?),
-        _ => None,
-    };
-    let request = Request {
-        prompt,
-        negative,
-        width: settings.width,
-        height: settings.height,
-        steps: settings.steps,
-        cfg: settings.cfg,
-        cfg_rescale: None,
-        seed: seed(f.int("seed")?),
-        batch: positive(&f, "batch_size")?,
-        sampler,
-        schedule,
-        clip_skip: overrides.clip_skip.unwrap_or_else(|| server.clip_skip()),
-        size_conditioning: SizeConditioning::default(),
-        init: init
-            .map(|image| fitted(&f, image, settings.width, settings.height))
-            .transpose()?,
-        init_noise: None,
-        vae_tiling: Default::default(),
-        vae_precision: Default::default(),
-        loras,
-    };
-    request
-        .check()
-        .map_err(|e| ApiError::invalid(e.describe(&A1111Names)))?;
+    let refuse = |e: Error| ApiError::invalid(e.describe(&A1111Names));
+    let profile = server.policy(&model).profile();
+    let planned = plan(asked, loras, profile, refuse, |settings, loras| {
+        // the image is decoded last, after every cheap check
+        let init = match kind {
+            Kind::Img2img => Some(init_image(&f)?),
+            _ => None,
+        };
+        Ok(Request {
+            prompt,
+            negative,
+            width: settings.width,
+            height: settings.height,
+            steps: settings.steps,
+            cfg: settings.cfg,
+            cfg_rescale: None,
+            seed: seed(f.int("seed")?),
+            batch: positive(&f, "batch_size")?,
+            sampler,
+            schedule,
+            clip_skip: overrides.clip_skip.unwrap_or_else(|| server.clip_skip()),
+            size_conditioning: SizeConditioning::default(),
+            init: init
+                .map(|image| fitted(&f, image, settings.width, settings.height))
+                .transpose()?,
+            init_noise: None,
+            vae_tiling: Default::default(),
+            vae_precision: Default::default(),
+            loras,
+        })
+    })?;
+    let request = planned.request;
     let n_iter = positive(&f, "n_iter")?;
     let images = n_iter.saturating_mul(request.batch);
     if images > MAX_IMAGES {
@@ -202,7 +201,7 @@ pub fn convert(
             kind,
             request,
             n_iter,
-            corrections: outcome.corrections,
+            corrections: planned.corrections,
             model,
             save_to: save_to(server, &f)?,
         },
