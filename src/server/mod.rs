@@ -6,6 +6,7 @@
 mod a1111;
 mod auth;
 mod error;
+mod job_view;
 mod jobs;
 mod metrics;
 mod models;

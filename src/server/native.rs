@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::a1111::{convert_body, object};
 use super::error::ApiError;
+use super::job_view::{ErrorView, JobView, ProgressView};
 use super::jobs::{Job, JobId, Kind, Snapshot, Status, Task};
 use super::state::Shared;
 use super::submit::submit;
@@ -70,37 +71,27 @@ fn job(shared: &Shared, id: &str) -> Result<Arc<Job>, ApiError> {
 
 /// The job's state as JSON.
 fn describe(shared: &Shared, job: &Job, s: &Snapshot) -> Value {
-    let p = &s.progress;
-    let images: Vec<String> = s
-        .outcome
-        .as_ref()
-        .map(|o| {
-            (0..o.images.len())
-                .map(|i| format!("/v1/jobs/{}/images/{i}", job.id))
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "id": job.id.to_string(),
-        "kind": job.kind,
-        "status": s.status,
-        "queue_position": shared.queue.position(job.id),
-        "progress": {
-            "fraction": p.fraction(),
-            "iteration": p.iteration,
-            "iterations": p.iterations,
-            "step": p.step,
-            "steps": p.steps,
-            "eta_seconds": p.eta(),
-        },
-        "queued_at": unix(s.times.queued),
-        "started_at": s.times.started.map(unix),
-        "finished_at": s.times.finished.map(unix),
-        "error": s.failure.as_ref().map(|f| json!({"status": f.status, "message": f.message})),
-        "seeds": s.outcome.as_ref().map(|o| o.seeds.clone()),
-        "infotexts": s.outcome.as_ref().map(|o| o.infotexts.clone()),
-        "images": images,
-    })
+    let id = job.id.to_string();
+    let images = s.outcome.as_ref().map_or(0, |o| o.images.len());
+    JobView {
+        images: JobView::image_urls(&id, images),
+        id,
+        kind: job.kind,
+        status: s.status,
+        placement: None,
+        queue_position: shared.queue.position(job.id),
+        progress: ProgressView::of(&s.progress),
+        queued_at: unix(s.times.queued),
+        started_at: s.times.started.map(unix),
+        finished_at: s.times.finished.map(unix),
+        error: s.failure.as_ref().map(|f| ErrorView {
+            status: f.status,
+            message: f.message.clone(),
+        }),
+        seeds: s.outcome.as_ref().map(|o| o.seeds.clone()),
+        infotexts: s.outcome.as_ref().map(|o| o.infotexts.clone()),
+    }
+    .json()
 }
 
 /// Seconds since the Unix epoch, with microseconds.

@@ -31,6 +31,7 @@ use crate::server::a1111::{
     schedulers_json, state_json, ProgressQuery,
 };
 use crate::server::error::ApiError;
+use crate::server::job_view::{ErrorView, JobView, Placement, ProgressView};
 use crate::server::jobs::{Kind, Progress, Status};
 use crate::server::native::{event_name, take_kind, Seen};
 use crate::server::{bind, guarded, ServerConfig, ServerError};
@@ -401,33 +402,37 @@ fn describe(r: &JobRecord) -> Value {
         Status::Succeeded => 1.0,
         _ => progress_of(r).fraction(),
     };
-    let images: Vec<String> = (0..r.images)
-        .map(|i| format!("/v1/jobs/{}/images/{i}", r.id))
-        .collect();
-    json!({
-        "id": r.id,
-        "kind": r.kind,
-        "status": r.status,
-        "model": r.model,
-        "worker": r.worker,
-        "attempts": r.attempts,
-        "queue_position": null,
-        "progress": {
-            "fraction": fraction,
-            "iteration": p.iteration,
-            "iterations": p.iterations,
-            "step": p.step,
-            "steps": p.steps,
-            "eta_seconds": null,
+    let finished = r.status.finished();
+    JobView {
+        id: r.id.clone(),
+        kind: r.kind,
+        status: r.status,
+        placement: Some(Placement {
+            model: r.model.clone(),
+            worker: r.worker.clone(),
+            attempts: r.attempts,
+        }),
+        queue_position: None,
+        progress: ProgressView {
+            fraction,
+            iteration: p.iteration,
+            iterations: p.iterations,
+            step: p.step,
+            steps: p.steps,
+            eta_seconds: None,
         },
-        "queued_at": r.queued_at,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "error": r.error.as_ref().map(|e| json!({"status": e.status, "message": e.message})),
-        "seeds": r.status.finished().then(|| r.seeds.clone()),
-        "infotexts": r.status.finished().then(|| r.infotexts.clone()),
-        "images": images,
-    })
+        queued_at: r.queued_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        error: r.error.as_ref().map(|e| ErrorView {
+            status: e.status,
+            message: e.message.clone(),
+        }),
+        seeds: finished.then(|| r.seeds.clone()),
+        infotexts: finished.then(|| r.infotexts.clone()),
+        images: JobView::image_urls(&r.id, r.images),
+    }
+    .json()
 }
 
 async fn show(
