@@ -16,13 +16,14 @@ use super::values::spelled;
 use super::gpu;
 use super::job::{read_jobs, Job, JobArgs};
 use super::progress::Progress;
+use super::serve::LoadArgs;
 use super::tensor_file::{self, HostTensor};
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device::{Backend, MadeOn, Precision};
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, ImageMetadata};
 use sdxl_wgpu::infotext::{self, ModelInfo};
-use sdxl_wgpu::pipeline::{Engine, Generated, LoadOptions};
+use sdxl_wgpu::pipeline::{Engine, Generated};
 use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::sampling::Prediction;
 
@@ -37,13 +38,8 @@ pub struct GenerateArgs {
     /// names in snake_case; the flags given here are the defaults of every job).
     #[arg(long)]
     jobs: Option<PathBuf>,
-    /// Override the detected prediction type.
-    #[arg(long, value_parser = spelled::<Prediction>())]
-    prediction: Option<Prediction>,
-    /// Run the zero-terminal-SNR schedule (rescaled betas, trailing timesteps, CFG rescale 0.7
-    /// by default) though the checkpoint carries no `ztsnr` marker.
-    #[arg(long)]
-    ztsnr: bool,
+    #[command(flatten)]
+    load: LoadArgs,
     #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
     precision: Precision,
     #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
@@ -177,7 +173,7 @@ impl JobSource<'_> {
 /// The quality policy of jobs that name none: the checkpoint's (`--prediction` overrides its
 /// markers), and why. A checkpoint that cannot be opened gets the default; loading it says why.
 fn model_policy(args: &GenerateArgs) -> (PolicyName, &'static str) {
-    let prediction = args.prediction.or_else(|| {
+    let prediction = args.load.prediction.or_else(|| {
         Checkpoint::open(&args.model)
             .ok()
             .map(|c| c.variant.prediction)
@@ -204,11 +200,7 @@ fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
     let gpu = gpu::open(args.backend)?;
     let dtype = gpu::weight_dtype(&gpu, args.precision);
     let start = Instant::now();
-    let options = LoadOptions {
-        prediction: args.prediction,
-        zero_terminal_snr: args.ztsnr.then_some(true),
-    };
-    let engine = Engine::load_with(gpu, checkpoint, dtype, options)?;
+    let engine = Engine::load_with(gpu, checkpoint, dtype, args.load.options())?;
     engine.gpu().sync()?;
     let load_s = start.elapsed().as_secs_f64();
     let on = engine.made_on();

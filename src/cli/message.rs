@@ -30,26 +30,24 @@ impl FieldNames for FlagNames {
 
 /// `error` and its causes, as `{error:#}` writes them, fields spelled as flags.
 pub fn message(error: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let part = if let Some(e) = cause.downcast_ref::<sdxl_wgpu::Error>() {
-            e.describe(&FlagNames)
-        } else if let Some(e) = cause.downcast_ref::<PipelineError>() {
-            e.describe(&FlagNames)
-        } else if let Some(e) = cause.downcast_ref::<ScheduleError>() {
-            e.describe(&FlagNames)
-        } else if let Some(e) = cause.downcast_ref::<DeviceError>() {
-            e.describe(&FlagNames)
-        } else if let Some(e) = cause.downcast_ref::<IntakeError>() {
-            e.describe(&FlagNames)
-        } else {
-            cause.to_string()
-        };
-        // a transparent wrapper repeats its source's message: say it once
-        if parts.last() != Some(&part) {
-            parts.push(part);
-        }
-    }
+    let parts: Vec<String> = error
+        .chain()
+        .map(|cause| {
+            if let Some(e) = cause.downcast_ref::<sdxl_wgpu::Error>() {
+                e.describe(&FlagNames)
+            } else if let Some(e) = cause.downcast_ref::<PipelineError>() {
+                e.describe(&FlagNames)
+            } else if let Some(e) = cause.downcast_ref::<ScheduleError>() {
+                e.describe(&FlagNames)
+            } else if let Some(e) = cause.downcast_ref::<DeviceError>() {
+                e.describe(&FlagNames)
+            } else if let Some(e) = cause.downcast_ref::<IntakeError>() {
+                e.describe(&FlagNames)
+            } else {
+                cause.to_string()
+            }
+        })
+        .collect();
     parts.join(": ")
 }
 

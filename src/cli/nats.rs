@@ -131,7 +131,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             backend: args.engine.backend,
             shader_compiler: super::global().shader_compiler,
             preview_every: args.engine.preview_every,
-            load: args.engine.load_options(),
+            load: args.engine.load.options(),
             queue_size: 1,
             ..ServerConfig::default()
         },

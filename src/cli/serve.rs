@@ -79,18 +79,24 @@ pub struct EngineArgs {
     /// every N steps; 0 turns it off.
     #[arg(long, default_value_t = 5)]
     pub preview_every: usize,
-    /// Override every checkpoint's detected prediction type.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// What a checkpoint loads with instead of its markers (`generate`, `serve`, `worker`).
+#[derive(Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// Override the checkpoint's detected prediction type.
     #[arg(long, value_parser = spelled::<Prediction>())]
     pub prediction: Option<Prediction>,
     /// Run the zero-terminal-SNR schedule (rescaled betas, trailing timesteps, CFG rescale 0.7
-    /// by default) though a checkpoint carries no `ztsnr` marker.
+    /// by default) though the checkpoint carries no `ztsnr` marker.
     #[arg(long)]
     pub ztsnr: bool,
 }
 
-impl EngineArgs {
-    /// What every checkpoint loads with (`--prediction`, `--ztsnr`).
-    pub fn load_options(&self) -> LoadOptions {
+impl LoadArgs {
+    pub fn options(&self) -> LoadOptions {
         LoadOptions {
             prediction: self.prediction,
             zero_terminal_snr: self.ztsnr.then_some(true),
@@ -147,7 +153,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
             time: Duration::from_secs(args.keep_seconds),
         },
         keep_warm: Duration::from_secs(args.keep_warm),
-        load: args.engine.load_options(),
+        load: args.engine.load.options(),
     })
 }
 

@@ -29,7 +29,7 @@ pub fn compatible<'a>(
 /// Checks each LoRA in turn on `engine` (which is left with no LoRA) against `baseline`, the
 /// probe image without a LoRA.
 pub fn round_trips(
-    engine: &mut Engine,
+    engine: &Engine,
     loras: &[&LoraSpec],
     baseline: &[f32],
     report: &mut Report,
@@ -85,7 +85,7 @@ fn verdict(table: &LoraTable, spec: &LoraSpec, report: &mut Report) -> std::io::
 
 /// Load -> generate -> no LoRA -> generate: the image and the memory in use come back.
 fn round_trip(
-    engine: &mut Engine,
+    engine: &Engine,
     spec: &LoraSpec,
     baseline: &[f32],
     report: &mut Report,

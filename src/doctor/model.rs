@@ -50,7 +50,7 @@ pub fn check(
         e.gpu().sync()?;
         Ok(e)
     });
-    let mut engine = match engine {
+    let engine = match engine {
         Ok(engine) => engine,
         Err(e) => return report.add(Check::fail("load", e.to_string(), REDOWNLOAD)),
     };
@@ -68,7 +68,7 @@ pub fn check(
         ),
     ))?;
     if let Some(baseline) = generation(&engine, &[], "generation", report)? {
-        lora::round_trips(&mut engine, &usable, &baseline, report)?;
+        lora::round_trips(&engine, &usable, &baseline, report)?;
     }
     check_memory_release(Some(engine.gpu()), report)?;
     Ok(())

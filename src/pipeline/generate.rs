@@ -153,7 +153,7 @@ struct Run<'a, 'c> {
 impl Run<'_, '_> {
     /// A stage's end: waits for the device (surfacing its failure) and samples its memory.
     fn boundary(&mut self) -> Result<(), Error> {
-        let gpu = &self.engine.gpu();
+        let gpu = &self.engine.gpu;
         gpu.sync()?;
         if let Some(bytes) = gpu.reserved_bytes() {
             let peak = &mut self.stats.peak_reserved_bytes;
@@ -211,7 +211,7 @@ impl Run<'_, '_> {
         let options = TextOptions {
             clip_skip: self.request.clip_skip,
         };
-        let text = engine.models().text_encoders.encode_with(
+        let text = engine.models.text_encoders.encode_with(
             self.request.prompt.parsed(),
             self.request.negative.parsed(),
             options,
@@ -230,7 +230,7 @@ impl Run<'_, '_> {
     /// its start step. The noise is the request's, or drawn from the seeds.
     fn initial_latents(&mut self) -> Result<Tensor<4>, Error> {
         let request = self.request;
-        let device = &self.engine.gpu().device;
+        let device = &self.engine.gpu.device;
         let noise = match &request.init_noise {
             Some(n) => Tensor::from_data(TensorData::new(n.values.clone(), n.shape), device),
             None => noise(request.latent_shape(), &mut self.rngs, device),
@@ -248,9 +248,9 @@ impl Run<'_, '_> {
         let clock = Instant::now();
         let (engine, request) = (self.engine, self.request);
         let image = image_io::fit(&init.image, request.width, request.height);
-        let pixels = image_io::to_tensor(&image, &engine.gpu().device); // [1, 3, H, W]
-        let vae_cfg = &engine.checkpoint().config.vae;
-        let (posterior, _) = engine.models().vae.encode_tiled(
+        let pixels = image_io::to_tensor(&image, &engine.gpu.device); // [1, 3, H, W]
+        let vae_cfg = &engine.checkpoint.config.vae;
+        let (posterior, _) = engine.models.vae.encode_tiled(
             vae_cfg,
             pixels,
             request.vae_precision.dtype(),
@@ -288,12 +288,12 @@ impl Run<'_, '_> {
         let halves = if guided { 2 } else { 1 };
         let ids = request.add_time_ids();
         let (context, pooled) = unet_conditioning(text, b, guided);
-        let unet = &engine.models().unet;
+        let unet = &engine.models.unet;
         let adapters = self.adapters;
         let adapt = adapters.scope(Component::Unet);
         let phase = phase::start("UNet conditioning (text-time embedding, cross-attention keys)");
         let text = unet.prepare(context, pooled, &vec![ids; halves * b], adapt); // once per run
-        self.engine.gpu().sync()?;
+        self.engine.gpu.sync()?;
         phase.done("");
         let total = self.sampling.steps_left();
         let phase = phase::start(format!("denoise {total} steps (UNet batch {})", halves * b));
@@ -327,7 +327,7 @@ impl Run<'_, '_> {
             x = self.sampling.step(prediction, x, &mut self.rngs);
             // submitted, not waited for: the CPU records the next step while the device runs
             // this one (the one wait is at the loop's end)
-            self.engine.gpu().flush()?;
+            self.engine.gpu.flush()?;
             self.stats.record += recording.elapsed();
             steps.step(done, total);
             (self.controls.on_event)(Event::Step { done, total });
@@ -355,13 +355,13 @@ impl Run<'_, '_> {
         (self.controls.on_event)(Event::Decoding { images: b });
         let phase = phase::start(format!("VAE decode ({b} image(s))"));
         let clock = Instant::now();
-        let vae_cfg = &engine.checkpoint().config.vae;
+        let vae_cfg = &engine.checkpoint.config.vae;
         let mut images = Vec::with_capacity(b);
         let mut vae_plan = None;
         for i in 0..b {
             let [_, c, lh, lw] = x.dims();
             let z = x.clone().slice([i..i + 1, 0..c, 0..lh, 0..lw]) / vae_cfg.scaling_factor;
-            let (image, plan) = engine.models().vae.decode_tiled(
+            let (image, plan) = engine.models.vae.decode_tiled(
                 vae_cfg,
                 z,
                 request.vae_precision.dtype(),

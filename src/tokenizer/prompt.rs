@@ -125,15 +125,6 @@ impl From<&str> for Prompt {
     }
 }
 
-/// The text as written.
-impl std::ops::Deref for Prompt {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.text
-    }
-}
-
 /// Parses `prompt`: removes LoRA tags, resolves weights and escapes, splits at `BREAK`, and
 /// merges neighbouring text of equal weight (so `(cat:1.0)` is exactly `cat`).
 pub fn parse_prompt(prompt: &str) -> ParsedPrompt {

@@ -65,10 +65,10 @@ pub fn run(
     }
     let bytes = stored_bytes(&checkpoint);
     let start = Instant::now();
-    let mut engine = Engine::load(setup.gpu.clone(), checkpoint, dtype)?;
+    let engine = Engine::load(setup.gpu.clone(), checkpoint, dtype)?;
     engine.gpu().sync()?;
     let load_s = start.elapsed().as_secs_f64();
-    let lora_swap_s = lora_swap(&mut engine, setup.lora)?;
+    let lora_swap_s = lora_swap(&engine, setup.lora)?;
     for &(width, height) in setup.sizes {
         let request = Request {
             prompt: "1girl, solo, looking at viewer, masterpiece".into(),
@@ -112,7 +112,7 @@ pub fn run(
 
 /// Seconds to make the synthetic LoRA the active set (read, check, upload), after which the
 /// engine goes back to no LoRA.
-fn lora_swap(engine: &mut Engine, lora: &SyntheticLora) -> anyhow::Result<f64> {
+fn lora_swap(engine: &Engine, lora: &SyntheticLora) -> anyhow::Result<f64> {
     let spec = LoraSpec {
         path: lora.path.clone(),
         unet_weight: 0.8,

@@ -37,14 +37,17 @@ use super::state::{lock, Shared};
 use super::submit::{finished, submit};
 
 /// The checks of an A1111 body that need no server (see [`convert::Precheck`]), off the async
-/// threads: a NATS API node's, before it queues the job.
+/// threads: a NATS API node's, before it queues the job. The body comes back unchanged.
 #[cfg(feature = "nats")]
-pub async fn precheck_body(kind: Kind, map: &Map<String, Value>) -> Result<(), ApiError> {
-    let map = map.clone();
-    tokio::task::spawn_blocking(move || convert::convert(&convert::Precheck, kind, &map))
-        .await
-        .map_err(|e| ApiError::internal(format!("checking the request: {e}")))?
-        .map(|_| ())
+pub async fn precheck_body(
+    kind: Kind,
+    map: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        convert::convert(&convert::Precheck, kind, &map).map(|_| map)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("checking the request: {e}")))?
 }
 
 /// The `/sdapi/v1` routes.

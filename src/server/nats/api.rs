@@ -23,7 +23,9 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::bus::{Bus, NatsError, ANNOUNCE_EVERY};
-use super::listings::{answers, get_options, loras, memory, set_options, stored_options};
+use super::listings::{
+    answers, get_options, loras, memory, served_model, set_options, stored_options,
+};
 use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
 use crate::server::a1111::{
@@ -171,31 +173,19 @@ async fn sd_models(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiErro
 /// The subject token of the model a body asks for: `override_settings.sd_model_checkpoint`
 /// (any of A1111's names for it), else the one `options` selected, else the node's `--model`
 /// name, else the one model served.
-async fn model_of(node: &Node, body: &Map<String, Value>) -> Result<String, ApiError> {
-    let overridden = body
+async fn model_of(
+    node: &Node,
+    body: &Map<String, Value>,
+    options: &Map<String, Value>,
+) -> Result<String, ApiError> {
+    let asked = body
         .get("override_settings")
         .and_then(|o| o.get("sd_model_checkpoint"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let asked = match overridden {
-        Some(name) => Some(name),
-        None => stored_options(node)
-            .await?
-            .get("sd_model_checkpoint")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    };
+        .or_else(|| options.get("sd_model_checkpoint"))
+        .and_then(Value::as_str);
     let served = models(&node.bus).await?;
     if let Some(name) = asked {
-        return served
-            .iter()
-            .find(|(_, card)| answers(card, &name))
-            .map(|(token, _)| token.clone())
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "sd_model_checkpoint: no worker serves {name:?}; see GET /sdapi/v1/sd-models"
-                ))
-            });
+        return served_model(&served, name).map(|(token, _)| token.clone());
     }
     if let Some((token, _)) = node.default_model(&served) {
         return Ok(token.clone());
@@ -210,10 +200,9 @@ async fn model_of(node: &Node, body: &Map<String, Value>) -> Result<String, ApiE
 
 /// The options every job gets unless it overrides them (CLIP skip), folded into its
 /// `override_settings`, so the worker that runs it applies them as `serve` would.
-async fn fold_options(node: &Node, body: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let options = stored_options(node).await?;
+fn fold_options(options: &Map<String, Value>, body: &mut Map<String, Value>) {
     let Some(clip) = options.get("CLIP_stop_at_last_layers") else {
-        return Ok(());
+        return;
     };
     let overrides = body.entry("override_settings").or_insert_with(|| json!({}));
     if overrides.is_null() {
@@ -223,7 +212,6 @@ async fn fold_options(node: &Node, body: &mut Map<String, Value>) -> Result<(), 
         map.entry("CLIP_stop_at_last_layers")
             .or_insert_with(|| clip.clone());
     }
-    Ok(())
 }
 
 /// A new job id: 16 hex digits from the clock and the process, unique across nodes.
@@ -250,13 +238,14 @@ fn hex(bytes: &[u8]) -> String {
 async fn submit(
     node: &Node,
     kind: Kind,
-    mut body: Map<String, Value>,
+    body: Map<String, Value>,
     key: Option<&str>,
 ) -> Result<JobRecord, ApiError> {
     let bus = &node.bus;
-    precheck_body(kind, &body).await?;
-    let model = model_of(node, &body).await?;
-    fold_options(node, &mut body).await?;
+    let mut body = precheck_body(kind, body).await?;
+    let options = stored_options(node).await?;
+    let model = model_of(node, &body, &options).await?;
+    fold_options(&options, &mut body);
     let mut id = new_id();
     if let Some(key) = key {
         let key_name = format!("key-{}", hex(&Sha256::digest(key.as_bytes())[..16]));

@@ -40,13 +40,29 @@ pub fn answers(card: &Value, name: &str) -> bool {
         .any(|k| field(k) == Some(name.trim()))
 }
 
+/// The served model (subject token, card) a client's `sd_model_checkpoint` names; a 422 when
+/// no worker serves it.
+pub fn served_model<'a>(
+    served: &'a [(String, Value)],
+    name: &str,
+) -> Result<&'a (String, Value), ApiError> {
+    served
+        .iter()
+        .find(|(_, card)| answers(card, name))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "sd_model_checkpoint: no worker serves {name:?}; see GET /sdapi/v1/sd-models"
+            ))
+        })
+}
+
 /// `GET /sdapi/v1/options`: the stored options over A1111's defaults, with the checkpoint jobs
 /// run on unless they name one.
 pub async fn get_options(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
     let options = stored_options(&node).await?;
     let served = models(&node.bus).await?;
     let selected = match options.get("sd_model_checkpoint").and_then(Value::as_str) {
-        Some(name) => served.iter().find(|(_, card)| answers(card, name)),
+        Some(name) => served_model(&served, name).ok(),
         None => node.default_model(&served),
     };
     let card = |key: &str| selected.map_or(Value::Null, |(_, c)| c[key].clone());
@@ -66,15 +82,7 @@ pub async fn set_options(
     if let Some(v) = map.get_mut("sd_model_checkpoint") {
         let name = v.as_str().unwrap_or_default().to_string();
         let served = models(&node.bus).await?;
-        let (_, card) = served
-            .iter()
-            .find(|(_, card)| answers(card, &name))
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "sd_model_checkpoint: no worker serves {name:?}; see GET /sdapi/v1/sd-models"
-                ))
-            })?;
-        *v = card["title"].clone();
+        *v = served_model(&served, &name)?.1["title"].clone();
     }
     let mut options = stored_options(&node).await?;
     options.extend(map);
