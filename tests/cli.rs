@@ -521,6 +521,21 @@ fn hostile_paths_and_sizes_are_refused_up_front() {
         err.contains("latents are at most [64, 4, 1024, 1024]"),
         "{err}"
     );
+    // a zero-sized dimension is bad input, refused before anything reaches the device
+    let empty = dir.path().join("empty.safetensors");
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 4, 0, 8], &[])
+        .expect("view");
+    safetensors::serialize_to_file([("latents", view)], None, &empty).expect("written");
+    let (code, _, err) = run(&[
+        "decode",
+        TINY,
+        "--latents",
+        empty.to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds no value"), "{err}");
 
     let model = dir.path().join("tiny.safetensors");
     std::fs::copy(TINY, &model).expect("copy");

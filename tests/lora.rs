@@ -109,6 +109,33 @@ fn bad_files_fail_naming_file_and_cause() {
     assert!(matches!(check(&missing), Err(LoraError::File(_))));
 
     let to_q = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q";
+    // one layer in two spellings (LDM and diffusers names): refused, naming both
+    let twice = dir.path().join("twice.safetensors");
+    let diffusers_q = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q";
+    let pair = |module: &str| {
+        [
+            (
+                format!("{module}.lora_down.weight"),
+                vec![4, 64],
+                vec![0.0; 256],
+            ),
+            (
+                format!("{module}.lora_up.weight"),
+                vec![64, 4],
+                vec![0.0; 256],
+            ),
+        ]
+    };
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+        pair(to_q).into_iter().chain(pair(diffusers_q)).collect();
+    let named: Vec<(&str, Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
+        .collect();
+    write(&twice, &named);
+    let err = check(&twice).expect_err("one layer twice");
+    assert!(matches!(err, LoraError::Collision { .. }), "{err}");
+    assert!(err.to_string().contains(diffusers_q), "{err}");
     let wrong = dir.path().join("wrong_shape.safetensors");
     write(
         &wrong,

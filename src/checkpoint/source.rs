@@ -176,7 +176,10 @@ impl Hints {
             config(Component::TextEncoder2)?,
         ];
         Ok(Hints {
-            head_dim: unet_head_dim(&unet),
+            head_dim: unet_head_dim(&unet).map_err(|reason| CheckpointError::BadFolder {
+                path: path.join("unet").join("config.json"),
+                reason,
+            })?,
             text_encoder_heads: te.each_ref().map(|c| {
                 c.get("num_attention_heads")
                     .and_then(|h| h.as_u64())
@@ -217,18 +220,49 @@ fn read_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
 
 /// diffusers' UNet config names the head *count* per level `attention_head_dim` (a historical
 /// misnomer) unless `num_attention_heads` is set; the head width is the deepest level's width
-/// over its head count.
-fn unet_head_dim(config: &serde_json::Value) -> Option<usize> {
+/// over its head count. `None`: the config does not say; a head count of 0 or one that does not
+/// divide the width is an error naming the field.
+fn unet_head_dim(config: &serde_json::Value) -> Result<Option<usize>, String> {
     let last = |v: &serde_json::Value| -> Option<u64> {
         match v {
             serde_json::Value::Array(a) => a.last()?.as_u64(),
             v => v.as_u64(),
         }
     };
-    let heads = config
-        .get("num_attention_heads")
-        .and_then(last)
-        .or_else(|| config.get("attention_head_dim").and_then(last))?;
-    let width = last(config.get("block_out_channels")?)?;
-    (heads > 0 && width % heads == 0).then_some((width / heads) as usize)
+    let named = ["num_attention_heads", "attention_head_dim"]
+        .into_iter()
+        .find_map(|field| Some((field, config.get(field).and_then(last)?)));
+    let Some((field, heads)) = named else {
+        return Ok(None);
+    };
+    let Some(width) = config.get("block_out_channels").and_then(last) else {
+        return Ok(None);
+    };
+    match heads {
+        0 => Err(format!(
+            "{field} 0: a level has at least one attention head"
+        )),
+        h if width % h != 0 => Err(format!(
+            "{field} {h} does not divide the deepest level's {width} channels"
+        )),
+        h => Ok(Some((width / h) as usize)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_width_from_diffusers_config() {
+        let config = |v: serde_json::Value| unet_head_dim(&v);
+        let sdxl = serde_json::json!({"attention_head_dim": [5, 10, 20], "block_out_channels": [320, 640, 1280]});
+        assert_eq!(config(sdxl), Ok(Some(64)));
+        let zero = serde_json::json!({"attention_head_dim": 0, "num_attention_heads": null, "block_out_channels": [320]});
+        let err = config(zero).expect_err("no heads");
+        assert!(err.starts_with("attention_head_dim 0"), "{err}");
+        let odd = serde_json::json!({"num_attention_heads": 7, "block_out_channels": [320]});
+        assert!(config(odd).is_err());
+        assert_eq!(config(serde_json::json!({})), Ok(None));
+    }
 }

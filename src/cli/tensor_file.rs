@@ -108,6 +108,12 @@ pub fn read_4d(
             path.display()
         ),
     };
+    if shape.contains(&0) {
+        bail!(
+            "{}: `{name}` is {shape:?}, which holds no value; every dimension must be 1 or more",
+            path.display()
+        );
+    }
     if shape.iter().zip(MAX_LATENT_SHAPE).any(|(&d, max)| d > max) {
         bail!(
             "{}: `{name}` is {shape:?}; latents are at most {MAX_LATENT_SHAPE:?} ([batch, 4, \

@@ -88,7 +88,8 @@ pub fn write_png(
     writer.finish()
 }
 
-/// The text chunks of a PNG file, keyword -> text (`tEXt`, `zTXt` and `iTXt`).
+/// The text chunks of a PNG file, keyword -> text (`tEXt`, `zTXt` and `iTXt`), at most
+/// [`MAX_TEXT_BYTES`] of it.
 pub fn read_png_text(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
     let file = std::io::BufReader::new(std::fs::File::open(path)?);
     png_text_of(file)
@@ -99,43 +100,132 @@ pub fn png_text(bytes: &[u8]) -> std::io::Result<BTreeMap<String, String>> {
     png_text_of(std::io::Cursor::new(bytes))
 }
 
-/// The most pixel bytes decoded to reach a PNG's text chunks (8192 x 8192 RGBA).
-const MAX_FRAME_BYTES: usize = 8192 * 8192 * 4;
+/// The most text a PNG's text chunks may hold, all together and inflated: an infotext is a few
+/// KiB; a file claiming more is refused rather than inflated.
+pub const MAX_TEXT_BYTES: usize = 4 << 20;
 
-fn png_text_of(
-    source: impl std::io::BufRead + std::io::Seek,
-) -> std::io::Result<BTreeMap<String, String>> {
-    let mut reader = png::Decoder::new(source)
-        .read_info()
-        .map_err(std::io::Error::other)?;
-    // text chunks after the image data are read with the frame, which must fit a budget
-    let size = reader.output_buffer_size().unwrap_or(usize::MAX);
-    if size > MAX_FRAME_BYTES {
-        return Err(std::io::Error::other(format!(
-            "the image's {size} bytes of pixels are more than the {MAX_FRAME_BYTES} read for its text"
-        )));
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+
+/// Whether `bytes` start as a PNG file does.
+pub fn is_png(bytes: &[u8]) -> bool {
+    bytes.starts_with(&PNG_SIGNATURE)
+}
+
+/// The text chunks, read by walking the file's chunks (length, type, data, CRC;
+/// <https://www.w3.org/TR/png-3/#5Chunk-layout>) without decoding a pixel. Written here because
+/// the png crate reaches text stored after the image data only by decoding the whole frame (256
+/// MiB for an 8192x8192 image) and inflates `zTXt`/`iTXt` without a bound; this reads at most
+/// [`MAX_TEXT_BYTES`] of text, whatever the file claims.
+fn png_text_of<R: std::io::Read>(mut source: R) -> std::io::Result<BTreeMap<String, String>> {
+    let mut signature = [0u8; 8];
+    source.read_exact(&mut signature)?;
+    if signature != PNG_SIGNATURE {
+        return Err(invalid("not a PNG file"));
     }
-    let mut buffer = vec![0; size];
-    reader
-        .next_frame(&mut buffer)
-        .map_err(std::io::Error::other)?;
-    reader.finish().map_err(std::io::Error::other)?;
-    let info = reader.info();
+    let mut budget = MAX_TEXT_BYTES;
     let mut chunks = BTreeMap::new();
-    for t in &info.uncompressed_latin1_text {
-        chunks.insert(t.keyword.clone(), t.text.clone());
-    }
-    for t in &info.compressed_latin1_text {
-        if let Ok(text) = t.get_text() {
-            chunks.insert(t.keyword.clone(), text);
+    loop {
+        let mut head = [0u8; 8];
+        source.read_exact(&mut head)?;
+        let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = [head[4], head[5], head[6], head[7]];
+        match &kind {
+            b"IEND" => return Ok(chunks),
+            b"tEXt" | b"zTXt" | b"iTXt" => {
+                if length > budget {
+                    return Err(too_much_text());
+                }
+                let mut data = vec![0; length];
+                source.read_exact(&mut data)?;
+                let mut crc = [0u8; 4];
+                source.read_exact(&mut crc)?;
+                let mut sum = flate2::Crc::new();
+                sum.update(&kind);
+                sum.update(&data);
+                if sum.sum() != u32::from_be_bytes(crc) {
+                    return Err(invalid("a text chunk's CRC does not match"));
+                }
+                if let Some((keyword, text)) = text_chunk(&kind, &data, budget)? {
+                    budget -= text.len().min(budget);
+                    chunks.insert(keyword, text);
+                }
+            }
+            _ => {
+                let skip = length as u64 + 4;
+                let mut rest = std::io::Read::take(&mut source, skip);
+                let skipped = std::io::copy(&mut rest, &mut std::io::sink())?;
+                if skipped != skip {
+                    return Err(invalid("the file ends inside a chunk"));
+                }
+            }
         }
     }
-    for t in &info.utf8_text {
-        if let Ok(text) = t.get_text() {
-            chunks.insert(t.keyword.clone(), text);
+}
+
+/// One text chunk's keyword and text (`None`: a compression method PNG does not define);
+/// compressed text is inflated to at most `budget` bytes.
+fn text_chunk(
+    kind: &[u8; 4],
+    data: &[u8],
+    budget: usize,
+) -> std::io::Result<Option<(String, String)>> {
+    let Some(nul) = data.iter().position(|&b| b == 0) else {
+        return Err(invalid("a text chunk has no keyword"));
+    };
+    let (keyword, rest) = (latin1(&data[..nul]), &data[nul + 1..]);
+    let text = match kind {
+        b"tEXt" => latin1(rest),
+        b"zTXt" => match rest.split_first() {
+            Some((0, compressed)) => latin1(&inflate(compressed, budget)?),
+            _ => return Ok(None),
+        },
+        _ => {
+            // iTXt: compressed flag, method, language tag NUL, translated keyword NUL, text
+            let [flag, method, rest @ ..] = rest else {
+                return Err(invalid("a short iTXt chunk"));
+            };
+            let mut fields = rest.splitn(3, |&b| b == 0);
+            let (_language, _translated) = (fields.next(), fields.next());
+            let Some(text) = fields.next() else {
+                return Err(invalid("an iTXt chunk without its text"));
+            };
+            let bytes = match (flag, method) {
+                (0, _) => text.to_vec(),
+                (1, 0) => inflate(text, budget)?,
+                _ => return Ok(None),
+            };
+            String::from_utf8(bytes).map_err(|_| invalid("an iTXt chunk is not UTF-8"))?
         }
+    };
+    Ok(Some((keyword, text)))
+}
+
+/// `data` inflated (zlib), refused past `budget` bytes.
+fn inflate(data: &[u8], budget: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .take(budget as u64 + 1)
+        .read_to_end(&mut out)?;
+    match out.len() > budget {
+        true => Err(too_much_text()),
+        false => Ok(out),
     }
-    Ok(chunks)
+}
+
+/// ISO 8859-1 bytes as text (each byte is its code point).
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+fn invalid(message: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string())
+}
+
+fn too_much_text() -> std::io::Error {
+    invalid(&format!(
+        "the PNG's text chunks hold more than {MAX_TEXT_BYTES} bytes"
+    ))
 }
 
 /// The fields of an infotext, as A1111's `parse_generation_parameters` gives them: each
@@ -264,5 +354,28 @@ mod tests {
         assert_eq!(chunks["parameters"], metadata.parameters);
         assert_eq!(chunks[JSON_KEYWORD], metadata.json);
         assert_eq!(image::open(&path).expect("decodes").to_rgb8(), image);
+    }
+
+    /// Compressed text is inflated within the bound: a small file claiming more is refused.
+    #[test]
+    fn png_text_is_bounded() {
+        let png_with = |text: String| {
+            let mut png = Vec::new();
+            let mut encoder = png::Encoder::new(&mut png, 1, 1);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.add_ztxt_chunk("z".into(), text).expect("chunk");
+            let mut writer = encoder.write_header().expect("header");
+            writer.write_image_data(&[0, 0, 0]).expect("pixels");
+            writer.finish().expect("written");
+            png
+        };
+        let small = png_with("hello".into());
+        assert_eq!(png_text(&small).expect("read")["z"], "hello");
+        let bomb = png_with("a".repeat(MAX_TEXT_BYTES + 1));
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let err = png_text(&bomb).expect_err("too much text");
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert!(png_text(b"not a png").is_err());
+        assert!(png_text(&small[..small.len() - 5]).is_err(), "cut short");
     }
 }

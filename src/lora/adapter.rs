@@ -8,7 +8,7 @@
 //! joined at build into one delta of their summed rank, `[up_1 up_2] [down_1; down_2]`: one pair
 //! of matmuls per layer however many LoRAs are active.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
@@ -243,11 +243,20 @@ fn plan_file(
     let mut deltas = Vec::new();
     let mut matched: BTreeMap<Component, usize> = BTreeMap::new();
     let mut unmatched = Vec::new();
+    let mut adapted: HashMap<&LayerId, &str> = HashMap::new();
     for module in &file.modules {
         let Some(target) = table.get(&module.name) else {
             unmatched.push(module.name.clone());
             continue;
         };
+        if let Some(first) = adapted.insert(&target.layer, &module.name) {
+            return Err(LoraError::Collision {
+                path,
+                layer: format!("{:?} {}", target.layer.component, target.layer.path),
+                first: first.to_string(),
+                second: module.name.clone(),
+            });
+        }
         let weight = match target.layer.component {
             Component::Unet => spec.unet_weight,
             _ => spec.text_encoder_weight,

@@ -32,6 +32,16 @@ pub enum LoraError {
         key: String,
         reason: String,
     },
+    #[error(
+        "LoRA {path}: modules `{first}` and `{second}` both adapt the layer {layer} (one layer \
+         spelled two ways); a file adapts each layer once"
+    )]
+    Collision {
+        path: PathBuf,
+        layer: String,
+        first: String,
+        second: String,
+    },
     #[error("LoRA {path}: module `{module}`: {reason}")]
     Shape {
         path: PathBuf,

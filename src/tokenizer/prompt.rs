@@ -198,11 +198,11 @@ fn lora_request(args: &str) -> Option<LoraTag> {
     for (position, arg) in args.enumerate() {
         let arg = arg.trim();
         match arg.split_once('=') {
-            Some(("te", v)) => te = Some(parse_weight(v)?),
-            Some(("unet", v)) => unet = Some(parse_weight(v)?),
+            Some(("te", v)) => te = Some(parse_float(v)?),
+            Some(("unet", v)) => unet = Some(parse_float(v)?),
             Some(_) => return None,
-            None if position == 0 => te = Some(parse_weight(arg)?),
-            None if position == 1 => unet = Some(parse_weight(arg)?),
+            None if position == 0 => te = Some(parse_float(arg)?),
+            None if position == 1 => unet = Some(parse_float(arg)?),
             None => return None,
         }
     }
@@ -214,7 +214,13 @@ fn lora_request(args: &str) -> Option<LoraTag> {
     })
 }
 
-/// A weight as A1111 writes it: `[+-]?[0-9.]+` that parses as a number.
+/// A LoRA tag's weight as A1111 reads it (Python's `float()`: exponents, `inf` and `nan`
+/// included); one out of range is the LoRA check's to refuse, not text to keep.
+fn parse_float(s: &str) -> Option<f32> {
+    s.trim().parse::<f32>().ok()
+}
+
+/// An attention weight as A1111 writes it: `[+-]?[0-9.]+` that parses as a number.
 fn parse_weight(s: &str) -> Option<f32> {
     let s = s.trim();
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -502,6 +508,13 @@ mod tests {
                 (name, te, unet)
             );
         }
+    }
+
+    #[test]
+    fn lora_weights_read_as_python_floats() {
+        let p = parse_prompt("<lora:a:1e38> <lora:b:-2E-1> <lora:c:inf>");
+        let weights: Vec<f32> = p.loras.iter().map(|l| l.text_encoder_weight).collect();
+        assert_eq!(weights, [1e38, -0.2, f32::INFINITY]);
     }
 
     #[test]
