@@ -1,13 +1,16 @@
 //! The A1111 infotext of a generated image (the `parameters` text A1111 writes into a PNG and
 //! reads back): the request's settings in A1111's field order, the model and its hash, the
-//! quality policy's corrections, and the LoRAs with their hashes. The CLI and the server write
-//! the same text for the same run.
+//! quality policy's corrections, and the LoRAs with their hashes; and the image's JSON record
+//! beside it. The CLI and the server write both here, the same text for the same run.
 //! Field order as A1111's `create_infotext`
 //! (<https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/v1.10.1/modules/processing.py>).
 
 use std::path::{Path, PathBuf};
 
-use crate::image_io::metadata::Infotext;
+use serde_json::{Map, Value};
+
+use crate::device::MadeOn;
+use crate::image_io::metadata::{self, ImageMetadata, Infotext};
 use crate::lora::LoraSpec;
 use crate::model_hash;
 use crate::pipeline::Request;
@@ -53,6 +56,36 @@ impl ModelInfo {
 /// The version every infotext ends with.
 pub fn version() -> String {
     format!("sdxl-wgpu {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Both PNG text chunks of image `seed` of `request` ([`infotext`]'s text, and its parse): the
+/// infotext, and the JSON record: the request as the front-end was `asked` it (in that
+/// front-end's spelling: a jobs line, an A1111 body), with the image's seed, the model, the
+/// policy's corrections, where it was made and the version.
+pub fn image_metadata(
+    request: &Request,
+    corrections: &[Correction],
+    model: &ModelInfo,
+    made_on: &MadeOn,
+    asked: &Map<String, Value>,
+    seed: u64,
+) -> std::io::Result<(Infotext, ImageMetadata)> {
+    let text = infotext(request, corrections, model, seed)?;
+    let mut json = asked.clone();
+    let record = [
+        ("seed", Value::from(seed)),
+        ("model", model.path.display().to_string().into()),
+        ("model_hash", model.hash.clone().into()),
+        ("quality_policy", serde_json::to_value(corrections)?),
+        ("backend", serde_json::to_value(made_on)?),
+        ("version", version().into()),
+    ];
+    json.extend(record.map(|(k, v)| (k.to_string(), v)));
+    let metadata = ImageMetadata {
+        parameters: metadata::parameters(&text),
+        json: Value::Object(json).to_string(),
+    };
+    Ok((text, metadata))
 }
 
 /// The infotext of image `seed` of `request` (with its LoRAs), run after the policy made

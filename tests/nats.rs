@@ -381,6 +381,18 @@ fn an_api_node_checks_bodies_and_answers_options_loras_png_info_and_memory() {
     let served = single_process_url();
     let (_, from_serve) = post(&format!("{served}/sdapi/v1/png-info"), &png, None);
     assert_eq!(info, from_serve);
+    // the listings clients probe at start-up answer as serve's: one set of routes for both
+    for route in [
+        "scripts",
+        "embeddings",
+        "upscalers",
+        "sd-vae",
+        "prompt-styles",
+    ] {
+        let (status, here) = get_json(&format!("{api}/sdapi/v1/{route}"));
+        let (_, there) = get_json(&format!("{served}/sdapi/v1/{route}"));
+        assert_eq!((status, here), (StatusCode::OK, there), "{route}");
+    }
 
     let (status, memory) = get_json(&format!("{api}/sdapi/v1/memory"));
     assert_eq!(status, StatusCode::OK, "{memory}");
@@ -426,6 +438,10 @@ fn two_workers_share_jobs_equal_to_serve() {
     let body = small("once", 77, 2);
     let first = submit(&api, &body, Some("key-1"));
     assert_eq!(submit(&api, &body, Some("key-1")), first);
+    // the key with another body: refused, as on serve
+    let other = small("another", 78, 2);
+    let (status, r) = post(&format!("{api}/v1/jobs"), &other, Some("key-1"));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
     let job = wait_for(&api, &first, finished);
     assert_eq!(
         (job["status"].as_str(), job["attempts"].as_i64()),

@@ -233,7 +233,7 @@ fn bad_requests_are_errors_and_change_nothing() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("--clip-skip 4"), "{err}");
+    assert!(err.to_string().contains("CLIP skip 4"), "{err}");
     let deep = format!("{}x{}", "(".repeat(2000), ")".repeat(2000));
     let err = encode(WeightDtype::F32, &deep, "", 0).expect_err("weight overflows");
     assert!(matches!(err, TextError::Weight { .. }), "{err}");

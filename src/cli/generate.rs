@@ -71,7 +71,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("no job to run");
     }
     let engine = load_engine(&args)?;
-    if args.job.policy.is_none() {
+    if args.job.asked().policy.is_none() {
         say!("quality policy: {policy} ({why}; --policy overrides)")?;
     }
     let model = model_info(&args.model);
@@ -84,7 +84,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         progress.start(label.to_string());
         let result = job.and_then(|mut job| {
             engine.resolve(&mut job.request);
-            job.record.cfg_rescale = job.request.cfg_rescale;
+            job.record.request.0.cfg_rescale = job.request.cfg_rescale;
             set_loras(&engine, label, &job)?;
             let out = engine.generate(&job.request, &mut |e| progress.on_event(e))?;
             write_outputs(&job, &out, &model, &engine.made_on())?;
@@ -131,10 +131,8 @@ impl JobSource<'_> {
         };
         // --output names the jobs' outputs by line; the other flags are their defaults
         let base = args.job.output.clone().unwrap_or(default_output);
-        let defaults = JobArgs {
-            output: None,
-            ..args.job.clone()
-        };
+        let mut defaults = args.job.clone();
+        defaults.output = None;
         for (index, (line, job)) in read_jobs(file)?.enumerate() {
             let label = format!("{} line {line}: ", file.display());
             let job = job
@@ -292,33 +290,18 @@ fn write_outputs(
     Ok(())
 }
 
-/// The PNG text of image `seed` of `job`.
+/// The PNG text of image `seed` of `job`; its JSON carries the job as a jobs line.
 fn metadata(
     job: &Job,
     model: &ModelInfo,
     made_on: &MadeOn,
     seed: u64,
 ) -> anyhow::Result<ImageMetadata> {
-    let text = infotext::infotext(&job.request, &job.corrections, model, seed)?;
-    let parameters = image_io::parameters(&text);
-    let mut json = serde_json::to_value(JobArgs {
-        seed: Some(seed),
-        ..job.record.clone()
-    })?;
-    if let Some(object) = json.as_object_mut() {
-        object.insert("model".into(), model.path.display().to_string().into());
-        object.insert("model_hash".into(), model.hash.clone().into());
-        object.insert(
-            "quality_policy".into(),
-            serde_json::to_value(&job.corrections)?,
-        );
-        object.insert("backend".into(), serde_json::to_value(made_on)?);
-        object.insert("version".into(), infotext::version().into());
-    }
-    Ok(ImageMetadata {
-        parameters,
-        json: serde_json::to_string(&json)?,
-    })
+    let serde_json::Value::Object(asked) = serde_json::to_value(&job.record)? else {
+        anyhow::bail!("a job's fields are a JSON object");
+    };
+    let r = &job.request;
+    Ok(infotext::image_metadata(r, &job.corrections, model, made_on, &asked, seed)?.1)
 }
 
 /// `--dump`: the run's intermediate tensors, f32, diffusers' names, batch-sized like the
@@ -399,11 +382,12 @@ fn summarize(label: &str, job: &Job, out: &Generated) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sdxl_wgpu::intake::Asked;
 
     /// Corrections reach both chunks; strength and clip skip appear the A1111 way.
     #[test]
     fn metadata_records_policy_corrections() {
-        let args = JobArgs {
+        let args = JobArgs::asking(Asked {
             prompt: Some("1girl, (smile:1.2)".into()),
             negative: Some("lowres".into()),
             width: Some(512),
@@ -412,8 +396,8 @@ mod tests {
             steps: Some(30),
             seed: Some(9),
             clip_skip: Some(1),
-            ..JobArgs::default()
-        };
+            ..Asked::default()
+        });
         let job = args
             .resolve(Path::new("out.png"), PolicyName::Anime)
             .expect("resolves");

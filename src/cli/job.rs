@@ -1,142 +1,62 @@
 //! One generation request as the user states it: the flags of `generate`, or one line of a
-//! `--jobs` file (a JSON object with the same fields, snake_case). Resolving it applies the
-//! preset and the quality policy, reads the init image and noise, and checks everything that
-//! needs no model, so a bad request fails before the model loads.
+//! `--jobs` file (a JSON object with the same fields, snake_case): the intake's request fields
+//! (`sdxl_wgpu::intake::Asked`) and the files the job reads and writes. Resolving it reads those
+//! files and plans the request through the intake (preset, quality policy, every check that
+//! needs no model), so a bad request fails before the model loads.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use image::RgbImage;
-
-use super::values::spelled;
 use serde::{Deserialize, Serialize};
 
 use super::message::FlagNames;
+use super::request_flags::RequestFlags;
 use super::tensor_file;
 use sdxl_wgpu::field::Described;
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::intake::{plan, LoraFolder};
+use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder, ASKED_FIELDS};
 use sdxl_wgpu::lora::{self, LoraSpec};
-use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
-use sdxl_wgpu::policy::{Correction, PolicyName, Preset, Settings};
-use sdxl_wgpu::sampling::{Sampler, SamplerChoice, ScheduleKind};
+use sdxl_wgpu::pipeline::{Noise, Request};
+use sdxl_wgpu::policy::{Correction, PolicyName};
 use sdxl_wgpu::tokenizer::Prompt;
-use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 
-/// The request flags. Unset fields take the preset's value (size, steps, CFG), the init
-/// image's size, or the documented default; in a jobs file, a job's fields override the
-/// command line's.
+/// The fields of a jobs line beyond the request's: the files a job reads and writes.
+const FILE_FIELDS: [&str; 6] = [
+    "output",
+    "init_image",
+    "init_noise",
+    "dump",
+    "lora",
+    "lora_dir",
+];
+
+/// The request flags: the intake's fields ([`RequestFlags`]) and the files a job reads and
+/// writes. Unset fields take the preset's value (size, steps, CFG), the init image's size, or
+/// the documented default; in a jobs file, a job's fields override the command line's.
 #[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JobArgs {
-    /// The prompt (A1111 syntax: `(word:1.2)`, `[word]`, `BREAK`).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    /// The negative prompt; empty (default) gives SDXL's all-zero negative conditioning.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub negative: Option<String>,
-    /// Image width, a multiple of 8 [default: the preset's, or the init image's].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub width: Option<usize>,
-    /// Image height, a multiple of 8 [default: the preset's, or the init image's].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub height: Option<usize>,
-    /// Denoising steps of the schedule [default: the preset's].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<usize>,
-    /// Classifier-free guidance scale [default: the preset's].
-    #[arg(long, allow_negative_numbers = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cfg: Option<f32>,
-    /// Guidance rescale ("CFG Rescale phi"), 0 to 1 [default: 0.7 for zero-terminal-SNR
-    /// v-prediction checkpoints, else 0].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cfg_rescale: Option<f32>,
-    /// Seed of the first image; image i uses seed + i [default: random, printed].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// euler, euler_a, dpmpp_2m, ddim, or an A1111 name ("Euler a", "DPM++ 2M Karras",
-    /// "Euler SGM Uniform") [default: euler].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sampler: Option<SamplerChoice>,
-    /// The sigma schedule [default: the sampler name's, else default].
-    #[arg(long, value_parser = spelled::<ScheduleKind>())]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<ScheduleKind>,
-    /// Images per request, one GPU batch, seeds seed, seed+1, ... [default: 1].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub request: RequestFlags,
     /// Output image, png (with metadata), jpg or webp by extension; batch image i > 0 gets
     /// `-i` before the extension [default: output.png; jobs: output-LINE.png].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<PathBuf>,
-    /// Layers to skip beyond SDXL's penultimate one (diffusers' clip_skip) [default: 0].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub clip_skip: Option<usize>,
     /// img2img: the image to start from (fitted to the size: scaled to cover, centre-cropped).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_image: Option<PathBuf>,
-    /// img2img: how much to change the image, in (0, 1]; runs int(steps x strength) steps
-    /// [default: 0.75].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strength: Option<f64>,
-    /// SDXL size conditioning: the original width the image claims [default: width].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub original_width: Option<usize>,
-    /// SDXL size conditioning: the original height [default: height].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub original_height: Option<usize>,
-    /// SDXL crop conditioning: top of the crop [default: 0].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub crop_top: Option<usize>,
-    /// SDXL crop conditioning: left of the crop [default: 0].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub crop_left: Option<usize>,
     /// A safetensors file whose tensor `noise` ([batch, 4, height/8, width/8], f32) replaces
     /// the drawn initial noise.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_noise: Option<PathBuf>,
-    /// Defaults for size, CFG and steps: standard (768x768, CFG 7, 25 steps) or high
-    /// (1024x1024, CFG 7.5, 30 steps) [default: high].
-    #[arg(long, value_parser = spelled::<Preset>())]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preset: Option<Preset>,
-    /// The quality policy's profile; off disables it [default: the checkpoint's: vpred for
-    /// v-prediction checkpoints, else anime].
-    #[arg(long, value_parser = spelled::<PolicyName>())]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<PolicyName>,
-    /// [default: auto]
-    #[arg(long, value_parser = spelled::<VaeTiling>())]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vae_tiling: Option<VaeTiling>,
-    /// [default: f32]
-    #[arg(long, value_parser = spelled::<VaePrecision>())]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vae_precision: Option<VaePrecision>,
     /// Write the run's intermediate tensors (f32) to this safetensors file.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,10 +70,11 @@ pub struct JobArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora_dir: Option<PathBuf>,
+    /// The keys of a jobs line that name no field ([`JobArgs::from_json`] refuses them).
+    #[arg(skip)]
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, serde_json::Value>,
 }
-
-/// img2img's strength when none is given (A1111's default denoising strength).
-const DEFAULT_STRENGTH: f64 = 0.75;
 
 /// A request ready to run.
 pub struct Job {
@@ -168,67 +89,76 @@ pub struct Job {
     pub record: JobArgs,
 }
 
-macro_rules! over {
-    ($job:expr, $base:expr, $($field:ident),*) => {
-        JobArgs { $($field: $job.$field.clone().or_else(|| $base.$field.clone())),* }
-    };
-}
-
 impl JobArgs {
+    /// A job asking `asked`, naming no file.
+    #[cfg(test)]
+    pub fn asking(asked: Asked) -> JobArgs {
+        JobArgs {
+            request: RequestFlags(asked),
+            ..JobArgs::default()
+        }
+    }
+
+    /// The request's fields as asked.
+    pub fn asked(&self) -> &Asked {
+        &self.request.0
+    }
+
+    /// A jobs line: a JSON object of the fields; a key that names none is an error.
+    pub fn from_json(text: &str) -> anyhow::Result<JobArgs> {
+        let job: JobArgs = serde_json::from_str(text)?;
+        if let Some(key) = job.unknown.keys().next() {
+            let mut fields: Vec<&str> = ASKED_FIELDS.iter().map(|f| f.name).collect();
+            fields.extend(FILE_FIELDS);
+            bail!(
+                "unknown field `{key}`, expected one of {}",
+                fields.join(", ")
+            );
+        }
+        Ok(job)
+    }
+
     /// `self`'s fields, `base`'s where `self` has none.
     pub fn over(&self, base: &JobArgs) -> JobArgs {
-        over!(
-            self,
-            base,
-            prompt,
-            negative,
-            width,
-            height,
-            steps,
-            cfg,
-            cfg_rescale,
-            seed,
-            sampler,
-            schedule,
-            batch,
-            output,
-            clip_skip,
-            init_image,
-            strength,
-            original_width,
-            original_height,
-            crop_top,
-            crop_left,
-            init_noise,
-            preset,
-            policy,
-            vae_tiling,
-            vae_precision,
-            dump,
-            lora,
-            lora_dir
-        )
+        let or = |a: &Option<PathBuf>, b: &Option<PathBuf>| a.clone().or_else(|| b.clone());
+        JobArgs {
+            request: RequestFlags(self.asked().over(base.asked())),
+            output: or(&self.output, &base.output),
+            init_image: or(&self.init_image, &base.init_image),
+            init_noise: or(&self.init_noise, &base.init_noise),
+            dump: or(&self.dump, &base.dump),
+            lora: self.lora.clone().or_else(|| base.lora.clone()),
+            lora_dir: or(&self.lora_dir, &base.lora_dir),
+            unknown: BTreeMap::new(),
+        }
     }
 
     /// Applies defaults, preset and policy (`model_policy`, the checkpoint's, unless the job
     /// names one), reads the files the request names, and checks it. `output` is the image
     /// path when the request names none.
     pub fn resolve(&self, output: &Path, model_policy: PolicyName) -> anyhow::Result<Job> {
-        let Some(prompt) = self.prompt.clone() else {
+        let Some(prompt) = self.asked().prompt.clone() else {
             bail!("no prompt: give --prompt (or \"prompt\" in the job)");
         };
-        let policy = self.policy.unwrap_or(model_policy);
+        let policy = self.asked().policy.unwrap_or(model_policy);
         let init_image = self.init_image.as_deref().map(image_io::read).transpose()?;
-        if self.strength.is_some() && init_image.is_none() {
+        if self.asked().strength.is_some() && init_image.is_none() {
             bail!("--strength is for img2img: give --init-image too");
         }
-        let prompt = Prompt::new(prompt);
-        let loras = self.loras(&prompt)?;
-        let asked = self.asked(policy, init_image.as_ref());
-        let refuse = anyhow::Error::from;
-        let planned = plan(asked, loras, policy.profile(), refuse, |settings, loras| {
-            self.request(prompt, settings, init_image, loras)
-        })?;
+        let prompt = parse_prompt(prompt, "prompt")?;
+        let inputs = Inputs {
+            loras: self.loras(&prompt)?,
+            prompt,
+            init_noise: self.init_noise()?,
+        };
+        // img2img keeps the init image's size (rounded down to multiples of 8) by default
+        let mut asked = self.asked().clone();
+        if let Some(image) = &init_image {
+            let side = |n: u32| (n as usize / 8 * 8).max(8);
+            asked.width = asked.width.or(Some(side(image.width())));
+            asked.height = asked.height.or(Some(side(image.height())));
+        }
+        let planned = asked.plan(policy, inputs, anyhow::Error::from, |_| Ok(init_image))?;
         let request = planned.request;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
         image_io::OutputFormat::of(&output)?;
@@ -246,105 +176,21 @@ impl JobArgs {
         })
     }
 
-    /// The size, CFG and steps asked for: the flags', else the preset's under `policy`'s profile;
-    /// img2img keeps the init image's size (rounded down to multiples of 8) by default.
-    fn asked(&self, policy: PolicyName, init_image: Option<&RgbImage>) -> Settings {
-        let preset = self.preset.unwrap_or_default().settings(policy.profile());
-        let (width, height) = match init_image {
-            Some(image) => (
-                (image.width() as usize / 8 * 8).max(8),
-                (image.height() as usize / 8 * 8).max(8),
-            ),
-            None => (preset.width, preset.height),
+    /// `--init-noise`'s tensor.
+    fn init_noise(&self) -> anyhow::Result<Option<Noise>> {
+        let Some(path) = &self.init_noise else {
+            return Ok(None);
         };
-        Settings {
-            width: self.width.unwrap_or(width),
-            height: self.height.unwrap_or(height),
-            cfg: self.cfg.unwrap_or(preset.cfg),
-            steps: self.steps.unwrap_or(preset.steps),
-        }
-    }
-
-    /// The request with the policy's `settings` and every other field's value or default.
-    fn request(
-        &self,
-        prompt: Prompt,
-        settings: Settings,
-        init_image: Option<RgbImage>,
-        loras: Vec<LoraSpec>,
-    ) -> anyhow::Result<Request> {
-        let choice = self.sampler.unwrap_or(SamplerChoice {
-            sampler: Sampler::Euler,
-            schedule: None,
-        });
-        let init_noise = match &self.init_noise {
-            Some(path) => {
-                let (shape, values) = tensor_file::read_4d(path, None, &["noise"])?;
-                Some(Noise { shape, values })
-            }
-            None => None,
-        };
-        let strength = self.strength.unwrap_or(DEFAULT_STRENGTH);
-        Ok(Request {
-            prompt,
-            negative: self.negative.clone().unwrap_or_default().into(),
-            width: settings.width,
-            height: settings.height,
-            steps: settings.steps,
-            cfg: settings.cfg,
-            cfg_rescale: self.cfg_rescale,
-            seed: self.seed.unwrap_or_else(random_seed),
-            batch: self.batch.unwrap_or(1),
-            sampler: choice.sampler,
-            schedule: self.schedule.or(choice.schedule).unwrap_or_default(),
-            clip_skip: self.clip_skip.unwrap_or(0),
-            size_conditioning: SizeConditioning {
-                original_width: self.original_width,
-                original_height: self.original_height,
-                crop_top: self.crop_top.unwrap_or(0),
-                crop_left: self.crop_left.unwrap_or(0),
-            },
-            init: init_image.map(|image| InitImage { image, strength }),
-            init_noise,
-            vae_tiling: self.vae_tiling.unwrap_or_default(),
-            vae_precision: self.vae_precision.unwrap_or_default(),
-            loras,
-        })
+        let (shape, values) = tensor_file::read_4d(path, None, &["noise"])?;
+        Ok(Some(Noise { shape, values }))
     }
 
     /// The fields as resolved, for the image's JSON metadata.
     fn record(&self, r: &Request, output: &Path, policy: PolicyName) -> JobArgs {
         JobArgs {
-            prompt: Some(r.prompt.text().to_string()),
-            negative: Some(r.negative.text().to_string()),
-            width: Some(r.width),
-            height: Some(r.height),
-            steps: Some(r.steps),
-            cfg: Some(r.cfg),
-            cfg_rescale: r.cfg_rescale,
-            seed: Some(r.seed),
-            sampler: Some(SamplerChoice {
-                sampler: r.sampler,
-                schedule: None,
-            }),
-            schedule: Some(r.schedule),
-            batch: Some(r.batch),
+            request: RequestFlags(self.asked().resolved(r, policy)),
             output: Some(output.to_path_buf()),
-            clip_skip: Some(r.clip_skip),
-            init_image: self.init_image.clone(),
-            strength: r.init.as_ref().map(|i| i.strength),
-            original_width: Some(r.size_conditioning.original_width.unwrap_or(r.width)),
-            original_height: Some(r.size_conditioning.original_height.unwrap_or(r.height)),
-            crop_top: Some(r.size_conditioning.crop_top),
-            crop_left: Some(r.size_conditioning.crop_left),
-            init_noise: self.init_noise.clone(),
-            preset: self.preset,
-            policy: Some(policy),
-            vae_tiling: Some(r.vae_tiling),
-            vae_precision: Some(r.vae_precision),
-            dump: self.dump.clone(),
-            lora: self.lora.clone(),
-            lora_dir: self.lora_dir.clone(),
+            ..self.clone()
         }
     }
 
@@ -476,7 +322,7 @@ impl Iterator for JobLines {
                     if text.is_empty() || text.starts_with('#') {
                         continue;
                     }
-                    let job = serde_json::from_str::<JobArgs>(text).context("not a job object");
+                    let job = JobArgs::from_json(text).context("not a job object");
                     return Some((line, job));
                 }
             }
@@ -501,18 +347,6 @@ impl JobLines {
             self.reader.consume(n);
         }
     }
-}
-
-/// A seed in A1111's range [0, 2^32) from the clock.
-fn random_seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    // splitmix64 of the clock, so consecutive runs do not get neighbouring seeds
-    let mut z = (nanos as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) & 0xffff_ffff
 }
 
 /// An output's folder must exist before the run, or the work would be lost at the end.
@@ -571,14 +405,15 @@ mod tests {
     /// Malformed values are errors under every profile; the policy moves only poor ones.
     #[test]
     fn malformed_values_are_errors_before_the_policy() {
-        type Edit = fn(&mut JobArgs);
+        type Edit = fn(&mut Asked);
         let job = |edit: Edit| {
-            let mut args = JobArgs {
+            let mut args = Asked {
                 prompt: Some("x".into()),
-                ..JobArgs::default()
+                ..Asked::default()
             };
             edit(&mut args);
-            args.resolve(Path::new("out.png"), PolicyName::Anime)
+            JobArgs::asking(args)
+                .resolve(Path::new("out.png"), PolicyName::Anime)
                 .map(|job| job.request)
         };
         let malformed: [(Edit, &str); 7] = [
@@ -592,13 +427,13 @@ mod tests {
         ];
         for (edit, message) in malformed {
             for policy in [PolicyName::Anime, PolicyName::Illustrious, PolicyName::Off] {
-                let mut args = JobArgs {
+                let mut args = Asked {
                     prompt: Some("x".into()),
                     policy: Some(policy),
-                    ..JobArgs::default()
+                    ..Asked::default()
                 };
                 edit(&mut args);
-                let err = args
+                let err = JobArgs::asking(args)
                     .resolve(Path::new("out.png"), PolicyName::Anime)
                     .err()
                     .expect(message);
@@ -621,9 +456,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("style.safetensors"), b"x").expect("write");
         let job = |prompt: &str, lora_dir: Option<&Path>| JobArgs {
-            prompt: Some(prompt.into()),
             lora_dir: lora_dir.map(Path::to_path_buf),
-            ..JobArgs::default()
+            ..JobArgs::asking(Asked {
+                prompt: Some(prompt.into()),
+                ..Asked::default()
+            })
         };
         let err = job("x <lora:style:0.7>", None).loras(&"x <lora:style:0.7>".into());
         assert!(format!("{:#}", err.expect_err("no dir")).contains("--lora-dir"));
@@ -756,13 +593,13 @@ mod tests {
         let lines: Vec<usize> = jobs.iter().map(|(line, _)| *line).collect();
         assert_eq!(lines, [1, 4, 5, 6, 7]);
         assert_eq!(
-            jobs[0].1.as_ref().expect("one").prompt.as_deref(),
+            jobs[0].1.as_ref().expect("one").asked().prompt.as_deref(),
             Some("one")
         );
         let error = |i: usize| format!("{:#}", jobs[i].1.as_ref().expect_err("an error"));
         assert!(error(1).contains("longer than"), "{}", error(1));
         assert!(error(2).contains("not UTF-8"), "{}", error(2));
-        assert_eq!(jobs[3].1.as_ref().expect("two").seed, Some(3));
+        assert_eq!(jobs[3].1.as_ref().expect("two").asked().seed, Some(3));
         assert!(error(4).contains("not a job object"), "{}", error(4));
         assert!(
             read_jobs(dir.path()).is_err(),

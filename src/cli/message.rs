@@ -6,6 +6,7 @@ use sdxl_wgpu::field::{Described, Field, FieldNames};
 use sdxl_wgpu::intake::IntakeError;
 use sdxl_wgpu::pipeline::PipelineError;
 use sdxl_wgpu::sampling::ScheduleError;
+use sdxl_wgpu::text_encoder::TextError;
 
 /// The library's fields as the flags of `generate` (and jobs files) spell them.
 pub struct FlagNames;
@@ -21,6 +22,7 @@ impl FieldNames for FlagNames {
             Field::Strength => "--strength",
             Field::Steps => "--steps",
             Field::Schedule => "--schedule",
+            Field::ClipSkip => "--clip-skip",
             Field::InitNoise => "--init-noise",
             Field::Backend => "--backend",
             Field::LoraFolder => "--lora-dir",
@@ -40,6 +42,8 @@ pub fn message(error: &anyhow::Error) -> String {
             } else if let Some(e) = cause.downcast_ref::<ScheduleError>() {
                 e.describe(&FlagNames)
             } else if let Some(e) = cause.downcast_ref::<DeviceError>() {
+                e.describe(&FlagNames)
+            } else if let Some(e) = cause.downcast_ref::<TextError>() {
                 e.describe(&FlagNames)
             } else if let Some(e) = cause.downcast_ref::<IntakeError>() {
                 e.describe(&FlagNames)

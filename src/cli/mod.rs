@@ -16,6 +16,7 @@ pub mod message;
 #[cfg(feature = "nats")]
 mod nats;
 mod progress;
+mod request_flags;
 mod selftest;
 mod serve;
 mod tensor_file;

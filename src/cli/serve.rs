@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// (0: released after every job).
     #[arg(long, default_value_t = 60)]
     keep_warm: u64,
+    /// Seconds a client may take to send a request's head, or pause while sending its body;
+    /// then its connection is closed.
+    #[arg(long, default_value_t = 30)]
+    client_timeout: u64,
 }
 
 /// How each job runs: shared by `serve` and `worker`.
@@ -153,6 +157,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
             time: Duration::from_secs(args.keep_seconds),
         },
         keep_warm: Duration::from_secs(args.keep_warm),
+        client_timeout: Duration::from_secs(args.client_timeout.max(1)),
         load: args.engine.load.options(),
     })
 }

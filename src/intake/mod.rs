@@ -1,12 +1,14 @@
 //! What every front door (the command line, a jobs file, A1111's API, the jobs API, a NATS
-//! worker) does the same way between what a user asks and the engine's `Request`: resolving
-//! prompt tags' LoRA names in a folder ([`LoraFolder`]), and the order of checks, quality policy
-//! and request ([`plan`]). Errors name the fields, which each front-end spells
+//! worker) does the same way between what a user asks and the engine's `Request`: the one form
+//! of what a user asks ([`Asked`], with its field table), resolving prompt tags' LoRA names in a
+//! folder ([`LoraFolder`]), and the order of checks, quality policy and request ([`plan`]). Errors name the fields, which each front-end spells
 //! ([`crate::field`]).
 
+mod asked;
 mod lora_folder;
 mod plan;
 
+pub use asked::{parse_prompt, random_seed, Asked, AskedField, Inputs, ValueKind, ASKED_FIELDS};
 pub use lora_folder::{LoraEntry, LoraFolder};
 pub use plan::{plan, Planned};
 

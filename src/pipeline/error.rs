@@ -112,6 +112,7 @@ impl Described for Error {
             Error::Pipeline(e) => e.describe(names),
             Error::Schedule(e) => e.describe(names),
             Error::Device(e) => e.describe(names),
+            Error::Text(e) => e.describe(names),
             other => other.to_string(),
         }
     }

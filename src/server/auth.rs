@@ -1,6 +1,7 @@
 //! HTTP Basic authentication for every route (`--api-auth user:pass[,user:pass...]`), as
 //! A1111's `--api-auth`: 401 with `WWW-Authenticate: Basic` without or with wrong credentials.
-//! Passwords are compared in time independent of where they differ.
+//! Passwords are compared in time independent of where they differ. `/healthz` answers without
+//! credentials, but then only whether the server is up.
 
 use std::sync::Arc;
 
@@ -26,34 +27,59 @@ pub fn parse_credentials(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// A request to `/healthz` without valid credentials on a server that requires them: it is
+/// told only whether the server is up.
+#[derive(Clone, Copy, Debug)]
+pub struct Anonymous;
+
 /// The middleware: passes the request on when no credentials are configured or when its
-/// `Authorization: Basic` header holds one of them.
-pub async fn require(State(allowed): State<Credentials>, request: Request, next: Next) -> Response {
-    if allowed.is_empty() || request.uri().path() == "/healthz" {
+/// `Authorization: Basic` header (the scheme in any case, RFC 7235) holds one of them;
+/// `/healthz` passes without them, marked [`Anonymous`].
+pub async fn require(
+    State(allowed): State<Credentials>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if allowed.is_empty() {
         return next.run(request).await;
     }
+    match check(&allowed, &request) {
+        Ok(()) => next.run(request).await,
+        Err(_) if request.uri().path() == "/healthz" => {
+            request.extensions_mut().insert(Anonymous);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether `request` carries one of the `allowed` credentials.
+fn check(allowed: &[(String, String)], request: &Request) -> Result<(), ApiError> {
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b64| {
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b64)| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .ok()
         })
         .and_then(|bytes| String::from_utf8(bytes).ok());
     let Some(given) = given else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "Not authenticated").into_response();
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Not authenticated"));
     };
     let (user, pass) = given.split_once(':').unwrap_or((&given, ""));
     let ok = allowed
         .iter()
         .any(|(u, p)| u == user && constant_time_eq(p.as_bytes(), pass.as_bytes()));
-    if ok {
-        next.run(request).await
-    } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect username or password").into_response()
+    match ok {
+        true => Ok(()),
+        false => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect username or password",
+        )),
     }
 }
 

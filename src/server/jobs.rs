@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::queue::Refused;
@@ -80,6 +81,8 @@ pub struct Work {
     pub model: PathBuf,
     /// `save_images`: also write the images into this folder (the server's `--outputs`).
     pub save_to: Option<PathBuf>,
+    /// The body's fields with defaults filled, images left out: the images' JSON record.
+    pub asked: Map<String, Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -260,6 +263,27 @@ impl Default for Retention {
     }
 }
 
+/// A client's `Idempotency-Key` and the digest of the body it came with: the key names the job
+/// of that body only (IETF draft `httpapi-idempotency-key-header`: the same key with another body
+/// is a 422).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// The body's SHA-256, hex.
+    pub body: String,
+}
+
+impl IdempotencyKey {
+    pub fn new(key: &str, body: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(body);
+        IdempotencyKey {
+            key: key.to_string(),
+            body: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
 /// Every job the server knows, by id, and idempotency keys.
 pub struct Jobs {
     inner: Mutex<Table>,
@@ -271,7 +295,7 @@ struct Table {
     jobs: HashMap<JobId, Arc<Job>>,
     /// Finished jobs, oldest first, with when they finished.
     finished: VecDeque<(JobId, Instant)>,
-    keys: HashMap<String, JobId>,
+    keys: HashMap<String, (String, JobId)>,
     /// The next id to issue.
     next: u64,
 }
@@ -293,13 +317,16 @@ impl Jobs {
     pub fn create(
         &self,
         task: Task,
-        key: Option<String>,
+        key: Option<IdempotencyKey>,
         enqueue: impl FnOnce(JobId) -> Result<(), Refused>,
     ) -> Result<Arc<Job>, Refused> {
         let mut table = lock(&self.inner);
         self.prune(&mut table);
-        if let Some(existing) = key.as_ref().and_then(|k| table.keys.get(k)) {
+        if let Some((body, existing)) = key.as_ref().and_then(|k| table.keys.get(&k.key)) {
             if let Some(job) = table.jobs.get(existing) {
+                if key.as_ref().is_some_and(|k| &k.body != body) {
+                    return Err(Refused::KeyReused);
+                }
                 return Ok(job.clone());
             }
         }
@@ -331,7 +358,7 @@ impl Jobs {
         });
         table.jobs.insert(id, job.clone());
         if let Some(key) = key {
-            table.keys.insert(key, id);
+            table.keys.insert(key.key, (key.body, id));
         }
         Ok(job)
     }
@@ -355,7 +382,7 @@ impl Jobs {
             }
             table.finished.pop_front();
             table.jobs.remove(&id);
-            table.keys.retain(|_, v| *v != id);
+            table.keys.retain(|_, (_, v)| *v != id);
         }
     }
 }

@@ -5,9 +5,12 @@
 
 mod a1111;
 mod auth;
+mod backend;
 mod error;
+mod http;
 mod job_view;
 mod jobs;
+mod local;
 mod metrics;
 mod models;
 mod native;
@@ -33,12 +36,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::device::{self, Gpu};
 use crate::intake::LoraFolder;
 use crate::weights::WeightDtype;
+use backend::JobBackend;
 use error::ApiError;
 use jobs::{Jobs, Task};
 use metrics::{Gauges, Metrics};
@@ -135,7 +139,7 @@ impl Core {
 pub struct Server {
     pub addr: SocketAddr,
     core: Core,
-    http: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    http: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -159,13 +163,8 @@ impl Server {
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(core.shared.clone());
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let timeout = core.shared.config.client_timeout;
+        let http = tokio::spawn(http::serve(listener, app, timeout, stopped));
         Ok(Server {
             addr,
             core,
@@ -198,15 +197,21 @@ async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
     Ok((listener, addr))
 }
 
-/// Every route, behind authentication and the body limit.
+/// Every route of `serve`, behind authentication and the body limit.
 fn router(shared: Arc<Shared>) -> Router {
-    let routes = Router::new()
-        .nest("/sdapi/v1", a1111::routes())
-        .merge(native::routes())
-        .route("/healthz", get(healthz))
+    let routes = api_routes(a1111::local_routes())
         .route("/metrics", get(render_metrics))
         .with_state(shared.clone());
     guarded(routes, &shared.config)
+}
+
+/// The routes `serve` and a NATS API node share: A1111's (with the backend's `own` ones), the
+/// jobs API and `/healthz`.
+fn api_routes<B: JobBackend>(own: Router<B>) -> Router<B> {
+    Router::new()
+        .nest("/sdapi/v1", a1111::routes().merge(own))
+        .merge(native::routes())
+        .route("/healthz", get(healthz::<B>))
 }
 
 /// `routes` behind `config`'s authentication and body limit, with A1111's 404 and 413.
@@ -219,41 +224,56 @@ fn guarded(routes: Router, config: &ServerConfig) -> Router {
         ))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-        .layer(axum::middleware::map_response(too_large))
+        .layer(axum::middleware::map_response(a1111_errors))
 }
 
-/// tower-http's 413 carries a plain-text body: answer in A1111's error shape instead.
-async fn too_large(response: axum::response::Response) -> axum::response::Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
-        )
-        .into_response();
+/// The largest plain-text error body (an extractor's rejection) carried into A1111's shape.
+const MAX_REJECTION_BYTES: usize = 4096;
+
+/// Errors axum and tower-http answer themselves (413, 405, an extractor's rejection of a path or
+/// query value) carry plain text: answer in A1111's error shape instead, keeping their headers
+/// (`Allow` on a 405).
+async fn a1111_errors(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
     }
-    response
+    let (parts, body) = response.into_parts();
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large".to_string(),
+        _ => {
+            let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES).await;
+            let text = text.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+            match text {
+                Ok(text) if !text.is_empty() => text,
+                _ => status.canonical_reason().unwrap_or("error").to_string(),
+            }
+        }
+    };
+    let mut shaped = ApiError::new(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name, value.clone());
+        }
+    }
+    shaped
 }
 
-/// Ready (a model loaded) or not, and what is loaded.
-async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let catalogue = lock(&shared.catalogue);
-    let loaded = catalogue
-        .loaded
-        .as_deref()
-        .and_then(|p| catalogue.entry(p))
-        .map(|e| e.title());
-    let status = if loaded.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+/// Ready or not; with credentials (or on a server that needs none), what serves too.
+async fn healthz<B: JobBackend>(
+    State(backend): State<B>,
+    anonymous: Option<axum::Extension<auth::Anonymous>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (status, body) = backend.health().await?;
+    let body = match anonymous {
+        Some(_) => json!({"status": body["status"]}),
+        None => body,
     };
-    let body = json!({
-        "status": if loaded.is_some() { "ok" } else { "no model loaded" },
-        "model": loaded,
-        "queue_depth": shared.queue.len(),
-        "running": lock(&shared.current).is_some(),
-    });
-    (status, Json(body))
+    Ok((status, Json(body)))
 }
 
 async fn render_metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

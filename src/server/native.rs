@@ -3,8 +3,6 @@
 //! fetch images, cancel, and follow a job's events as server-sent events.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,27 +12,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
-use futures_lite::Stream;
+use futures_lite::{Stream, StreamExt as _};
 use serde_json::{json, Map, Value};
 
-use super::a1111::{convert_body, object};
+use super::a1111::object;
+use super::backend::{JobBackend, Update};
 use super::error::ApiError;
-use super::job_view::{ErrorView, JobView, ProgressView};
-use super::jobs::{Job, JobId, Kind, Snapshot, Status, Task};
-use super::state::Shared;
-use super::submit::submit;
+use super::jobs::{IdempotencyKey, Kind, Status};
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes<B: JobBackend>() -> Router<B> {
     Router::new()
-        .route("/v1/jobs", axum::routing::post(create))
-        .route("/v1/jobs/{id}", get(show).delete(cancel))
-        .route("/v1/jobs/{id}/images/{index}", get(image))
-        .route("/v1/jobs/{id}/events", get(events))
+        .route("/v1/jobs", axum::routing::post(create::<B>))
+        .route("/v1/jobs/{id}", get(show::<B>).delete(cancel::<B>))
+        .route("/v1/jobs/{id}/images/{index}", get(image::<B>))
+        .route("/v1/jobs/{id}/events", get(events::<B>))
 }
 
-/// `POST /v1/jobs`: an A1111 body plus `"kind": "txt2img" | "img2img"` -> 202.
-async fn create(
-    State(shared): State<Arc<Shared>>,
+/// `POST /v1/jobs`: an A1111 body plus `"kind": "txt2img" | "img2img"` -> 202 with the poll URL.
+async fn create<B: JobBackend>(
+    State(backend): State<B>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -43,16 +39,15 @@ async fn create(
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let converted = convert_body(&shared, kind, map).await?;
-    let job = submit(&shared, Task::Generate(Box::new(converted.work)), key)?;
+        .map(|key| IdempotencyKey::new(key, &body));
+    let job = backend.submit(kind, map, key).await?;
     let url = format!("/v1/jobs/{}", job.id);
-    let body = json!({"id": job.id.to_string(), "status": job.snapshot().status, "poll_url": url});
+    let body = json!({"id": job.id, "status": job.status, "poll_url": url});
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, url)], Json(body)).into_response())
 }
 
 /// The jobs API's `kind` field, taken out of an A1111 body (default txt2img).
-pub fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
+fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
     match map.remove("kind").as_ref().and_then(Value::as_str) {
         Some("txt2img") | None => Ok(Kind::Txt2img),
         Some("img2img") => Ok(Kind::Img2img),
@@ -62,87 +57,33 @@ pub fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
     }
 }
 
-fn job(shared: &Shared, id: &str) -> Result<Arc<Job>, ApiError> {
-    id.parse::<JobId>()
-        .ok()
-        .and_then(|id| shared.jobs.get(id))
-        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
-}
-
-/// The job's state as JSON.
-fn describe(shared: &Shared, job: &Job, s: &Snapshot) -> Value {
-    let id = job.id.to_string();
-    let images = s.outcome.as_ref().map_or(0, |o| o.images.len());
-    JobView {
-        images: JobView::image_urls(&id, images),
-        id,
-        kind: job.kind,
-        status: s.status,
-        placement: None,
-        queue_position: shared.queue.position(job.id),
-        progress: ProgressView::of(&s.progress),
-        queued_at: unix(s.times.queued),
-        started_at: s.times.started.map(unix),
-        finished_at: s.times.finished.map(unix),
-        error: s.failure.as_ref().map(|f| ErrorView {
-            status: f.status,
-            message: f.message.clone(),
-        }),
-        seeds: s.outcome.as_ref().map(|o| o.seeds.clone()),
-        infotexts: s.outcome.as_ref().map(|o| o.infotexts.clone()),
-    }
-    .json()
-}
-
-/// Seconds since the Unix epoch, with microseconds.
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| (d.as_micros() as f64) / 1e6)
-}
-
-async fn show(
-    State(shared): State<Arc<Shared>>,
+async fn show<B: JobBackend>(
+    State(backend): State<B>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = job(&shared, &id)?;
-    let snapshot = job.snapshot();
-    Ok(Json(describe(&shared, &job, &snapshot)))
+    Ok(Json(backend.describe(&id).await?))
 }
 
 /// Queued: removed; running: stopped within one step; finished: 409.
-async fn cancel(
-    State(shared): State<Arc<Shared>>,
+async fn cancel<B: JobBackend>(
+    State(backend): State<B>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = job(&shared, &id)?;
-    let status = job.snapshot().status;
-    if status.finished() {
+    let was = backend.cancel(&id).await?;
+    if was.finished() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("job {id} has already finished ({status:?})"),
+            format!("job {id} has already finished ({was:?})"),
         ));
-    }
-    job.stop();
-    if shared.queue.remove(job.id) {
-        job.finish(Err(super::jobs::Failure {
-            status: 409,
-            message: "cancelled while queued".into(),
-        }));
-        shared.jobs.finished(job.id);
     }
     Ok(Json(json!({"id": id, "status": "cancelled"})))
 }
 
-async fn image(
-    State(shared): State<Arc<Shared>>,
+async fn image<B: JobBackend>(
+    State(backend): State<B>,
     Path((id, index)): Path<(String, usize)>,
 ) -> Result<Response, ApiError> {
-    let job = job(&shared, &id)?;
-    let png = job
-        .snapshot()
-        .outcome
-        .and_then(|o| o.images.get(index).cloned())
-        .ok_or_else(|| ApiError::not_found(format!("job {id} has no image {index}")))?;
+    let png = backend.image(&id, index).await?;
     Ok((
         [(header::CONTENT_TYPE, "image/png")],
         png.as_slice().to_vec(),
@@ -151,56 +92,55 @@ async fn image(
 }
 
 /// Server-sent events: `queued`, `started`, `step`, `preview`, then `done` or `failed`.
-async fn events(
-    State(shared): State<Arc<Shared>>,
+async fn events<B: JobBackend>(
+    State(backend): State<B>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let job = job(&shared, &id)?;
-    let follow = Follow {
-        watch: job.subscribe(),
-        last: None,
-        ended: false,
-        shared,
-        job,
-    };
-    let stream = futures_lite::stream::unfold(follow, |mut follow| async move {
-        if follow.ended {
-            return None;
-        }
-        loop {
-            let s = follow.watch.borrow_and_update().clone();
-            if let Some((name, data)) = follow.event(&s) {
-                let event = Event::default().event(name).data(data.to_string());
-                follow.ended = s.status.finished();
-                return Some((Ok(event), follow));
-            }
-            follow.watch.changed().await.ok()?;
-        }
+    let updates = backend.follow(&id).await?;
+    let mut last = None;
+    let events = updates.filter_map(move |u| {
+        let (name, data) = event(&mut last, &u)?;
+        Some(Ok(Event::default().event(name).data(data.to_string())))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-/// One client following a job: the job's state and what it was last told.
-struct Follow {
-    watch: tokio::sync::watch::Receiver<Snapshot>,
-    last: Option<Seen>,
-    ended: bool,
-    shared: Arc<Shared>,
-    job: Arc<Job>,
+/// The event for `u`, if it changed anything since the `last` one.
+fn event(last: &mut Option<Seen>, u: &Update) -> Option<(&'static str, Value)> {
+    let seen = Seen {
+        status: u.status,
+        iteration: u.iteration,
+        step: u.step,
+        preview: u.preview.as_ref().map(|(step, _)| *step),
+    };
+    let name = event_name(last.replace(seen), seen)?;
+    let step = json!({"iteration": u.iteration, "step": u.step, "steps": u.steps});
+    let data = match name {
+        "step" => step,
+        "preview" => {
+            let image = u
+                .preview
+                .as_ref()
+                .map(|(_, png)| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
+            json!({"progress": step, "image": image})
+        }
+        _ => u.view.clone(),
+    };
+    Some((name, data))
 }
 
 /// What an event reported, so each change is sent once.
 #[derive(Clone, Copy, PartialEq)]
-pub struct Seen {
-    pub status: Status,
-    pub iteration: usize,
-    pub step: usize,
+struct Seen {
+    status: Status,
+    iteration: usize,
+    step: usize,
     /// The step the latest preview shows.
-    pub preview: Option<usize>,
+    preview: Option<usize>,
 }
 
 /// The event a change from `last` to `now` is: `None` when nothing changed.
-pub fn event_name(last: Option<Seen>, now: Seen) -> Option<&'static str> {
+fn event_name(last: Option<Seen>, now: Seen) -> Option<&'static str> {
     if last == Some(now) {
         return None;
     }
@@ -212,32 +152,6 @@ pub fn event_name(last: Option<Seen>, now: Seen) -> Option<&'static str> {
         Status::Succeeded | Status::Cancelled => "done",
         Status::Failed => "failed",
     })
-}
-
-impl Follow {
-    /// The event for `s`, if it changed anything since the last one.
-    fn event(&mut self, s: &Snapshot) -> Option<(&'static str, Value)> {
-        let p = &s.progress;
-        let seen = Seen {
-            status: s.status,
-            iteration: p.iteration,
-            step: p.step,
-            preview: p.preview.as_ref().map(|(step, _)| *step),
-        };
-        let name = event_name(self.last.replace(seen), seen)?;
-        let step = json!({"iteration": p.iteration, "step": p.step, "steps": p.steps});
-        let data = match name {
-            "step" => step,
-            "preview" => {
-                let image = p.preview.as_ref().map(|(_, png)| {
-                    base64::engine::general_purpose::STANDARD.encode(png.as_slice())
-                });
-                json!({"progress": step, "image": image})
-            }
-            _ => describe(&self.shared, &self.job, s),
-        };
-        Some((name, data))
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub enum Refused {
     Full { capacity: usize },
     /// The server is shutting down.
     Closed,
+    /// An idempotency key already names the job of another body.
+    KeyReused,
 }
 
 /// What the worker's wait for a job ended with.

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     /// How long the activation memory of the last job's shape stays pooled for a next job of
     /// the same shape (zero: released after every job).
     pub keep_warm: Duration,
+    /// How long a client may take to send a request's head, or pause while sending its body.
+    pub client_timeout: Duration,
     /// What every checkpoint loads with instead of its markers (prediction type, zero terminal
     /// SNR); default: as each checkpoint says.
     pub load: LoadOptions,
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             preview_every: 5,
             retention: Retention::default(),
             keep_warm: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(30),
             load: LoadOptions::default(),
         }
     }

@@ -16,7 +16,7 @@ use super::state::{lock, DeviceMemory, Shared};
 use crate::checkpoint::Checkpoint;
 use crate::device::{memory_in_use, Gpu};
 use crate::field::Described;
-use crate::image_io::{self, ImageMetadata};
+use crate::image_io;
 use crate::infotext::{self, ModelInfo};
 use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Controls, Engine, Error, Event, PipelineError, Preview, Request};
@@ -156,24 +156,37 @@ impl Worker {
         lock(&self.shared.catalogue).loaded = None;
     }
 
-    /// The engine holding `path`, loading it first (the previous checkpoint released before).
+    /// The engine holding `path`, loading it first. The file is opened and checked before the
+    /// loaded checkpoint is released (a broken file leaves it serving); the previous one is
+    /// released before the next loads (two would not fit many GPUs) and loaded again when the
+    /// next fails.
     fn ensure_model(&mut self, path: &Path) -> Result<&mut Loaded, Failure> {
         if self.loaded.as_ref().is_some_and(|l| l.path == path) {
             return Ok(self.loaded.as_mut().expect("checked"));
         }
-        self.release(); // before loading the next
+        let checkpoint = Checkpoint::open(path).map_err(|e| cannot_load(path, e.into()))?;
+        let previous = self.loaded.as_ref().map(|l| l.path.clone());
+        self.release();
+        match self.load(path, checkpoint) {
+            Ok(()) => Ok(self.loaded.as_mut().expect("just loaded")),
+            Err(failure) => {
+                if let Some(previous) = previous {
+                    if let Ok(checkpoint) = Checkpoint::open(&previous) {
+                        let _ = self.load(&previous, checkpoint);
+                    }
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Loads `checkpoint` (the file at `path`) as the engine.
+    fn load(&mut self, path: &Path, checkpoint: Checkpoint) -> Result<(), Failure> {
         let clock = Instant::now();
-        let engine = Checkpoint::open(path)
-            .map_err(Error::from)
-            .and_then(|c| {
-                let options = self.shared.config.load;
-                Engine::load_with(self.gpu.clone(), c, self.dtype, options)
-            })
+        let options = self.shared.config.load;
+        let engine = Engine::load_with(self.gpu.clone(), checkpoint, self.dtype, options)
             .and_then(|e| e.gpu().sync().map(|()| e).map_err(Error::from))
-            .map_err(|e| Failure {
-                status: 500,
-                message: format!("cannot load {}: {e}", path.display()),
-            })?;
+            .map_err(|e| cannot_load(path, e))?;
         self.shared.metrics.model_load(clock.elapsed());
         let (info, _) = ModelInfo::of(path);
         {
@@ -181,11 +194,12 @@ impl Worker {
             catalogue.loaded = Some(path.to_path_buf());
             catalogue.learn_hash(path);
         }
-        Ok(self.loaded.insert(Loaded {
+        self.loaded = Some(Loaded {
             path: path.to_path_buf(),
             engine,
             info,
-        }))
+        });
+        Ok(())
     }
 
     /// `work.n_iter` runs with the job's LoRAs, seeds advancing by the batch size; `skip`
@@ -309,27 +323,21 @@ fn add_images(
 ) -> Result<(), Failure> {
     for (i, image) in images.iter().enumerate() {
         let seed = request.seed.wrapping_add(i as u64);
-        let text = infotext::infotext(request, &work.corrections, &outcome.model, seed)
-            .map_err(|e| Failure::internal(format!("hashing a LoRA for the infotext: {e}")))?;
-        let parameters = image_io::parameters(&text);
-        let json = serde_json::json!({
-            "seed": seed,
-            "model": outcome.model.name,
-            "model_hash": outcome.model.hash,
-            "quality_policy": work.corrections,
-            "backend": outcome.made_on,
-            "version": infotext::version(),
-        });
-        let metadata = ImageMetadata {
-            parameters: parameters.clone(),
-            json: json.to_string(),
-        };
+        let (text, metadata) = infotext::image_metadata(
+            request,
+            &work.corrections,
+            &outcome.model,
+            &outcome.made_on,
+            &work.asked,
+            seed,
+        )
+        .map_err(|e| Failure::internal(format!("hashing a LoRA for the infotext: {e}")))?;
         let mut png = Vec::new();
         image_io::metadata::write_png(image, &mut png, Some(&metadata))
             .map_err(|e| Failure::internal(format!("encoding a PNG: {e}")))?;
         outcome.images.push(Arc::new(png));
         outcome.seeds.push(seed);
-        outcome.infotexts.push(parameters);
+        outcome.infotexts.push(metadata.parameters);
         if outcome.fields.is_empty() {
             outcome.fields = text.fields;
         }
@@ -355,6 +363,14 @@ fn cancelled() -> Failure {
     Failure {
         status: 409,
         message: "cancelled before it started".into(),
+    }
+}
+
+/// A checkpoint that did not load: the machine's failure (500), naming the file.
+fn cannot_load(path: &Path, e: Error) -> Failure {
+    Failure {
+        status: 500,
+        message: format!("cannot load {}: {e}", path.display()),
     }
 }
 

@@ -19,7 +19,7 @@ pub const MAX_PROMPT_WEIGHT: f32 = 10.0;
 /// Checks a prompt pair without a model: each prompt's size, then its weights and chunk count.
 pub fn check_prompts(prompt: &str, negative: &str) -> Result<(), TextError> {
     for (which, text) in [("prompt", prompt), ("negative prompt", negative)] {
-        check_size(which, text)?;
+        check_prompt_size(which, text)?;
         check_parsed(which, &parse_prompt(text))?;
     }
     Ok(())
@@ -28,14 +28,14 @@ pub fn check_prompts(prompt: &str, negative: &str) -> Result<(), TextError> {
 /// [`check_prompts`] of prompts parsed already.
 pub fn check_prompt_pair(prompt: &Prompt, negative: &Prompt) -> Result<(), TextError> {
     for (which, p) in [("prompt", prompt), ("negative prompt", negative)] {
-        check_size(which, p.text())?;
+        check_prompt_size(which, p.text())?;
         check_parsed(which, p.parsed())?;
     }
     Ok(())
 }
 
-/// At most [`MAX_PROMPT_BYTES`].
-fn check_size(which: &'static str, text: &str) -> Result<(), TextError> {
+/// At most [`MAX_PROMPT_BYTES`]: checked on the text before it is parsed, too.
+pub fn check_prompt_size(which: &'static str, text: &str) -> Result<(), TextError> {
     if text.len() > MAX_PROMPT_BYTES {
         return Err(TextError::PromptTooLong {
             which,

@@ -12,5 +12,6 @@ pub use clip::{ClipAttention, ClipConfig, ClipLayer, ClipMlp, ClipTextModel, Hid
 pub use conditioning::{Conditioning, TextAdapters, TextEncoders, TextOptions};
 pub use error::TextError;
 pub use limits::{
-    check_prompt_pair, check_prompts, MAX_CHUNKS, MAX_PROMPT_BYTES, MAX_PROMPT_WEIGHT,
+    check_prompt_pair, check_prompt_size, check_prompts, MAX_CHUNKS, MAX_PROMPT_BYTES,
+    MAX_PROMPT_WEIGHT,
 };

@@ -14,14 +14,14 @@ use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
-use crate::intake::{plan, IntakeError};
+use crate::intake::{parse_prompt, random_seed, Asked, Inputs, IntakeError};
 use crate::lora::{LoraSpec, LoraTag};
-use crate::pipeline::{Error, InitImage, Request, SizeConditioning};
-use crate::policy::{PolicyName, Settings};
+use crate::pipeline::Error;
+use crate::policy::PolicyName;
+use crate::sampling::SamplerChoice;
 use crate::server::error::ApiError;
 use crate::server::jobs::{Kind, Work};
 use crate::server::state::{lock, Shared};
-use crate::tokenizer::Prompt;
 
 /// The most images one request makes (`batch_size x n_iter`).
 const MAX_IMAGES: usize = 1024;
@@ -132,8 +132,8 @@ pub fn convert(
 ) -> Result<Converted, ApiError> {
     let f = Fields::of(kind, body);
     refuse_unsupported(&f, kind)?;
-    let prompt = Prompt::new(f.string("prompt")?.unwrap_or_default());
-    let negative = Prompt::new(f.string("negative_prompt")?.unwrap_or_default());
+    let refuse = |e: Error| ApiError::invalid(e.describe(&A1111Names));
+    let prompt = parse_prompt(f.string("prompt")?.unwrap_or_default(), "prompt").map_err(refuse)?;
     let (sampler, schedule) = resolve_sampler(
         f.string("sampler_name")?
             .or(f.string("sampler_index")?)
@@ -142,46 +142,43 @@ pub fn convert(
     )?;
     let overrides = Overrides::read(server, f.raw("override_settings"))?;
     let loras = server.loras(&prompt.parsed().loras)?;
-    let asked = Settings {
-        width: positive(&f, "width")?,
-        height: positive(&f, "height")?,
-        cfg: f.float("cfg_scale")?.unwrap_or(7.0) as f32,
-        steps: positive(&f, "steps")?,
+    // A1111's fields in the intake's form (A1111's defaults are filled in `f`)
+    let asked = Asked {
+        prompt: Some(prompt.text().to_string()),
+        negative: f.string("negative_prompt")?,
+        width: Some(positive(&f, "width")?),
+        height: Some(positive(&f, "height")?),
+        steps: Some(positive(&f, "steps")?),
+        cfg: Some(f.float("cfg_scale")?.unwrap_or(7.0) as f32),
+        seed: seed(f.int("seed")?),
+        sampler: Some(SamplerChoice {
+            sampler,
+            schedule: None,
+        }),
+        schedule: Some(schedule),
+        batch: Some(positive(&f, "batch_size")?),
+        clip_skip: Some(overrides.clip_skip.unwrap_or_else(|| server.clip_skip())),
+        strength: f.float("denoising_strength")?,
+        ..Asked::default()
     };
     let model = match overrides.model {
         Some(model) => model,
         None => server.selected_model()?,
     };
-    let refuse = |e: Error| ApiError::invalid(e.describe(&A1111Names));
-    let profile = server.policy(&model).profile();
-    let planned = plan(asked, loras, profile, refuse, |settings, loras| {
+    let inputs = Inputs {
+        prompt,
+        loras,
+        init_noise: None,
+    };
+    let planned = asked.plan(server.policy(&model), inputs, refuse, |settings| {
         // the image is decoded last, after every cheap check
-        let init = match kind {
-            Kind::Img2img => Some(init_image(&f)?),
-            _ => None,
-        };
-        Ok(Request {
-            prompt,
-            negative,
-            width: settings.width,
-            height: settings.height,
-            steps: settings.steps,
-            cfg: settings.cfg,
-            cfg_rescale: None,
-            seed: seed(f.int("seed")?),
-            batch: positive(&f, "batch_size")?,
-            sampler,
-            schedule,
-            clip_skip: overrides.clip_skip.unwrap_or_else(|| server.clip_skip()),
-            size_conditioning: SizeConditioning::default(),
-            init: init
-                .map(|image| fitted(&f, image, settings.width, settings.height))
-                .transpose()?,
-            init_noise: None,
-            vae_tiling: Default::default(),
-            vae_precision: Default::default(),
-            loras,
-        })
+        match kind {
+            Kind::Img2img => {
+                let image = init_image(&f)?;
+                fitted(&f, image, settings.width, settings.height).map(Some)
+            }
+            _ => Ok(None),
+        }
     })?;
     let request = planned.request;
     let n_iter = positive(&f, "n_iter")?;
@@ -192,9 +189,14 @@ pub fn convert(
         )));
     }
     let mut parameters = f.values.clone();
-    if kind == Kind::Img2img && !f.bool("include_init_images")?.unwrap_or(false) {
-        parameters.insert("init_images".into(), Value::Null);
-        parameters.insert("mask".into(), Value::Null);
+    let mut asked = parameters.clone();
+    if kind == Kind::Img2img {
+        for images in ["init_images", "mask"] {
+            asked.insert(images.into(), Value::Null);
+        }
+        if !f.bool("include_init_images")?.unwrap_or(false) {
+            parameters.clone_from(&asked);
+        }
     }
     Ok(Converted {
         work: Work {
@@ -204,10 +206,11 @@ pub fn convert(
             corrections: planned.corrections,
             model,
             save_to: save_to(server, &f)?,
+            asked,
         },
         parameters,
         send_images: f.bool("send_images")?.unwrap_or(true),
-        subseed: seed(f.int("subseed")?) as i64,
+        subseed: seed(f.int("subseed")?).unwrap_or_else(random_seed) as i64,
     })
 }
 
@@ -235,21 +238,9 @@ fn positive(f: &Fields, name: &str) -> Result<usize, ApiError> {
     }
 }
 
-/// A1111's seed: -1 (or any negative) draws one in [0, 2^32 - 2).
-fn seed(given: Option<i64>) -> u64 {
-    match given {
-        Some(s) if s >= 0 => s as u64,
-        _ => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            // splitmix64 of the clock, so requests in the same moment differ little
-            let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) % 4_294_967_294
-        }
-    }
+/// A1111's seed: -1 (or any negative) draws one ([`crate::intake::random_seed`]).
+fn seed(given: Option<i64>) -> Option<u64> {
+    given.and_then(|s| u64::try_from(s).ok())
 }
 
 /// Fields that ask for a feature this engine does not have: a 422 naming the field when set
@@ -366,7 +357,7 @@ impl Overrides {
 }
 
 /// The checkpoint a client's `sd_model_checkpoint` value (`field`) names.
-pub(super) fn checkpoint(shared: &Shared, field: &str, v: &Value) -> Result<PathBuf, ApiError> {
+pub fn checkpoint(shared: &Shared, field: &str, v: &Value) -> Result<PathBuf, ApiError> {
     let name = v.as_str().unwrap_or_default();
     lock(&shared.catalogue)
         .find(name)
@@ -467,7 +458,7 @@ fn decode_image(text: &str) -> Result<RgbImage, String> {
 
 /// img2img's start: `resize_mode` 0 (just resize: stretched to the size) or 1 (crop and
 /// resize: the engine's fit); others refused.
-fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<InitImage, ApiError> {
+fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<RgbImage, ApiError> {
     let image = match f.int("resize_mode")?.unwrap_or(0) {
         0 => image::imageops::resize(
             &image,
@@ -482,6 +473,5 @@ fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<In
             )))
         }
     };
-    let strength = f.float("denoising_strength")?.unwrap_or(0.75);
-    Ok(InitImage { image, strength })
+    Ok(image)
 }

@@ -24,6 +24,8 @@ impl FieldNames for A1111Names {
             Field::Strength => "denoising_strength",
             Field::Steps => "steps",
             Field::Schedule => "scheduler",
+            // ours counts from 0: one less than A1111's
+            Field::ClipSkip => "CLIP skip (CLIP_stop_at_last_layers - 1)",
             // a server takes no injected noise
             Field::InitNoise => "initial noise",
             Field::Backend => "backend",

@@ -11,31 +11,28 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::convert::{checkpoint, clip_skip};
+use super::convert::clip_skip;
 use super::samplers::{samplers_json, schedulers_json};
 use super::{decode_image_bytes, object};
-use crate::image_io::metadata::parse_parameters;
+use crate::image_io::metadata::{self, parse_parameters};
 use crate::intake::LoraFolder;
+use crate::server::backend::JobBackend;
 use crate::server::error::ApiError;
 use crate::server::jobs::Task;
+use crate::server::local::run_model_task;
 use crate::server::models::CheckpointEntry;
 use crate::server::state::{lock, Shared};
-use crate::server::submit::{finished, submit};
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes<B: JobBackend>() -> Router<B> {
     let empty_list = || get(|| async { Json(json!([])) });
     Router::new()
-        .route("/options", get(get_options).post(set_options))
-        .route("/sd-models", get(sd_models))
-        .route("/refresh-checkpoints", post(refresh_checkpoints))
-        .route("/unload-checkpoint", post(unload))
-        .route("/reload-checkpoint", post(reload))
+        .route("/options", get(get_options::<B>).post(set_options::<B>))
+        .route("/sd-models", get(sd_models::<B>))
         .route("/samplers", get(|| async { Json(samplers_json()) }))
         .route("/schedulers", get(|| async { Json(schedulers_json()) }))
-        .route("/loras", get(loras))
-        .route("/refresh-loras", post(refresh_loras))
+        .route("/loras", get(loras::<B>))
         .route("/png-info", post(png_info))
-        .route("/memory", get(memory))
+        .route("/memory", get(memory::<B>))
         .route(
             "/scripts",
             get(|| async { Json(json!({"txt2img": [], "img2img": []})) }),
@@ -44,7 +41,6 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/embeddings",
             get(|| async { Json(json!({"loaded": {}, "skipped": {}})) }),
         )
-        .route("/cmd-flags", get(cmd_flags))
         .route("/upscalers", empty_list())
         .route("/latent-upscale-modes", empty_list())
         .route("/sd-vae", empty_list())
@@ -54,19 +50,18 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/prompt-styles", empty_list())
 }
 
-async fn get_options(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let options = lock(&shared.options).clone();
-    let catalogue = lock(&shared.catalogue);
-    let selected = catalogue
-        .selected
-        .as_deref()
-        .and_then(|p| catalogue.entry(p));
-    let hash = selected.and_then(|e| e.sha256.clone());
-    Json(options_json(
-        options,
-        catalogue.selected_title().into(),
-        hash.into(),
-    ))
+/// The routes only `serve` has: its checkpoints and LoRA folder on this machine, its flags.
+pub fn local_routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/refresh-checkpoints", post(refresh_checkpoints))
+        .route("/unload-checkpoint", post(unload))
+        .route("/reload-checkpoint", post(reload))
+        .route("/refresh-loras", post(refresh_loras))
+        .route("/cmd-flags", get(cmd_flags))
+}
+
+async fn get_options<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(backend.options().await?))
 }
 
 /// `GET /sdapi/v1/options`: the options set over A1111's defaults, with the selected
@@ -83,41 +78,43 @@ pub fn options_json(mut options: Map<String, Value>, title: Value, hash: Value) 
     Value::Object(options)
 }
 
-/// Sets options; a checkpoint is loaded (after the running job) before this answers, and an
-/// unknown one is a 422.
-async fn set_options(
-    State(shared): State<Arc<Shared>>,
+/// The most A1111 options a server keeps for clients to read back, as JSON: A1111's own are
+/// about 20 KiB.
+pub const MAX_OPTIONS_BYTES: usize = 256 << 10;
+
+/// `stored` with `new`'s options over it, unless together they pass [`MAX_OPTIONS_BYTES`] (a
+/// 413, and nothing changes).
+pub fn merge_options(
+    stored: &Map<String, Value>,
+    new: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut merged = stored.clone();
+    merged.extend(new);
+    let size = serde_json::to_vec(&merged).map_or(usize::MAX, |b| b.len());
+    if size > MAX_OPTIONS_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the options would hold {size} bytes; at most {MAX_OPTIONS_BYTES} are kept"),
+        ));
+    }
+    Ok(merged)
+}
+
+/// Sets options: CLIP skip out of range and a checkpoint the backend cannot load are 422s.
+async fn set_options<B: JobBackend>(
+    State(backend): State<B>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut map = object(&body)?;
+    let map = object(&body)?;
     if let Some(v) = map.get("CLIP_stop_at_last_layers") {
         clip_skip("CLIP_stop_at_last_layers", v)?;
     }
-    if let Some(name) = map.remove("sd_model_checkpoint") {
-        let path = checkpoint(&shared, "sd_model_checkpoint", &name)?;
-        // selected once it loads: a checkpoint that fails leaves the selection as it was
-        run_model_task(&shared, Task::LoadModel(path.clone())).await?;
-        lock(&shared.catalogue).selected = Some(path);
-    }
-    lock(&shared.options).extend(map);
+    backend.set_options(map).await?;
     Ok(Json(Value::Null))
 }
 
-/// Runs a model task through the queue (in order with the jobs) and waits for it.
-async fn run_model_task(shared: &Shared, task: Task) -> Result<(), ApiError> {
-    let job = submit(shared, task, None)?;
-    let end = finished(&job).await;
-    match end.failure {
-        Some(failure) => Err((&failure).into()),
-        None => Ok(()),
-    }
-}
-
-/// A1111's fields, and ours: what the checkpoint predicts and the quality policy its jobs get.
-async fn sd_models(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let entries = lock(&shared.catalogue).entries.clone();
-    let list = entries.iter().map(|e| sd_model(&shared, e)).collect();
-    Json(Value::Array(list))
+async fn sd_models<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(backend.models().await?))
 }
 
 /// One checkpoint as `sd-models` lists it (also what a NATS worker announces). Locks the
@@ -156,8 +153,8 @@ async fn reload(State(shared): State<Arc<Shared>>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({})))
 }
 
-async fn loras(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(loras_json(&shared, true))
+async fn loras<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(backend.loras().await?))
 }
 
 /// The LoRA folder as `/loras` lists it; a NATS worker announces it without the metadata.
@@ -187,36 +184,47 @@ async fn refresh_loras(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(Value::Null)
 }
 
-/// The infotext of a PNG (base64 or data URL): `{info, items, parameters}`.
-pub async fn png_info(body: Bytes) -> Result<Json<Value>, ApiError> {
-    let map = object(&body)?;
+/// The infotext of a PNG (base64 or data URL): `{info, items, parameters}`, read off the async
+/// threads.
+async fn png_info(body: Bytes) -> Result<Json<Value>, ApiError> {
+    tokio::task::spawn_blocking(move || png_info_of(&body))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the image: {e}")))?
+        .map(Json)
+}
+
+fn png_info_of(body: &[u8]) -> Result<Value, ApiError> {
+    let map = object(body)?;
     let Some(text) = map.get("image").and_then(Value::as_str) else {
         return Err(ApiError::not_found("Image not found"));
     };
     let bytes = decode_image_bytes(text).map_err(|e| ApiError::invalid(format!("image: {e}")))?;
-    let mut chunks = crate::image_io::metadata::png_text(&bytes).unwrap_or_default();
+    // another format has no PNG text: empty, as A1111 answers; a PNG's bad text is a 422
+    let mut chunks = match metadata::is_png(&bytes) {
+        true => metadata::png_text(&bytes).map_err(|e| ApiError::invalid(format!("image: {e}")))?,
+        false => Default::default(),
+    };
     let info = chunks.remove("parameters").unwrap_or_default();
     let items: Map<String, Value> = chunks.into_iter().map(|(k, v)| (k, v.into())).collect();
     let parameters: Map<String, Value> = parse_parameters(&info)
         .into_iter()
         .map(|(k, v)| (k, v.into()))
         .collect();
-    Ok(Json(
-        json!({"info": info, "items": items, "parameters": parameters}),
-    ))
+    Ok(json!({"info": info, "items": items, "parameters": parameters}))
 }
 
-/// Host RAM (this process's resident set) and the device's memory pools, in A1111's shape.
-async fn memory(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(json!({
-        "ram": ram_json(),
-        "cuda": {"error": "unavailable"},
-        "device": device_memory_json(&shared),
-    }))
+/// Host RAM (this process's resident set) in A1111's shape, and the device memory (`serve`:
+/// its pools as `device`; an API node: each served model's as its workers announced it, as
+/// `workers`).
+async fn memory<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    let (key, device) = backend.device_memory().await?;
+    let mut body = json!({"ram": ram_json(), "cuda": {"error": "unavailable"}});
+    body[key] = device;
+    Ok(Json(body))
 }
 
 /// A1111's `ram`: this process's resident set and the machine's total.
-pub fn ram_json() -> Value {
+fn ram_json() -> Value {
     match (resident_bytes(), total_ram_bytes()) {
         (Some(used), Some(total)) => {
             json!({"free": total.saturating_sub(used), "used": used, "total": total})

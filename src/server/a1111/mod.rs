@@ -8,16 +8,12 @@ mod info;
 mod listings;
 mod samplers;
 
-#[cfg(feature = "nats")]
-pub use convert::clip_skip;
-pub use convert::decode_image_bytes;
+pub use convert::{checkpoint, decode_image_bytes};
 pub use fields::A1111Names;
-#[cfg(feature = "nats")]
 pub use info::info_json;
-#[cfg(feature = "nats")]
-pub use listings::{device_memory_json, loras_json, options_json, png_info, ram_json, sd_model};
-#[cfg(feature = "nats")]
-pub use samplers::{samplers_json, schedulers_json};
+pub use listings::{
+    device_memory_json, local_routes, loras_json, merge_options, options_json, sd_model,
+};
 
 use convert::Converted;
 
@@ -31,10 +27,30 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use super::backend::{JobBackend, Stop};
 use super::error::ApiError;
-use super::jobs::{Kind, Progress, Status, Task};
-use super::state::{lock, Shared};
-use super::submit::{finished, submit};
+use super::jobs::{Kind, Progress};
+use super::state::Shared;
+
+/// Bodies converted at once (each may decode an init image of up to `MAX_INIT_PIXELS`, about
+/// 200 MB at the bound): the rest wait their turn, so a burst of large images holds at most this
+/// many in memory.
+const MAX_CONVERSIONS: usize = 2;
+
+static CONVERSIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONVERSIONS);
+
+/// `convert` run off the async threads, when one of [`MAX_CONVERSIONS`] turns is free.
+async fn converting<T: Send + 'static>(
+    convert: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _turn = CONVERSIONS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))?;
+    tokio::task::spawn_blocking(convert)
+        .await
+        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))?
+}
 
 /// The checks of an A1111 body that need no server (see [`convert::Precheck`]), off the async
 /// threads: a NATS API node's, before it queues the job. The body comes back unchanged.
@@ -43,30 +59,33 @@ pub async fn precheck_body(
     kind: Kind,
     map: Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        convert::convert(&convert::Precheck, kind, &map).map(|_| map)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("checking the request: {e}")))?
+    converting(move || convert::convert(&convert::Precheck, kind, &map).map(|_| map)).await
 }
 
-/// The `/sdapi/v1` routes.
-pub fn routes() -> Router<Arc<Shared>> {
+/// The `/sdapi/v1` routes over any job backend (`serve`'s own routes are added by
+/// [`local_routes`]).
+pub fn routes<B: JobBackend>() -> Router<B> {
     Router::new()
-        .route("/txt2img", post(txt2img))
-        .route("/img2img", post(img2img))
-        .route("/progress", get(progress))
-        .route("/interrupt", post(interrupt))
-        .route("/skip", post(skip))
+        .route("/txt2img", post(txt2img::<B>))
+        .route("/img2img", post(img2img::<B>))
+        .route("/progress", get(progress::<B>))
+        .route("/interrupt", post(interrupt::<B>))
+        .route("/skip", post(skip::<B>))
         .merge(listings::routes())
 }
 
-async fn txt2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Response, ApiError> {
-    generate(shared, Kind::Txt2img, body).await
+async fn txt2img<B: JobBackend>(
+    State(backend): State<B>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    generate(&backend, Kind::Txt2img, body).await
 }
 
-async fn img2img(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Response, ApiError> {
-    generate(shared, Kind::Img2img, body).await
+async fn img2img<B: JobBackend>(
+    State(backend): State<B>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    generate(&backend, Kind::Img2img, body).await
 }
 
 /// A JSON object body, or a 422 saying why not.
@@ -79,49 +98,37 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// An A1111 body as the worker's job, converted off the async threads (init images are decoded
-/// there); counted as refused when it cannot be.
+/// there, a bounded number at once); counted as refused when it cannot be.
 pub async fn convert_body(
     shared: &Arc<Shared>,
     kind: Kind,
     map: Map<String, Value>,
 ) -> Result<Converted, ApiError> {
     let converter = shared.clone();
-    tokio::task::spawn_blocking(move || convert::convert(&*converter, kind, &map))
+    converting(move || convert::convert(&*converter, kind, &map))
         .await
-        .map_err(|e| ApiError::internal(format!("converting the request: {e}")))?
         .inspect_err(|_| shared.metrics.refused())
 }
 
-/// Converts the body, queues the job, waits for it and answers `{images, parameters, info}`,
-/// with the job's id in an `X-Job-Id` header (the job stays readable at `/v1/jobs/{id}` for
-/// its retention time).
-async fn generate(shared: Arc<Shared>, kind: Kind, body: Bytes) -> Result<Response, ApiError> {
-    let converted = convert_body(&shared, kind, object(&body)?).await?;
-    let seeds = all_seeds(&converted.work);
-    let (send_images, subseed) = (converted.send_images, converted.subseed);
-    let parameters = converted.parameters;
-    let job = submit(&shared, Task::Generate(Box::new(converted.work)), None)?;
-    let end = finished(&job).await;
-    let outcome = match (&end.outcome, &end.failure) {
-        (Some(outcome), _) => outcome.clone(),
-        (None, Some(failure)) => return Err(failure.into()),
-        (None, None) => return Err(ApiError::internal("the job ended without a result")),
-    };
-    let images: Vec<String> = if send_images {
-        outcome
-            .images
-            .iter()
-            .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+/// Queues the job, waits for it and answers `{images, parameters, info}`, with the job's id in
+/// an `X-Job-Id` header (the job stays readable at `/v1/jobs/{id}` for its retention time).
+async fn generate<B: JobBackend>(
+    backend: &B,
+    kind: Kind,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let generated = backend.generate(kind, object(&body)?).await?;
+    let images: Vec<String> = generated
+        .images
+        .iter()
+        .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()))
+        .collect();
     let body = json!({
         "images": images,
-        "parameters": parameters,
-        "info": info::info_json(&outcome, &seeds, subseed),
+        "parameters": generated.parameters,
+        "info": generated.info,
     });
-    Ok(([("x-job-id", job.id.to_string())], Json(body)).into_response())
+    Ok(([("x-job-id", generated.id)], Json(body)).into_response())
 }
 
 /// `seed + i` over `batch_size x n_iter`, wrapping.
@@ -142,32 +149,26 @@ pub(crate) struct ProgressQuery {
 }
 
 /// A1111's progress of the running job (idle: zeros).
-async fn progress(
-    State(shared): State<Arc<Shared>>,
+async fn progress<B: JobBackend>(
+    State(backend): State<B>,
     Query(query): Query<ProgressQuery>,
-) -> Json<Value> {
-    let current = match &query.id_task {
-        Some(id) => id.parse().ok().and_then(|id| shared.jobs.get(id)),
-        None => lock(&shared.current).clone(),
+) -> Result<Json<Value>, ApiError> {
+    let running = backend
+        .running(query.id_task, !query.skip_current_image)
+        .await?;
+    let Some(r) = running else {
+        return Ok(Json(idle_progress()));
     };
-    let running = current.map(|job| (job.snapshot(), job));
-    let Some((s, job)) = running.filter(|(s, _)| s.status == Status::Running) else {
-        return Json(idle_progress());
-    };
-    let p = &s.progress;
-    let image = p
+    let p = &r.progress;
+    let image = r
         .preview
-        .as_ref()
-        .filter(|_| !query.skip_current_image)
-        .map(|(_, png)| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
-    let interrupted = job.cancel.is_cancelled();
-    let skipped = job.skipped.load(std::sync::atomic::Ordering::SeqCst);
-    Json(progress_json(
+        .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()));
+    Ok(Json(progress_json(
         Some(p.fraction()),
         p.eta().unwrap_or(0.0),
-        state_json(skipped, interrupted, job_name(job.kind), p),
+        state_json(r.skipped, r.interrupted, job_name(r.kind), p),
         image,
-    ))
+    )))
 }
 
 /// `/progress`'s answer; `fraction` of a running job (which shows at least 1%).
@@ -217,17 +218,13 @@ pub(crate) fn state_json(skipped: bool, interrupted: bool, job: &str, p: &Progre
 }
 
 /// Stops the running job (A1111: `{}`); the images it finished are returned to its client.
-async fn interrupt(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    if let Some(job) = lock(&shared.current).clone() {
-        job.stop();
-    }
-    Json(json!({}))
+async fn interrupt<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    backend.stop_current(Stop::Interrupt).await?;
+    Ok(Json(json!({})))
 }
 
 /// Drops the running job's current iteration (A1111: `null`).
-async fn skip(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    if let Some(job) = lock(&shared.current).clone() {
-        job.skip();
-    }
-    Json(Value::Null)
+async fn skip<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    backend.stop_current(Stop::Skip).await?;
+    Ok(Json(Value::Null))
 }

@@ -1,24 +1,20 @@
-//! `serve --nats`: an API node with no model and no GPU. It answers A1111's txt2img/img2img
-//! (waiting on the job's record), progress (with live previews), interrupt and skip, the jobs
-//! API (with its events), the model listing, and the settings and listings of `listings.rs`
-//! from NATS, refusing a body any worker would refuse before it queues it: a job is its
-//! body in the object store, its record in the jobs bucket and a message on its model's
-//! subject. Any number of API nodes can run side by side; none keeps state of its own.
+//! `serve --nats`: an API node with no model and no GPU. It serves the routes `serve` does (the
+//! same handlers, over this [`JobBackend`]) from NATS: A1111's txt2img/img2img waiting on the
+//! job's record, progress with live previews, interrupt and skip, the jobs API with its events,
+//! the model listing, and the settings and listings of `listings.rs`, refusing a body any worker
+//! would refuse before it queues it: a job is its body in the object store, its record in the
+//! jobs bucket and a message on its model's subject. Any number of API nodes can run side by
+//! side; none keeps state of its own.
 
-use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine as _;
-use futures_lite::StreamExt as _;
+use axum::http::StatusCode;
+use axum::Router;
+use futures_lite::{Stream, StreamExt as _};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -28,15 +24,15 @@ use super::listings::{
 };
 use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
-use crate::server::a1111::{
-    idle_progress, job_name, object, png_info, precheck_body, progress_json, samplers_json,
-    schedulers_json, state_json, ProgressQuery,
+use crate::server::a1111::precheck_body;
+use crate::server::backend::{
+    Generated, JobBackend, Png, Running, Stop, Submitted, Update, Updates,
 };
 use crate::server::error::ApiError;
 use crate::server::job_view::{ErrorView, JobView, Placement, ProgressView};
-use crate::server::jobs::{Kind, Progress, Status};
-use crate::server::native::{event_name, take_kind, Seen};
-use crate::server::{bind, guarded, ServerConfig, ServerError};
+use crate::server::jobs::{IdempotencyKey, Kind, Progress, Status};
+use crate::server::submit::key_reused;
+use crate::server::{api_routes, bind, guarded, ServerConfig, ServerError};
 
 /// What the handlers share: the bus and the node's configuration (listen, auth, body limit;
 /// `model`'s file stem names the default model).
@@ -66,7 +62,7 @@ impl Node {
 /// A started API node.
 pub struct ApiNode {
     pub addr: std::net::SocketAddr,
-    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -84,15 +80,13 @@ impl ApiNode {
         let bus = Bus::connect(nats).await?;
         let (listener, addr) = bind(config.listen).await?;
         let node = Arc::new(Node { bus, config });
-        let app = guarded(routes(node.clone()), &node.config);
+        let app = guarded(
+            api_routes(Router::new()).with_state(node.clone()),
+            &node.config,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let timeout = node.config.client_timeout;
+        let http = tokio::spawn(crate::server::http::serve(listener, app, timeout, stopped));
         Ok(ApiNode { addr, http, stop })
     }
 
@@ -100,34 +94,6 @@ impl ApiNode {
         let _ = self.stop.send(());
         let _ = self.http.await;
     }
-}
-
-fn routes(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/sdapi/v1/txt2img", post(txt2img))
-        .route("/sdapi/v1/img2img", post(img2img))
-        .route("/sdapi/v1/progress", get(progress))
-        .route("/sdapi/v1/interrupt", post(interrupt))
-        .route("/sdapi/v1/skip", post(skip))
-        .route("/sdapi/v1/sd-models", get(sd_models))
-        .route("/sdapi/v1/options", get(get_options).post(set_options))
-        .route("/sdapi/v1/loras", get(loras))
-        .route("/sdapi/v1/png-info", post(png_info))
-        .route("/sdapi/v1/memory", get(memory))
-        .route(
-            "/sdapi/v1/samplers",
-            get(|| async { Json(samplers_json()) }),
-        )
-        .route(
-            "/sdapi/v1/schedulers",
-            get(|| async { Json(schedulers_json()) }),
-        )
-        .route("/v1/jobs", post(create))
-        .route("/v1/jobs/{id}", get(show).delete(cancel))
-        .route("/v1/jobs/{id}/images/{index}", get(image))
-        .route("/v1/jobs/{id}/events", get(events))
-        .route("/healthz", get(healthz))
-        .with_state(node)
 }
 
 pub(super) fn unavailable(e: NatsError) -> ApiError {
@@ -154,8 +120,9 @@ pub(super) async fn models(bus: &Bus) -> Result<Vec<(String, Value)>, ApiError> 
     Ok(found)
 }
 
-async fn sd_models(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
-    // as `serve` lists them: the workers' LoRAs and memory have routes of their own
+/// The served models as `serve` lists its checkpoints (the workers' LoRAs and memory have
+/// routes of their own).
+async fn sd_models(node: &Node) -> Result<Value, ApiError> {
     let cards = models(&node.bus)
         .await?
         .into_iter()
@@ -167,7 +134,7 @@ async fn sd_models(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiErro
             card
         })
         .collect();
-    Ok(Json(Value::Array(cards)))
+    Ok(Value::Array(cards))
 }
 
 /// The subject token of the model a body asks for: `override_settings.sd_model_checkpoint`
@@ -232,14 +199,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Queues `body` as a `kind` job (with an idempotency `key` seen before: that job instead),
-/// after the checks that need no worker: a body any worker would refuse is a 422 here, before
-/// anything reaches NATS.
+/// Queues `body` as a `kind` job (with an idempotency `key` seen before: that job instead, or a
+/// 422 when it came with another body), after the checks that need no worker: a body any worker
+/// would refuse is a 422 here, before anything reaches NATS.
 async fn submit(
     node: &Node,
     kind: Kind,
     body: Map<String, Value>,
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
 ) -> Result<JobRecord, ApiError> {
     let bus = &node.bus;
     let mut body = precheck_body(kind, body).await?;
@@ -248,17 +215,23 @@ async fn submit(
     fold_options(&options, &mut body);
     let mut id = new_id();
     if let Some(key) = key {
-        let key_name = format!("key-{}", hex(&Sha256::digest(key.as_bytes())[..16]));
-        let taken = bus.jobs.create(&key_name, id.clone().into()).await;
+        // the key's entry: the job's id and its body's digest
+        let key_name = format!("key-{}", hex(&Sha256::digest(key.key.as_bytes())[..16]));
+        let entry = format!("{id} {}", key.body);
+        let taken = bus.jobs.create(&key_name, entry.into()).await;
         if taken.is_err() {
             let existing = bus
                 .jobs
                 .get(&key_name)
                 .await
-                .map_err(|e| unavailable(NatsError::io(e)))?;
-            id = existing
+                .map_err(|e| unavailable(NatsError::io(e)))?
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or(id);
+                .unwrap_or_default();
+            let (existing_id, body) = existing.split_once(' ').unwrap_or((&existing, ""));
+            if body != key.body {
+                return Err(key_reused());
+            }
+            id = existing_id.to_string();
             if let Some((record, _)) = bus.record(&id).await.map_err(unavailable)? {
                 return Ok(record);
             }
@@ -301,61 +274,164 @@ async fn finished(bus: &Bus, id: &str) -> Result<JobRecord, ApiError> {
     }
 }
 
-async fn txt2img(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
-    generate(node, Kind::Txt2img, body).await
-}
-
-async fn img2img(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
-    generate(node, Kind::Img2img, body).await
-}
-
-/// A1111's synchronous answer: queue, wait, `{images, parameters, info}` as `serve` gives.
-async fn generate(node: Arc<Node>, kind: Kind, body: Bytes) -> Result<Response, ApiError> {
-    let record = submit(&node, kind, object(&body)?, None).await?;
-    let record = finished(&node.bus, &record.id).await?;
-    let Some(response) = record.response.clone() else {
-        let error = record.error.clone();
-        return Err(error.map_or_else(
-            || ApiError::internal("the job ended without a result"),
-            |e| ApiError::new(status(e.status), e.message),
-        ));
-    };
-    let mut images = Vec::new();
-    if response["send_images"].as_bool().unwrap_or(true) {
-        for i in 0..record.images {
-            let png = node
-                .bus
-                .object(&image_object(&record.id, i))
-                .await
-                .map_err(unavailable)?;
-            images.push(base64::engine::general_purpose::STANDARD.encode(png));
-        }
+impl JobBackend for Arc<Node> {
+    async fn submit(
+        &self,
+        kind: Kind,
+        body: Map<String, Value>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Submitted, ApiError> {
+        let record = submit(self, kind, body, key.as_ref()).await?;
+        Ok(Submitted {
+            id: record.id,
+            status: record.status,
+        })
     }
-    let body = json!({
-        "images": images,
-        "parameters": response["parameters"],
-        "info": response["info"],
-    });
-    Ok(([("x-job-id", record.id)], Json(body)).into_response())
+
+    /// Waits on the job's record; the images come from the object store.
+    async fn generate(&self, kind: Kind, body: Map<String, Value>) -> Result<Generated, ApiError> {
+        let record = submit(self, kind, body, None).await?;
+        let record = finished(&self.bus, &record.id).await?;
+        let Some(response) = record.response.clone() else {
+            let error = record.error.clone();
+            return Err(error.map_or_else(
+                || ApiError::internal("the job ended without a result"),
+                |e| ApiError::new(status(e.status), e.message),
+            ));
+        };
+        let mut images = Vec::new();
+        if response["send_images"].as_bool().unwrap_or(true) {
+            for i in 0..record.images {
+                let png = self.bus.object(&image_object(&record.id, i)).await;
+                images.push(Arc::new(png.map_err(unavailable)?));
+            }
+        }
+        Ok(Generated {
+            id: record.id,
+            images,
+            parameters: response["parameters"].clone(),
+            info: response["info"].clone(),
+        })
+    }
+
+    async fn describe(&self, id: &str) -> Result<Value, ApiError> {
+        Ok(describe(&record(self, id).await?))
+    }
+
+    /// Queued: cancelled here (its worker skips it); running: its worker is told and stops
+    /// within one step.
+    async fn cancel(&self, id: &str) -> Result<Status, ApiError> {
+        record(self, id).await?;
+        halt(&self.bus, id, Halt::Cancel).await
+    }
+
+    async fn image(&self, id: &str, index: usize) -> Result<Png, ApiError> {
+        let r = record(self, id).await?;
+        if index >= r.images {
+            return Err(ApiError::not_found(format!(
+                "job {id} has no image {index}"
+            )));
+        }
+        let png = self.bus.object(&image_object(id, index)).await;
+        Ok(Arc::new(png.map_err(unavailable)?))
+    }
+
+    /// The record's changes (no previews: those stay in the object store).
+    async fn follow(&self, id: &str) -> Result<Updates, ApiError> {
+        // watching before reading: no change falls between the two
+        let watch = self
+            .bus
+            .jobs
+            .watch(id)
+            .await
+            .map_err(|e| unavailable(NatsError::io(e)))?;
+        let first = record(self, id).await?;
+        let later = watch.filter_map(|entry| serde_json::from_slice(&entry.ok()?.value).ok());
+        let records: Pin<Box<dyn Stream<Item = JobRecord> + Send>> =
+            Box::pin(futures_lite::stream::once(first).chain(later));
+        let updates =
+            futures_lite::stream::unfold((records, false), |(mut records, ended)| async move {
+                if ended {
+                    return None;
+                }
+                let r = records.next().await?;
+                let ended = r.status.finished();
+                Some((update(&r), (records, ended)))
+            });
+        Ok(Box::pin(updates))
+    }
+
+    async fn running(
+        &self,
+        id: Option<String>,
+        preview: bool,
+    ) -> Result<Option<Running>, ApiError> {
+        let current = current(self, id).await?;
+        let Some(r) = current.filter(|r| r.status == Status::Running) else {
+            return Ok(None);
+        };
+        let image = match r.preview_step.filter(|_| preview) {
+            Some(_) => self.bus.preview(&r.id).await.map_err(unavailable)?,
+            None => None,
+        };
+        Ok(Some(Running {
+            kind: r.kind,
+            progress: progress_of(&r),
+            skipped: r.skip_requested,
+            interrupted: r.cancel_requested,
+            preview: image.map(Arc::new),
+        }))
+    }
+
+    async fn stop_current(&self, how: Stop) -> Result<(), ApiError> {
+        if let Some(r) = current(self, None).await? {
+            let how = match how {
+                Stop::Interrupt => Halt::Interrupt,
+                Stop::Skip => Halt::Skip,
+            };
+            halt(&self.bus, &r.id, how).await?;
+        }
+        Ok(())
+    }
+
+    async fn options(&self) -> Result<Value, ApiError> {
+        get_options(self).await
+    }
+
+    async fn set_options(&self, options: Map<String, Value>) -> Result<(), ApiError> {
+        set_options(self, options).await
+    }
+
+    async fn models(&self) -> Result<Value, ApiError> {
+        sd_models(self).await
+    }
+
+    async fn loras(&self) -> Result<Value, ApiError> {
+        loras(self).await
+    }
+
+    async fn device_memory(&self) -> Result<(&'static str, Value), ApiError> {
+        Ok(("workers", memory(self).await?))
+    }
+
+    /// Ready when NATS answers; lists the models known and those with a worker up now.
+    async fn health(&self) -> Result<(StatusCode, Value), ApiError> {
+        let served = models(&self.bus).await?;
+        let recent = now() - 3.0 * ANNOUNCE_EVERY.as_secs_f64();
+        let up = |card: &Value| card["last_seen"].as_f64().is_some_and(|t| t >= recent);
+        let known: Vec<&str> = served.iter().map(|(t, _)| t.as_str()).collect();
+        let working: Vec<&str> = served
+            .iter()
+            .filter(|(_, card)| up(card))
+            .map(|(t, _)| t.as_str())
+            .collect();
+        let body = json!({"status": "ok", "models": known, "models_with_workers": working});
+        Ok((StatusCode::OK, body))
+    }
 }
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// `POST /v1/jobs`: as `serve`'s, 202 with the poll URL.
-async fn create(
-    State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let mut map = object(&body)?;
-    let kind = take_kind(&mut map)?;
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    let record = submit(&node, kind, map, key).await?;
-    let url = format!("/v1/jobs/{}", record.id);
-    let body = json!({"id": record.id, "status": record.status, "poll_url": url});
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, url)], Json(body)).into_response())
 }
 
 async fn record(node: &Node, id: &str) -> Result<JobRecord, ApiError> {
@@ -381,6 +457,19 @@ fn progress_of(r: &JobRecord) -> Progress {
             .and_then(since)
             .and_then(|elapsed| Instant::now().checked_sub(elapsed)),
         preview: None,
+    }
+}
+
+/// One state of a followed job.
+fn update(r: &JobRecord) -> Update {
+    let p = &r.progress;
+    Update {
+        status: r.status,
+        iteration: p.iteration,
+        step: p.step,
+        steps: p.steps,
+        preview: None,
+        view: describe(r),
     }
 }
 
@@ -424,33 +513,9 @@ fn describe(r: &JobRecord) -> Value {
     .json()
 }
 
-async fn show(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(describe(&record(&node, &id).await?)))
-}
-
-/// Queued: cancelled here (its worker skips it); running: its worker is told and stops within
-/// one step; finished: 409.
-async fn cancel(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    record(&node, &id).await?;
-    let was = stop(&node.bus, &id, Stop::Cancel).await?;
-    if was.finished() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("job {id} has already finished ({was:?})"),
-        ));
-    }
-    Ok(Json(json!({"id": id, "status": "cancelled"})))
-}
-
 /// What a client asks of a job.
 #[derive(Clone, Copy)]
-enum Stop {
+enum Halt {
     /// Cancel it (queued: here; running: on its worker, within one step).
     Cancel,
     /// Interrupt it if it runs (A1111's `interrupt`; a queued job stays).
@@ -461,16 +526,16 @@ enum Stop {
 
 /// Records the request and tells the job's worker (which also reads the record, for a message
 /// sent before it listened). The status the job had.
-async fn stop(bus: &Bus, id: &str, how: Stop) -> Result<Status, ApiError> {
+async fn halt(bus: &Bus, id: &str, how: Halt) -> Result<Status, ApiError> {
     let (mut was, mut asked) = (Status::Queued, false);
     bus.update_record(id, |r| {
         was = r.status;
         match (r.status, how) {
-            (Status::Queued, Stop::Cancel) => {
+            (Status::Queued, Halt::Cancel) => {
                 r.status = Status::Cancelled;
                 r.finished_at = Some(now());
             }
-            (Status::Running, Stop::Skip) => r.skip_requested = true,
+            (Status::Running, Halt::Skip) => r.skip_requested = true,
             (Status::Running, _) => r.cancel_requested = true,
             _ => return false,
         }
@@ -481,7 +546,7 @@ async fn stop(bus: &Bus, id: &str, how: Stop) -> Result<Status, ApiError> {
     .map_err(unavailable)?;
     if asked {
         let subject = match how {
-            Stop::Skip => bus.settings.skip_subject(id),
+            Halt::Skip => bus.settings.skip_subject(id),
             _ => bus.settings.cancel_subject(id),
         };
         bus.client
@@ -508,135 +573,6 @@ async fn current(node: &Node, asked: Option<String>) -> Result<Option<JobRecord>
             .map(|r| r.0)),
         None => Ok(None),
     }
-}
-
-/// A1111's `/progress` from the record (and the latest preview) of the current job.
-async fn progress(
-    State(node): State<Arc<Node>>,
-    Query(query): Query<ProgressQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let running = current(&node, query.id_task).await?;
-    let Some(r) = running.filter(|r| r.status == Status::Running) else {
-        return Ok(Json(idle_progress()));
-    };
-    let p = progress_of(&r);
-    let image = match r.preview_step.filter(|_| !query.skip_current_image) {
-        Some(_) => node.bus.preview(&r.id).await.map_err(unavailable)?,
-        None => None,
-    };
-    let image = image.map(|png| base64::engine::general_purpose::STANDARD.encode(png));
-    let state = state_json(r.skip_requested, r.cancel_requested, job_name(r.kind), &p);
-    Ok(Json(progress_json(
-        Some(p.fraction()),
-        p.eta().unwrap_or(0.0),
-        state,
-        image,
-    )))
-}
-
-/// Interrupts the current job (A1111: `{}`); the images it finished are its result.
-async fn interrupt(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
-    if let Some(r) = current(&node, None).await? {
-        stop(&node.bus, &r.id, Stop::Interrupt).await?;
-    }
-    Ok(Json(json!({})))
-}
-
-/// Ends the current job's running iteration (A1111: `null`).
-async fn skip(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
-    if let Some(r) = current(&node, None).await? {
-        stop(&node.bus, &r.id, Stop::Skip).await?;
-    }
-    Ok(Json(Value::Null))
-}
-
-async fn image(
-    State(node): State<Arc<Node>>,
-    Path((id, index)): Path<(String, usize)>,
-) -> Result<Response, ApiError> {
-    let r = record(&node, &id).await?;
-    if index >= r.images {
-        return Err(ApiError::not_found(format!(
-            "job {id} has no image {index}"
-        )));
-    }
-    let png = node
-        .bus
-        .object(&image_object(&id, index))
-        .await
-        .map_err(unavailable)?;
-    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
-}
-
-/// Server-sent events as `serve` sends them (`queued`, `started`, `step`, then `done` or
-/// `failed`; no `preview`), from the record's changes.
-async fn events(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-) -> Result<Sse<impl futures_lite::Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // watching before reading: no change falls between the two
-    let watch = node
-        .bus
-        .jobs
-        .watch(&id)
-        .await
-        .map_err(|e| unavailable(NatsError::io(e)))?;
-    let first = record(&node, &id).await?;
-    let follow = (Some(first), watch, None::<Seen>, false);
-    let stream = futures_lite::stream::unfold(
-        follow,
-        |(mut next, mut watch, mut last, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                let r = match next.take() {
-                    Some(r) => r,
-                    None => {
-                        let entry = watch.next().await?.ok()?;
-                        match serde_json::from_slice::<JobRecord>(&entry.value) {
-                            Ok(r) => r,
-                            Err(_) => continue,
-                        }
-                    }
-                };
-                let p = &r.progress;
-                let seen = Seen {
-                    status: r.status,
-                    iteration: p.iteration,
-                    step: p.step,
-                    preview: None,
-                };
-                let Some(name) = event_name(last.replace(seen), seen) else {
-                    continue;
-                };
-                let data = match name {
-                    "step" => json!({"iteration": p.iteration, "step": p.step, "steps": p.steps}),
-                    _ => describe(&r),
-                };
-                let event = Event::default().event(name).data(data.to_string());
-                return Some((Ok(event), (None, watch, last, r.status.finished())));
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-/// Ready when NATS answers; lists the models known and those with a worker up now.
-async fn healthz(State(node): State<Arc<Node>>) -> Response {
-    let served = match models(&node.bus).await {
-        Ok(served) => served,
-        Err(e) => return e.into_response(),
-    };
-    let recent = now() - 3.0 * ANNOUNCE_EVERY.as_secs_f64();
-    let up = |card: &Value| card["last_seen"].as_f64().is_some_and(|t| t >= recent);
-    let known: Vec<&str> = served.iter().map(|(t, _)| t.as_str()).collect();
-    let working: Vec<&str> = served
-        .iter()
-        .filter(|(_, card)| up(card))
-        .map(|(t, _)| t.as_str())
-        .collect();
-    Json(json!({"status": "ok", "models": known, "models_with_workers": working})).into_response()
 }
 
 #[cfg(test)]

@@ -4,16 +4,11 @@
 //! `loras` (what the workers announced), `png-info`, and `memory` (this node's RAM and each
 //! model's device memory as its workers announce it).
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::api::{models, unavailable, Node};
 use super::bus::NatsError;
-use crate::server::a1111::{clip_skip, object, options_json, ram_json};
+use crate::server::a1111::{merge_options, options_json};
 use crate::server::error::ApiError;
 
 /// The jobs bucket's key of the options set with `POST /sdapi/v1/options`.
@@ -58,46 +53,38 @@ pub fn served_model<'a>(
 
 /// `GET /sdapi/v1/options`: the stored options over A1111's defaults, with the checkpoint jobs
 /// run on unless they name one.
-pub async fn get_options(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
-    let options = stored_options(&node).await?;
+pub async fn get_options(node: &Node) -> Result<Value, ApiError> {
+    let options = stored_options(node).await?;
     let served = models(&node.bus).await?;
     let selected = match options.get("sd_model_checkpoint").and_then(Value::as_str) {
         Some(name) => served_model(&served, name).ok(),
         None => node.default_model(&served),
     };
     let card = |key: &str| selected.map_or(Value::Null, |(_, c)| c[key].clone());
-    Ok(Json(options_json(options, card("title"), card("sha256"))))
+    Ok(options_json(options, card("title"), card("sha256")))
 }
 
-/// `POST /sdapi/v1/options`: a checkpoint no worker serves and a CLIP skip out of range are
-/// 422s; the rest is stored for every API node.
-pub async fn set_options(
-    State(node): State<Arc<Node>>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let mut map = object(&body)?;
-    if let Some(v) = map.get("CLIP_stop_at_last_layers") {
-        clip_skip("CLIP_stop_at_last_layers", v)?;
-    }
+/// `POST /sdapi/v1/options`: a checkpoint no worker serves is a 422; the rest is stored for
+/// every API node.
+pub async fn set_options(node: &Node, mut map: Map<String, Value>) -> Result<(), ApiError> {
     if let Some(v) = map.get_mut("sd_model_checkpoint") {
         let name = v.as_str().unwrap_or_default().to_string();
         let served = models(&node.bus).await?;
         *v = served_model(&served, &name)?.1["title"].clone();
     }
-    let mut options = stored_options(&node).await?;
-    options.extend(map);
+    let options = merge_options(&stored_options(node).await?, map)?;
     let bytes = serde_json::to_vec(&options).expect("a JSON map serialises");
     node.bus
         .jobs
         .put(OPTIONS_KEY, bytes.into())
         .await
         .map_err(|e| unavailable(NatsError::io(e)))?;
-    Ok(Json(Value::Null))
+    Ok(())
 }
 
 /// `GET /sdapi/v1/loras`: the LoRAs the workers of every served model announced (by name, each
 /// once; without their training metadata, which stays on the workers).
-pub async fn loras(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+pub async fn loras(node: &Node) -> Result<Value, ApiError> {
     let mut list: Vec<Value> = Vec::new();
     for (_, card) in models(&node.bus).await? {
         for lora in card["loras"].as_array().into_iter().flatten() {
@@ -107,20 +94,16 @@ pub async fn loras(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiErro
         }
     }
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(Json(Value::Array(list)))
+    Ok(Value::Array(list))
 }
 
-/// `GET /sdapi/v1/memory`: this node's RAM in A1111's shape, and the device memory each served
-/// model's workers last announced.
-pub async fn memory(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+/// `GET /sdapi/v1/memory`'s `workers`: the device memory each served model's workers last
+/// announced.
+pub async fn memory(node: &Node) -> Result<Value, ApiError> {
     let workers: Map<String, Value> = models(&node.bus)
         .await?
         .into_iter()
         .map(|(token, card)| (token, card["memory"].clone()))
         .collect();
-    Ok(Json(json!({
-        "ram": ram_json(),
-        "cuda": {"error": "unavailable"},
-        "workers": workers,
-    })))
+    Ok(Value::Object(workers))
 }

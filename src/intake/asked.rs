@@ -1,0 +1,439 @@
+//! What a user asks of one generation, in the engine's own spelling, whichever front door it
+//! came through: a jobs line is this form as JSON, `generate`'s request flags are its fields
+//! ([`ASKED_FIELDS`]: the command line builds its flags from that table, so the library needs no
+//! argument parser), and an A1111 body is read into it field by field
+//! (`server/a1111/convert.rs`, in A1111's spelling and with A1111's defaults). Every field is
+//! optional: unset, it takes the preset's value, the init image's size or the documented
+//! default. [`Asked::plan`] turns it, with what the front-end read from files or a body, into
+//! the checked request; [`Asked::resolved`] is what ran, for the image's JSON record.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::{plan, Planned};
+use crate::lora::LoraSpec;
+use crate::pipeline::{Error, InitImage, Noise, Request, SizeConditioning};
+use crate::policy::{PolicyName, Preset, Settings};
+use crate::sampling::{Sampler, SamplerChoice, ScheduleKind};
+use crate::spelling::Spelled;
+use crate::text_encoder::check_prompt_size;
+use crate::tokenizer::Prompt;
+use crate::vae::{VaePrecision, VaeTiling};
+
+/// The request's fields as a user states them (see the module's note). Field by field,
+/// [`ASKED_FIELDS`] says how each is written and what it means.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Asked {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cfg: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cfg_rescale: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_width: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_height: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_top: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_left: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vae_tiling: Option<VaeTiling>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vae_precision: Option<VaePrecision>,
+}
+
+/// How a field's value is written (as a flag's value, or as the text of a JSON value).
+#[derive(Clone, Copy)]
+pub enum ValueKind {
+    Text,
+    /// A whole number, 0 or more.
+    Count,
+    /// A finite number (negative ones too: the request's checks say what is allowed).
+    Number,
+    /// A sampler name: ours, ComfyUI's or A1111's, with or without a schedule suffix.
+    Sampler,
+    /// One of a closed set's spellings, with their descriptions ([`Spelled`]).
+    Spelled(fn() -> Vec<(&'static str, &'static str)>),
+}
+
+/// One field of [`Asked`]: its name (the JSON key; the flag is `--` and the name with `-` for
+/// `_`), how its value is written, and what it means.
+pub struct AskedField {
+    pub name: &'static str,
+    pub kind: ValueKind,
+    pub help: &'static str,
+}
+
+/// `T`'s spellings and their descriptions.
+fn spellings<T: Spelled>() -> Vec<(&'static str, &'static str)> {
+    T::SPELLINGS.iter().map(|&(_, s, h)| (s, h)).collect()
+}
+
+const fn field(name: &'static str, kind: ValueKind, help: &'static str) -> AskedField {
+    AskedField { name, kind, help }
+}
+
+/// Every field of [`Asked`], in the order help lists them.
+pub const ASKED_FIELDS: [AskedField; 21] = [
+    field(
+        "prompt",
+        ValueKind::Text,
+        "The prompt (A1111 syntax: `(word:1.2)`, `[word]`, `BREAK`, `<lora:NAME:W>`)",
+    ),
+    field(
+        "negative",
+        ValueKind::Text,
+        "The negative prompt; empty (default) gives SDXL's all-zero negative conditioning",
+    ),
+    field(
+        "width",
+        ValueKind::Count,
+        "Image width, a multiple of 8 [default: the preset's, or the init image's]",
+    ),
+    field(
+        "height",
+        ValueKind::Count,
+        "Image height, a multiple of 8 [default: the preset's, or the init image's]",
+    ),
+    field(
+        "steps",
+        ValueKind::Count,
+        "Denoising steps of the schedule [default: the preset's]",
+    ),
+    field(
+        "cfg",
+        ValueKind::Number,
+        "Classifier-free guidance scale [default: the preset's]",
+    ),
+    field(
+        "cfg_rescale",
+        ValueKind::Number,
+        "Guidance rescale (\"CFG Rescale phi\"), 0 to 1 [default: 0.7 for zero-terminal-SNR \
+         v-prediction checkpoints, else 0]",
+    ),
+    field(
+        "seed",
+        ValueKind::Count,
+        "Seed of the first image; image i uses seed + i [default: random, printed]",
+    ),
+    field(
+        "sampler",
+        ValueKind::Sampler,
+        "euler, euler_a, dpmpp_2m, ddim, or an A1111 name (\"Euler a\", \"DPM++ 2M Karras\", \
+         \"Euler SGM Uniform\") [default: euler]",
+    ),
+    field(
+        "schedule",
+        ValueKind::Spelled(spellings::<ScheduleKind>),
+        "The sigma schedule [default: the sampler name's, else default]",
+    ),
+    field(
+        "batch",
+        ValueKind::Count,
+        "Images per request, one GPU batch, seeds seed, seed+1, ... [default: 1]",
+    ),
+    field(
+        "clip_skip",
+        ValueKind::Count,
+        "Layers to skip beyond SDXL's penultimate one (diffusers' clip_skip) [default: 0]",
+    ),
+    field(
+        "strength",
+        ValueKind::Number,
+        "img2img: how much to change the image, in (0, 1]; runs int(steps x strength) steps \
+         [default: 0.75]",
+    ),
+    field(
+        "original_width",
+        ValueKind::Count,
+        "SDXL size conditioning: the original width the image claims [default: width]",
+    ),
+    field(
+        "original_height",
+        ValueKind::Count,
+        "SDXL size conditioning: the original height [default: height]",
+    ),
+    field(
+        "crop_top",
+        ValueKind::Count,
+        "SDXL crop conditioning: top of the crop [default: 0]",
+    ),
+    field(
+        "crop_left",
+        ValueKind::Count,
+        "SDXL crop conditioning: left of the crop [default: 0]",
+    ),
+    field(
+        "preset",
+        ValueKind::Spelled(spellings::<Preset>),
+        "Defaults for size, CFG and steps: standard (768x768, CFG 7, 25 steps) or high \
+         (1024x1024, CFG 7.5, 30 steps) [default: high]",
+    ),
+    field(
+        "policy",
+        ValueKind::Spelled(spellings::<PolicyName>),
+        "The quality policy's profile; off disables it [default: the checkpoint's: vpred for \
+         v-prediction checkpoints, else anime]",
+    ),
+    field(
+        "vae_tiling",
+        ValueKind::Spelled(spellings::<VaeTiling>),
+        "[default: auto]",
+    ),
+    field(
+        "vae_precision",
+        ValueKind::Spelled(spellings::<VaePrecision>),
+        "[default: f32]",
+    ),
+];
+
+/// img2img's strength when none is given (A1111's default denoising strength).
+pub const DEFAULT_STRENGTH: f64 = 0.75;
+
+/// What a front-end read for the request beyond its fields: the prompt parsed once (its LoRA
+/// tags already resolved into `loras`), the LoRA files, noise a user handed in.
+pub struct Inputs {
+    pub prompt: Prompt,
+    pub loras: Vec<LoraSpec>,
+    pub init_noise: Option<Noise>,
+}
+
+macro_rules! over {
+    ($job:expr, $base:expr, $($field:ident),*) => {
+        Asked { $($field: $job.$field.clone().or_else(|| $base.$field.clone())),* }
+    };
+}
+
+impl Asked {
+    /// `self`'s fields, `base`'s where `self` has none (a jobs line over the command line).
+    pub fn over(&self, base: &Asked) -> Asked {
+        over!(
+            self,
+            base,
+            prompt,
+            negative,
+            width,
+            height,
+            steps,
+            cfg,
+            cfg_rescale,
+            seed,
+            sampler,
+            schedule,
+            batch,
+            clip_skip,
+            strength,
+            original_width,
+            original_height,
+            crop_top,
+            crop_left,
+            preset,
+            policy,
+            vae_tiling,
+            vae_precision
+        )
+    }
+
+    /// The size, CFG and steps asked for: the fields', else the preset's under `policy`'s
+    /// profile.
+    pub fn settings(&self, policy: PolicyName) -> Settings {
+        let preset = self.preset.unwrap_or_default().settings(policy.profile());
+        Settings {
+            width: self.width.unwrap_or(preset.width),
+            height: self.height.unwrap_or(preset.height),
+            cfg: self.cfg.unwrap_or(preset.cfg),
+            steps: self.steps.unwrap_or(preset.steps),
+        }
+    }
+
+    /// The checked request, through [`plan`] under `policy`: `init_image` is called last, after
+    /// every cheap check, with the settings the policy left (an image decoded and fitted then);
+    /// `refuse` turns a failed check into the front-end's error.
+    pub fn plan<E>(
+        &self,
+        policy: PolicyName,
+        inputs: Inputs,
+        refuse: impl Fn(Error) -> E,
+        init_image: impl FnOnce(&Settings) -> Result<Option<RgbImage>, E>,
+    ) -> Result<Planned, E> {
+        let Inputs {
+            prompt,
+            loras,
+            init_noise,
+        } = inputs;
+        let negative = parse_prompt(self.negative.clone().unwrap_or_default(), "negative prompt");
+        let negative = negative.map_err(&refuse)?;
+        plan(
+            self.settings(policy),
+            loras,
+            policy.profile(),
+            refuse,
+            |settings, loras| {
+                let init = init_image(&settings)?;
+                Ok(self.request([prompt, negative], settings, init, init_noise, loras))
+            },
+        )
+    }
+
+    /// The request with the policy's `settings` and every other field's value or default.
+    fn request(
+        &self,
+        [prompt, negative]: [Prompt; 2],
+        settings: Settings,
+        init_image: Option<RgbImage>,
+        init_noise: Option<Noise>,
+        loras: Vec<LoraSpec>,
+    ) -> Request {
+        let choice = self.sampler.unwrap_or(SamplerChoice {
+            sampler: Sampler::Euler,
+            schedule: None,
+        });
+        let strength = self.strength.unwrap_or(DEFAULT_STRENGTH);
+        Request {
+            prompt,
+            negative,
+            width: settings.width,
+            height: settings.height,
+            steps: settings.steps,
+            cfg: settings.cfg,
+            cfg_rescale: self.cfg_rescale,
+            seed: self.seed.unwrap_or_else(random_seed),
+            batch: self.batch.unwrap_or(1),
+            sampler: choice.sampler,
+            schedule: self.schedule.or(choice.schedule).unwrap_or_default(),
+            clip_skip: self.clip_skip.unwrap_or(0),
+            size_conditioning: SizeConditioning {
+                original_width: self.original_width,
+                original_height: self.original_height,
+                crop_top: self.crop_top.unwrap_or(0),
+                crop_left: self.crop_left.unwrap_or(0),
+            },
+            init: init_image.map(|image| InitImage { image, strength }),
+            init_noise,
+            vae_tiling: self.vae_tiling.unwrap_or_default(),
+            vae_precision: self.vae_precision.unwrap_or_default(),
+            loras,
+        }
+    }
+
+    /// What `r` ran, every field set (`policy` the one it ran under; `preset` as asked).
+    pub fn resolved(&self, r: &Request, policy: PolicyName) -> Asked {
+        let size = &r.size_conditioning;
+        Asked {
+            prompt: Some(r.prompt.text().to_string()),
+            negative: Some(r.negative.text().to_string()),
+            width: Some(r.width),
+            height: Some(r.height),
+            steps: Some(r.steps),
+            cfg: Some(r.cfg),
+            cfg_rescale: r.cfg_rescale,
+            seed: Some(r.seed),
+            sampler: Some(SamplerChoice {
+                sampler: r.sampler,
+                schedule: None,
+            }),
+            schedule: Some(r.schedule),
+            batch: Some(r.batch),
+            clip_skip: Some(r.clip_skip),
+            strength: r.init.as_ref().map(|i| i.strength),
+            original_width: Some(size.original_width.unwrap_or(r.width)),
+            original_height: Some(size.original_height.unwrap_or(r.height)),
+            crop_top: Some(size.crop_top),
+            crop_left: Some(size.crop_left),
+            preset: self.preset,
+            policy: Some(policy),
+            vae_tiling: Some(r.vae_tiling),
+            vae_precision: Some(r.vae_precision),
+        }
+    }
+}
+
+/// A prompt's text parsed once, or refused unparsed when it is past the encoders' bound (a
+/// 7 MB prompt costs a length check, not a parse); `which`: "prompt" or "negative prompt".
+pub fn parse_prompt(text: String, which: &'static str) -> Result<Prompt, Error> {
+    check_prompt_size(which, &text)?;
+    Ok(Prompt::new(text))
+}
+
+/// A seed in A1111's range [0, 2^32 - 2) from the clock, for a request that names none.
+pub fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // splitmix64 of the clock, so requests in the same moment differ little
+    let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % 4_294_967_294
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table names every field of the form, once, in the form's order.
+    #[test]
+    fn the_table_is_the_form() {
+        let every = Asked {
+            prompt: Some("p".into()),
+            negative: Some("n".into()),
+            width: Some(8),
+            height: Some(8),
+            steps: Some(1),
+            cfg: Some(1.0),
+            cfg_rescale: Some(0.0),
+            seed: Some(1),
+            sampler: Some("euler".parse().expect("a sampler")),
+            schedule: Some(ScheduleKind::Karras),
+            batch: Some(1),
+            clip_skip: Some(0),
+            strength: Some(0.5),
+            original_width: Some(8),
+            original_height: Some(8),
+            crop_top: Some(0),
+            crop_left: Some(0),
+            preset: Some(Preset::default()),
+            policy: Some(PolicyName::Off),
+            vae_tiling: Some(VaeTiling::Auto),
+            vae_precision: Some(VaePrecision::F32),
+        };
+        let json = serde_json::to_value(&every).expect("serialises");
+        let keys: Vec<&str> = json
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut names: Vec<&str> = ASKED_FIELDS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        assert_eq!(keys, names, "serde_json's map is sorted");
+        assert_eq!(every.over(&Asked::default()), every);
+        assert_eq!(Asked::default().over(&every), every);
+    }
+}
