@@ -82,7 +82,7 @@ pub struct Work {
     /// `save_images`: also write the images into this folder (the server's `--outputs`).
     pub save_to: Option<PathBuf>,
     /// The body's fields with defaults filled, images left out: the images' JSON record.
-    pub asked: Map<String, Value>,
+    pub record: Map<String, Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -328,7 +328,7 @@ fn add_images(
             &work.corrections,
             &outcome.model,
             &outcome.made_on,
-            &work.asked,
+            &work.record,
             seed,
         )
         .map_err(|e| Failure::internal(format!("hashing a LoRA for the infotext: {e}")))?;

@@ -189,13 +189,13 @@ pub fn convert(
         )));
     }
     let mut parameters = f.values.clone();
-    let mut asked = parameters.clone();
+    let mut record = parameters.clone();
     if kind == Kind::Img2img {
         for images in ["init_images", "mask"] {
-            asked.insert(images.into(), Value::Null);
+            record.insert(images.into(), Value::Null);
         }
         if !f.bool("include_init_images")?.unwrap_or(false) {
-            parameters.clone_from(&asked);
+            parameters.clone_from(&record);
         }
     }
     Ok(Converted {
@@ -206,7 +206,7 @@ pub fn convert(
             corrections: planned.corrections,
             model,
             save_to: save_to(server, &f)?,
-            asked,
+            record,
         },
         parameters,
         send_images: f.bool("send_images")?.unwrap_or(true),
