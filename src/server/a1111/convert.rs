@@ -475,3 +475,74 @@ fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<Rg
     };
     Ok(image)
 }
+
+#[cfg(all(test, feature = "nats"))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A JSON value of any type, small.
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            (0u64..5000).prop_map(Value::from),
+            "[a-zA-Z0-9 _.:()<>+-]{0,16}".prop_map(Value::from),
+            Just(serde_json::json!(["%%", "data:image/png;base64,AAAA"])),
+            Just(serde_json::json!({"CLIP_stop_at_last_layers": "2", "sd_vae": "None"})),
+        ]
+    }
+
+    /// A body: A1111's fields (and unknown ones) at random values.
+    fn body() -> impl Strategy<Value = Map<String, Value>> {
+        let field = prop_oneof![
+            Just("prompt"),
+            Just("negative_prompt"),
+            Just("seed"),
+            Just("subseed"),
+            Just("steps"),
+            Just("cfg_scale"),
+            Just("width"),
+            Just("height"),
+            Just("batch_size"),
+            Just("n_iter"),
+            Just("sampler_name"),
+            Just("scheduler"),
+            Just("denoising_strength"),
+            Just("init_images"),
+            Just("resize_mode"),
+            Just("override_settings"),
+            Just("enable_hr"),
+            Just("s_noise"),
+            Just("styles"),
+            Just("send_images"),
+            Just("unknown_field"),
+        ];
+        proptest::collection::vec((field, value()), 0..8).prop_map(|fields| {
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Every body ends in a job or a client error (4xx), never a panic or a 500, through
+        /// the checks an API node runs before it queues anything.
+        #[test]
+        fn every_body_is_a_job_or_a_client_error(body in body(), img2img in any::<bool>()) {
+            let kind = if img2img { Kind::Img2img } else { Kind::Txt2img };
+            if let Err(e) = convert(&Precheck, kind, &body) {
+                prop_assert!(e.status.is_client_error(), "{body:?}: {e:?}");
+            }
+        }
+    }
+}
