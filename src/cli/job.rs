@@ -19,21 +19,11 @@ use super::tensor_file;
 use sdxl_wgpu::field::Described;
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder, ASKED_FIELDS};
+use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder};
 use sdxl_wgpu::lora::{self, LoraSpec};
 use sdxl_wgpu::pipeline::{Noise, Request};
 use sdxl_wgpu::policy::{Correction, PolicyName};
 use sdxl_wgpu::tokenizer::Prompt;
-
-/// The fields of a jobs line beyond the request's: the files a job reads and writes.
-const FILE_FIELDS: [&str; 6] = [
-    "output",
-    "init_image",
-    "init_noise",
-    "dump",
-    "lora",
-    "lora_dir",
-];
 
 /// The request flags: the intake's fields ([`RequestFlags`]) and the files a job reads and
 /// writes. Unset fields take the preset's value (size, steps, CFG), the init image's size, or
@@ -108,12 +98,7 @@ impl JobArgs {
     pub fn from_json(text: &str) -> anyhow::Result<JobArgs> {
         let job: JobArgs = serde_json::from_str(text)?;
         if let Some(key) = job.unknown.keys().next() {
-            let mut fields: Vec<&str> = ASKED_FIELDS.iter().map(|f| f.name).collect();
-            fields.extend(FILE_FIELDS);
-            bail!(
-                "unknown field `{key}`, expected one of {}",
-                fields.join(", ")
-            );
+            bail!("unknown field `{key}`: a job's fields are generate's flags, `-` spelled `_`");
         }
         Ok(job)
     }
@@ -149,7 +134,7 @@ impl JobArgs {
         let inputs = Inputs {
             loras: self.loras(&prompt)?,
             prompt,
-            init_noise: self.init_noise()?,
+            init_noise: self.read_init_noise()?,
         };
         // img2img keeps the init image's size (rounded down to multiples of 8) by default
         let mut asked = self.asked().clone();
@@ -177,7 +162,7 @@ impl JobArgs {
     }
 
     /// `--init-noise`'s tensor.
-    fn init_noise(&self) -> anyhow::Result<Option<Noise>> {
+    fn read_init_noise(&self) -> anyhow::Result<Option<Noise>> {
         let Some(path) = &self.init_noise else {
             return Ok(None);
         };

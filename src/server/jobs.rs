@@ -276,10 +276,9 @@ pub struct IdempotencyKey {
 impl IdempotencyKey {
     pub fn new(key: &str, body: &[u8]) -> Self {
         use sha2::Digest as _;
-        let digest = sha2::Sha256::digest(body);
         IdempotencyKey {
             key: key.to_string(),
-            body: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            body: crate::model_hash::hex(&sha2::Sha256::digest(body)),
         }
     }
 }

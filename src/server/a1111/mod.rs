@@ -140,12 +140,12 @@ pub fn all_seeds(work: &super::jobs::Work) -> Vec<u64> {
 }
 
 #[derive(serde::Deserialize)]
-pub(crate) struct ProgressQuery {
+struct ProgressQuery {
     #[serde(default)]
-    pub skip_current_image: bool,
+    skip_current_image: bool,
     /// Not A1111's: the job to report (default: the current one); API nodes take it.
     #[serde(default)]
-    pub id_task: Option<String>,
+    id_task: Option<String>,
 }
 
 /// A1111's progress of the running job (idle: zeros).
@@ -172,12 +172,7 @@ async fn progress<B: JobBackend>(
 }
 
 /// `/progress`'s answer; `fraction` of a running job (which shows at least 1%).
-pub(crate) fn progress_json(
-    fraction: Option<f64>,
-    eta: f64,
-    state: Value,
-    image: Option<String>,
-) -> Value {
+fn progress_json(fraction: Option<f64>, eta: f64, state: Value, image: Option<String>) -> Value {
     json!({
         "progress": fraction.map_or(0.0, |f| f.max(0.01)),
         "eta_relative": eta,
@@ -188,13 +183,13 @@ pub(crate) fn progress_json(
 }
 
 /// `/progress` with no job running.
-pub(crate) fn idle_progress() -> Value {
+fn idle_progress() -> Value {
     let state = state_json(false, false, "", &Progress::default());
     progress_json(None, 0.0, state, None)
 }
 
 /// A1111's name of a job of `kind` (`state.job`).
-pub(crate) fn job_name(kind: Kind) -> &'static str {
+fn job_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Txt2img => "scripts_txt2img",
         Kind::Img2img => "scripts_img2img",
@@ -203,7 +198,7 @@ pub(crate) fn job_name(kind: Kind) -> &'static str {
 }
 
 /// `shared.state.dict()` of A1111, in its key order.
-pub(crate) fn state_json(skipped: bool, interrupted: bool, job: &str, p: &Progress) -> Value {
+fn state_json(skipped: bool, interrupted: bool, job: &str, p: &Progress) -> Value {
     json!({
         "skipped": skipped,
         "interrupted": interrupted,

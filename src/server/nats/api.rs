@@ -24,6 +24,7 @@ use super::listings::{
 };
 use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
+use crate::model_hash::hex;
 use crate::server::a1111::precheck_body;
 use crate::server::backend::{
     Generated, JobBackend, Png, Running, Stop, Submitted, Update, Updates,
@@ -193,10 +194,6 @@ fn new_id() -> String {
         .chain_update(NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes())
         .finalize();
     hex(&digest[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Queues `body` as a `kind` job (with an idempotency `key` seen before: that job instead, or a
