@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 mod common;
-use common::{gpu, TINY};
+use common::{gpu, hostile, TINY};
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -296,6 +296,14 @@ fn single_process_url() -> &'static str {
 const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
 
 /// Messages ever stored in a check's stream (queued jobs, taken or not).
+/// The pixels of a base64 PNG.
+fn pixels(b64: &Value) -> image::RgbImage {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_str().expect("an image"))
+        .expect("base64");
+    image::load_from_memory(&bytes).expect("PNG").to_rgb8()
+}
+
 fn stream_messages(settings: &NatsSettings) -> u64 {
     runtime().block_on(async {
         let bus = sdxl_wgpu::server::nats::Bus::connect(settings)
@@ -381,6 +389,15 @@ fn an_api_node_checks_bodies_and_answers_options_loras_png_info_and_memory() {
     let served = single_process_url();
     let (_, from_serve) = post(&format!("{served}/sdapi/v1/png-info"), &png, None);
     assert_eq!(info, from_serve);
+    // every class of hostile request as on serve; then the same request, the same image
+    hostile::assert_refused(&api, &hostile::attacks());
+    let (status, again) = post(
+        &format!("{api}/sdapi/v1/txt2img"),
+        &small("fox", 4, 2),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(pixels(&again["images"][0]), pixels(&r["images"][0]));
     // the listings clients probe at start-up answer as serve's: one set of routes for both
     for route in [
         "scripts",

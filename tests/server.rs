@@ -21,7 +21,7 @@ use sdxl_wgpu::weights::WeightDtype;
 use serde_json::{json, Value};
 
 mod common;
-use common::{gpu, run_cli, TINY};
+use common::{gpu, hostile, run_cli, TINY};
 
 const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
 
@@ -58,11 +58,17 @@ fn start_with_policy(config: ServerConfig) -> String {
     url
 }
 
+/// The turn to use a server: one check at a time, since interrupt acts on whatever job runs and
+/// memory is measured for the whole process.
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The default server, and the turn to use it.
 fn server() -> (&'static str, MutexGuard<'static, ()>) {
     static URL: OnceLock<String> = OnceLock::new();
-    static TURN: Mutex<()> = Mutex::new(());
-    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let turn = turn();
     let config = ServerConfig {
         queue_size: 128, // a burst of 100 fits
         ..ServerConfig::default()
@@ -276,27 +282,9 @@ fn errors_in_a1111_shape() {
         ),
         (
             "txt2img",
-            json!({"prompt": "(a)b".repeat(100_000)}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "at most 65536 are read",
-        ),
-        (
-            "txt2img",
-            json!({"prompt": "x <lora:style_kohya:1e38>"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "weight",
-        ),
-        (
-            "txt2img",
             json!({"override_settings": {"sd_model_checkpoint": "missing.safetensors"}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "no checkpoint",
-        ),
-        (
-            "txt2img",
-            json!([1, 2]),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "JSON object",
         ),
     ];
     for (endpoint, body, status, needle) in cases {
@@ -312,28 +300,6 @@ fn errors_in_a1111_shape() {
             (json!(""), json!(""))
         );
     }
-    // what a client can grow is bounded: options past the bound are refused whole
-    let huge = json!({"my_option": "x".repeat(300 << 10)});
-    let (status, r) = post(&format!("{url}/sdapi/v1/options"), &huge);
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
-    let options = get_json(&format!("{url}/sdapi/v1/options"));
-    assert!(options.get("my_option").is_none(), "nothing kept");
-    // what axum answers itself (a wrong method, a path value that is no number) in A1111's shape
-    let wrong_method = client()
-        .get(format!("{url}/sdapi/v1/txt2img"))
-        .send()
-        .unwrap();
-    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert!(wrong_method.headers().contains_key("allow"));
-    let r: Value = wrong_method.json().expect("JSON");
-    assert_eq!(r["detail"], "Method Not Allowed", "{r}");
-    let bad_index = client()
-        .get(format!("{url}/v1/jobs/1/images/first"))
-        .send()
-        .unwrap();
-    assert_eq!(bad_index.status(), StatusCode::BAD_REQUEST);
-    let r: Value = bad_index.json().expect("JSON");
-    assert_eq!(r["error"], "HTTPException", "{r}");
     // what webuiapi sends on every call, features off: accepted
     let mut body = small("ok", 5);
     for (k, v) in [
@@ -863,8 +829,116 @@ fn a_burst_of_100_runs_each_valid_job_once_in_fifo_order_and_memory_returns() {
     );
 }
 
+/// The pixels of `body`'s first image from `url`'s txt2img.
+fn txt2img_pixels(url: &str, body: &Value) -> image::RgbImage {
+    let (status, r) = post(&format!("{url}/sdapi/v1/txt2img"), body);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    decode_png(r["images"][0].as_str().unwrap()).0
+}
+
+/// `clients` follow a running job's events and hang up mid-stream.
+fn sse_clients_hang_up(url: &str, clients: usize) {
+    let job = json!({"kind": "txt2img", "prompt": "watched", "seed": 3, "steps": 16,
+                     "width": 64, "height": 64});
+    let (status, r) = post(&format!("{url}/v1/jobs"), &job);
+    assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+    let job_url = format!("{url}{}", r["poll_url"].as_str().unwrap());
+    let c = client();
+    let followers: Vec<_> = (0..clients)
+        .map(|_| {
+            let mut events = c.get(format!("{job_url}/events")).send().expect("events");
+            assert_eq!(events.status(), StatusCode::OK);
+            let mut first = [0u8; 16];
+            std::io::Read::read_exact(&mut events, &mut first).expect("an event");
+            events
+        })
+        .collect();
+    drop(followers);
+    assert_eq!(wait_done(&job_url)["status"], "succeeded");
+}
+
+/// 200 connections that send nothing or half a request head and wait: the server answers
+/// others meanwhile, and closes each within the client timeout (`timeout`) and a margin.
+fn idle_flood(url: &str, timeout: Duration) {
+    let addr = url.trim_start_matches("http://");
+    let opened = Instant::now();
+    let mut idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+            if i % 2 == 0 {
+                let half = b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\n";
+                std::io::Write::write_all(&mut stream, half).unwrap();
+            }
+            stream
+        })
+        .collect();
+    let asked = Instant::now();
+    let health = client().get(format!("{url}/healthz")).send().unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(timeout + Duration::from_secs(20)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // closed by the server: the end of the stream (or a reset), not the read timeout
+        if let Err(e) = std::io::Read::read_to_end(stream, &mut rest) {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+    }
+    let held = opened.elapsed();
+    assert!(held < timeout + Duration::from_secs(10), "held {held:?}");
+}
+
+/// Every class of hostile request gets its status in A1111's shape; they, 50 SSE clients
+/// hanging up mid-stream and a 200-connection idle flood leave the process's memory within 96
+/// MiB of its baseline (and the device pools within 4 MiB); the same request then gives the same image.
+#[test]
+fn hostile_clients_leave_memory_and_images_as_they_were() {
+    let _turn = turn();
+    let timeout = Duration::from_secs(2);
+    let url = start(ServerConfig {
+        client_timeout: timeout,
+        ..ServerConfig::default()
+    });
+    let calm = small("calm", 9);
+    let attacks = hostile::attacks(); // the client's buffers, in the baseline too
+    let before = txt2img_pixels(&url, &calm);
+    sse_clients_hang_up(&url, 1); // what a followed job compiles (previews) is in the baseline
+    let (device_before, rss_before) = cold_memory(&url);
+
+    hostile::assert_refused(&url, &attacks);
+    sse_clients_hang_up(&url, 50);
+    idle_flood(&url, timeout);
+
+    assert_eq!(txt2img_pixels(&url, &calm), before, "the same image");
+    let (device_after, rss_after) = cold_memory(&url);
+    eprintln!(
+        "after the attacks: RSS {} -> {} MiB, device pools {} -> {} MiB",
+        rss_before >> 20,
+        rss_after >> 20,
+        device_before >> 20,
+        device_after >> 20
+    );
+    // measured: +33 to +38 MiB, nearly all the allocator keeping the 7 MB body's buffers in the
+    // arenas of the threads that read it (once: a repeated attack adds little, then nothing)
+    assert!(
+        rss_after <= rss_before + (96 << 20),
+        "RSS {rss_before} -> {rss_after}"
+    );
+    assert!(
+        device_after <= device_before + (4 << 20),
+        "device pools {device_before} -> {device_after}"
+    );
+}
+
 #[test]
 fn queue_limit_auth_and_body_limit() {
+    let _turn = turn();
     let url = start(ServerConfig {
         queue_size: 1,
         auth: vec![("user".into(), "secret".into())],
@@ -1025,6 +1099,7 @@ fn sigterm_during_a_job_exits_zero() {
 /// selection kept, the checkpoint that served still loaded.
 #[test]
 fn models_dir_switching() {
+    let _turn = turn();
     let dir = tempfile::tempdir().unwrap();
     for name in ["tiny-a", "tiny-b"] {
         std::fs::copy(TINY, dir.path().join(format!("{name}.safetensors"))).unwrap();
@@ -1103,6 +1178,7 @@ fn models_dir_switching() {
 /// v-prediction markers, `anime` for an epsilon one; `/sd-models` says which and why.
 #[test]
 fn each_checkpoint_gets_its_own_policy() {
+    let _turn = turn();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(TINY, dir.path().join("tiny-eps.safetensors")).unwrap();
     common::with_markers(

@@ -122,7 +122,7 @@ impl JobArgs {
     /// names one), reads the files the request names, and checks it. `output` is the image
     /// path when the request names none.
     pub fn resolve(&self, output: &Path, model_policy: PolicyName) -> anyhow::Result<Job> {
-        let Some(prompt) = self.asked().prompt.clone() else {
+        let Some(prompt) = self.asked().prompt.as_deref() else {
             bail!("no prompt: give --prompt (or \"prompt\" in the job)");
         };
         let policy = self.asked().policy.unwrap_or(model_policy);

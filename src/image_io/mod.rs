@@ -31,8 +31,11 @@ pub enum ImageError {
     Device(String),
 }
 
-/// The most pixels an init image may have (8192 x 8192, or any shape of that area).
+/// The most pixels an init image file may have (8192 x 8192, or any shape of that area).
 pub const MAX_INIT_PIXELS: u64 = 8192 * 8192;
+/// The most pixels an image a client uploads may have (4096 x 4096, or any shape of that area):
+/// a server decodes what any client sends, so each decode stays near 120 MB.
+pub const MAX_UPLOAD_PIXELS: u64 = 4096 * 4096;
 /// The longest side of an init image.
 pub const MAX_INIT_SIDE: u32 = 32768;
 
@@ -40,7 +43,7 @@ pub const MAX_INIT_SIDE: u32 = 32768;
 /// is within [`MAX_INIT_PIXELS`] and [`MAX_INIT_SIDE`]: the size is read from the header, and
 /// the decoder runs under those limits, so a huge or lying file costs a message, not memory.
 pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
-    decode_limited(|| {
+    decode_limited(MAX_INIT_PIXELS, || {
         let file = files::open_regular(path).map_err(|e| e.to_string())?;
         Ok(BufReader::new(file))
     })
@@ -50,14 +53,16 @@ pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
     })
 }
 
-/// [`read`] for an image held in memory (an upload); the error is the reason alone.
-pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
-    decode_limited(|| Ok(std::io::Cursor::new(bytes)))
+/// [`read`] for an image a client uploads, under [`MAX_UPLOAD_PIXELS`]; the error is the
+/// reason alone.
+pub fn decode_upload(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_limited(MAX_UPLOAD_PIXELS, || Ok(std::io::Cursor::new(bytes)))
 }
 
 /// Decodes what `open` gives (opened twice: once for the header's size, once for the pixels)
-/// under the init image limits.
+/// when the header says at most `max_pixels`, with the decoder's allocations bounded to match.
 fn decode_limited<R: std::io::BufRead + std::io::Seek>(
+    max_pixels: u64,
     open: impl Fn() -> Result<R, String>,
 ) -> Result<RgbImage, String> {
     let reader = || -> Result<image::ImageReader<R>, String> {
@@ -67,20 +72,20 @@ fn decode_limited<R: std::io::BufRead + std::io::Seek>(
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_INIT_SIDE);
         limits.max_image_height = Some(MAX_INIT_SIDE);
-        limits.max_alloc = Some(MAX_INIT_PIXELS * 8);
+        limits.max_alloc = Some(max_pixels * 8);
         reader.limits(limits);
         Ok(reader)
     };
     let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
-    if u64::from(w) * u64::from(h) > MAX_INIT_PIXELS {
+    if u64::from(w) * u64::from(h) > max_pixels {
         return Err(format!(
-            "{w}x{h} is {} pixels, more than the {MAX_INIT_PIXELS} an init image may have; \
+            "{w}x{h} is {} pixels, more than the {max_pixels} an init image may have; \
              scale it down first",
             u64::from(w) * u64::from(h)
         ));
     }
     let image = reader()?.decode().map_err(|e| e.to_string())?;
-    Ok(image.to_rgb8())
+    Ok(image.into_rgb8()) // no copy when the file is RGB already
 }
 
 /// `image` at exactly `width x height`: unchanged when it already is; otherwise the centred part
@@ -96,8 +101,8 @@ pub fn fit(image: &RgbImage, width: usize, height: usize) -> RgbImage {
     let scale = (f64::from(w) / f64::from(iw)).max(f64::from(h) / f64::from(ih));
     let cw = ((f64::from(w) / scale).round() as u32).clamp(1, iw);
     let ch = ((f64::from(h) / scale).round() as u32).clamp(1, ih);
-    let crop = imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
-    imageops::resize(&crop, w, h, FilterType::Lanczos3)
+    let crop = imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch);
+    imageops::resize(&*crop, w, h, FilterType::Lanczos3) // from the view: no copy of the crop
 }
 
 /// `[1, 3, H, W]` f32 in [-1, 1], as diffusers' image processor normalises (`x / 255 * 2 - 1`).

@@ -287,7 +287,10 @@ impl Asked {
             loras,
             init_noise,
         } = inputs;
-        let negative = parse_prompt(self.negative.clone().unwrap_or_default(), "negative prompt");
+        let negative = parse_prompt(
+            self.negative.as_deref().unwrap_or_default(),
+            "negative prompt",
+        );
         let negative = negative.map_err(&refuse)?;
         plan(
             self.settings(policy),
@@ -376,9 +379,9 @@ impl Asked {
 
 /// A prompt's text parsed once, or refused unparsed when it is past the encoders' bound (a
 /// 7 MB prompt costs a length check, not a parse); `which`: "prompt" or "negative prompt".
-pub fn parse_prompt(text: String, which: &'static str) -> Result<Prompt, Error> {
-    check_prompt_size(which, &text)?;
-    Ok(Prompt::new(text))
+pub fn parse_prompt(text: &str, which: &'static str) -> Result<Prompt, Error> {
+    check_prompt_size(which, text)?;
+    Ok(Prompt::new(text.to_string()))
 }
 
 /// A seed in A1111's range [0, 2^32 - 2) from the clock, for a request that names none.

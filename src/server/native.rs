@@ -15,7 +15,7 @@ use base64::Engine as _;
 use futures_lite::{Stream, StreamExt as _};
 use serde_json::{json, Map, Value};
 
-use super::a1111::object;
+use super::a1111::read_object;
 use super::backend::{JobBackend, Update};
 use super::error::ApiError;
 use super::jobs::{IdempotencyKey, Kind, Status};
@@ -34,7 +34,7 @@ async fn create<B: JobBackend>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut map = object(&body)?;
+    let mut map = read_object(body.clone()).await?;
     let kind = take_kind(&mut map)?;
     let key = headers
         .get("idempotency-key")

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses part of this
 
+pub mod hostile;
 pub mod pipeline_cases;
 
 use std::collections::BTreeMap;

@@ -133,7 +133,7 @@ pub fn convert(
     let f = Fields::of(kind, body);
     refuse_unsupported(&f, kind)?;
     let refuse = |e: Error| ApiError::invalid(e.describe(&A1111Names));
-    let prompt = parse_prompt(f.string("prompt")?.unwrap_or_default(), "prompt").map_err(refuse)?;
+    let prompt = parse_prompt(&f.text("prompt")?.unwrap_or_default(), "prompt").map_err(refuse)?;
     let (sampler, schedule) = resolve_sampler(
         f.string("sampler_name")?
             .or(f.string("sampler_index")?)
@@ -161,6 +161,11 @@ pub fn convert(
         strength: f.float("denoising_strength")?,
         ..Asked::default()
     };
+    let n_iter = n_iter(&f)?;
+    let save_to = save_to(server, &f)?;
+    let send_images = f.bool("send_images")?.unwrap_or(true);
+    let include_init_images = f.bool("include_init_images")?.unwrap_or(false);
+    let subseed = seed(f.int("subseed")?).unwrap_or_else(random_seed) as i64;
     let model = match overrides.model {
         Some(model) => model,
         None => server.selected_model()?,
@@ -174,27 +179,21 @@ pub fn convert(
         // the image is decoded last, after every cheap check
         match kind {
             Kind::Img2img => {
+                let crop = crop_to_fit(&f)?;
                 let image = init_image(&f)?;
-                fitted(&f, image, settings.width, settings.height).map(Some)
+                Ok(Some(fitted(crop, image, settings.width, settings.height)))
             }
             _ => Ok(None),
         }
     })?;
     let request = planned.request;
-    let n_iter = positive(&f, "n_iter")?;
-    let images = n_iter.saturating_mul(request.batch);
-    if images > MAX_IMAGES {
-        return Err(ApiError::invalid(format!(
-            "batch_size x n_iter = {images}: at most {MAX_IMAGES} images per request"
-        )));
-    }
     let mut parameters = f.values.clone();
     let mut record = parameters.clone();
     if kind == Kind::Img2img {
         for images in ["init_images", "mask"] {
             record.insert(images.into(), Value::Null);
         }
-        if !f.bool("include_init_images")?.unwrap_or(false) {
+        if !include_init_images {
             parameters.clone_from(&record);
         }
     }
@@ -205,13 +204,25 @@ pub fn convert(
             n_iter,
             corrections: planned.corrections,
             model,
-            save_to: save_to(server, &f)?,
+            save_to,
             record,
         },
         parameters,
-        send_images: f.bool("send_images")?.unwrap_or(true),
-        subseed: seed(f.int("subseed")?).unwrap_or_else(random_seed) as i64,
+        send_images,
+        subseed,
     })
+}
+
+/// `n_iter`, when `batch_size x n_iter` is at most [`MAX_IMAGES`].
+fn n_iter(f: &Fields) -> Result<usize, ApiError> {
+    let n_iter = positive(f, "n_iter")?;
+    let images = n_iter.saturating_mul(positive(f, "batch_size")?);
+    if images > MAX_IMAGES {
+        return Err(ApiError::invalid(format!(
+            "batch_size x n_iter = {images}: at most {MAX_IMAGES} images per request"
+        )));
+    }
+    Ok(n_iter)
 }
 
 /// `save_images: true`: the server's `--outputs` folder, refused up front when it has none.
@@ -450,36 +461,75 @@ pub fn decode_image_bytes(text: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("Invalid encoded image ({e})"))
 }
 
-/// An image from base64 or a data URL, under the init image pixel budget.
+/// An image from base64 or a data URL, under the upload pixel budget.
 fn decode_image(text: &str) -> Result<RgbImage, String> {
     let bytes = decode_image_bytes(text)?;
-    image_io::decode(&bytes).map_err(|e| format!("Invalid encoded image ({e})"))
+    image_io::decode_upload(&bytes).map_err(|e| format!("Invalid encoded image ({e})"))
 }
 
-/// img2img's start: `resize_mode` 0 (just resize: stretched to the size) or 1 (crop and
-/// resize: the engine's fit); others refused.
-fn fitted(f: &Fields, image: RgbImage, width: usize, height: usize) -> Result<RgbImage, ApiError> {
-    let image = match f.int("resize_mode")?.unwrap_or(0) {
-        0 => image::imageops::resize(
-            &image,
-            width as u32,
-            height as u32,
-            image::imageops::FilterType::Lanczos3,
-        ),
-        1 => image,
-        mode => {
-            return Err(ApiError::invalid(format!(
-                "resize_mode: {mode} is not supported (0 just resize, 1 crop and resize)"
-            )))
-        }
-    };
-    Ok(image)
+/// img2img's `resize_mode`: 0 (just resize: stretched to the size, false) or 1 (crop and
+/// resize: the engine's fit, true); others refused.
+fn crop_to_fit(f: &Fields) -> Result<bool, ApiError> {
+    match f.int("resize_mode")?.unwrap_or(0) {
+        0 => Ok(false),
+        1 => Ok(true),
+        mode => Err(ApiError::invalid(format!(
+            "resize_mode: {mode} is not supported (0 just resize, 1 crop and resize)"
+        ))),
+    }
 }
 
-#[cfg(all(test, feature = "nats"))]
+/// img2img's start at `width x height`: cropped to fit by the pipeline when `crop`, otherwise
+/// stretched here.
+fn fitted(crop: bool, image: RgbImage, width: usize, height: usize) -> RgbImage {
+    if crop {
+        return image;
+    }
+    image::imageops::resize(
+        &image,
+        width as u32,
+        height as u32,
+        image::imageops::FilterType::Lanczos3,
+    )
+}
+
+#[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+    use crate::server::jobs::{Jobs, Retention};
+    use crate::server::models::Catalogue;
+    use crate::server::state::ServerConfig;
+    use crate::server::LocalQueue;
     use proptest::prelude::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+    /// `serve`'s state on the tiny checkpoint and the test LoRAs, without a worker: what its
+    /// handlers convert bodies with.
+    fn serving() -> Shared {
+        let model = PathBuf::from(FIXTURES).join("tiny-sdxl.safetensors");
+        let config = ServerConfig {
+            model: Some(model.clone()),
+            lora_dir: Some(PathBuf::from(FIXTURES).join("lora")),
+            ..ServerConfig::default()
+        };
+        Shared {
+            jobs: Jobs::new(Retention::default()),
+            queue: Arc::new(LocalQueue::new(4)),
+            current: Mutex::new(None),
+            catalogue: Mutex::new(Catalogue::scan(Some(&model), None).expect("the fixture")),
+            loras: Mutex::new(Arc::new(crate::intake::LoraFolder::scan(
+                config.lora_dir.as_deref(),
+            ))),
+            options: Mutex::new(Map::new()),
+            metrics: Default::default(),
+            memory: Default::default(),
+            adapter: String::new(),
+            config,
+        }
+    }
 
     /// A JSON value of any type, small.
     fn value() -> impl Strategy<Value = Value> {
@@ -490,6 +540,7 @@ mod tests {
             any::<f64>().prop_map(Value::from),
             (0u64..5000).prop_map(Value::from),
             "[a-zA-Z0-9 _.:()<>+-]{0,16}".prop_map(Value::from),
+            "<lora:(style_kohya|nope|\\.\\./x):(1|1e38|-3|nan|x)>".prop_map(Value::from),
             Just(serde_json::json!(["%%", "data:image/png;base64,AAAA"])),
             Just(serde_json::json!({"CLIP_stop_at_last_layers": "2", "sd_vae": "None"})),
         ]
@@ -518,6 +569,9 @@ mod tests {
             Just("s_noise"),
             Just("styles"),
             Just("send_images"),
+            Just("save_images"),
+            Just("include_init_images"),
+            Just("alwayson_scripts"),
             Just("unknown_field"),
         ];
         proptest::collection::vec((field, value()), 0..8).prop_map(|fields| {
@@ -536,12 +590,19 @@ mod tests {
         })]
 
         /// Every body ends in a job or a client error (4xx), never a panic or a 500, through
-        /// the checks an API node runs before it queues anything.
+        /// `serve`'s conversion and through the checks an API node runs before it queues
+        /// anything.
         #[test]
         fn every_body_is_a_job_or_a_client_error(body in body(), img2img in any::<bool>()) {
+            static SERVING: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
             let kind = if img2img { Kind::Img2img } else { Kind::Txt2img };
-            if let Err(e) = convert(&Precheck, kind, &body) {
-                prop_assert!(e.status.is_client_error(), "{body:?}: {e:?}");
+            let mut resolvers: Vec<&dyn Resolver> = vec![SERVING.get_or_init(serving)];
+            #[cfg(feature = "nats")]
+            resolvers.push(&Precheck);
+            for resolver in resolvers {
+                if let Err(e) = convert(resolver, kind, &body) {
+                    prop_assert!(e.status.is_client_error(), "{body:?}: {e:?}");
+                }
             }
         }
     }

@@ -3,6 +3,8 @@
 //! A1111 v1.10), and reading them as pydantic v1 does: unknown fields ignored, `null` as
 //! absent, numbers given as strings accepted.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Map, Value};
 
 use crate::field::{Field, FieldNames};
@@ -232,10 +234,16 @@ impl Fields {
 
     /// A string (a number given for it is taken as its text, as pydantic v1 does).
     pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.text(name)?.map(Cow::into_owned))
+    }
+
+    /// [`string`](Self::string), borrowed from the body when it is a JSON string (a 7 MB
+    /// prompt is checked, not copied).
+    pub fn text(&self, name: &str) -> Result<Option<Cow<'_, str>>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::String(s)) => Ok(Some(Cow::Borrowed(s))),
+            Some(Value::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),
             Some(_) => Err(ApiError::invalid(format!(
                 "{name}: value is not a valid string"
             ))),

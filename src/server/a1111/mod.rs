@@ -110,6 +110,13 @@ pub async fn convert_body(
         .inspect_err(|_| shared.metrics.refused())
 }
 
+/// [`object`] off the async threads: a body may be `--max-body-mb` of JSON.
+pub async fn read_object(body: Bytes) -> Result<Map<String, Value>, ApiError> {
+    tokio::task::spawn_blocking(move || object(&body))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the body: {e}")))?
+}
+
 /// Queues the job, waits for it and answers `{images, parameters, info}`, with the job's id in
 /// an `X-Job-Id` header (the job stays readable at `/v1/jobs/{id}` for its retention time).
 async fn generate<B: JobBackend>(
@@ -117,7 +124,7 @@ async fn generate<B: JobBackend>(
     kind: Kind,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let generated = backend.generate(kind, object(&body)?).await?;
+    let generated = backend.generate(kind, read_object(body).await?).await?;
     let images: Vec<String> = generated
         .images
         .iter()
