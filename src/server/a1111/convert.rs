@@ -596,9 +596,11 @@ mod tests {
         fn every_body_is_a_job_or_a_client_error(body in body(), img2img in any::<bool>()) {
             static SERVING: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
             let kind = if img2img { Kind::Img2img } else { Kind::Txt2img };
-            let mut resolvers: Vec<&dyn Resolver> = vec![SERVING.get_or_init(serving)];
+            let serve: &dyn Resolver = SERVING.get_or_init(serving);
             #[cfg(feature = "nats")]
-            resolvers.push(&Precheck);
+            let resolvers = [serve, &Precheck];
+            #[cfg(not(feature = "nats"))]
+            let resolvers = [serve];
             for resolver in resolvers {
                 if let Err(e) = convert(resolver, kind, &body) {
                     prop_assert!(e.status.is_client_error(), "{body:?}: {e:?}");
