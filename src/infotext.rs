@@ -13,7 +13,7 @@ use crate::device::MadeOn;
 use crate::image_io::metadata::{self, ImageMetadata, Infotext};
 use crate::lora::LoraSpec;
 use crate::model_hash;
-use crate::pipeline::Request;
+use crate::pipeline::{Hires, HiresSize, Request};
 use crate::policy::Correction;
 use crate::tokenizer::Prompt;
 
@@ -110,12 +110,16 @@ pub fn infotext(
         fields.push(("Model hash".into(), hash.clone()));
     }
     fields.push(("Model".into(), model.name.clone()));
-    if let Some(init) = &r.init {
-        fields.push(("Denoising strength".into(), init.strength.to_string()));
+    let strength = r.init.as_ref().map(|i| i.strength);
+    if let Some(strength) = strength.or(r.hires.map(|h| h.strength)) {
+        fields.push(("Denoising strength".into(), strength.to_string()));
     }
     if r.clip_skip > 0 {
         // A1111 counts the default (penultimate) layer as 1
         fields.push(("Clip skip".into(), (r.clip_skip + 1).to_string()));
+    }
+    if let Some(hires) = &r.hires {
+        fields.extend(hires_fields(hires));
     }
     if let Some(phi) = r.cfg_rescale.filter(|&phi| phi > 0.0) {
         // an extension's field, after A1111's own: the name its CFG Rescale extension writes
@@ -135,6 +139,21 @@ pub fn infotext(
         negative: r.negative.text().to_string(),
         fields,
     })
+}
+
+/// A hires pass's fields, as A1111's txt2img adds them (`Size` stays the first pass's).
+fn hires_fields(hires: &Hires) -> Vec<(String, String)> {
+    let mut fields = vec![match hires.size {
+        HiresSize::Scale(scale) => ("Hires upscale".to_string(), scale.to_string()),
+        HiresSize::Resize { width, height } => {
+            ("Hires resize".to_string(), format!("{width}x{height}"))
+        }
+    }];
+    if hires.steps > 0 {
+        fields.push(("Hires steps".into(), hires.steps.to_string()));
+    }
+    fields.push(("Hires upscaler".into(), hires.upscaler.a1111_name().into()));
+    fields
 }
 
 /// The prompt with a tag for each LoRA it does not name, and `name: hash` of every LoRA.

@@ -389,7 +389,7 @@ fn bad_inputs_are_refused_before_loading() {
     safetensors::serialize_to_file([("noise", view)], None, &noise).expect("written");
     // a model path that does not exist: reaching the load would say "no such file"
     let model = "/nonexistent.safetensors";
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 19] = [
         (
             &["--width", "60"],
             "--width 60 --height 1024: both must be multiples of 8",
@@ -411,6 +411,18 @@ fn bad_inputs_are_refused_before_loading() {
         (
             &["--init-image", init, "--strength", "1.5"],
             "--strength 1.5",
+        ),
+        (
+            &["--hires-denoise", "1.5"],
+            "--hires-denoise 1.5: must be in (0, 1]",
+        ),
+        (
+            &["--hires-scale", "9"],
+            "--hires-scale 9: must be a finite number",
+        ),
+        (
+            &["--init-image", init, "--hires-scale", "2"],
+            "the hires pass is for txt2img",
         ),
         (
             &["--init-image", "/missing.png"],

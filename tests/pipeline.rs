@@ -2,7 +2,8 @@
 //! StableDiffusionXLImg2ImgPipeline with CPU generators (`tests/fixtures/pipeline_reference.safetensors`,
 //! made by `tests/reference/make_pipeline_fixtures.py`): seeded and injected-noise txt2img with
 //! every sampler, a non-square size, negative prompts, size/crop conditioning, CFG 1 (no
-//! unconditional pass), img2img at strength 0.6, a zero-terminal-SNR v-prediction checkpoint
+//! unconditional pass), img2img at strength 0.6, A1111's hires fix with latent upscalers
+//! (`tests/fixtures/hires_reference.safetensors`), a zero-terminal-SNR v-prediction checkpoint
 //! (its markers in the file) with guidance rescale 0.7 and at CFG 1; final latents, the first guided prediction and
 //! the decoded image, f32 (the f16 runs are checked in `unet_vae.rs`). Plus GPU batches, progress events, and the request errors, after which
 //! the engine still gives the same result.
@@ -16,7 +17,7 @@ use sdxl_wgpu::weights::WeightDtype;
 use sdxl_wgpu::Error;
 
 mod common;
-use common::pipeline_cases::{reference, request};
+use common::pipeline_cases::{hires_reference, reference, request, request_in};
 use common::{gpu, relative_error, values, TINY};
 
 fn engine() -> &'static Engine {
@@ -62,6 +63,27 @@ fn runs_equal_diffusers() {
         for (got, key) in [
             (values(out.final_latents), "final_latents"),
             (values(out.noise_pred_step0), "noise_pred_step0"),
+            (values(out.images), "image"),
+        ] {
+            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
+            eprintln!("{name}.{key}: relative max error {err:.2e}");
+            assert!(err <= TOLERANCE, "{name}.{key}: {err:.2e}");
+        }
+    }
+}
+
+/// A1111's hires fix with latent upscalers (a scale with bilinear; both sides, cropped, with
+/// bicubic antialiased and an ancestral sampler) against diffusers' txt2img -> `F.interpolate`
+/// -> img2img on the latents with a fresh generator (`make_hires_fixtures.py`).
+#[test]
+fn hires_passes_equal_diffusers() {
+    let reference = hires_reference();
+    let (cases, f) = reference;
+    assert_eq!(cases.len(), 2);
+    for name in cases.keys() {
+        let out = generate(&request_in(reference, name)).expect("generates");
+        for (got, key) in [
+            (values(out.final_latents), "final_latents"),
             (values(out.images), "image"),
         ] {
             let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);

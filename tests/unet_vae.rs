@@ -481,3 +481,53 @@ fn f16_runs_are_as_close_to_f32_as_diffusers_fp16() {
         );
     }
 }
+
+/// `nn::interpolate` on the device (two matrix products) equals `F.interpolate` for every mode
+/// A1111's latent upscalers use (`tests/fixtures/interpolate.json`), on a 4-D batch.
+#[test]
+fn interpolate_equals_torch_on_the_device() {
+    use sdxl_wgpu::nn::interpolate::{interpolate, Interpolation};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/interpolate.json"
+    );
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        let values = v.as_array().expect("values");
+        values.iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    let size = |v: &serde_json::Value| [v[0].as_u64().unwrap(), v[1].as_u64().unwrap()];
+    let mut compared = 0;
+    for case in fixture["cases"].as_array().expect("cases") {
+        let ([h, w], [oh, ow]) = (size(&case["input"]), size(&case["output"]));
+        if [h, w] != [16, 12] {
+            continue; // one input size, every mode: the host test covers the others
+        }
+        let antialias = case["antialias"].as_bool().unwrap();
+        let mode = match case["mode"].as_str().unwrap() {
+            "nearest" => Interpolation::Nearest,
+            "nearest-exact" => Interpolation::NearestExact,
+            "bilinear" => Interpolation::Bilinear { antialias },
+            _ => Interpolation::Bicubic { antialias },
+        };
+        // the same plane twice, the second negated: [2, 1, h, w]
+        let x = floats(&case["x"]);
+        let both: Vec<f32> = x.iter().copied().chain(x.iter().map(|v| -v)).collect();
+        let shape = [2, 1, h as usize, w as usize];
+        let input = Tensor::<4>::from_data(TensorData::new(both, shape), &gpu().device);
+        let out = interpolate(input, oh as usize, ow as usize, mode);
+        assert_eq!(out.dims(), [2, 1, oh as usize, ow as usize]);
+        let (_, got) = values(out);
+        let y = floats(&case["y"]);
+        let want: Vec<f32> = y.iter().copied().chain(y.iter().map(|v| -v)).collect();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{mode:?}: off by {worst}");
+        compared += 1;
+    }
+    assert_eq!(compared, 6, "every mode");
+}

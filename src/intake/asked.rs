@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{plan, Planned};
 use crate::lora::LoraSpec;
-use crate::pipeline::{Error, InitImage, Noise, Request, SizeConditioning};
+use crate::pipeline::{
+    Error, Hires, HiresSize, InitImage, LatentUpscaler, Noise, Request, SizeConditioning,
+};
 use crate::policy::{PolicyName, Preset, Settings};
 use crate::sampling::{Sampler, SamplerChoice, ScheduleKind};
 use crate::spelling::Spelled;
@@ -66,6 +68,18 @@ pub struct Asked {
     pub vae_tiling: Option<VaeTiling>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vae_precision: Option<VaePrecision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hires_scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hires_width: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hires_height: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hires_upscaler: Option<LatentUpscaler>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hires_steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hires_denoise: Option<f64>,
 }
 
 /// How a field's value is written (as a flag's value, or as the text of a JSON value).
@@ -100,7 +114,7 @@ const fn field(name: &'static str, kind: ValueKind, help: &'static str) -> Asked
 }
 
 /// Every field of [`Asked`], in the order help lists them.
-pub const ASKED_FIELDS: [AskedField; 21] = [
+pub const ASKED_FIELDS: [AskedField; 27] = [
     field(
         "prompt",
         ValueKind::Text,
@@ -211,10 +225,71 @@ pub const ASKED_FIELDS: [AskedField; 21] = [
         ValueKind::Spelled(spellings::<VaePrecision>),
         "[default: f32]",
     ),
+    field(
+        "hires_scale",
+        ValueKind::Number,
+        "txt2img: a second pass at this scale of the size (A1111's hires fix); any hires_* \
+         field turns it on [default: 2]",
+    ),
+    field(
+        "hires_width",
+        ValueKind::Count,
+        "The hires pass's width instead of a scale (A1111's hr_resize_x; with hires_height, \
+         the image covers both and is cropped) [default: from hires_height]",
+    ),
+    field(
+        "hires_height",
+        ValueKind::Count,
+        "The hires pass's height instead of a scale (A1111's hr_resize_y) [default: from \
+         hires_width]",
+    ),
+    field(
+        "hires_upscaler",
+        ValueKind::Spelled(spellings::<LatentUpscaler>),
+        "How the latents are enlarged for the hires pass [default: latent]",
+    ),
+    field(
+        "hires_steps",
+        ValueKind::Count,
+        "Steps of the hires pass's schedule; it runs int(steps x hires_denoise) of them \
+         [default: steps]",
+    ),
+    field(
+        "hires_denoise",
+        ValueKind::Number,
+        "How much the hires pass changes the upscaled image, in (0, 1] [default: 0.75]",
+    ),
 ];
 
-/// img2img's strength when none is given (A1111's default denoising strength).
+/// img2img's strength when none is given (A1111's default denoising strength), also the hires
+/// pass's.
 pub const DEFAULT_STRENGTH: f64 = 0.75;
+/// The hires pass's scale when none is given (A1111's `hr_scale`).
+pub const DEFAULT_HIRES_SCALE: f64 = 2.0;
+
+/// The hires fields of what `r` ran (none without a hires pass).
+fn resolved_hires(r: &Request) -> Asked {
+    let Some(hires) = &r.hires else {
+        return Asked::default();
+    };
+    let (scale, width, height) = match hires.size {
+        HiresSize::Scale(scale) => (Some(scale), None, None),
+        HiresSize::Resize { width, height } => (
+            None,
+            (width > 0).then_some(width),
+            (height > 0).then_some(height),
+        ),
+    };
+    Asked {
+        hires_scale: scale,
+        hires_width: width,
+        hires_height: height,
+        hires_upscaler: Some(hires.upscaler),
+        hires_steps: Some(hires.steps_of(r.steps)),
+        hires_denoise: Some(hires.strength),
+        ..Asked::default()
+    }
+}
 
 /// What a front-end read for the request beyond its fields: the prompt parsed once (its LoRA
 /// tags already resolved into `loras`), the LoRA files, noise a user handed in.
@@ -256,7 +331,13 @@ impl Asked {
             preset,
             policy,
             vae_tiling,
-            vae_precision
+            vae_precision,
+            hires_scale,
+            hires_width,
+            hires_height,
+            hires_upscaler,
+            hires_steps,
+            hires_denoise
         )
     }
 
@@ -339,10 +420,36 @@ impl Asked {
             },
             init: init_image.map(|image| InitImage { image, strength }),
             init_noise,
+            hires: self.hires(),
             vae_tiling: self.vae_tiling.unwrap_or_default(),
             vae_precision: self.vae_precision.unwrap_or_default(),
             loras,
         }
+    }
+
+    /// The hires pass asked for: any `hires_*` field turns it on, A1111's defaults filling the
+    /// others (scale 2, the `latent` upscaler, the first pass's steps, strength 0.75); given
+    /// sides take precedence over a scale, as A1111's `hr_resize_x/y` over `hr_scale`.
+    fn hires(&self) -> Option<Hires> {
+        let asked = self.hires_scale.is_some()
+            || self.hires_width.is_some()
+            || self.hires_height.is_some()
+            || self.hires_upscaler.is_some()
+            || self.hires_steps.is_some()
+            || self.hires_denoise.is_some();
+        let size = match (self.hires_width, self.hires_height) {
+            (None, None) => HiresSize::Scale(self.hires_scale.unwrap_or(DEFAULT_HIRES_SCALE)),
+            (w, h) => HiresSize::Resize {
+                width: w.unwrap_or(0),
+                height: h.unwrap_or(0),
+            },
+        };
+        asked.then(|| Hires {
+            size,
+            upscaler: self.hires_upscaler.unwrap_or_default(),
+            steps: self.hires_steps.unwrap_or(0),
+            strength: self.hires_denoise.unwrap_or(DEFAULT_STRENGTH),
+        })
     }
 
     /// What `r` ran, every field set (`policy` the one it ran under; `preset` as asked).
@@ -373,6 +480,7 @@ impl Asked {
             policy: Some(policy),
             vae_tiling: Some(r.vae_tiling),
             vae_precision: Some(r.vae_precision),
+            ..resolved_hires(r)
         }
     }
 }
@@ -425,6 +533,12 @@ mod tests {
             policy: Some(PolicyName::Off),
             vae_tiling: Some(VaeTiling::Auto),
             vae_precision: Some(VaePrecision::F32),
+            hires_scale: Some(1.5),
+            hires_width: Some(8),
+            hires_height: Some(8),
+            hires_upscaler: Some(LatentUpscaler::LatentNearestExact),
+            hires_steps: Some(1),
+            hires_denoise: Some(0.5),
         };
         let json = serde_json::to_value(&every).expect("serialises");
         let keys: Vec<&str> = json

@@ -8,7 +8,10 @@ mod asked;
 mod lora_folder;
 mod plan;
 
-pub use asked::{parse_prompt, random_seed, Asked, AskedField, Inputs, ValueKind, ASKED_FIELDS};
+pub use asked::{
+    parse_prompt, random_seed, Asked, AskedField, Inputs, ValueKind, ASKED_FIELDS,
+    DEFAULT_HIRES_SCALE,
+};
 pub use lora_folder::{LoraEntry, LoraFolder};
 pub use plan::{plan, Planned};
 

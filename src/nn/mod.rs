@@ -6,6 +6,7 @@
 pub mod attention;
 mod conv;
 mod embedding;
+pub mod interpolate;
 mod linear;
 mod low_rank;
 mod norm;

@@ -2,6 +2,7 @@
 //! crate's error, which wraps every subsystem's for callers that touch several (the CLI, a
 //! server). It sits here, at the top of the library, so every subsystem's error points one way.
 
+use super::hires::MAX_HIRES_SCALE;
 use super::{MAX_BATCH, MAX_SIDE};
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
@@ -22,6 +23,11 @@ pub enum PipelineError {
     Batch(usize),
     Strength(f64),
     NoSteps { steps: usize, strength: f64 },
+    HiresWithInit,
+    HiresScale(f64),
+    HiresSize { width: usize, height: usize },
+    HiresStrength(f64),
+    HiresNoSteps { steps: usize, strength: f64 },
     EmptyImage,
     NoiseShape { got: Vec<usize>, want: [usize; 4] },
     NoiseValues,
@@ -59,6 +65,26 @@ impl Described for PipelineError {
                  either",
                 n(Field::Steps),
                 n(Field::Strength)
+            ),
+            Self::HiresWithInit => format!(
+                "{}: the hires pass is for txt2img, not with an init image",
+                n(Field::HiresScale)
+            ),
+            Self::HiresScale(scale) => format!(
+                "{} {scale}: must be a finite number over 0, at most {MAX_HIRES_SCALE}",
+                n(Field::HiresScale)
+            ),
+            Self::HiresSize { width, height } => format!(
+                "the hires pass's size {width}x{height} ({}): both sides must be between 8 and \
+                 {MAX_SIDE}",
+                n(Field::HiresScale)
+            ),
+            Self::HiresStrength(s) => format!("{} {s}: must be in (0, 1]", n(Field::HiresDenoise)),
+            Self::HiresNoSteps { steps, strength } => format!(
+                "{} {steps} with {} {strength} runs int({steps} x {strength}) = 0 steps; raise \
+                 either",
+                n(Field::HiresSteps),
+                n(Field::HiresDenoise)
             ),
             Self::EmptyImage => "the init image is empty (0 pixels)".into(),
             Self::NoiseShape { got, want } => format!(

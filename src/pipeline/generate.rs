@@ -1,6 +1,6 @@
 //! One run, txt2img or img2img: prompts -> conditioning; seeded noise (or the init image encoded
 //! to its posterior mean and noised to the start step) -> sampling loop with classifier-free
-//! guidance -> VAE decode. Reproduces diffusers' `StableDiffusionXLPipeline` and
+//! guidance -> (a hires fix's second pass, see [`super::hires`]) -> VAE decode. Reproduces diffusers' `StableDiffusionXLPipeline` and
 //! `StableDiffusionXLImg2ImgPipeline` with one CPU generator per image
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.py>),
 //! except that img2img starts from the posterior mean, not a sample of it (as ComfyUI does).
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
+use super::hires::{upscale_latents, Hires};
 use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
 use crate::device::DeviceError;
@@ -94,13 +95,12 @@ impl Engine {
             &self.train,
         )?;
         let adapters = self.adapters(); // one set from start to end
+        let second = request.hires.as_ref().map(|h| (h, request.hires_pass(h)));
         let mut run = Run {
             engine: self,
             adapters: &adapters,
             request,
-            rngs: (0..request.batch as u64)
-                .map(|i| TorchRng::new(request.seed.wrapping_add(i)))
-                .collect(),
+            rngs: seeded_rngs(request),
             sampling,
             stats: RunStats::default(),
             controls,
@@ -119,6 +119,10 @@ impl Engine {
             run.sampling.schedule().sigmas[first..].to_vec(),
         );
         let (x, noise_pred_step0) = run.denoise(&text, x)?;
+        let x = match &second {
+            Some((hires, second)) => run.hires_pass(&text, x, hires, second)?,
+            None => x,
+        };
         run.ensure_finite(&x, "final latents")?;
         run.check_cancel(run.stats.steps, run.stats.steps)?;
         let (images, vae_plan) = run.decode(&x)?;
@@ -150,7 +154,7 @@ struct Run<'a, 'c> {
     controls: Controls<'c>,
 }
 
-impl Run<'_, '_> {
+impl<'a> Run<'a, '_> {
     /// A stage's end: waits for the device (surfacing its failure) and samples its memory.
     fn boundary(&mut self) -> Result<(), Error> {
         let gpu = &self.engine.gpu;
@@ -271,6 +275,46 @@ impl Run<'_, '_> {
         Ok(noised)
     }
 
+    /// The hires fix's second pass: the first pass's latents `x` upscaled to `second`'s size,
+    /// noised to the step the strength leaves with fresh noise from each image's seed (the
+    /// ancestral noise continues that generator), and denoised as `second` asks.
+    fn hires_pass(
+        &mut self,
+        text: &Conditioning,
+        x: Tensor<4>,
+        hires: &Hires,
+        second: &'a Request,
+    ) -> Result<Tensor<4>, Error> {
+        let engine = self.engine;
+        let target = hires.target(self.request.width, self.request.height);
+        let phase = phase::start(format!(
+            "hires upscale to {}x{} ({})",
+            target.width,
+            target.height,
+            hires.upscaler.a1111_name()
+        ));
+        let upscaled = upscale_latents(x, &target, hires.upscaler);
+        phase.done("");
+        self.request = second;
+        self.sampling = SamplingRun::new(
+            second.sampler,
+            second.schedule,
+            second.steps,
+            engine.prediction,
+            &engine.train,
+        )?;
+        self.rngs = seeded_rngs(second);
+        let noise = noise(second.latent_shape(), &mut self.rngs, &engine.gpu.device);
+        let steps = second.steps;
+        self.sampling
+            .start_at(steps - SamplingRun::img2img_steps(steps, hires.strength));
+        let noised = self.sampling.add_noise(upscaled, noise);
+        let first_steps = self.stats.steps;
+        let (x, _) = self.denoise(text, noised)?;
+        self.stats.steps += first_steps;
+        Ok(x)
+    }
+
     /// The sampling loop with classifier-free guidance: the final latents and the guided
     /// prediction at the first step run. At CFG <= 1 the UNet sees the prompt alone, one pass
     /// per step (diffusers' `do_classifier_free_guidance = guidance_scale > 1`).
@@ -336,10 +380,11 @@ impl Run<'_, '_> {
             }
         }
         self.boundary()?;
-        self.stats.denoise = clock.elapsed();
+        let elapsed = clock.elapsed();
+        self.stats.denoise += elapsed; // both passes of a hires fix
         phase.done(format!(
             "{:.3} s per step",
-            self.stats.denoise.as_secs_f64() / total.max(1) as f64
+            elapsed.as_secs_f64() / total.max(1) as f64
         ));
         self.stats.steps = total;
         self.stats.unet_batch = halves * b;
@@ -380,6 +425,13 @@ impl Run<'_, '_> {
         });
         Ok((images, vae_plan))
     }
+}
+
+/// One CPU generator per image of `request`, image i's seeded with `seed + i`.
+fn seeded_rngs(request: &Request) -> Vec<TorchRng> {
+    (0..request.batch as u64)
+        .map(|i| TorchRng::new(request.seed.wrapping_add(i)))
+        .collect()
 }
 
 /// Classifier-free guidance of the UNet's output `[uncond x B, cond x B]` at scale `cfg`, with

@@ -8,12 +8,14 @@ mod controls;
 mod error;
 mod events;
 mod generate;
+pub mod hires;
 mod request;
 
 pub use controls::{Cancel, Controls, Preview};
 pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
+pub use hires::{Hires, HiresSize, LatentUpscaler};
 pub use request::{
     check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
     MAX_LATENT_SHAPE, MAX_SIDE,

@@ -3,6 +3,7 @@
 
 use image::RgbImage;
 
+use super::hires::{Hires, HiresSize, MAX_HIRES_SCALE};
 use super::{Error, PipelineError};
 use crate::lora::{check_weights, LoraSpec};
 use crate::policy::Settings;
@@ -52,6 +53,8 @@ pub struct Request {
     pub init_noise: Option<Noise>,
     pub vae_tiling: VaeTiling,
     pub vae_precision: VaePrecision,
+    /// txt2img: a second pass at a larger size (A1111's hires fix), or none.
+    pub hires: Option<Hires>,
     /// The LoRAs the run applies (files resolved): [`crate::pipeline::Engine::generate`] makes
     /// them the active set. Those the prompt's tags name come last, in the tags' order (the
     /// infotext adds a tag for each of the others).
@@ -102,6 +105,7 @@ impl Default for Request {
             size_conditioning: SizeConditioning::default(),
             init: None,
             init_noise: None,
+            hires: None,
             vae_tiling: VaeTiling::Auto,
             vae_precision: VaePrecision::F32,
             loras: Vec::new(),
@@ -171,6 +175,61 @@ impl Request {
             self.sampler,
             self.schedule,
             self.steps,
+            &TrainSchedule::sdxl(),
+        )?;
+        if let Some(hires) = &self.hires {
+            self.check_hires(hires)?;
+        }
+        Ok(())
+    }
+
+    /// The second pass of a hires fix: this request at the hires size and steps, its size
+    /// conditioning that size's own (original = target, no crop), started from the upscaled
+    /// latents.
+    pub fn hires_pass(&self, hires: &Hires) -> Request {
+        let target = hires.target(self.width, self.height);
+        Request {
+            width: target.width,
+            height: target.height,
+            steps: hires.steps_of(self.steps),
+            size_conditioning: SizeConditioning::default(),
+            init: None,
+            init_noise: None,
+            hires: None,
+            ..self.clone()
+        }
+    }
+
+    /// A hires pass's own values, and the second pass as a request.
+    fn check_hires(&self, hires: &Hires) -> Result<(), Error> {
+        if self.init.is_some() {
+            return Err(PipelineError::HiresWithInit.into());
+        }
+        if let HiresSize::Scale(scale) = hires.size {
+            if !(scale.is_finite() && scale > 0.0 && scale <= MAX_HIRES_SCALE) {
+                return Err(PipelineError::HiresScale(scale).into());
+            }
+        }
+        let second = self.hires_pass(hires);
+        let (width, height) = (second.width, second.height);
+        let side_ok = |s: usize| s > 0 && s <= MAX_SIDE;
+        if !side_ok(width) || !side_ok(height) {
+            return Err(PipelineError::HiresSize { width, height }.into());
+        }
+        if !(hires.strength > 0.0 && hires.strength <= 1.0) {
+            return Err(PipelineError::HiresStrength(hires.strength).into());
+        }
+        if SamplingRun::img2img_steps(second.steps, hires.strength) == 0 {
+            return Err(PipelineError::HiresNoSteps {
+                steps: second.steps,
+                strength: hires.strength,
+            }
+            .into());
+        }
+        schedule(
+            second.sampler,
+            second.schedule,
+            second.steps,
             &TrainSchedule::sdxl(),
         )?;
         Ok(())

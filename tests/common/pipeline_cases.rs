@@ -1,12 +1,13 @@
 //! The whole-run cases of `tests/fixtures/pipeline_reference.safetensors` (made by
-//! `tests/reference/make_pipeline_fixtures.py`) as engine requests: the pipeline's f32 parity
+//! `tests/reference/make_pipeline_fixtures.py`) and of `tests/fixtures/hires_reference.safetensors`
+//! (`tests/reference/make_hires_fixtures.py`) as engine requests: the pipeline's f32 parity
 //! tests and the f16 spread test share them.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::pipeline::{InitImage, Noise, Request, SizeConditioning};
+use sdxl_wgpu::pipeline::{Hires, HiresSize, InitImage, Noise, Request, SizeConditioning};
 use sdxl_wgpu::sampling::{SamplerChoice, ScheduleKind};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 
@@ -33,18 +34,37 @@ pub struct Case {
     #[serde(default)]
     pub ztsnr: bool,
     pub cfg_rescale: Option<f32>,
+    pub hires_scale: Option<f64>,
+    /// `[width, height]`
+    pub hires_resize: Option<[usize; 2]>,
+    pub hires_upscaler: Option<String>,
+    pub hires_steps: Option<usize>,
+    pub hires_denoise: Option<f64>,
 }
 
-pub fn reference() -> &'static (BTreeMap<String, Case>, Fixture) {
-    static REF: OnceLock<(BTreeMap<String, Case>, Fixture)> = OnceLock::new();
-    REF.get_or_init(|| {
-        let f = fixture("pipeline_reference.safetensors");
-        (serde_json::from_str(&f.cases).expect("cases"), f)
-    })
+type Reference = (BTreeMap<String, Case>, Fixture);
+
+fn read(name: &str) -> Reference {
+    let f = fixture(name);
+    (serde_json::from_str(&f.cases).expect("cases"), f)
+}
+
+pub fn reference() -> &'static Reference {
+    static REF: OnceLock<Reference> = OnceLock::new();
+    REF.get_or_init(|| read("pipeline_reference.safetensors"))
+}
+
+pub fn hires_reference() -> &'static Reference {
+    static REF: OnceLock<Reference> = OnceLock::new();
+    REF.get_or_init(|| read("hires_reference.safetensors"))
 }
 
 pub fn request(name: &str) -> Request {
-    let (cases, f) = reference();
+    request_in(reference(), name)
+}
+
+/// Case `name` of `reference` as a request.
+pub fn request_in((cases, f): &Reference, name: &str) -> Request {
     let c = &cases[name];
     let sampler: SamplerChoice = c.sampler.parse().expect("a sampler name");
     let init_image = || {
@@ -81,8 +101,24 @@ pub fn request(name: &str) -> Request {
                 values,
             }
         }),
+        hires: hires(c),
         vae_tiling: VaeTiling::Auto,
         vae_precision: VaePrecision::F32,
         loras: Vec::new(),
     }
+}
+
+/// The case's hires pass, if it has one.
+fn hires(c: &Case) -> Option<Hires> {
+    let size = match (c.hires_scale, c.hires_resize) {
+        (Some(scale), _) => HiresSize::Scale(scale),
+        (None, Some([width, height])) => HiresSize::Resize { width, height },
+        (None, None) => return None,
+    };
+    Some(Hires {
+        size,
+        upscaler: c.hires_upscaler.as_deref()?.parse().expect("an upscaler"),
+        steps: c.hires_steps.unwrap_or(0),
+        strength: c.hires_denoise.expect("a strength"),
+    })
 }

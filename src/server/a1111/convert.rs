@@ -14,9 +14,9 @@ use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
-use crate::intake::{parse_prompt, random_seed, Asked, Inputs, IntakeError};
+use crate::intake::{parse_prompt, random_seed, Asked, Inputs, IntakeError, DEFAULT_HIRES_SCALE};
 use crate::lora::{LoraSpec, LoraTag};
-use crate::pipeline::Error;
+use crate::pipeline::{Error, LatentUpscaler};
 use crate::policy::PolicyName;
 use crate::sampling::SamplerChoice;
 use crate::server::error::ApiError;
@@ -142,6 +142,7 @@ pub fn convert(
     )?;
     let overrides = Overrides::read(server, f.raw("override_settings"))?;
     let loras = server.loras(&prompt.parsed().loras)?;
+    let hires = hires(&f, prompt.text())?;
     // A1111's fields in the intake's form (A1111's defaults are filled in `f`)
     let asked = Asked {
         prompt: Some(prompt.text().to_string()),
@@ -159,7 +160,7 @@ pub fn convert(
         batch: Some(positive(&f, "batch_size")?),
         clip_skip: Some(overrides.clip_skip.unwrap_or_else(|| server.clip_skip())),
         strength: f.float("denoising_strength")?,
-        ..Asked::default()
+        ..hires
     };
     let n_iter = n_iter(&f)?;
     let save_to = save_to(server, &f)?;
@@ -213,6 +214,85 @@ pub fn convert(
     })
 }
 
+/// txt2img's `enable_hr` as the intake's hires fields (none when off): `hr_scale`, or the
+/// sides `hr_resize_x/y` when either is set; `hr_upscaler` a latent upscaler by A1111's name
+/// (null: `Latent`, A1111's default); `hr_second_pass_steps`; `denoising_strength`. A second
+/// pass with its own checkpoint, sampler, schedule or prompts is refused naming the field.
+fn hires(f: &Fields, prompt: &str) -> Result<Asked, ApiError> {
+    if !f.bool("enable_hr")?.unwrap_or(false) {
+        return Ok(Asked::default());
+    }
+    let upscaler = match f.text("hr_upscaler")?.as_deref() {
+        None | Some("") => LatentUpscaler::Latent,
+        Some(name) => LatentUpscaler::from_a1111(name).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "hr_upscaler: \"{name}\" is not available; this server has the latent \
+                 upscalers ({}; GET /sdapi/v1/latent-upscale-modes)",
+                latent_upscaler_names().join(", ")
+            ))
+        })?,
+    };
+    let same = |name: &str, same_as: &[&str]| -> Result<(), ApiError> {
+        match f.text(name)?.as_deref() {
+            Some(v) if !v.is_empty() && !same_as.contains(&v) => Err(ApiError::invalid(format!(
+                "{name}: a hires pass with its own {} is not supported by this server",
+                name.trim_start_matches("hr_").replace('_', " ")
+            ))),
+            _ => Ok(()),
+        }
+    };
+    let sampler = f.text("sampler_name")?.unwrap_or_default();
+    same("hr_sampler_name", &["Use same sampler", &sampler])?;
+    let scheduler = f.text("scheduler")?.unwrap_or_default();
+    same(
+        "hr_scheduler",
+        &["Use same scheduler", "Automatic", &scheduler],
+    )?;
+    same("hr_checkpoint_name", &["Use same checkpoint"])?;
+    same("hr_prompt", &[prompt])?;
+    let negative = f.text("negative_prompt")?.unwrap_or_default();
+    same("hr_negative_prompt", &[&negative])?;
+    for name in ["firstphase_width", "firstphase_height"] {
+        if f.int(name)?.unwrap_or(0) != 0 {
+            return Err(ApiError::invalid(format!(
+                "{name}: A1111's old first-pass size is not supported; send width and height"
+            )));
+        }
+    }
+    let side = |name| -> Result<Option<usize>, ApiError> {
+        let v = f.int(name)?.unwrap_or(0);
+        usize::try_from(v)
+            .map(|v| (v > 0).then_some(v))
+            .map_err(|_| ApiError::invalid(format!("{name} {v}: must be 0 or more")))
+    };
+    let (width, height) = (side("hr_resize_x")?, side("hr_resize_y")?);
+    let steps = f.int("hr_second_pass_steps")?.unwrap_or(0);
+    let steps = usize::try_from(steps).map_err(|_| {
+        ApiError::invalid(format!("hr_second_pass_steps {steps}: must be 0 or more"))
+    })?;
+    Ok(Asked {
+        hires_scale: match (width, height) {
+            (None, None) => Some(f.float("hr_scale")?.unwrap_or(DEFAULT_HIRES_SCALE)),
+            _ => None,
+        },
+        hires_width: width,
+        hires_height: height,
+        hires_upscaler: Some(upscaler),
+        hires_steps: Some(steps),
+        hires_denoise: f.float("denoising_strength")?,
+        ..Asked::default()
+    })
+}
+
+/// A1111's names of the latent upscalers (`GET latent-upscale-modes`).
+pub fn latent_upscaler_names() -> Vec<&'static str> {
+    use crate::spelling::Spelled;
+    LatentUpscaler::SPELLINGS
+        .iter()
+        .map(|&(u, _, _)| u.a1111_name())
+        .collect()
+}
+
 /// `n_iter`, when `batch_size x n_iter` is at most [`MAX_IMAGES`].
 fn n_iter(f: &Fields) -> Result<usize, ApiError> {
     let n_iter = positive(f, "n_iter")?;
@@ -262,11 +342,7 @@ fn refuse_unsupported(f: &Fields, kind: Kind) -> Result<(), ApiError> {
             "{name}: {what} is not supported by this server"
         )))
     };
-    for (name, what) in [
-        ("enable_hr", "hires fix"),
-        ("restore_faces", "face restoration"),
-        ("tiling", "tiling"),
-    ] {
+    for (name, what) in [("restore_faces", "face restoration"), ("tiling", "tiling")] {
         if f.bool(name)?.unwrap_or(false) {
             return refuse(name, what);
         }
@@ -542,6 +618,7 @@ mod tests {
             "[a-zA-Z0-9 _.:()<>+-]{0,16}".prop_map(Value::from),
             "<lora:(style_kohya|nope|\\.\\./x):(1|1e38|-3|nan|x)>".prop_map(Value::from),
             Just(serde_json::json!(["%%", "data:image/png;base64,AAAA"])),
+            Just(Value::from("Latent (nearest-exact)")),
             Just(serde_json::json!({"CLIP_stop_at_last_layers": "2", "sd_vae": "None"})),
         ]
     }
@@ -566,6 +643,12 @@ mod tests {
             Just("resize_mode"),
             Just("override_settings"),
             Just("enable_hr"),
+            Just("hr_scale"),
+            Just("hr_upscaler"),
+            Just("hr_resize_x"),
+            Just("hr_resize_y"),
+            Just("hr_second_pass_steps"),
+            Just("hr_sampler_name"),
             Just("s_noise"),
             Just("styles"),
             Just("send_images"),

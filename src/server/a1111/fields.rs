@@ -25,6 +25,9 @@ impl FieldNames for A1111Names {
             Field::Batch => "batch_size",
             Field::Strength => "denoising_strength",
             Field::Steps => "steps",
+            Field::HiresScale => "hr_scale",
+            Field::HiresSteps => "hr_second_pass_steps",
+            Field::HiresDenoise => "denoising_strength",
             Field::Schedule => "scheduler",
             // ours counts from 0: one less than A1111's
             Field::ClipSkip => "CLIP skip (CLIP_stop_at_last_layers - 1)",

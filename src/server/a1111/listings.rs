@@ -42,7 +42,16 @@ pub fn routes<B: JobBackend>() -> Router<B> {
             get(|| async { Json(json!({"loaded": {}, "skipped": {}})) }),
         )
         .route("/upscalers", empty_list())
-        .route("/latent-upscale-modes", empty_list())
+        .route(
+            "/latent-upscale-modes",
+            get(|| async {
+                let names = super::convert::latent_upscaler_names();
+                Json(json!(names
+                    .iter()
+                    .map(|n| json!({"name": n}))
+                    .collect::<Vec<_>>()))
+            }),
+        )
         .route("/sd-vae", empty_list())
         .route("/hypernetworks", empty_list())
         .route("/face-restorers", empty_list())

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Builds tests/fixtures/hires_reference.safetensors: A1111's hires fix with latent upscalers as
+diffusers runs it on the tiny model (f32, CPU generators), for the engine's hires pass to match.
+
+Per case: the first pass (StableDiffusionXLPipeline, output_type="latent", Generator(seed)); its
+latents resized with F.interpolate in the upscaler's mode to A1111's target (and cropped as
+A1111's `sample_hr_pass` slices them when both sides are given); then
+StableDiffusionXLImg2ImgPipeline with those 4-channel latents as `image` (used as the initial
+latents as they are), a fresh Generator(seed), `num_inference_steps` = the hires steps and
+`strength` = the hires denoising strength: the noise added is that generator's first draw, the
+size conditioning the high-res size's own. Stored: `first_latents`, `final_latents` (before
+dividing by the VAE scaling factor) and `image` (the VAE output before clamping).
+
+Never run in CI; run after make_fixtures.py in the pinned environment:
+
+    ~/refenv/bin/python tests/reference/make_hires_fixtures.py
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_pipeline_fixtures import NEG, scheduler_for  # noqa: E402
+from make_text_fixtures import FOLDER, FIXTURES, tokenizers  # noqa: E402
+
+# our upscaler spelling -> F.interpolate's mode and antialias (A1111's shared.latent_upscale_modes)
+UPSCALERS = {
+    "latent": ("bilinear", False),
+    "latent-antialiased": ("bilinear", True),
+    "latent-bicubic": ("bicubic", False),
+    "latent-bicubic-antialiased": ("bicubic", True),
+    "latent-nearest": ("nearest", False),
+    "latent-nearest-exact": ("nearest-exact", False),
+}
+
+CASES = [
+    # a scale: 64x64 -> int(64 x 1.5) = 96, bilinear; 4 hires steps at 0.5 run 2
+    dict(name="hires_scale_euler", prompt="1girl, solo, long hair, masterpiece", negative=NEG,
+         width=64, height=64, steps=4, cfg=6.0, seed=8, sampler="euler", schedule="default",
+         hires_scale=1.5, hires_upscaler="latent", hires_steps=4, hires_denoise=0.5),
+    # both sides: 64x64 covers 96x64 at 96x96, 4 latent rows cut (2 from each end); bicubic
+    # antialiased; the ancestral sampler's noise continues the second pass's generator
+    dict(name="hires_resize_euler_a", prompt="a lighthouse on a cliff, stormy sea", negative="",
+         width=64, height=64, steps=3, cfg=5.0, seed=12, sampler="euler_a", schedule="default",
+         hires_resize=[96, 64], hires_upscaler="latent-bicubic-antialiased", hires_steps=5,
+         hires_denoise=0.6),
+]
+
+
+def target(case):
+    """A1111's calculate_target_resolution: (to_x, to_y, truncate_x, truncate_y)."""
+    w, h = case["width"], case["height"]
+    if "hires_scale" in case:
+        return int(w * case["hires_scale"]), int(h * case["hires_scale"]), 0, 0
+    x, y = case["hires_resize"]
+    if w / h < x / y:
+        to_x, to_y = x, x * h // w
+    else:
+        to_x, to_y = y * w // h, y
+    return to_x, to_y, (to_x - x) // 8, (to_y - y) // 8
+
+
+def upscale(latents, case):
+    to_x, to_y, tx, ty = target(case)
+    mode, antialias = UPSCALERS[case["hires_upscaler"]]
+    x = F.interpolate(latents, size=(to_y // 8, to_x // 8), mode=mode, antialias=antialias)
+    # A1111's sample_hr_pass slicing
+    return x[:, :, ty // 2: x.shape[2] - (ty + 1) // 2, tx // 2: x.shape[3] - (tx + 1) // 2]
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as d:
+        tok, tok_2 = tokenizers(Path(d))
+        pipe = StableDiffusionXLPipeline.from_pretrained(
+            FOLDER, tokenizer=tok, tokenizer_2=tok_2, variant="fp16", torch_dtype=torch.float32
+        )
+    img2img = StableDiffusionXLImg2ImgPipeline(**pipe.components)
+    base = pipe.scheduler.config
+    sf = pipe.vae.config.scaling_factor
+    tensors = {}
+    for case in CASES:
+        common = dict(prompt=case["prompt"], negative_prompt=case["negative"] or None,
+                      guidance_scale=case["cfg"], output_type="latent")
+        with torch.no_grad():
+            pipe.scheduler = scheduler_for(case, base)
+            first = pipe(width=case["width"], height=case["height"], num_inference_steps=case["steps"],
+                         generator=torch.Generator("cpu").manual_seed(case["seed"]), **common).images
+            up = upscale(first, case)
+            img2img.scheduler = scheduler_for(case, base)
+            latents = img2img(image=up.contiguous(), strength=case["hires_denoise"],
+                              num_inference_steps=case["hires_steps"],
+                              generator=torch.Generator("cpu").manual_seed(case["seed"]), **common).images
+            image = pipe.vae.decode(latents / sf).sample
+        name = case["name"]
+        tensors[f"{name}.first_latents"] = first.contiguous()
+        tensors[f"{name}.final_latents"] = latents.contiguous()
+        tensors[f"{name}.image"] = image.contiguous()
+        print(name, list(first.shape), list(latents.shape), float(image.abs().max()))
+    path = FIXTURES / "hires_reference.safetensors"
+    save_file(tensors, path, metadata={"cases": json.dumps({c["name"]: c for c in CASES})})
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
