@@ -505,12 +505,8 @@ fn interpolate_equals_torch_on_the_device() {
             continue; // one input size, every mode: the host test covers the others
         }
         let antialias = case["antialias"].as_bool().unwrap();
-        let mode = match case["mode"].as_str().unwrap() {
-            "nearest" => Interpolation::Nearest,
-            "nearest-exact" => Interpolation::NearestExact,
-            "bilinear" => Interpolation::Bilinear { antialias },
-            _ => Interpolation::Bicubic { antialias },
-        };
+        let mode =
+            Interpolation::from_torch(case["mode"].as_str().unwrap(), antialias).expect("a mode");
         // the same plane twice, the second negated: [2, 1, h, w]
         let x = floats(&case["x"]);
         let both: Vec<f32> = x.iter().copied().chain(x.iter().map(|v| -v)).collect();

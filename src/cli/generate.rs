@@ -23,7 +23,7 @@ use sdxl_wgpu::device::{Backend, MadeOn, Precision};
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io::{self, ImageMetadata};
 use sdxl_wgpu::infotext::{self, ModelInfo};
-use sdxl_wgpu::pipeline::{Engine, Generated};
+use sdxl_wgpu::pipeline::{Engine, Generated, Request};
 use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::sampling::Prediction;
 
@@ -337,6 +337,24 @@ fn write_dump(path: &Path, job: &Job, out: &Generated) -> anyhow::Result<()> {
     tensor_file::write(path, &tensors, metadata)
 }
 
+/// What an img2img run or a hires pass adds to the summary line.
+fn variant(r: &Request) -> String {
+    if let Some(init) = &r.init {
+        return format!(", img2img strength {}", init.strength);
+    }
+    let Some(hires) = &r.hires else {
+        return String::new();
+    };
+    let second = r.hires_pass(hires);
+    format!(
+        ", hires {}x{} ({}, strength {})",
+        second.width,
+        second.height,
+        hires.upscaler.a1111_name(),
+        hires.strength
+    )
+}
+
 /// One line per request: what ran, where it went, where the time went.
 fn summarize(label: &str, job: &Job, out: &Generated) -> std::io::Result<()> {
     let r = &job.request;
@@ -356,10 +374,7 @@ fn summarize(label: &str, job: &Job, out: &Generated) -> std::io::Result<()> {
         r.sampler.a1111_name(),
         r.schedule.a1111_name(),
         r.cfg,
-        r.init.as_ref().map_or(String::new(), |i| format!(
-            ", img2img strength {}",
-            i.strength
-        )),
+        variant(r),
         paths.join(", ")
     )?;
     let image_encode = if r.init.is_some() {

@@ -23,6 +23,20 @@ pub enum Interpolation {
     Bicubic { antialias: bool },
 }
 
+impl Interpolation {
+    /// The mode `F.interpolate(mode=mode, antialias=antialias)` runs (PyTorch's names), if this
+    /// module has it.
+    pub fn from_torch(mode: &str, antialias: bool) -> Option<Self> {
+        match (mode, antialias) {
+            ("nearest", false) => Some(Self::Nearest),
+            ("nearest-exact", false) => Some(Self::NearestExact),
+            ("bilinear", antialias) => Some(Self::Bilinear { antialias }),
+            ("bicubic", antialias) => Some(Self::Bicubic { antialias }),
+            _ => None,
+        }
+    }
+}
+
 /// `x` `[B, C, H, W]` resampled to `[B, C, height, width]`.
 pub fn interpolate(x: Tensor<4>, height: usize, width: usize, mode: Interpolation) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
@@ -206,13 +220,8 @@ mod tests {
             };
             let ([h, w], [oh, ow]) = (size("input"), size("output"));
             let antialias = case["antialias"].as_bool().unwrap();
-            let mode = match case["mode"].as_str().unwrap() {
-                "nearest" => Interpolation::Nearest,
-                "nearest-exact" => Interpolation::NearestExact,
-                "bilinear" => Interpolation::Bilinear { antialias },
-                "bicubic" => Interpolation::Bicubic { antialias },
-                other => panic!("{other}"),
-            };
+            let mode = Interpolation::from_torch(case["mode"].as_str().unwrap(), antialias)
+                .expect("a mode");
             let (rows, cols) = (weights(mode, h, oh), weights(mode, w, ow));
             let (x, expected) = (values("x"), values("y"));
             for i in 0..oh {

@@ -180,55 +180,44 @@ mod tests {
         hires.target(w, h)
     }
 
-    /// A1111's rules, worked by hand from `calculate_target_resolution`.
+    /// A1111's rules, worked by hand from `calculate_target_resolution`:
+    /// (size, first pass, latents resized to, rows and columns cut, second pass).
     #[test]
     fn targets_follow_a1111() {
-        // a scale: int(832 x 1.5) = 1248, int(1216 x 1.5) = 1824
-        let t = target(HiresSize::Scale(1.5), 832, 1216);
-        assert_eq!((t.width, t.height, t.truncate), (1248, 1824, [0, 0]));
-        // int(64 x 1.3) = 83 -> 10 latent pixels: 80
-        let t = target(HiresSize::Scale(1.3), 64, 64);
-        assert_eq!((t.upscaled, t.width), ([10, 10], 80));
-        // one side: the other from the aspect ratio (floor)
-        let t = target(
-            HiresSize::Resize {
-                width: 1500,
-                height: 0,
-            },
-            832,
-            1216,
-        );
-        assert_eq!((t.width, t.height), (1496, 2192)); // 1500 -> 187 x 8; 1500*1216//832 = 2192
-        let t = target(
-            HiresSize::Resize {
-                width: 0,
-                height: 96,
-            },
-            64,
-            32,
-        );
-        assert_eq!((t.width, t.height), (192, 96));
-        // both: cover, then cut the excess from the latents
-        let t = target(
-            HiresSize::Resize {
-                width: 96,
-                height: 64,
-            },
-            64,
-            64,
-        );
-        assert_eq!((t.upscaled, t.truncate), ([12, 12], [4, 0]));
-        assert_eq!((t.width, t.height), (96, 64));
-        let t = target(
-            HiresSize::Resize {
-                width: 64,
-                height: 120,
-            },
-            64,
-            64,
-        );
-        assert_eq!((t.upscaled, t.truncate), ([15, 15], [0, 7]));
-        assert_eq!((t.width, t.height), (64, 120));
+        let resize = |width, height| HiresSize::Resize { width, height };
+        let cases = [
+            // int(832 x 1.5) = 1248, int(1216 x 1.5) = 1824
+            (
+                HiresSize::Scale(1.5),
+                (832, 1216),
+                [228, 156],
+                [0, 0],
+                (1248, 1824),
+            ),
+            // int(64 x 1.3) = 83 -> 10 latent pixels: 80
+            (HiresSize::Scale(1.3), (64, 64), [10, 10], [0, 0], (80, 80)),
+            // one side: the other from the aspect ratio (1500 * 1216 // 832 = 2192)
+            (
+                resize(1500, 0),
+                (832, 1216),
+                [274, 187],
+                [0, 0],
+                (1496, 2192),
+            ),
+            (resize(0, 96), (64, 32), [12, 24], [0, 0], (192, 96)),
+            // both: cover, then cut the excess from the latents
+            (resize(96, 64), (64, 64), [12, 12], [4, 0], (96, 64)),
+            (resize(64, 120), (64, 64), [15, 15], [0, 7], (64, 120)),
+        ];
+        for (size, (w, h), upscaled, truncate, (width, height)) in cases {
+            let want = HiresTarget {
+                upscaled,
+                truncate,
+                width,
+                height,
+            };
+            assert_eq!(target(size, w, h), want, "{size:?} from {w}x{h}");
+        }
     }
 
     #[test]
