@@ -4,6 +4,7 @@
 
 pub mod exif;
 pub mod metadata;
+pub mod resample;
 
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -117,14 +118,34 @@ pub fn to_tensor(image: &RgbImage, device: &Device) -> Tensor<4> {
     hwc.permute([2, 0, 1]).unsqueeze::<4>() // [1, 3, H, W]
 }
 
-/// Decoded images `[B, 3, H, W]` (about [-1, 1]) as 8-bit RGB images.
+/// Decoded images `[B, 3, H, W]` (about [-1, 1]) as 8-bit RGB images, rounded (diffusers).
 pub fn to_rgb(images: Tensor<4>) -> Result<Vec<RgbImage>, ImageError> {
+    rgb_of(
+        images
+            .clamp(-1.0, 1.0)
+            .add_scalar(1.0)
+            .mul_scalar(127.5)
+            .round(),
+    )
+}
+
+/// [`to_rgb`] as A1111 turns decoded images into pictures between its passes:
+/// `255 * clamp((x + 1) / 2, 0, 1)`, truncated (`astype(np.uint8)`).
+pub fn to_rgb_truncated(images: Tensor<4>) -> Result<Vec<RgbImage>, ImageError> {
+    rgb_of(
+        images
+            .add_scalar(1.0)
+            .div_scalar(2.0)
+            .clamp(0.0, 1.0)
+            .mul_scalar(255.0)
+            .floor(),
+    )
+}
+
+/// Whole values in [0, 255] `[B, 3, H, W]` as 8-bit RGB images.
+fn rgb_of(images: Tensor<4>) -> Result<Vec<RgbImage>, ImageError> {
     let [b, _, h, w] = images.dims();
     let pixels = images
-        .clamp(-1.0, 1.0)
-        .add_scalar(1.0)
-        .mul_scalar(127.5)
-        .round()
         .permute([0, 2, 3, 1]) // [B, H, W, 3]
         .try_into_data()
         .map_err(|e| ImageError::Device(format!("{e:?}")))?

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{plan, Planned};
 use crate::lora::LoraSpec;
 use crate::pipeline::{
-    Error, Hires, HiresSize, InitImage, LatentUpscaler, Noise, Request, SizeConditioning,
+    Error, Hires, HiresSize, HiresUpscaler, InitImage, Noise, Request, SizeConditioning,
 };
 use crate::policy::{PolicyName, Preset, Settings};
 use crate::sampling::{Sampler, SamplerChoice, ScheduleKind};
@@ -75,7 +75,7 @@ pub struct Asked {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hires_height: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hires_upscaler: Option<LatentUpscaler>,
+    pub hires_upscaler: Option<HiresUpscaler>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hires_steps: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,7 +245,7 @@ pub const ASKED_FIELDS: [AskedField; 27] = [
     ),
     field(
         "hires_upscaler",
-        ValueKind::Spelled(spellings::<LatentUpscaler>),
+        ValueKind::Spelled(spellings::<HiresUpscaler>),
         "How the latents are enlarged for the hires pass [default: latent]",
     ),
     field(
@@ -420,7 +420,9 @@ impl Asked {
             },
             init: init_image.map(|image| InitImage { image, strength }),
             init_noise,
-            hires: self.hires(),
+            hires: self
+                .hires()
+                .filter(|h| h.changes_size(settings.width, settings.height)),
             vae_tiling: self.vae_tiling.unwrap_or_default(),
             vae_precision: self.vae_precision.unwrap_or_default(),
             loras,
@@ -536,7 +538,7 @@ mod tests {
             hires_scale: Some(1.5),
             hires_width: Some(8),
             hires_height: Some(8),
-            hires_upscaler: Some(LatentUpscaler::LatentNearestExact),
+            hires_upscaler: Some(HiresUpscaler::LatentNearestExact),
             hires_steps: Some(1),
             hires_denoise: Some(0.5),
         };

@@ -17,22 +17,44 @@ use crate::vae::VaeError;
 /// names the [`Field`]s it is about; [`Described::describe`] spells them as a front-end does.
 #[derive(Debug)]
 pub enum PipelineError {
-    Size { width: usize, height: usize },
+    Size {
+        width: usize,
+        height: usize,
+    },
     Guidance(f32),
     CfgRescale(f32),
     Batch(usize),
     Strength(f64),
-    NoSteps { steps: usize, strength: f64 },
+    NoSteps {
+        steps: usize,
+        strength: f64,
+    },
     HiresWithInit,
     HiresScale(f64),
-    HiresSize { width: usize, height: usize },
+    HiresSize {
+        enlarged: [usize; 2],
+        width: usize,
+        height: usize,
+    },
     HiresStrength(f64),
-    HiresNoSteps { steps: usize, strength: f64 },
+    HiresNoSteps {
+        steps: usize,
+        strength: f64,
+    },
     EmptyImage,
-    NoiseShape { got: Vec<usize>, want: [usize; 4] },
+    NoiseShape {
+        got: Vec<usize>,
+        want: [usize; 4],
+    },
     NoiseValues,
-    NonFinite { what: &'static str, cause: String },
-    Cancelled { done: usize, total: usize },
+    NonFinite {
+        what: &'static str,
+        cause: String,
+    },
+    Cancelled {
+        done: usize,
+        total: usize,
+    },
 }
 
 impl Described for PipelineError {
@@ -74,9 +96,13 @@ impl Described for PipelineError {
                 "{} {scale}: must be a finite number over 0, at most {MAX_HIRES_SCALE}",
                 n(Field::HiresScale)
             ),
-            Self::HiresSize { width, height } => format!(
-                "the hires pass's size {width}x{height} ({}): both sides must be between 8 and \
-                 {MAX_SIDE}",
+            Self::HiresSize {
+                enlarged: [x, y],
+                width,
+                height,
+            } => format!(
+                "the hires pass ({}) enlarges the image to {x}x{y} and runs at {width}x{height}: \
+                 every side must be between 8 and {MAX_SIDE}",
                 n(Field::HiresScale)
             ),
             Self::HiresStrength(s) => format!("{} {s}: must be in (0, 1]", n(Field::HiresDenoise)),

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
-use super::hires::{upscale_latents, Hires};
+use super::hires::{crop, upscale_latents, Hires, HiresTarget, Method};
 use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
 use crate::device::DeviceError;
 use crate::image_io;
+use crate::image_io::resample::{pil_resize, PilFilter};
 use crate::lora::AdapterSet;
 use crate::phase;
 use crate::sampling::{noise, SamplingRun, TorchRng};
@@ -293,7 +294,10 @@ impl<'a> Run<'a, '_> {
             target.height,
             hires.upscaler.a1111_name()
         ));
-        let upscaled = upscale_latents(x, &target, hires.upscaler);
+        let upscaled = match hires.upscaler.method() {
+            Method::Latent(mode) => upscale_latents(x, &target, mode),
+            Method::Pixel(filter) => crop(self.pixel_upscale(&x, &target, filter)?, &target),
+        };
         phase.done("");
         self.request = second;
         self.sampling = SamplingRun::new(
@@ -313,6 +317,35 @@ impl<'a> Run<'a, '_> {
         let (x, _) = self.denoise(text, noised)?;
         self.stats.steps += first_steps;
         Ok(x)
+    }
+
+    /// A pixel upscaler's way to `target.upscaled`: the latents decoded to 8-bit images as
+    /// A1111 makes them between its passes, each resized by Pillow's `filter` and encoded again
+    /// to its posterior mean (as the engine's img2img starts; A1111 samples the posterior).
+    fn pixel_upscale(
+        &mut self,
+        x: &Tensor<4>,
+        target: &HiresTarget,
+        filter: PilFilter,
+    ) -> Result<Tensor<4>, Error> {
+        let (engine, request) = (self.engine, self.request);
+        let (images, _) = self.decode(x)?; // [B, 3, h, w]
+        let [rows, cols] = target.upscaled;
+        let vae_cfg = &engine.checkpoint.config.vae;
+        let mut latents = Vec::with_capacity(request.batch);
+        for image in image_io::to_rgb_truncated(images)? {
+            let resized = pil_resize(&image, 8 * cols as u32, 8 * rows as u32, filter);
+            let pixels = image_io::to_tensor(&resized, &engine.gpu.device); // [1, 3, H, W]
+            let (posterior, _) = engine.models.vae.encode_tiled(
+                vae_cfg,
+                pixels,
+                request.vae_precision.dtype(),
+                request.vae_tiling,
+                &engine.vae_limits(),
+            )?;
+            latents.push(posterior.mean * vae_cfg.scaling_factor);
+        }
+        Ok(Tensor::cat(latents, 0)) // [B, 4, rows, cols]
     }
 
     /// The sampling loop with classifier-free guidance: the final latents and the guided

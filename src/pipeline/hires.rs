@@ -1,7 +1,8 @@
-//! A1111's hires fix: a txt2img run's latents upscaled (a latent upscaler: `F.interpolate` in
-//! one of A1111's modes) to a larger size, cropped where both sides were given, then denoised
-//! again from there as img2img is (noised to the step the strength leaves, with fresh noise from
-//! each image's own seed), the size conditioning recomputed at the larger size.
+//! A1111's hires fix: a txt2img run's latents upscaled to a larger size (a latent upscaler:
+//! `F.interpolate` in one of A1111's modes; or a pixel upscaler: the images decoded, resized as
+//! Pillow does and encoded again), cropped where both sides were given, then denoised again from
+//! there as img2img is (noised to the step the strength leaves, with fresh noise from each
+//! image's own seed), the size conditioning recomputed at the larger size.
 //!
 //! The target size follows A1111's `calculate_target_resolution` and the crop its
 //! `sample_hr_pass` (`modules/processing.py`,
@@ -11,15 +12,17 @@
 
 use burn::tensor::Tensor;
 
+use crate::image_io::resample::PilFilter;
 use crate::nn::interpolate::{interpolate, Interpolation};
 
 /// The most a hires pass may scale each side by.
 pub const MAX_HIRES_SCALE: f64 = 8.0;
 
-/// A latent upscaler: how the first pass's latents are resized (A1111's `Latent ...` modes).
+/// How the first pass's result is enlarged: a latent upscaler (A1111's `Latent ...` modes) or
+/// a pixel one (A1111's `Lanczos` and `Nearest`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")] // the spellings below
-pub enum LatentUpscaler {
+pub enum HiresUpscaler {
     #[default]
     Latent,
     LatentAntialiased,
@@ -27,32 +30,62 @@ pub enum LatentUpscaler {
     LatentBicubicAntialiased,
     LatentNearest,
     LatentNearestExact,
+    Lanczos,
+    Nearest,
 }
 
 crate::spelled! {
-    LatentUpscaler, "hires upscaler",
-    (LatentUpscaler::Latent, "latent", "Bilinear on the latents (A1111's \"Latent\")"),
-    (LatentUpscaler::LatentAntialiased, "latent-antialiased", "Bilinear, antialiased"),
-    (LatentUpscaler::LatentBicubic, "latent-bicubic", "Bicubic"),
-    (LatentUpscaler::LatentBicubicAntialiased, "latent-bicubic-antialiased", "Bicubic, antialiased"),
-    (LatentUpscaler::LatentNearest, "latent-nearest", "Nearest"),
-    (LatentUpscaler::LatentNearestExact, "latent-nearest-exact", "Nearest, exact (pixel centres)"),
+    HiresUpscaler, "hires upscaler",
+    (HiresUpscaler::Latent, "latent", "Bilinear on the latents (A1111's \"Latent\")"),
+    (HiresUpscaler::LatentAntialiased, "latent-antialiased", "Bilinear, antialiased"),
+    (HiresUpscaler::LatentBicubic, "latent-bicubic", "Bicubic"),
+    (HiresUpscaler::LatentBicubicAntialiased, "latent-bicubic-antialiased", "Bicubic, antialiased"),
+    (HiresUpscaler::LatentNearest, "latent-nearest", "Nearest"),
+    (HiresUpscaler::LatentNearestExact, "latent-nearest-exact", "Nearest, exact (pixel centres)"),
+    (HiresUpscaler::Lanczos, "lanczos", "The decoded image resized by Pillow's Lanczos, encoded again"),
+    (HiresUpscaler::Nearest, "nearest", "The decoded image resized by Pillow's nearest neighbour"),
 }
 
-impl LatentUpscaler {
-    /// A1111's name (`shared.latent_upscale_modes`) and the `F.interpolate` mode it calls.
-    fn row(self) -> (&'static str, Interpolation) {
+/// What an upscaler does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `F.interpolate` on the latents.
+    Latent(Interpolation),
+    /// Pillow's resize of the decoded 8-bit images.
+    Pixel(PilFilter),
+}
+
+impl HiresUpscaler {
+    /// A1111's name (`shared.latent_upscale_modes`, `shared.sd_upscalers`) and what it does.
+    fn row(self) -> (&'static str, Method) {
         use Interpolation::*;
+        use Method::{Latent, Pixel};
         match self {
-            Self::Latent => ("Latent", Bilinear { antialias: false }),
-            Self::LatentAntialiased => ("Latent (antialiased)", Bilinear { antialias: true }),
-            Self::LatentBicubic => ("Latent (bicubic)", Bicubic { antialias: false }),
-            Self::LatentBicubicAntialiased => {
-                ("Latent (bicubic antialiased)", Bicubic { antialias: true })
+            Self::Latent => ("Latent", Latent(Bilinear { antialias: false })),
+            Self::LatentAntialiased => {
+                ("Latent (antialiased)", Latent(Bilinear { antialias: true }))
             }
-            Self::LatentNearest => ("Latent (nearest)", Nearest),
-            Self::LatentNearestExact => ("Latent (nearest-exact)", NearestExact),
+            Self::LatentBicubic => ("Latent (bicubic)", Latent(Bicubic { antialias: false })),
+            Self::LatentBicubicAntialiased => (
+                "Latent (bicubic antialiased)",
+                Latent(Bicubic { antialias: true }),
+            ),
+            Self::LatentNearest => ("Latent (nearest)", Latent(Nearest)),
+            Self::LatentNearestExact => ("Latent (nearest-exact)", Latent(NearestExact)),
+            Self::Lanczos => ("Lanczos", Pixel(PilFilter::Lanczos)),
+            Self::Nearest => ("Nearest", Pixel(PilFilter::Nearest)),
         }
+    }
+
+    /// What this upscaler does.
+    pub fn method(self) -> Method {
+        self.row().1
+    }
+
+    /// Every upscaler, in the order A1111 lists them.
+    pub fn all() -> impl Iterator<Item = Self> {
+        use crate::spelling::Spelled;
+        Self::SPELLINGS.iter().map(|&(u, _, _)| u)
     }
 
     /// The name A1111 lists and writes in the infotext.
@@ -62,11 +95,7 @@ impl LatentUpscaler {
 
     /// The upscaler A1111 calls `name`.
     pub fn from_a1111(name: &str) -> Option<Self> {
-        use crate::spelling::Spelled;
-        Self::SPELLINGS
-            .iter()
-            .map(|&(u, _, _)| u)
-            .find(|u| u.a1111_name() == name)
+        Self::all().find(|u| u.a1111_name() == name)
     }
 }
 
@@ -82,7 +111,7 @@ pub enum HiresSize {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hires {
     pub size: HiresSize,
-    pub upscaler: LatentUpscaler,
+    pub upscaler: HiresUpscaler,
     /// Steps of the second pass's schedule; 0: the first pass's.
     pub steps: usize,
     /// How much the second pass changes the upscaled image, in (0, 1].
@@ -105,41 +134,56 @@ impl Hires {
     /// a scale truncates `width x scale`; one side given keeps the aspect ratio; both cover
     /// the given size keeping the aspect ratio, and the excess is cut from the latents.
     pub fn target(&self, width: usize, height: usize) -> HiresTarget {
-        let (w, h) = (width.max(1), height.max(1));
-        let (to_x, to_y, target) = match self.size {
-            HiresSize::Scale(scale) => {
-                let side = |s: usize| (s as f64 * scale) as usize; // Python's int(): truncates
-                (side(w), side(h), None)
-            }
-            HiresSize::Resize {
-                width: x,
-                height: 0,
-            } => (x, x * h / w, None),
-            HiresSize::Resize {
-                width: 0,
-                height: y,
-            } => (y * w / h, y, None),
-            HiresSize::Resize {
-                width: x,
-                height: y,
-            } => {
-                // src_ratio < dst_ratio, in integers: w / h < x / y
-                match w * y < x * h {
-                    true => (x, x * h / w, Some((x, y))),
-                    false => (y * w / h, y, Some((x, y))),
-                }
-            }
-        };
+        let [to_x, to_y] = self.upscale_to(width, height);
         let upscaled = [to_y / 8, to_x / 8];
-        let truncate = target.map_or([0, 0], |(x, y)| {
-            [to_y.saturating_sub(y) / 8, to_x.saturating_sub(x) / 8]
-        });
+        let truncate = match self.size {
+            HiresSize::Resize {
+                width: x,
+                height: y,
+            } if x > 0 && y > 0 => [to_y.saturating_sub(y) / 8, to_x.saturating_sub(x) / 8],
+            _ => [0, 0],
+        };
         HiresTarget {
             upscaled,
             truncate,
             width: 8 * upscaled[1].saturating_sub(truncate[1]),
             height: 8 * upscaled[0].saturating_sub(truncate[0]),
         }
+    }
+
+    /// A1111's `hr_upscale_to_x/y`: the size the image is enlarged to before any crop (in
+    /// pixels; user sizes are untrusted, so products saturate and the checks refuse them).
+    pub fn upscale_to(&self, width: usize, height: usize) -> [usize; 2] {
+        let (w, h) = (width.max(1), height.max(1));
+        let keep_ratio = |a: usize, b: usize, c: usize| a.saturating_mul(b) / c; // a * b // c
+        match self.size {
+            HiresSize::Scale(scale) => {
+                let side = |s: usize| (s as f64 * scale) as usize; // Python's int(): truncates
+                [side(w), side(h)]
+            }
+            HiresSize::Resize {
+                width: x,
+                height: 0,
+            } => [x, keep_ratio(x, h, w)],
+            HiresSize::Resize {
+                width: 0,
+                height: y,
+            } => [keep_ratio(y, w, h), y],
+            // src_ratio < dst_ratio, in integers: w / h < x / y
+            HiresSize::Resize {
+                width: x,
+                height: y,
+            } => match (w as u128) * (y as u128) < (x as u128) * (h as u128) {
+                true => [x, keep_ratio(x, h, w)],
+                false => [keep_ratio(y, w, h), y],
+            },
+        }
+    }
+
+    /// Whether a first pass of `width x height` gets a second pass: not when the target is the
+    /// same size (A1111 then turns the hires fix off, and writes none of its fields).
+    pub fn changes_size(&self, width: usize, height: usize) -> bool {
+        self.upscale_to(width, height) != [width, height]
     }
 
     /// The second pass's steps.
@@ -151,12 +195,17 @@ impl Hires {
     }
 }
 
-/// The first pass's latents `[B, 4, h, w]` upscaled and cropped to the second pass's
-/// `[B, 4, height/8, width/8]` (A1111's `sample_hr_pass` slicing).
-pub fn upscale_latents(x: Tensor<4>, target: &HiresTarget, upscaler: LatentUpscaler) -> Tensor<4> {
+/// The first pass's latents `[B, 4, h, w]` resized by `mode` to `target.upscaled` and cropped
+/// to the second pass's `[B, 4, height/8, width/8]`.
+pub fn upscale_latents(x: Tensor<4>, target: &HiresTarget, mode: Interpolation) -> Tensor<4> {
     let [rows, cols] = target.upscaled;
-    let x = interpolate(x, rows, cols, upscaler.row().1);
-    let [b, c, _, _] = x.dims();
+    crop(interpolate(x, rows, cols, mode), target)
+}
+
+/// Latents at `target.upscaled` cut to the second pass's size (A1111's `sample_hr_pass`
+/// slicing: half the excess from each side, the odd row or column from the end).
+pub fn crop(x: Tensor<4>, target: &HiresTarget) -> Tensor<4> {
+    let [b, c, rows, cols] = x.dims();
     let [ty, tx] = target.truncate;
     x.slice([
         0..b,
@@ -173,7 +222,7 @@ mod tests {
     fn target(size: HiresSize, w: usize, h: usize) -> HiresTarget {
         let hires = Hires {
             size,
-            upscaler: LatentUpscaler::Latent,
+            upscaler: HiresUpscaler::Latent,
             steps: 0,
             strength: 0.5,
         };
@@ -220,12 +269,51 @@ mod tests {
         }
     }
 
+    /// Sizes past any bound are refused by the request's checks, never overflowed or
+    /// allocated; a same-size target is told apart.
+    #[test]
+    fn hostile_sizes_are_refused() {
+        let resize = |width, height| HiresSize::Resize { width, height };
+        for size in [
+            resize(usize::MAX, 0),
+            resize(0, usize::MAX),
+            resize(64, usize::MAX),
+            resize(usize::MAX, usize::MAX),
+            resize(8200, 1),
+            HiresSize::Scale(f64::MAX),
+            HiresSize::Scale(f64::NAN),
+            HiresSize::Scale(0.01),
+        ] {
+            let request = crate::pipeline::Request {
+                width: 64,
+                height: 64,
+                steps: 4,
+                hires: Some(Hires {
+                    size,
+                    upscaler: HiresUpscaler::Latent,
+                    steps: 0,
+                    strength: 0.5,
+                }),
+                ..Default::default()
+            };
+            assert!(request.check().is_err(), "{size:?}");
+        }
+        let same = |size| Hires {
+            size,
+            upscaler: HiresUpscaler::Latent,
+            steps: 0,
+            strength: 0.5,
+        };
+        assert!(!same(HiresSize::Scale(1.0)).changes_size(64, 96));
+        assert!(!same(resize(64, 0)).changes_size(64, 96));
+        assert!(same(HiresSize::Scale(1.05)).changes_size(64, 96));
+    }
+
     #[test]
     fn a1111_names_round_trip() {
-        use crate::spelling::Spelled;
-        for &(u, _, _) in LatentUpscaler::SPELLINGS {
-            assert_eq!(LatentUpscaler::from_a1111(u.a1111_name()), Some(u));
+        for u in HiresUpscaler::all() {
+            assert_eq!(HiresUpscaler::from_a1111(u.a1111_name()), Some(u));
         }
-        assert_eq!(LatentUpscaler::from_a1111("Lanczos"), None);
+        assert_eq!(HiresUpscaler::from_a1111("R-ESRGAN 4x+"), None);
     }
 }

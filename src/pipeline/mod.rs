@@ -15,7 +15,7 @@ pub use controls::{Cancel, Controls, Preview};
 pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
-pub use hires::{Hires, HiresSize, LatentUpscaler};
+pub use hires::{Hires, HiresSize, HiresUpscaler};
 pub use request::{
     check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
     MAX_LATENT_SHAPE, MAX_SIDE,

@@ -212,9 +212,16 @@ impl Request {
         }
         let second = self.hires_pass(hires);
         let (width, height) = (second.width, second.height);
+        // the latents are enlarged to `upscale_to` before any crop: that size is bounded too
+        let [to_x, to_y] = hires.upscale_to(self.width, self.height);
         let side_ok = |s: usize| s > 0 && s <= MAX_SIDE;
-        if !side_ok(width) || !side_ok(height) {
-            return Err(PipelineError::HiresSize { width, height }.into());
+        if ![width, height, to_x, to_y].into_iter().all(side_ok) {
+            return Err(PipelineError::HiresSize {
+                enlarged: [to_x, to_y],
+                width,
+                height,
+            }
+            .into());
         }
         if !(hires.strength > 0.0 && hires.strength <= 1.0) {
             return Err(PipelineError::HiresStrength(hires.strength).into());

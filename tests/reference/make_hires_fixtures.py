@@ -3,8 +3,10 @@
 diffusers runs it on the tiny model (f32, CPU generators), for the engine's hires pass to match.
 
 Per case: the first pass (StableDiffusionXLPipeline, output_type="latent", Generator(seed)); its
-latents resized with F.interpolate in the upscaler's mode to A1111's target (and cropped as
-A1111's `sample_hr_pass` slices them when both sides are given); then
+latents resized with F.interpolate in the upscaler's mode to A1111's target, or (a pixel upscaler)
+decoded, made 8-bit as A1111 does (truncating), resized by Pillow and encoded to the posterior mean
+times the scaling factor (the engine's img2img start); cropped as A1111's `sample_hr_pass` slices
+them when both sides are given; then
 StableDiffusionXLImg2ImgPipeline with those 4-channel latents as `image` (used as the initial
 latents as they are), a fresh Generator(seed), `num_inference_steps` = the hires steps and
 `strength` = the hires denoising strength: the noise added is that generator's first draw, the
@@ -23,7 +25,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import numpy as np
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +43,7 @@ UPSCALERS = {
     "latent-nearest": ("nearest", False),
     "latent-nearest-exact": ("nearest-exact", False),
 }
+PIXEL_UPSCALERS = {"lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
 
 CASES = [
     # a scale: 64x64 -> int(64 x 1.5) = 96, bilinear; 4 hires steps at 0.5 run 2
@@ -51,6 +56,10 @@ CASES = [
          width=64, height=64, steps=3, cfg=5.0, seed=12, sampler="euler_a", schedule="default",
          hires_resize=[96, 64], hires_upscaler="latent-bicubic-antialiased", hires_steps=5,
          hires_denoise=0.6),
+    # a pixel upscaler: decoded, Pillow's Lanczos to 96x96, encoded again
+    dict(name="hires_lanczos_euler", prompt="a red fox in the snow", negative=NEG,
+         width=64, height=64, steps=3, cfg=6.0, seed=30, sampler="euler", schedule="default",
+         hires_scale=1.5, hires_upscaler="lanczos", hires_steps=4, hires_denoise=0.5),
 ]
 
 
@@ -67,10 +76,27 @@ def target(case):
     return to_x, to_y, (to_x - x) // 8, (to_y - y) // 8
 
 
-def upscale(latents, case):
+def pixel_upscale(pipe, latents, size, resample):
+    """A1111's pixel path between the passes, encoding to the posterior mean."""
+    sf = pipe.vae.config.scaling_factor
+    decoded = torch.clamp((pipe.vae.decode(latents / sf).sample + 1.0) / 2.0, min=0.0, max=1.0)
+    out = []
+    for x in decoded:
+        pixels = (255.0 * np.moveaxis(x.numpy(), 0, 2)).astype(np.uint8)
+        image = Image.fromarray(pixels).resize(size, resample=resample)
+        x = torch.from_numpy(np.moveaxis(np.array(image).astype(np.float32) / 255.0, 2, 0))[None]
+        out.append(pipe.vae.encode(x * 2 - 1).latent_dist.mean * sf)
+    return torch.cat(out)
+
+
+def upscale(pipe, latents, case):
     to_x, to_y, tx, ty = target(case)
-    mode, antialias = UPSCALERS[case["hires_upscaler"]]
-    x = F.interpolate(latents, size=(to_y // 8, to_x // 8), mode=mode, antialias=antialias)
+    if case["hires_upscaler"] in PIXEL_UPSCALERS:
+        size = (to_x // 8 * 8, to_y // 8 * 8)
+        x = pixel_upscale(pipe, latents, size, PIXEL_UPSCALERS[case["hires_upscaler"]])
+    else:
+        mode, antialias = UPSCALERS[case["hires_upscaler"]]
+        x = F.interpolate(latents, size=(to_y // 8, to_x // 8), mode=mode, antialias=antialias)
     # A1111's sample_hr_pass slicing
     return x[:, :, ty // 2: x.shape[2] - (ty + 1) // 2, tx // 2: x.shape[3] - (tx + 1) // 2]
 
@@ -92,7 +118,7 @@ def main() -> int:
             pipe.scheduler = scheduler_for(case, base)
             first = pipe(width=case["width"], height=case["height"], num_inference_steps=case["steps"],
                          generator=torch.Generator("cpu").manual_seed(case["seed"]), **common).images
-            up = upscale(first, case)
+            up = upscale(pipe, first, case)
             img2img.scheduler = scheduler_for(case, base)
             latents = img2img(image=up.contiguous(), strength=case["hires_denoise"],
                               num_inference_steps=case["hires_steps"],

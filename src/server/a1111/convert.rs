@@ -16,7 +16,7 @@ use crate::field::Described;
 use crate::image_io;
 use crate::intake::{parse_prompt, random_seed, Asked, Inputs, IntakeError, DEFAULT_HIRES_SCALE};
 use crate::lora::{LoraSpec, LoraTag};
-use crate::pipeline::{Error, LatentUpscaler};
+use crate::pipeline::{Error, HiresUpscaler};
 use crate::policy::PolicyName;
 use crate::sampling::SamplerChoice;
 use crate::server::error::ApiError;
@@ -223,12 +223,13 @@ fn hires(f: &Fields, prompt: &str) -> Result<Asked, ApiError> {
         return Ok(Asked::default());
     }
     let upscaler = match f.text("hr_upscaler")?.as_deref() {
-        None | Some("") => LatentUpscaler::Latent,
-        Some(name) => LatentUpscaler::from_a1111(name).ok_or_else(|| {
+        None | Some("") => HiresUpscaler::Latent,
+        Some(name) => HiresUpscaler::from_a1111(name).ok_or_else(|| {
+            let ours: Vec<&str> = HiresUpscaler::all().map(|u| u.a1111_name()).collect();
             ApiError::invalid(format!(
-                "hr_upscaler: \"{name}\" is not available; this server has the latent \
-                 upscalers ({}; GET /sdapi/v1/latent-upscale-modes)",
-                latent_upscaler_names().join(", ")
+                "hr_upscaler: \"{name}\" is not available; this server has {} (GET \
+                 /sdapi/v1/upscalers and /sdapi/v1/latent-upscale-modes)",
+                ours.join(", ")
             ))
         })?,
     };
@@ -282,15 +283,6 @@ fn hires(f: &Fields, prompt: &str) -> Result<Asked, ApiError> {
         hires_denoise: f.float("denoising_strength")?,
         ..Asked::default()
     })
-}
-
-/// A1111's names of the latent upscalers (`GET latent-upscale-modes`).
-pub fn latent_upscaler_names() -> Vec<&'static str> {
-    use crate::spelling::Spelled;
-    LatentUpscaler::SPELLINGS
-        .iter()
-        .map(|&(u, _, _)| u.a1111_name())
-        .collect()
 }
 
 /// `n_iter`, when `batch_size x n_iter` is at most [`MAX_IMAGES`].

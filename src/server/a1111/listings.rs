@@ -16,6 +16,8 @@ use super::samplers::{samplers_json, schedulers_json};
 use super::{decode_image_bytes, object};
 use crate::image_io::metadata::{self, parse_parameters};
 use crate::intake::LoraFolder;
+use crate::pipeline::hires::Method;
+use crate::pipeline::HiresUpscaler;
 use crate::server::backend::JobBackend;
 use crate::server::error::ApiError;
 use crate::server::jobs::Task;
@@ -41,22 +43,29 @@ pub fn routes<B: JobBackend>() -> Router<B> {
             "/embeddings",
             get(|| async { Json(json!({"loaded": {}, "skipped": {}})) }),
         )
-        .route("/upscalers", empty_list())
+        .route("/upscalers", get(|| async { Json(upscalers_json(false)) }))
         .route(
             "/latent-upscale-modes",
-            get(|| async {
-                let names = super::convert::latent_upscaler_names();
-                Json(json!(names
-                    .iter()
-                    .map(|n| json!({"name": n}))
-                    .collect::<Vec<_>>()))
-            }),
+            get(|| async { Json(upscalers_json(true)) }),
         )
         .route("/sd-vae", empty_list())
         .route("/hypernetworks", empty_list())
         .route("/face-restorers", empty_list())
         .route("/realesrgan-models", empty_list())
         .route("/prompt-styles", empty_list())
+}
+
+/// `GET upscalers` (the pixel upscalers, as A1111 lists its built-in ones) or `GET
+/// latent-upscale-modes` (`latent`): what a hires pass's `hr_upscaler` may name.
+fn upscalers_json(latent: bool) -> Value {
+    let listed = HiresUpscaler::all()
+        .filter(|u| matches!(u.method(), Method::Latent(_)) == latent)
+        .map(|u| match latent {
+            true => json!({"name": u.a1111_name()}),
+            false => json!({"name": u.a1111_name(), "model_name": null, "model_path": null,
+                            "model_url": null, "scale": 4}),
+        });
+    Value::Array(listed.collect())
 }
 
 /// The routes only `serve` has: its checkpoints and LoRA folder on this machine, its flags.
@@ -109,11 +118,21 @@ pub fn merge_options(
     Ok(merged)
 }
 
-/// Sets options: CLIP skip out of range and a checkpoint the backend cannot load are 422s.
+/// Sets options: CLIP skip out of range and a checkpoint the backend cannot load are 422s; a
+/// body past what is kept is a 413 before it is parsed.
 async fn set_options<B: JobBackend>(
     State(backend): State<B>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    if body.len() > MAX_OPTIONS_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "options of {} bytes; at most {MAX_OPTIONS_BYTES} are kept",
+                body.len()
+            ),
+        ));
+    }
     let map = object(&body)?;
     if let Some(v) = map.get("CLIP_stop_at_last_layers") {
         clip_skip("CLIP_stop_at_last_layers", v)?;
