@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
+use image::RgbImage;
 
 use super::hires::{crop, upscale_latents, Hires, HiresTarget, Method};
 use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
@@ -251,18 +252,9 @@ impl<'a> Run<'a, '_> {
     fn noised_image(&mut self, init: &InitImage, noise: Tensor<4>) -> Result<Tensor<4>, Error> {
         let phase = phase::start("VAE encode (init image)");
         let clock = Instant::now();
-        let (engine, request) = (self.engine, self.request);
+        let request = self.request;
         let image = image_io::fit(&init.image, request.width, request.height);
-        let pixels = image_io::to_tensor(&image, &engine.gpu.device); // [1, 3, H, W]
-        let vae_cfg = &engine.checkpoint.config.vae;
-        let (posterior, _) = engine.models.vae.encode_tiled(
-            vae_cfg,
-            pixels,
-            request.vae_precision.dtype(),
-            request.vae_tiling,
-            &engine.vae_limits(),
-        )?;
-        let x0 = (posterior.mean * vae_cfg.scaling_factor).repeat_dim(0, request.batch);
+        let x0 = self.encode_image(&image)?.repeat_dim(0, request.batch);
         let steps = request.steps;
         self.sampling
             .start_at(steps - SamplingRun::img2img_steps(steps, init.strength));
@@ -328,24 +320,30 @@ impl<'a> Run<'a, '_> {
         target: &HiresTarget,
         filter: PilFilter,
     ) -> Result<Tensor<4>, Error> {
-        let (engine, request) = (self.engine, self.request);
         let (images, _) = self.decode(x)?; // [B, 3, h, w]
         let [rows, cols] = target.upscaled;
-        let vae_cfg = &engine.checkpoint.config.vae;
-        let mut latents = Vec::with_capacity(request.batch);
+        let mut latents = Vec::with_capacity(self.request.batch);
         for image in image_io::to_rgb_truncated(images)? {
             let resized = pil_resize(&image, 8 * cols as u32, 8 * rows as u32, filter);
-            let pixels = image_io::to_tensor(&resized, &engine.gpu.device); // [1, 3, H, W]
-            let (posterior, _) = engine.models.vae.encode_tiled(
-                vae_cfg,
-                pixels,
-                request.vae_precision.dtype(),
-                request.vae_tiling,
-                &engine.vae_limits(),
-            )?;
-            latents.push(posterior.mean * vae_cfg.scaling_factor);
+            latents.push(self.encode_image(&resized)?);
         }
         Ok(Tensor::cat(latents, 0)) // [B, 4, rows, cols]
+    }
+
+    /// `image` encoded by the VAE to its posterior mean, times the scaling factor:
+    /// `[1, 4, H/8, W/8]`.
+    fn encode_image(&self, image: &RgbImage) -> Result<Tensor<4>, Error> {
+        let (engine, request) = (self.engine, self.request);
+        let pixels = image_io::to_tensor(image, &engine.gpu.device); // [1, 3, H, W]
+        let vae_cfg = &engine.checkpoint.config.vae;
+        let (posterior, _) = engine.models.vae.encode_tiled(
+            vae_cfg,
+            pixels,
+            request.vae_precision.dtype(),
+            request.vae_tiling,
+            &engine.vae_limits(),
+        )?;
+        Ok(posterior.mean * vae_cfg.scaling_factor)
     }
 
     /// The sampling loop with classifier-free guidance: the final latents and the guided
