@@ -207,6 +207,13 @@ fn txt2img_hires_fix_matches_the_engine() {
     assert_eq!(status, StatusCode::OK, "{r}");
     let (image, text) = decode_png(r["images"][0].as_str().unwrap());
     assert_eq!(image.dimensions(), (96, 96));
+    let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&info["width"], &info["denoising_strength"]),
+        (&json!(64), &json!(0.5)),
+        "the first pass's size, the hires pass's strength, as A1111: {info}"
+    );
+    assert_eq!(info["extra_generation_params"]["Hires upscale"], 1.5);
     let want = engine_images(&Request {
         prompt: "a lighthouse".into(),
         width: 64,
@@ -698,13 +705,7 @@ fn jobs_api_progress_listings_and_metrics() {
     ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
-    for listing in [
-        "upscalers",
-        "sd-vae",
-        "hypernetworks",
-        "prompt-styles",
-        "face-restorers",
-    ] {
+    for listing in ["sd-vae", "hypernetworks", "prompt-styles", "face-restorers"] {
         let v: Value = get_json(&format!("{url}/sdapi/v1/{listing}"));
         assert_eq!(v, json!([]), "{listing}");
     }
