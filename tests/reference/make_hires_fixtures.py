@@ -20,19 +20,17 @@ Never run in CI; run after make_fixtures.py in the pinned environment:
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import numpy as np
-from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_pipeline_fixtures import NEG, scheduler_for  # noqa: E402
-from make_text_fixtures import FOLDER, FIXTURES, tokenizers  # noqa: E402
+from make_pipeline_fixtures import NEG, pipelines, scheduler_for  # noqa: E402
+from make_text_fixtures import FIXTURES  # noqa: E402
 
 # our upscaler spelling -> F.interpolate's mode and antialias (A1111's shared.latent_upscale_modes)
 UPSCALERS = {
@@ -102,12 +100,7 @@ def upscale(pipe, latents, case):
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as d:
-        tok, tok_2 = tokenizers(Path(d))
-        pipe = StableDiffusionXLPipeline.from_pretrained(
-            FOLDER, tokenizer=tok, tokenizer_2=tok_2, variant="fp16", torch_dtype=torch.float32
-        )
-    img2img = StableDiffusionXLImg2ImgPipeline(**pipe.components)
+    pipe, img2img = pipelines()
     base = pipe.scheduler.config
     sf = pipe.vae.config.scaling_factor
     tensors = {}

@@ -155,13 +155,18 @@ def record_first_prediction(scheduler, store):
     scheduler.step = wrapped
 
 
-def main() -> int:
+def pipelines():
+    """The tiny model's txt2img and img2img pipelines (f32, sharing their components)."""
     with tempfile.TemporaryDirectory() as d:
         tok, tok_2 = tokenizers(Path(d))
         pipe = StableDiffusionXLPipeline.from_pretrained(
             FOLDER, tokenizer=tok, tokenizer_2=tok_2, variant="fp16", torch_dtype=torch.float32
         )
-    img2img = StableDiffusionXLImg2ImgPipeline(**pipe.components)
+    return pipe, StableDiffusionXLImg2ImgPipeline(**pipe.components)
+
+
+def main() -> int:
+    pipe, img2img = pipelines()
     base = pipe.scheduler.config
     sf = pipe.vae.config.scaling_factor
     init_image().save(INIT_IMAGE)
