@@ -110,8 +110,7 @@ pub fn infotext(
         fields.push(("Model hash".into(), hash.clone()));
     }
     fields.push(("Model".into(), model.name.clone()));
-    let strength = r.init.as_ref().map(|i| i.strength);
-    if let Some(strength) = strength.or(r.hires.map(|h| h.strength)) {
+    if let Some(strength) = r.denoising_strength() {
         fields.push(("Denoising strength".into(), strength.to_string()));
     }
     if r.clip_skip > 0 {

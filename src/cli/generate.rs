@@ -345,11 +345,11 @@ fn variant(r: &Request) -> String {
     let Some(hires) = &r.hires else {
         return String::new();
     };
-    let second = r.hires_pass(hires);
+    let target = hires.target(r.width, r.height);
     format!(
         ", hires {}x{} ({}, strength {})",
-        second.width,
-        second.height,
+        target.width,
+        target.height,
         hires.upscaler.a1111_name(),
         hires.strength
     )

@@ -1,7 +1,8 @@
 //! One run, txt2img or img2img: prompts -> conditioning; seeded noise (or the init image encoded
 //! to its posterior mean and noised to the start step) -> sampling loop with classifier-free
-//! guidance -> (a hires fix's second pass, see [`super::hires`]) -> VAE decode. Reproduces diffusers' `StableDiffusionXLPipeline` and
-//! `StableDiffusionXLImg2ImgPipeline` with one CPU generator per image
+//! guidance -> (a hires fix's second pass, see [`super::hires`]) -> VAE decode. Reproduces
+//! diffusers' `StableDiffusionXLPipeline` and `StableDiffusionXLImg2ImgPipeline` with one CPU
+//! generator per image
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.py>),
 //! except that img2img starts from the posterior mean, not a sample of it (as ComfyUI does).
 
@@ -255,10 +256,7 @@ impl<'a> Run<'a, '_> {
         let request = self.request;
         let image = image_io::fit(&init.image, request.width, request.height);
         let x0 = self.encode_image(&image)?.repeat_dim(0, request.batch);
-        let steps = request.steps;
-        self.sampling
-            .start_at(steps - SamplingRun::img2img_steps(steps, init.strength));
-        let noised = self.sampling.add_noise(x0, noise);
+        let noised = self.noised(x0, noise, init.strength);
         self.boundary()?;
         self.stats.image_encode = clock.elapsed();
         phase.done("");
@@ -301,14 +299,20 @@ impl<'a> Run<'a, '_> {
         )?;
         self.rngs = seeded_rngs(second);
         let noise = noise(second.latent_shape(), &mut self.rngs, &engine.gpu.device);
-        let steps = second.steps;
-        self.sampling
-            .start_at(steps - SamplingRun::img2img_steps(steps, hires.strength));
-        let noised = self.sampling.add_noise(upscaled, noise);
+        let noised = self.noised(upscaled, noise, hires.strength);
         let first_steps = self.stats.steps;
         let (x, _) = self.denoise(text, noised)?;
         self.stats.steps += first_steps;
         Ok(x)
+    }
+
+    /// `x0` noised with `noise` to the step `strength` leaves of the request's schedule, where
+    /// sampling then starts (img2img's start, and a hires pass's).
+    fn noised(&mut self, x0: Tensor<4>, noise: Tensor<4>, strength: f64) -> Tensor<4> {
+        let steps = self.request.steps;
+        self.sampling
+            .start_at(steps - SamplingRun::img2img_steps(steps, strength));
+        self.sampling.add_noise(x0, noise)
     }
 
     /// A pixel upscaler's way to `target.upscaled`: the latents decoded to 8-bit images as

@@ -183,6 +183,13 @@ impl Request {
         Ok(())
     }
 
+    /// How much the run changes what it starts from: img2img's strength, or a hires pass's
+    /// (A1111's one `denoising_strength` for both).
+    pub fn denoising_strength(&self) -> Option<f64> {
+        let init = self.init.as_ref().map(|i| i.strength);
+        init.or(self.hires.map(|h| h.strength))
+    }
+
     /// The second pass of a hires fix: this request at the hires size and steps, its size
     /// conditioning that size's own (original = target, no crop), started from the upscaled
     /// latents.

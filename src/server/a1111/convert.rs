@@ -233,26 +233,28 @@ fn hires(f: &Fields, prompt: &str) -> Result<Asked, ApiError> {
             ))
         })?,
     };
-    let same = |name: &str, same_as: &[&str]| -> Result<(), ApiError> {
+    // `name` (a second pass's own `what`) only empty or at a value meaning "the same"
+    let same = |name: &str, what: &str, same_as: &[&str]| -> Result<(), ApiError> {
         match f.text(name)?.as_deref() {
             Some(v) if !v.is_empty() && !same_as.contains(&v) => Err(ApiError::invalid(format!(
-                "{name}: a hires pass with its own {} is not supported by this server",
-                name.trim_start_matches("hr_").replace('_', " ")
+                "{name}: a hires pass with its own {what} is not supported by this server"
             ))),
             _ => Ok(()),
         }
     };
     let sampler = f.text("sampler_name")?.unwrap_or_default();
-    same("hr_sampler_name", &["Use same sampler", &sampler])?;
-    let scheduler = f.text("scheduler")?.unwrap_or_default();
     same(
-        "hr_scheduler",
-        &["Use same scheduler", "Automatic", &scheduler],
+        "hr_sampler_name",
+        "sampler",
+        &["Use same sampler", &sampler],
     )?;
-    same("hr_checkpoint_name", &["Use same checkpoint"])?;
-    same("hr_prompt", &[prompt])?;
+    let scheduler = f.text("scheduler")?.unwrap_or_default();
+    let same_scheduler = ["Use same scheduler", "Automatic", &scheduler];
+    same("hr_scheduler", "scheduler", &same_scheduler)?;
+    same("hr_checkpoint_name", "checkpoint", &["Use same checkpoint"])?;
+    same("hr_prompt", "prompt", &[prompt])?;
     let negative = f.text("negative_prompt")?.unwrap_or_default();
-    same("hr_negative_prompt", &[&negative])?;
+    same("hr_negative_prompt", "negative prompt", &[&negative])?;
     for name in ["firstphase_width", "firstphase_height"] {
         if f.int(name)?.unwrap_or(0) != 0 {
             return Err(ApiError::invalid(format!(
@@ -260,17 +262,10 @@ fn hires(f: &Fields, prompt: &str) -> Result<Asked, ApiError> {
             )));
         }
     }
-    let side = |name| -> Result<Option<usize>, ApiError> {
-        let v = f.int(name)?.unwrap_or(0);
-        usize::try_from(v)
-            .map(|v| (v > 0).then_some(v))
-            .map_err(|_| ApiError::invalid(format!("{name} {v}: must be 0 or more")))
-    };
+    // 0 (A1111's default) is "from the other side"
+    let side = |name| Ok::<_, ApiError>(f.count(name)?.filter(|&v| v > 0));
     let (width, height) = (side("hr_resize_x")?, side("hr_resize_y")?);
-    let steps = f.int("hr_second_pass_steps")?.unwrap_or(0);
-    let steps = usize::try_from(steps).map_err(|_| {
-        ApiError::invalid(format!("hr_second_pass_steps {steps}: must be 0 or more"))
-    })?;
+    let steps = f.count("hr_second_pass_steps")?.unwrap_or(0);
     Ok(Asked {
         hires_scale: match (width, height) {
             (None, None) => Some(f.float("hr_scale")?.unwrap_or(DEFAULT_HIRES_SCALE)),

@@ -105,12 +105,7 @@ pub fn info_json(outcome: &Outcome, seeds: &[u64], subseed: i64) -> String {
         sd_vae_hash: None,
         seed_resize_from_w: -1,
         seed_resize_from_h: -1,
-        // img2img's, or a hires pass's (A1111 keeps one field for both)
-        denoising_strength: r
-            .init
-            .as_ref()
-            .map(|i| i.strength)
-            .or(r.hires.map(|h| h.strength)),
+        denoising_strength: r.denoising_strength(),
         extra_generation_params: extra_params(&outcome.fields),
         index_of_first_image: 0,
         infotexts: &outcome.infotexts,
