@@ -51,6 +51,7 @@ pub mod spelling;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod unet;
+pub mod upscaler;
 pub mod vae;
 pub mod weights;
 

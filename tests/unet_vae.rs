@@ -527,3 +527,93 @@ fn interpolate_equals_torch_on_the_device() {
     }
     assert_eq!(compared, 6, "every mode");
 }
+
+/// The ESRGAN-family upscalers (`tests/fixtures/upscalers/`, from
+/// `tests/reference/make_upscaler_fixtures.py`): each file, in each key layout and storage
+/// (old-layout f16 safetensors; BasicSR `params_ema` f16, 2x pixel-unshuffle bf16 and compact
+/// f32 `.pth`), loaded by the engine, equals spandrel's PyTorch model on the same input, an
+/// odd-sized input through the unshuffle's reflection padding too.
+#[test]
+fn upscalers_equal_spandrel_on_the_device() {
+    use sdxl_wgpu::upscaler::Upscaler;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upscalers");
+    let bytes = std::fs::read(format!("{dir}/reference.safetensors")).expect("fixture");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("parses");
+    let tensor = |name: &str| {
+        let t = st.tensor(name).expect(name);
+        (t.shape().to_vec(), common::floats(t.data()))
+    };
+    let device = &gpu().device;
+    let to_device = |(shape, v): (Vec<usize>, Vec<f32>)| {
+        Tensor::<4>::from_data(TensorData::new(v, shape), device)
+    };
+    let cases = [
+        ("rrdb_old_x4.safetensors", "input", "rrdb_old_x4", 4),
+        ("rrdb_new_x4.pth", "input", "rrdb_new_x4", 4),
+        ("rrdb_x2_unshuffle.pth", "input", "rrdb_x2_unshuffle", 2),
+        (
+            "rrdb_x2_unshuffle.pth",
+            "input_odd",
+            "rrdb_x2_unshuffle_odd",
+            2,
+        ),
+        ("compact_x4.pth", "input", "compact_x4", 4),
+    ];
+    for (file, input, output, scale) in cases {
+        let path = std::path::PathBuf::from(format!("{dir}/{file}"));
+        let model = Upscaler::load(&path, gpu(), WeightDtype::F32).expect(file);
+        assert_eq!(model.info.scale, scale, "{file}");
+        let got = values(model.forward(to_device(tensor(input))));
+        let err = relative_error(&got, &tensor(output), output);
+        assert!(err < 1e-5, "{output}: relative error {err}");
+    }
+}
+
+/// An upscale in tiles (each through the network alone, blended across the overlap) is the
+/// one-pass upscale to within what the tiles' missing context changes, and an image too small
+/// or too large for the network is a typed error.
+#[test]
+fn tiled_upscales_match_one_pass() {
+    use sdxl_wgpu::upscaler::{Tiling, Upscaler, UpscalerError};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/upscalers/compact_x4.pth"
+    );
+    let model = Upscaler::load(path.as_ref(), gpu(), WeightDtype::F32).expect("loads");
+    let image = image::RgbImage::from_fn(72, 40, |x, y| {
+        image::Rgb([(x * 3) as u8, (y * 5) as u8, ((x * y) % 251) as u8])
+    });
+    let whole = Tiling {
+        tile: 128,
+        overlap: 0,
+    };
+    let one = model.upscale(&image, whole, gpu()).expect("one pass");
+    assert_eq!(one.dimensions(), (288, 160));
+    let tiled = Tiling {
+        tile: 32,
+        overlap: 16,
+    };
+    let tiles = model.upscale(&image, tiled, gpu()).expect("tiles");
+    let diffs: Vec<i32> = one
+        .as_raw()
+        .iter()
+        .zip(tiles.as_raw())
+        .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+        .collect();
+    let worst = diffs.iter().max().copied().unwrap_or(0);
+    let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+    assert!(
+        worst <= 2 && mean < 0.05,
+        "tiles differ by up to {worst}, {mean} on average"
+    );
+    let small = image::RgbImage::new(3, 40);
+    assert!(matches!(
+        model.upscale(&small, whole, gpu()),
+        Err(UpscalerError::TooSmall { .. })
+    ));
+    let large = image::RgbImage::new(2100, 8);
+    assert!(matches!(
+        model.upscale(&large, whole, gpu()),
+        Err(UpscalerError::TooLarge { .. })
+    ));
+}

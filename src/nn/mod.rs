@@ -10,6 +10,7 @@ pub mod interpolate;
 mod linear;
 mod low_rank;
 mod norm;
+pub mod pixel_shuffle;
 mod resnet;
 
 pub use conv::{channels_last, Conv2d};

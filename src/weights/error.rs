@@ -106,6 +106,9 @@ pub enum WeightError {
         adapter: String,
     },
 
+    #[error("{path}: not a readable PyTorch file: {reason}")]
+    Pth { path: PathBuf, reason: String },
+
     /// The model asked for a parameter the source does not hold in that form: a disagreement
     /// between a model's constructor and the key tables, not a user error.
     #[error("{source_name}: {reason}")]

@@ -7,6 +7,8 @@
 mod dtype;
 mod error;
 mod load;
+mod pickle;
+mod pth;
 mod safetensors_file;
 mod source;
 mod transform;
@@ -14,6 +16,8 @@ mod transform;
 pub use dtype::Dtype;
 pub use error::WeightError;
 pub use load::{build, check_fits, Observer, WeightDtype, Weights};
+pub use pickle::PickleError;
+pub use pth::{is_zip, read_pth};
 pub use safetensors_file::{Header, SafetensorsFile, TensorInfo};
 pub use source::{StoredParam, WeightSource};
 pub use transform::Transform;

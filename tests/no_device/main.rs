@@ -12,3 +12,4 @@ mod noise;
 mod properties;
 mod schedules;
 mod tokenizer;
+mod upscaler_files;

@@ -1,0 +1,163 @@
+//! Model upscalers: the ESRGAN family users download for hires fix and A1111's Extras
+//! (4x-UltraSharp, R-ESRGAN 4x+ Anime6B, NMKD's models: RRDBNets in the old ESRGAN or the
+//! BasicSR layout, and Real-ESRGAN's compact network), read from `.safetensors` or `.pth`
+//! (through the restricted pickle reader: no code in a file is run), detected from key names
+//! and shapes ([`layout`]), and run in tiles the adapter's buffers hold ([`tiles`]) on 8-bit
+//! RGB images. What A1111 does around one pass (repeated passes, the Lanczos resize to the
+//! target) is [`crate::pipeline::upscale`]'s.
+
+mod compact;
+mod error;
+pub mod layout;
+mod rrdb;
+mod tiles;
+
+use std::path::Path;
+
+use burn::tensor::{DType, Tensor, TensorData};
+use image::RgbImage;
+
+pub use error::UpscalerError;
+pub use layout::{Arch, UpscalerInfo};
+pub use tiles::Tiling;
+
+use crate::device::Gpu;
+use crate::weights::{self, SafetensorsFile, WeightDtype};
+use compact::CompactNet;
+use rrdb::RrdbNet;
+
+/// The file extensions upscaler files have.
+pub const EXTENSIONS: &[&str] = &["safetensors", "pth"];
+/// The largest upscaled side (the engine's largest image side).
+pub const MAX_OUTPUT_SIDE: u64 = 8192;
+/// The smallest input side: a pixel-unshuffle by 4 reflects up to 3 rows, which needs 4.
+pub const MIN_INPUT_SIDE: u32 = 4;
+
+/// An upscaler file opened and read (a `.pth` into memory, a `.safetensors` mapped).
+pub fn open(path: &Path) -> Result<SafetensorsFile, UpscalerError> {
+    let mut magic = [0u8; 4];
+    let is_zip = crate::files::open_regular(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
+        .map(|n| weights::is_zip(&magic[..n]) || magic[..n].starts_with(b"\x80\x02"))
+        .unwrap_or(false);
+    Ok(if is_zip {
+        weights::read_pth(path)?
+    } else {
+        SafetensorsFile::open(path)?
+    })
+}
+
+/// What the upscaler file at `path` holds, without loading it.
+pub fn inspect(path: &Path) -> Result<UpscalerInfo, UpscalerError> {
+    let file = open(path)?;
+    Ok(layout::detect(&file)?.info)
+}
+
+enum Net {
+    Rrdb(RrdbNet),
+    Compact(CompactNet),
+}
+
+/// A loaded upscaler network.
+pub struct Upscaler {
+    net: Net,
+    pub info: UpscalerInfo,
+    dtype: DType,
+}
+
+impl Upscaler {
+    /// Loads the upscaler at `path` on `gpu` with weights in `dtype` (compute follows).
+    pub fn load(path: &Path, gpu: &Gpu, dtype: WeightDtype) -> Result<Self, UpscalerError> {
+        let file = open(path)?;
+        let layout = layout::detect(&file)?;
+        let info = layout.info;
+        if info.in_channels != 3 || info.out_channels != 3 {
+            return Err(UpscalerError::Channels {
+                path: path.to_path_buf(),
+                inputs: info.in_channels,
+                outputs: info.out_channels,
+            });
+        }
+        weights::check_fits(&layout, dtype, &gpu.adapter)?;
+        let net = weights::build(&layout, gpu, dtype, &mut |_, _, _| {}, |w| {
+            Ok(match info.arch {
+                Arch::Rrdb {
+                    blocks,
+                    stages,
+                    unshuffle,
+                    ..
+                } => Net::Rrdb(RrdbNet::load(w, blocks, stages, unshuffle)?),
+                Arch::Compact { convs, .. } => {
+                    Net::Compact(CompactNet::load(w, convs, info.scale)?)
+                }
+            })
+        })?;
+        let dtype = match dtype {
+            WeightDtype::F16 => DType::F16,
+            _ => DType::F32,
+        };
+        Ok(Upscaler { net, info, dtype })
+    }
+
+    /// The network on `[B, 3, H, W]` RGB in [0, 1]: `[B, 3, H*scale, W*scale]`, unclamped, in
+    /// f32.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = x.cast(self.dtype);
+        let y = match &self.net {
+            Net::Rrdb(net) => net.forward(x),
+            Net::Compact(net) => net.forward(x),
+        };
+        y.cast(DType::F32)
+    }
+
+    /// Bytes of the largest activation per input pixel, in the network's dtype: the 3x3
+    /// convolutions' unfolded input at the output size (RRDBNet's last stages), or at the
+    /// input size with a dense block's widest concatenation (and the compact network's).
+    pub fn peak_bytes_per_pixel(&self) -> u64 {
+        let element = if self.dtype == DType::F16 { 2 } else { 4 };
+        let per_pixel = match self.info.arch {
+            Arch::Rrdb { width, stages, .. } => {
+                let hr = 9 * width * (1 << (2 * stages));
+                hr.max(9 * (width + 4 * 32))
+            }
+            Arch::Compact { width, .. } => 9 * width.max(3 * self.info.scale.pow(2)),
+        };
+        per_pixel as u64 * element
+    }
+
+    /// `image` upscaled by the network's scale, in `tiling`'s tiles; rounded to 8 bits.
+    pub fn upscale(
+        &self,
+        image: &RgbImage,
+        tiling: Tiling,
+        gpu: &Gpu,
+    ) -> Result<RgbImage, UpscalerError> {
+        let (w, h) = image.dimensions();
+        if w < MIN_INPUT_SIDE || h < MIN_INPUT_SIDE {
+            return Err(UpscalerError::TooSmall {
+                width: w,
+                height: h,
+                min: MIN_INPUT_SIDE,
+            });
+        }
+        let s = self.info.scale as u64;
+        if u64::from(w) * s > MAX_OUTPUT_SIDE || u64::from(h) * s > MAX_OUTPUT_SIDE {
+            return Err(UpscalerError::TooLarge {
+                width: u64::from(w) * s,
+                height: u64::from(h) * s,
+                max: MAX_OUTPUT_SIDE,
+            });
+        }
+        let values: Vec<f32> = image
+            .as_raw()
+            .iter()
+            .map(|&v| f32::from(v) / 255.0)
+            .collect();
+        let hwc = Tensor::<3>::from_data(
+            TensorData::new(values, [h as usize, w as usize, 3]),
+            &gpu.device,
+        );
+        let x = hwc.permute([2, 0, 1]).unsqueeze::<4>(); // [1, 3, H, W]
+        tiles::run(self, x, tiling)
+    }
+}
