@@ -10,6 +10,7 @@ use std::io;
 use sdxl_wgpu::checkpoint::CheckpointError;
 use sdxl_wgpu::device::DeviceError;
 use sdxl_wgpu::image_io::ImageError;
+use sdxl_wgpu::upscaler::UpscalerError;
 use sdxl_wgpu::vae::VaeError;
 use sdxl_wgpu::weights::WeightError;
 
@@ -47,12 +48,18 @@ fn machine_failed(cause: &(dyn StdError + 'static)) -> bool {
     let checkpoint = |e: &CheckpointError| matches!(e, CheckpointError::Weights(w) if weights(w));
     let image = |e: &ImageError| matches!(e, ImageError::Write { .. } | ImageError::Device(_));
     let vae = |e: &VaeError| matches!(e, VaeError::Device(_));
+    let upscaler = |e: &UpscalerError| match e {
+        UpscalerError::Device(_) => true,
+        UpscalerError::Weights(w) => weights(w),
+        _ => false,
+    };
     if let Some(e) = cause.downcast_ref::<Error>() {
         return match e {
             Error::Device(d) => device(d),
             Error::Checkpoint(c) => checkpoint(c),
             Error::Image(i) => image(i),
             Error::Vae(v) => vae(v),
+            Error::Upscaler(u) => upscaler(u),
             _ => false,
         };
     }
@@ -66,6 +73,7 @@ fn machine_failed(cause: &(dyn StdError + 'static)) -> bool {
         || cause.downcast_ref::<WeightError>().is_some_and(weights)
         || cause.downcast_ref::<ImageError>().is_some_and(image)
         || cause.downcast_ref::<VaeError>().is_some_and(vae)
+        || cause.downcast_ref::<UpscalerError>().is_some_and(upscaler)
 }
 
 #[cfg(test)]

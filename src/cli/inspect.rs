@@ -1,4 +1,5 @@
-//! `sdxl-wgpu inspect PATH`: what a checkpoint is (LoRA files: see `inspect_lora.rs`), from its headers alone (well under a second
+//! `sdxl-wgpu inspect PATH`: what a checkpoint is (LoRA files: see `inspect_lora.rs`; upscaler
+//! models: their network, scale and channels), from its headers alone (well under a second
 //! on a 7 GB file); `--scan` reads every tensor for NaN/Inf, `--load` uploads it to the GPU.
 
 use std::collections::BTreeMap;
@@ -18,11 +19,13 @@ use sdxl_wgpu::checkpoint::{
 use sdxl_wgpu::device::{self, Backend};
 use sdxl_wgpu::pipeline::default_cfg_rescale;
 use sdxl_wgpu::policy::PolicyName;
+use sdxl_wgpu::upscaler::UpscalerInfo;
 use sdxl_wgpu::weights::WeightDtype;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// A single-file `.safetensors` checkpoint, a diffusers model folder, or a LoRA file.
+    /// A single-file `.safetensors` checkpoint, a diffusers model folder, a LoRA file, or an
+    /// upscaler model (`.pth` or `.safetensors`).
     path: PathBuf,
     /// LoRA files: the checkpoint to check it against (a compatibility verdict).
     #[arg(long)]
@@ -94,9 +97,44 @@ struct LoadFigures {
     device_bytes_reserved: Option<u64>,
 }
 
+/// What an upscaler file holds: every `.pth` is read as one (a checkpoint never is one), a
+/// `.safetensors` when its keys are an upscaler's.
+fn upscaler(path: &std::path::Path) -> anyhow::Result<Option<UpscalerInfo>> {
+    if path.extension().is_some_and(|e| e == "pth") {
+        return Ok(Some(sdxl_wgpu::upscaler::inspect(path)?));
+    }
+    if path.is_dir() {
+        return Ok(None);
+    }
+    Ok(sdxl_wgpu::upscaler::inspect(path).ok())
+}
+
+fn show_upscaler(path: &std::path::Path, info: &UpscalerInfo, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value =
+            serde_json::json!({"path": path, "upscaler": info, "describe": info.describe()});
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        writeln!(out, "{}: upscaler model", path.display())?;
+        writeln!(out, "  architecture: {}", info.describe())?;
+        writeln!(out, "  scale: {}x", info.scale)?;
+        writeln!(
+            out,
+            "  channels: {} in, {} out",
+            info.in_channels, info.out_channels
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     if super::inspect_lora::is_lora(&args.path) {
         return super::inspect_lora::run(&args.path, args.model.as_deref(), args.json);
+    }
+    if let Some(info) = upscaler(&args.path)? {
+        return show_upscaler(&args.path, &info, args.json);
     }
     if args.model.is_some() {
         anyhow::bail!("--model is for inspecting a LoRA file against a checkpoint");

@@ -21,6 +21,7 @@ mod selftest;
 mod serve;
 mod tensor_file;
 mod tokenize;
+mod upscale;
 mod values;
 
 use std::io::Write as _;
@@ -113,6 +114,8 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Decode latents (a safetensors file) to PNG with the checkpoint's VAE.
     Decode(decode::DecodeArgs),
+    /// Upscale an image (or a folder of them) with an ESRGAN-family model upscaler.
+    Upscale(upscale::UpscaleArgs),
     /// Generate images: txt2img, img2img (--init-image), many requests (--jobs).
     Generate(Box<generate::GenerateArgs>),
     /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) and a jobs API (/v1/jobs) from one loaded model.
@@ -138,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Generate(args) => generate::run(*args),
+        Command::Upscale(args) => upscale::run(args),
         Command::Serve(args) => serve::run(*args),
         #[cfg(feature = "nats")]
         Command::Worker(args) => nats::run(*args),

@@ -11,6 +11,7 @@ use crate::image_io::ImageError;
 use crate::lora::LoraError;
 use crate::sampling::ScheduleError;
 use crate::text_encoder::TextError;
+use crate::upscaler::UpscalerError;
 use crate::vae::VaeError;
 
 /// Why a request cannot run; all caused by the request, none leaves state behind. A message
@@ -155,6 +156,8 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Lora(#[from] LoraError),
+    #[error(transparent)]
+    Upscaler(#[from] UpscalerError),
 }
 
 impl Described for Error {

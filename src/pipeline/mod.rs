@@ -10,6 +10,7 @@ mod events;
 mod generate;
 pub mod hires;
 mod request;
+pub mod upscale;
 
 pub use controls::{Cancel, Controls, Preview};
 pub use error::{Error, PipelineError};

@@ -20,6 +20,7 @@ use crate::image_io;
 use crate::infotext::{self, ModelInfo};
 use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Controls, Engine, Error, Event, PipelineError, Preview, Request};
+use crate::upscaler::UpscalerError;
 use crate::weights::WeightDtype;
 
 /// The engine and the checkpoint it holds.
@@ -378,6 +379,10 @@ fn cannot_load(path: &Path, e: Error) -> Failure {
 fn classify(e: Error) -> Failure {
     let status = match &e {
         Error::Device(_) | Error::Checkpoint(_) => 500,
+        Error::Upscaler(u) => match u {
+            UpscalerError::Device(_) | UpscalerError::Weights(_) => 500,
+            _ => 422,
+        },
         Error::Text(_)
         | Error::Vae(_)
         | Error::Schedule(_)

@@ -19,7 +19,7 @@ use image::RgbImage;
 
 pub use error::UpscalerError;
 pub use layout::{Arch, UpscalerInfo};
-pub use tiles::Tiling;
+pub use tiles::{Tiling, OVERLAP};
 
 use crate::device::Gpu;
 use crate::weights::{self, SafetensorsFile, WeightDtype};
