@@ -17,11 +17,13 @@ pub enum Field {
     HiresScale,
     HiresSteps,
     HiresDenoise,
+    HiresUpscaler,
     Schedule,
     ClipSkip,
     InitNoise,
     Backend,
     LoraFolder,
+    UpscalerFolder,
 }
 
 /// One front-end's spelling of every field.
@@ -45,11 +47,13 @@ impl FieldNames for Quantities {
             Field::HiresScale => "hires scale",
             Field::HiresSteps => "hires steps",
             Field::HiresDenoise => "hires denoising strength",
+            Field::HiresUpscaler => "hires upscaler",
             Field::Schedule => "schedule",
             Field::ClipSkip => "CLIP skip",
             Field::InitNoise => "initial noise",
             Field::Backend => "graphics API",
             Field::LoraFolder => "the LoRA folder",
+            Field::UpscalerFolder => "the upscaler folder",
         }
     }
 }

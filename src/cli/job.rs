@@ -19,7 +19,7 @@ use super::tensor_file;
 use sdxl_wgpu::field::Described;
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder};
+use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder, UpscalerFolder};
 use sdxl_wgpu::lora::{self, LoraSpec};
 use sdxl_wgpu::pipeline::{Noise, Request};
 use sdxl_wgpu::policy::{Correction, PolicyName};
@@ -60,6 +60,11 @@ pub struct JobArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora_dir: Option<PathBuf>,
+    /// Where `--hires-upscaler NAME` finds model upscalers (`DIR/NAME.pth` or
+    /// `.safetensors`); a path to a model file works without it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upscalers_dir: Option<PathBuf>,
     /// The keys of a jobs line that name no field ([`JobArgs::from_json`] refuses them).
     #[arg(skip)]
     #[serde(flatten, skip_serializing)]
@@ -114,6 +119,7 @@ impl JobArgs {
             dump: or(&self.dump, &base.dump),
             lora: self.lora.clone().or_else(|| base.lora.clone()),
             lora_dir: or(&self.lora_dir, &base.lora_dir),
+            upscalers_dir: or(&self.upscalers_dir, &base.upscalers_dir),
             unknown: BTreeMap::new(),
         }
     }
@@ -131,10 +137,15 @@ impl JobArgs {
             bail!("--strength is for img2img: give --init-image too");
         }
         let prompt = parse_prompt(prompt, "prompt")?;
+        let upscalers = UpscalerFolder::new(self.upscalers_dir.as_deref());
         let inputs = Inputs {
             loras: self.loras(&prompt)?,
             prompt,
             init_noise: self.read_init_noise()?,
+            hires_upscaler: self
+                .asked()
+                .hires_upscaler(&upscalers, true)
+                .map_err(|e| anyhow::anyhow!(e.describe(&FlagNames)))?,
         };
         // img2img keeps the init image's size (rounded down to multiples of 8) by default
         let mut asked = self.asked().clone();

@@ -24,11 +24,13 @@ impl FieldNames for FlagNames {
             Field::HiresScale => "--hires-scale",
             Field::HiresSteps => "--hires-steps",
             Field::HiresDenoise => "--hires-denoise",
+            Field::HiresUpscaler => "--hires-upscaler",
             Field::Schedule => "--schedule",
             Field::ClipSkip => "--clip-skip",
             Field::InitNoise => "--init-noise",
             Field::Backend => "--backend",
             Field::LoraFolder => "--lora-dir",
+            Field::UpscalerFolder => "--upscalers-dir",
         }
     }
 }

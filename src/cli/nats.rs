@@ -107,6 +107,9 @@ pub struct WorkerArgs {
     /// Where `<lora:NAME:W>` prompt tags are looked up.
     #[arg(long)]
     lora_dir: Option<PathBuf>,
+    /// Where model upscalers (`hr_upscaler` names) are.
+    #[arg(long)]
+    upscalers_dir: Option<PathBuf>,
     /// Where jobs with `save_images: true` write their PNGs (on this machine).
     #[arg(long)]
     outputs: Option<PathBuf>,
@@ -125,6 +128,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         server: ServerConfig {
             model: Some(args.model.clone()),
             lora_dir: args.lora_dir.clone(),
+            upscalers_dir: args.upscalers_dir.clone(),
             outputs: args.outputs.clone(),
             policy: args.engine.policy,
             precision: args.engine.precision,

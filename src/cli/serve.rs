@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Where `<lora:NAME:W>` prompt tags are looked up (by file stem or `ss_output_name`).
     #[arg(long)]
     lora_dir: Option<PathBuf>,
+    /// Where model upscalers are (`.pth`, `.safetensors`): `hr_upscaler` names them by file
+    /// stem, `GET /sdapi/v1/upscalers` lists them.
+    #[arg(long)]
+    upscalers_dir: Option<PathBuf>,
     /// Address to listen on; anything but loopback without --api-auth starts with a warning.
     #[arg(long, default_value = "127.0.0.1:7860")]
     listen: SocketAddr,
@@ -142,6 +146,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         model: args.model.clone(),
         models_dir: args.models_dir.clone(),
         lora_dir: args.lora_dir.clone(),
+        upscalers_dir: args.upscalers_dir.clone(),
         listen: args.listen,
         auth,
         queue_size: args.queue_size,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{plan, Planned};
 use crate::lora::LoraSpec;
 use crate::pipeline::{
-    Error, Hires, HiresSize, HiresUpscaler, InitImage, Noise, Request, SizeConditioning,
+    Error, Hires, HiresSize, InitImage, Noise, Request, SizeConditioning, UpscalerChoice,
 };
 use crate::policy::{PolicyName, Preset, Settings};
 use crate::sampling::{Sampler, SamplerChoice, ScheduleKind};
@@ -75,7 +75,7 @@ pub struct Asked {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hires_height: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hires_upscaler: Option<HiresUpscaler>,
+    pub hires_upscaler: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hires_steps: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,8 +245,11 @@ pub const ASKED_FIELDS: [AskedField; 27] = [
     ),
     field(
         "hires_upscaler",
-        ValueKind::Spelled(spellings::<HiresUpscaler>),
-        "How the latents are enlarged for the hires pass [default: latent]",
+        ValueKind::Text,
+        "How the first pass is enlarged for the hires pass: latent, latent-antialiased, \
+         latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact, \
+         lanczos, nearest (or A1111's names), or a model upscaler (a file's stem in the \
+         upscaler folder; on the command line also its path) [default: latent]",
     ),
     field(
         "hires_steps",
@@ -284,7 +287,7 @@ fn resolved_hires(r: &Request) -> Asked {
         hires_scale: scale,
         hires_width: width,
         hires_height: height,
-        hires_upscaler: Some(hires.upscaler),
+        hires_upscaler: Some(hires.upscaler.name()),
         hires_steps: Some(hires.steps_of(r.steps)),
         hires_denoise: Some(hires.strength),
         ..Asked::default()
@@ -297,6 +300,8 @@ pub struct Inputs {
     pub prompt: Prompt,
     pub loras: Vec<LoraSpec>,
     pub init_noise: Option<Noise>,
+    /// The hires upscaler `hires_upscaler` names, resolved ([`crate::intake::UpscalerFolder`]).
+    pub hires_upscaler: Option<UpscalerChoice>,
 }
 
 macro_rules! over {
@@ -341,6 +346,19 @@ impl Asked {
         )
     }
 
+    /// The hires upscaler `hires_upscaler` names, looked up in `folder` (`paths`: a path to a
+    /// model file is accepted too), for [`Inputs::hires_upscaler`].
+    pub fn hires_upscaler(
+        &self,
+        folder: &super::UpscalerFolder,
+        paths: bool,
+    ) -> Result<Option<UpscalerChoice>, super::IntakeError> {
+        self.hires_upscaler
+            .as_deref()
+            .map(|name| folder.resolve(name, paths))
+            .transpose()
+    }
+
     /// The size, CFG and steps asked for: the fields', else the preset's under `policy`'s
     /// profile.
     pub fn settings(&self, policy: PolicyName) -> Settings {
@@ -367,6 +385,7 @@ impl Asked {
             prompt,
             loras,
             init_noise,
+            hires_upscaler,
         } = inputs;
         let negative = parse_prompt(
             self.negative.as_deref().unwrap_or_default(),
@@ -380,7 +399,11 @@ impl Asked {
             refuse,
             |settings, loras| {
                 let init = init_image(&settings)?;
-                Ok(self.request([prompt, negative], settings, init, init_noise, loras))
+                let mut request = self.request([prompt, negative], settings, init, init_noise, loras);
+                if let (Some(hires), Some(upscaler)) = (&mut request.hires, hires_upscaler) {
+                    hires.upscaler = upscaler;
+                }
+                Ok(request)
             },
         )
     }
@@ -448,7 +471,7 @@ impl Asked {
         };
         asked.then(|| Hires {
             size,
-            upscaler: self.hires_upscaler.unwrap_or_default(),
+            upscaler: UpscalerChoice::default(), // the resolved one replaces it
             steps: self.hires_steps.unwrap_or(0),
             strength: self.hires_denoise.unwrap_or(DEFAULT_STRENGTH),
         })
@@ -538,7 +561,7 @@ mod tests {
             hires_scale: Some(1.5),
             hires_width: Some(8),
             hires_height: Some(8),
-            hires_upscaler: Some(HiresUpscaler::LatentNearestExact),
+            hires_upscaler: Some("latent-nearest-exact".into()),
             hires_steps: Some(1),
             hires_denoise: Some(0.5),
         };

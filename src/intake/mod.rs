@@ -6,6 +6,7 @@
 
 mod asked;
 mod lora_folder;
+mod upscaler_folder;
 mod plan;
 
 pub use asked::{
@@ -13,6 +14,7 @@ pub use asked::{
     DEFAULT_HIRES_SCALE,
 };
 pub use lora_folder::{LoraEntry, LoraFolder};
+pub use upscaler_folder::{UpscalerEntry, UpscalerFolder};
 pub use plan::{plan, Planned};
 
 use crate::field::{Described, Field, FieldNames, Quantities};
@@ -35,6 +37,11 @@ pub enum IntakeError {
         name: String,
     },
     Lora(LoraError),
+    /// A hires upscaler name that is no built-in one and no model of the folder.
+    UpscalerNotFound {
+        name: String,
+        known: Vec<String>,
+    },
 }
 
 impl From<LoraError> for IntakeError {
@@ -59,6 +66,12 @@ impl Described for IntakeError {
                 format!("<lora:{name}:...>: the LoRA is named twice in one prompt; name it once")
             }
             Self::Lora(e) => e.to_string(),
+            Self::UpscalerNotFound { name, known } => format!(
+                "{} {name:?}: no built-in upscaler and no model of {} has that name; known: {}",
+                names.spell(Field::HiresUpscaler),
+                names.spell(Field::UpscalerFolder),
+                known.join(", ")
+            ),
         }
     }
 }

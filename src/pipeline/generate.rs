@@ -12,11 +12,12 @@ use burn::tensor::{FloatDType, Tensor, TensorData};
 use image::RgbImage;
 
 use super::hires::{crop, upscale_latents, Hires, HiresTarget, Method};
+use super::upscale::upscale_to;
 use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
 use crate::device::DeviceError;
 use crate::image_io;
-use crate::image_io::resample::{pil_resize, PilFilter};
+use crate::image_io::resample::pil_resize;
 use crate::lora::AdapterSet;
 use crate::phase;
 use crate::sampling::{noise, SamplingRun, TorchRng};
@@ -74,6 +75,9 @@ impl Engine {
         let keep = controls.keep_memory;
         request.check()?;
         self.set_loras(&request.loras)?;
+        if let Some(model) = request.hires.as_ref().and_then(|h| h.upscaler.model()) {
+            self.set_upscaler(model)?;
+        }
         let generated = self.run(request, controls);
         if generated.is_err() || !keep {
             self.release_memory();
@@ -286,7 +290,17 @@ impl<'a> Run<'a, '_> {
         ));
         let upscaled = match hires.upscaler.method() {
             Method::Latent(mode) => upscale_latents(x, &target, mode),
-            Method::Pixel(filter) => crop(self.pixel_upscale(&x, &target, filter)?, &target),
+            Method::Pixel(filter) => {
+                let resize = |image: &RgbImage, w, h| Ok(pil_resize(image, w, h, filter));
+                crop(self.pixel_upscale(&x, &target, resize)?, &target)
+            }
+            Method::Model(_) => {
+                let loaded = engine.upscaler();
+                let (_, model) = loaded.as_ref().expect("set by generate_with");
+                let gpu = &engine.gpu;
+                let resize = |image: &RgbImage, w, h| Ok(upscale_to(model, image, w, h, gpu)?);
+                crop(self.pixel_upscale(&x, &target, resize)?, &target)
+            }
         };
         phase.done("");
         self.request = second;
@@ -316,19 +330,20 @@ impl<'a> Run<'a, '_> {
     }
 
     /// A pixel upscaler's way to `target.upscaled`: the latents decoded to 8-bit images as
-    /// A1111 makes them between its passes, each resized by Pillow's `filter` and encoded again
-    /// to its posterior mean (as the engine's img2img starts; A1111 samples the posterior).
+    /// A1111 makes them between its passes, each resized by `resize` (Pillow's filter, or a
+    /// model upscaler then Lanczos) and encoded again to its posterior mean (as the engine's
+    /// img2img starts; A1111 samples the posterior).
     fn pixel_upscale(
         &mut self,
         x: &Tensor<4>,
         target: &HiresTarget,
-        filter: PilFilter,
+        resize: impl Fn(&RgbImage, u32, u32) -> Result<RgbImage, Error>,
     ) -> Result<Tensor<4>, Error> {
         let (images, _) = self.decode(x)?; // [B, 3, h, w]
         let [rows, cols] = target.upscaled;
         let mut latents = Vec::with_capacity(self.request.batch);
         for image in image_io::to_rgb_truncated(images)? {
-            let resized = pil_resize(&image, 8 * cols as u32, 8 * rows as u32, filter);
+            let resized = resize(&image, 8 * cols as u32, 8 * rows as u32)?;
             latents.push(self.encode_image(&resized)?);
         }
         Ok(Tensor::cat(latents, 0)) // [B, 4, rows, cols]

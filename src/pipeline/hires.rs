@@ -1,6 +1,6 @@
 //! A1111's hires fix: a txt2img run's latents upscaled to a larger size (a latent upscaler:
 //! `F.interpolate` in one of A1111's modes; or a pixel upscaler: the images decoded, resized as
-//! Pillow does and encoded again), cropped where both sides were given, then denoised again from
+//! Pillow does or through a model upscaler, and encoded again), cropped where both sides were given, then denoised again from
 //! there as img2img is (noised to the step the strength leaves, with fresh noise from each
 //! image's own seed), the size conditioning recomputed at the larger size.
 //!
@@ -9,6 +9,8 @@
 //! <https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/v1.10.1/modules/processing.py>).
 //! The second pass's steps follow the engine's img2img rule (diffusers'): `int(steps x
 //! strength)` steps of a `steps`-step schedule, where A1111 runs `steps` steps of a longer one.
+
+use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 
@@ -48,16 +50,78 @@ crate::spelled! {
 
 /// What an upscaler does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub enum Method<'a> {
     /// `F.interpolate` on the latents.
     Latent(Interpolation),
     /// Pillow's resize of the decoded 8-bit images.
     Pixel(PilFilter),
+    /// A model upscaler on the decoded 8-bit images ([`crate::pipeline::upscale::upscale_to`]).
+    Model(&'a ModelUpscaler),
+}
+
+/// A model upscaler a request names: the name A1111 lists it by (its file's stem) and the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelUpscaler {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// A hires pass's upscaler: a built-in one or a model file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpscalerChoice {
+    Builtin(HiresUpscaler),
+    Model(ModelUpscaler),
+}
+
+impl Default for UpscalerChoice {
+    fn default() -> Self {
+        UpscalerChoice::Builtin(HiresUpscaler::default())
+    }
+}
+
+impl From<HiresUpscaler> for UpscalerChoice {
+    fn from(u: HiresUpscaler) -> Self {
+        UpscalerChoice::Builtin(u)
+    }
+}
+
+impl UpscalerChoice {
+    /// What it does.
+    pub fn method(&self) -> Method<'_> {
+        match self {
+            UpscalerChoice::Builtin(u) => u.method(),
+            UpscalerChoice::Model(m) => Method::Model(m),
+        }
+    }
+
+    /// The name A1111 lists and writes in the infotext.
+    pub fn a1111_name(&self) -> &str {
+        match self {
+            UpscalerChoice::Builtin(u) => u.a1111_name(),
+            UpscalerChoice::Model(m) => &m.name,
+        }
+    }
+
+    /// Our name: a built-in's spelling (`latent-bicubic`), a model's name.
+    pub fn name(&self) -> String {
+        match self {
+            UpscalerChoice::Builtin(u) => u.to_string(),
+            UpscalerChoice::Model(m) => m.name.clone(),
+        }
+    }
+
+    /// The model file, if it is one.
+    pub fn model(&self) -> Option<&ModelUpscaler> {
+        match self {
+            UpscalerChoice::Model(m) => Some(m),
+            UpscalerChoice::Builtin(_) => None,
+        }
+    }
 }
 
 impl HiresUpscaler {
     /// A1111's name (`shared.latent_upscale_modes`, `shared.sd_upscalers`) and what it does.
-    fn row(self) -> (&'static str, Method) {
+    fn row(self) -> (&'static str, Method<'static>) {
         use Interpolation::*;
         use Method::{Latent, Pixel};
         match self {
@@ -78,7 +142,7 @@ impl HiresUpscaler {
     }
 
     /// What this upscaler does.
-    pub fn method(self) -> Method {
+    pub fn method(self) -> Method<'static> {
         self.row().1
     }
 
@@ -108,10 +172,10 @@ pub enum HiresSize {
 }
 
 /// A txt2img run's second pass at a larger size.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Hires {
     pub size: HiresSize,
-    pub upscaler: HiresUpscaler,
+    pub upscaler: UpscalerChoice,
     /// Steps of the second pass's schedule; 0: the first pass's.
     pub steps: usize,
     /// How much the second pass changes the upscaled image, in (0, 1].
@@ -222,7 +286,7 @@ mod tests {
     fn target(size: HiresSize, w: usize, h: usize) -> HiresTarget {
         let hires = Hires {
             size,
-            upscaler: HiresUpscaler::Latent,
+            upscaler: HiresUpscaler::Latent.into(),
             steps: 0,
             strength: 0.5,
         };
@@ -290,7 +354,7 @@ mod tests {
                 steps: 4,
                 hires: Some(Hires {
                     size,
-                    upscaler: HiresUpscaler::Latent,
+                    upscaler: HiresUpscaler::Latent.into(),
                     steps: 0,
                     strength: 0.5,
                 }),
@@ -300,7 +364,7 @@ mod tests {
         }
         let same = |size| Hires {
             size,
-            upscaler: HiresUpscaler::Latent,
+            upscaler: HiresUpscaler::Latent.into(),
             steps: 0,
             strength: 0.5,
         };

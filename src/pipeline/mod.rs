@@ -16,12 +16,13 @@ pub use controls::{Cancel, Controls, Preview};
 pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
-pub use hires::{Hires, HiresSize, HiresUpscaler};
+pub use hires::{Hires, HiresSize, HiresUpscaler, ModelUpscaler, UpscalerChoice};
 pub use request::{
     check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
     MAX_LATENT_SHAPE, MAX_SIDE,
 };
 
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use burn::tensor::FloatDType;
@@ -30,6 +31,7 @@ use crate::checkpoint::{Checkpoint, SdxlModels};
 use crate::device::{Gpu, MadeOn};
 use crate::lora::{AdapterSet, BuildReport, LoraSpec, LoraTable};
 use crate::sampling::{Prediction, TrainSchedule};
+use crate::upscaler::Upscaler;
 use crate::vae::VaeLimits;
 use crate::weights::WeightDtype;
 
@@ -69,6 +71,9 @@ pub struct Engine {
     adapters: Mutex<AdapterSet>,
     /// LoRA module names -> this model's layers.
     lora_table: LoraTable,
+    /// The model upscaler the last hires pass that named one used, kept warm for the next
+    /// (replaced when a request names another file).
+    upscaler: Mutex<Option<(PathBuf, Upscaler)>>,
 }
 
 impl Engine {
@@ -105,6 +110,7 @@ impl Engine {
             train,
             adapters: Mutex::new(AdapterSet::none()),
             lora_table,
+            upscaler: Mutex::new(None),
         })
     }
 
@@ -139,6 +145,32 @@ impl Engine {
             phase.done("swapped in");
         }
         result
+    }
+
+    /// Makes the model upscaler at `model`'s path the loaded one (loaded in the engine's compute
+    /// dtype unless it already is); [`Engine::generate`] does it for a hires pass that names
+    /// one. On error the previous one stays.
+    pub fn set_upscaler(&self, model: &ModelUpscaler) -> Result<(), Error> {
+        let mut loaded = self.upscaler();
+        if loaded.as_ref().is_some_and(|(path, _)| *path == model.path) {
+            return Ok(());
+        }
+        let phase = crate::phase::start(format!("load upscaler {}", model.path.display()));
+        let dtype = match self.compute_dtype() {
+            FloatDType::F16 => WeightDtype::F16,
+            _ => WeightDtype::F32,
+        };
+        let upscaler = Upscaler::load(&model.path, &self.gpu, dtype)?;
+        *loaded = Some((model.path.clone(), upscaler));
+        drop(loaded);
+        self.release_memory();
+        phase.done("");
+        Ok(())
+    }
+
+    /// The loaded model upscaler and its file (held while the guard lives).
+    pub fn upscaler(&self) -> MutexGuard<'_, Option<(PathBuf, Upscaler)>> {
+        self.upscaler.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The active LoRAs' deltas (held while the guard lives).

@@ -187,7 +187,7 @@ impl Request {
     /// (A1111's one `denoising_strength` for both).
     pub fn denoising_strength(&self) -> Option<f64> {
         let init = self.init.as_ref().map(|i| i.strength);
-        init.or(self.hires.map(|h| h.strength))
+        init.or(self.hires.as_ref().map(|h| h.strength))
     }
 
     /// The second pass of a hires fix: this request at the hires size and steps, its size

@@ -40,7 +40,7 @@ use serde_json::{json, Map, Value};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::device::{self, Gpu};
-use crate::intake::LoraFolder;
+use crate::intake::{LoraFolder, UpscalerFolder};
 use crate::weights::WeightDtype;
 use backend::JobBackend;
 use error::ApiError;
@@ -90,6 +90,7 @@ impl Core {
             current: Mutex::new(None),
             catalogue: Mutex::new(catalogue),
             loras: Mutex::new(Arc::new(LoraFolder::scan(config.lora_dir.as_deref()))),
+            upscalers: UpscalerFolder::new(config.upscalers_dir.as_deref()),
             options: Mutex::new(Map::new()),
             metrics: Metrics::default(),
             memory: Mutex::new(DeviceMemory::default()),

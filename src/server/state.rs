@@ -14,7 +14,7 @@ use super::metrics::Metrics;
 use super::models::Catalogue;
 use super::queue::JobQueue;
 use crate::device::{Backend, Precision, ShaderCompiler};
-use crate::intake::LoraFolder;
+use crate::intake::{LoraFolder, UpscalerFolder};
 use crate::pipeline::LoadOptions;
 use crate::policy::PolicyName;
 use crate::sampling::Prediction;
@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub models_dir: Option<PathBuf>,
     /// Where `<lora:NAME:W>` tags are looked up.
     pub lora_dir: Option<PathBuf>,
+    /// Where model upscalers (`hr_upscaler` names, `GET upscalers`) are.
+    pub upscalers_dir: Option<PathBuf>,
     pub listen: SocketAddr,
     /// HTTP Basic credentials; empty: no authentication.
     pub auth: Vec<(String, String)>,
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             model: None,
             models_dir: None,
             lora_dir: None,
+            upscalers_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7860)),
             auth: Vec::new(),
             queue_size: 64,
@@ -100,6 +103,7 @@ pub struct Shared {
     pub current: Mutex<Option<Arc<Job>>>,
     pub catalogue: Mutex<Catalogue>,
     pub loras: Mutex<Arc<LoraFolder>>,
+    pub upscalers: UpscalerFolder,
     /// A1111 options clients set and read back (`POST/GET options`), beyond the ones we act on.
     pub options: Mutex<Map<String, Value>>,
     pub metrics: Metrics,

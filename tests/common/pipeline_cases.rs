@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::pipeline::{Hires, HiresSize, InitImage, Noise, Request, SizeConditioning};
+use sdxl_wgpu::intake::UpscalerFolder;
+use sdxl_wgpu::pipeline::{
+    Hires, HiresSize, InitImage, Noise, Request, SizeConditioning, UpscalerChoice,
+};
 use sdxl_wgpu::sampling::{SamplerChoice, ScheduleKind};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
 
@@ -108,6 +111,14 @@ pub fn request_in((cases, f): &Reference, name: &str) -> Request {
     }
 }
 
+/// A built-in upscaler's spelling, else a model of `tests/fixtures/upscalers/`.
+fn upscaler(name: &str) -> UpscalerChoice {
+    let folder = UpscalerFolder::new(Some(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upscalers").as_ref(),
+    ));
+    folder.resolve(name, false).expect("an upscaler")
+}
+
 /// The case's hires pass, if it has one.
 fn hires(c: &Case) -> Option<Hires> {
     let size = match (c.hires_scale, c.hires_resize) {
@@ -117,7 +128,7 @@ fn hires(c: &Case) -> Option<Hires> {
     };
     Some(Hires {
         size,
-        upscaler: c.hires_upscaler.as_deref()?.parse().expect("an upscaler"),
+        upscaler: upscaler(c.hires_upscaler.as_deref()?),
         steps: c.hires_steps.unwrap_or(0),
         strength: c.hires_denoise.expect("a strength"),
     })

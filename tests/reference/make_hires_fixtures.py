@@ -4,7 +4,8 @@ diffusers runs it on the tiny model (f32, CPU generators), for the engine's hire
 
 Per case: the first pass (StableDiffusionXLPipeline, output_type="latent", Generator(seed)); its
 latents resized with F.interpolate in the upscaler's mode to A1111's target, or (a pixel upscaler)
-decoded, made 8-bit as A1111 does (truncating), resized by Pillow and encoded to the posterior mean
+decoded, made 8-bit as A1111 does (truncating), resized by Pillow (or through a model upscaler as
+spandrel runs it, then Pillow's Lanczos) and encoded to the posterior mean
 times the scaling factor (the engine's img2img start); cropped as A1111's `sample_hr_pass` slices
 them when both sides are given; then
 StableDiffusionXLImg2ImgPipeline with those 4-channel latents as `image` (used as the initial
@@ -58,7 +59,13 @@ CASES = [
     dict(name="hires_lanczos_euler", prompt="a red fox in the snow", negative=NEG,
          width=64, height=64, steps=3, cfg=6.0, seed=30, sampler="euler", schedule="default",
          hires_scale=1.5, hires_upscaler="lanczos", hires_steps=4, hires_denoise=0.5),
+    # a model upscaler (tests/fixtures/upscalers/compact_x4.pth, as spandrel runs it): one x4
+    # pass covers 64x64 -> 128x128, Lanczos down to 128x128... and the image to 96x96
+    dict(name="hires_model_euler", prompt="a castle at dusk", negative="",
+         width=64, height=64, steps=3, cfg=5.0, seed=5, sampler="euler", schedule="default",
+         hires_scale=1.5, hires_upscaler="compact_x4", hires_steps=4, hires_denoise=0.5),
 ]
+UPSCALER_MODELS = FIXTURES / "upscalers"
 
 
 def target(case):
@@ -74,14 +81,42 @@ def target(case):
     return to_x, to_y, (to_x - x) // 8, (to_y - y) // 8
 
 
-def pixel_upscale(pipe, latents, size, resample):
+def model_pass(model, image):
+    """One pass of a model upscaler on an 8-bit RGB image: RGB in [0, 1], the output clamped and
+    rounded to 8 bits (the engine's `upscaler::tiles`, one tile)."""
+    x = torch.from_numpy(np.moveaxis(np.array(image).astype(np.float32) / 255.0, 2, 0))[None]
+    y = model(x).clamp(0.0, 1.0)[0]
+    return Image.fromarray(np.round(np.moveaxis(y.numpy(), 0, 2) * 255.0).astype(np.uint8))
+
+
+def model_resize(model, image, size):
+    """A1111's `resize_image(0, ...)` with a model upscaler: `Upscaler.upscale` by the larger
+    ratio (passes until the image covers int(side x scale) // 8 * 8, Lanczos to that), then
+    Lanczos to `size` (`modules/upscaler.py`, `modules/images.py`)."""
+    (w, h), (tw, th) = image.size, size
+    scale = max(tw / w, th / h)
+    if scale > 1.0:
+        dest = (int(w * scale) // 8 * 8, int(h * scale) // 8 * 8)
+        for _ in range(3):
+            shape = image.size
+            image = model_pass(model, image)
+            if image.size == shape or (image.width >= dest[0] and image.height >= dest[1]):
+                break
+        if image.size != dest:
+            image = image.resize(dest, resample=Image.Resampling.LANCZOS)
+    if image.size != size:
+        image = image.resize(size, resample=Image.Resampling.LANCZOS)
+    return image
+
+
+def pixel_upscale(pipe, latents, size, resize):
     """A1111's pixel path between the passes, encoding to the posterior mean."""
     sf = pipe.vae.config.scaling_factor
     decoded = torch.clamp((pipe.vae.decode(latents / sf).sample + 1.0) / 2.0, min=0.0, max=1.0)
     out = []
     for x in decoded:
         pixels = (255.0 * np.moveaxis(x.numpy(), 0, 2)).astype(np.uint8)
-        image = Image.fromarray(pixels).resize(size, resample=resample)
+        image = resize(Image.fromarray(pixels), size)
         x = torch.from_numpy(np.moveaxis(np.array(image).astype(np.float32) / 255.0, 2, 0))[None]
         out.append(pipe.vae.encode(x * 2 - 1).latent_dist.mean * sf)
     return torch.cat(out)
@@ -89,9 +124,15 @@ def pixel_upscale(pipe, latents, size, resample):
 
 def upscale(pipe, latents, case):
     to_x, to_y, tx, ty = target(case)
+    size = (to_x // 8 * 8, to_y // 8 * 8)
     if case["hires_upscaler"] in PIXEL_UPSCALERS:
-        size = (to_x // 8 * 8, to_y // 8 * 8)
-        x = pixel_upscale(pipe, latents, size, PIXEL_UPSCALERS[case["hires_upscaler"]])
+        resample = PIXEL_UPSCALERS[case["hires_upscaler"]]
+        x = pixel_upscale(pipe, latents, size, lambda im, s: im.resize(s, resample=resample))
+    elif case["hires_upscaler"] not in UPSCALERS:
+        import spandrel  # the reference for model upscalers
+        path = UPSCALER_MODELS / f"{case['hires_upscaler']}.pth"
+        model = spandrel.ModelLoader().load_from_file(str(path)).model.eval()
+        x = pixel_upscale(pipe, latents, size, lambda im, s: model_resize(model, im, s))
     else:
         mode, antialias = UPSCALERS[case["hires_upscaler"]]
         x = F.interpolate(latents, size=(to_y // 8, to_x // 8), mode=mode, antialias=antialias)

@@ -16,7 +16,7 @@ use crate::field::Described;
 use crate::image_io;
 use crate::intake::{parse_prompt, random_seed, Asked, Inputs, IntakeError, DEFAULT_HIRES_SCALE};
 use crate::lora::{LoraSpec, LoraTag};
-use crate::pipeline::{Error, HiresUpscaler};
+use crate::pipeline::{Error, HiresUpscaler, UpscalerChoice};
 use crate::policy::PolicyName;
 use crate::sampling::SamplerChoice;
 use crate::server::error::ApiError;
@@ -44,6 +44,8 @@ pub trait Resolver {
     fn selected_model(&self) -> Result<PathBuf, ApiError>;
     /// The prompt's `<lora:NAME:W>` tags as files.
     fn loras(&self, tags: &[LoraTag]) -> Result<Vec<LoraSpec>, ApiError>;
+    /// The hires upscaler an `hr_upscaler` value names.
+    fn upscaler(&self, name: &str) -> Result<UpscalerChoice, ApiError>;
     /// The quality policy of `model`'s jobs.
     fn policy(&self, model: &Path) -> PolicyName;
     /// The CLIP skip set with `POST options` (0 when none was).
@@ -70,6 +72,15 @@ impl Resolver for Shared {
                 _ => "",
             };
             ApiError::invalid(format!("{}{hint}", e.describe(&A1111Names)))
+        })
+    }
+
+    fn upscaler(&self, name: &str) -> Result<UpscalerChoice, ApiError> {
+        self.upscalers.resolve(name, false).map_err(|e| {
+            ApiError::invalid(format!(
+                "{}; GET /sdapi/v1/upscalers and /sdapi/v1/latent-upscale-modes list them",
+                e.describe(&A1111Names)
+            ))
         })
     }
 
@@ -109,6 +120,17 @@ impl Resolver for Precheck {
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
         }
         Ok(Vec::new())
+    }
+
+    /// Built-in names resolve; a model's name is the worker's to find.
+    fn upscaler(&self, name: &str) -> Result<UpscalerChoice, ApiError> {
+        let folder = crate::intake::UpscalerFolder::default();
+        Ok(folder.resolve(name, false).unwrap_or_else(|_| {
+            UpscalerChoice::Model(crate::pipeline::ModelUpscaler {
+                name: name.to_string(),
+                path: PathBuf::from(name),
+            })
+        }))
     }
 
     fn policy(&self, _: &Path) -> PolicyName {
@@ -171,10 +193,16 @@ pub fn convert(
         Some(model) => model,
         None => server.selected_model()?,
     };
+    let hires_upscaler = asked
+        .hires_upscaler
+        .as_deref()
+        .map(|name| server.upscaler(name))
+        .transpose()?;
     let inputs = Inputs {
         prompt,
         loras,
         init_noise: None,
+        hires_upscaler,
     };
     let planned = asked.plan(server.policy(&model), inputs, refuse, |settings| {
         // the image is decoded last, after every cheap check
@@ -223,15 +251,8 @@ fn hires(f: &Fields, prompt: &str) -> Result<Asked, ApiError> {
         return Ok(Asked::default());
     }
     let upscaler = match f.text("hr_upscaler")?.as_deref() {
-        None | Some("") => HiresUpscaler::Latent,
-        Some(name) => HiresUpscaler::from_a1111(name).ok_or_else(|| {
-            let ours: Vec<&str> = HiresUpscaler::all().map(|u| u.a1111_name()).collect();
-            ApiError::invalid(format!(
-                "hr_upscaler: \"{name}\" is not available; this server has {} (GET \
-                 /sdapi/v1/upscalers and /sdapi/v1/latent-upscale-modes)",
-                ours.join(", ")
-            ))
-        })?,
+        None | Some("") => HiresUpscaler::Latent.a1111_name().to_string(),
+        Some(name) => name.to_string(), // resolved with the server's upscaler folder
     };
     // `name` (a second pass's own `what`) only empty or at a value meaning "the same"
     let same = |name: &str, what: &str, same_as: &[&str]| -> Result<(), ApiError> {

@@ -28,6 +28,7 @@ impl FieldNames for A1111Names {
             Field::HiresScale => "hr_scale",
             Field::HiresSteps => "hr_second_pass_steps",
             Field::HiresDenoise => "denoising_strength",
+            Field::HiresUpscaler => "hr_upscaler",
             Field::Schedule => "scheduler",
             // ours counts from 0: one less than A1111's
             Field::ClipSkip => "CLIP skip (CLIP_stop_at_last_layers - 1)",
@@ -35,6 +36,7 @@ impl FieldNames for A1111Names {
             Field::InitNoise => "initial noise",
             Field::Backend => "backend",
             Field::LoraFolder => "the server's LoRA folder",
+            Field::UpscalerFolder => "the server's upscaler folder",
         }
     }
 }
