@@ -13,7 +13,7 @@ use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::pipeline::{Engine, Hires, HiresSize, HiresUpscaler, Request};
+use sdxl_wgpu::pipeline::{Engine, Hires, HiresSize, ModelUpscaler, Request, UpscalerChoice};
 use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::sampling::Sampler;
 use sdxl_wgpu::server::{Server, ServerConfig};
@@ -24,6 +24,7 @@ mod common;
 use common::{gpu, hostile, run_cli, TINY};
 
 const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora");
+const UPSCALERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upscalers");
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -42,6 +43,7 @@ fn start_with_policy(config: ServerConfig) -> String {
     let config = ServerConfig {
         model: Some(config.model.clone().unwrap_or(TINY.into())),
         lora_dir: Some(config.lora_dir.clone().unwrap_or(LORAS.into())),
+        upscalers_dir: Some(UPSCALERS.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
         preview_every: 1,
         ..config
@@ -187,8 +189,9 @@ fn txt2img_matches_the_engine_with_a1111_info() {
     }
 }
 
-/// `enable_hr` with a latent upscaler: the high-res image equals the engine's for the same
-/// hires pass, with A1111's infotext (the first pass's `Size`, then the hires fields).
+/// `enable_hr` with a model upscaler from the server's folder: the high-res image equals the
+/// engine's for the same hires pass, with A1111's infotext (the first pass's `Size`, then the
+/// hires fields); `upscalers` lists the folder's models after the built-in ones.
 #[test]
 fn txt2img_hires_fix_matches_the_engine() {
     let (url, _turn) = server();
@@ -196,7 +199,7 @@ fn txt2img_hires_fix_matches_the_engine() {
     for (k, v) in [
         ("enable_hr", json!(true)),
         ("hr_scale", json!(1.5)),
-        ("hr_upscaler", json!("Latent (bicubic antialiased)")),
+        ("hr_upscaler", json!("compact_x4")),
         ("hr_second_pass_steps", json!(2)),
         ("denoising_strength", json!(0.5)),
         ("hr_sampler_name", json!("Euler")),
@@ -223,7 +226,10 @@ fn txt2img_hires_fix_matches_the_engine() {
         seed: 21,
         hires: Some(Hires {
             size: HiresSize::Scale(1.5),
-            upscaler: HiresUpscaler::LatentBicubicAntialiased,
+            upscaler: UpscalerChoice::Model(ModelUpscaler {
+                name: "compact_x4".into(),
+                path: format!("{UPSCALERS}/compact_x4.pth").into(),
+            }),
             steps: 2,
             strength: 0.5,
         }),
@@ -233,7 +239,7 @@ fn txt2img_hires_fix_matches_the_engine() {
     assert!(
         text.contains(
             "Size: 64x64, Model hash: 73835e09af, Model: tiny-sdxl, Denoising strength: 0.5, \
-             Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Latent (bicubic antialiased)"
+             Hires upscale: 1.5, Hires steps: 2, Hires upscaler: compact_x4"
         ),
         "{text}"
     );
@@ -250,7 +256,8 @@ fn txt2img_hires_fix_matches_the_engine() {
         .iter()
         .map(|u| u["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Lanczos", "Nearest"], "{upscalers}");
+    assert_eq!(names[..3], ["Lanczos", "Nearest", "compact_x4"], "{upscalers}");
+    assert_eq!(upscalers[2]["model_name"], "ESRGAN", "{upscalers}");
     // what this server cannot do yet is refused naming the field
     for (k, v, needle) in [
         ("hr_upscaler", json!("R-ESRGAN 4x+ Anime6B"), "hr_upscaler"),

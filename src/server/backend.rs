@@ -12,6 +12,7 @@ use futures_lite::Stream;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::intake::UpscalerEntry;
 use super::jobs::{IdempotencyKey, Kind, Progress, Status};
 
 /// A PNG file's bytes, shared without copying.
@@ -123,6 +124,9 @@ pub trait JobBackend: Clone + Send + Sync + 'static {
 
     /// The LoRAs, as `loras` lists them.
     fn loras(&self) -> impl Future<Output = Result<Value, ApiError>> + Send;
+
+    /// The model upscalers (`upscalers` lists them after the built-in ones).
+    fn upscaler_models(&self) -> impl Future<Output = Result<Vec<UpscalerEntry>, ApiError>> + Send;
 
     /// The device memory part of `/memory` (the key and its value).
     fn device_memory(&self)

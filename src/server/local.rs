@@ -16,6 +16,7 @@ use super::a1111::{
 };
 use super::backend::{Generated, JobBackend, Png, Running, Stop, Submitted, Update, Updates};
 use super::error::ApiError;
+use crate::intake::UpscalerEntry;
 use super::job_view::{ErrorView, JobView, ProgressView};
 use super::jobs::{Failure, IdempotencyKey, Job, JobId, Kind, Snapshot, Status, Task};
 use super::queue::JobQueue;
@@ -180,6 +181,10 @@ impl JobBackend for Arc<Shared> {
 
     async fn loras(&self) -> Result<Value, ApiError> {
         Ok(loras_json(self, true))
+    }
+
+    async fn upscaler_models(&self) -> Result<Vec<UpscalerEntry>, ApiError> {
+        Ok(self.upscalers.entries().to_vec())
     }
 
     async fn device_memory(&self) -> Result<(&'static str, Value), ApiError> {

@@ -43,10 +43,10 @@ pub fn routes<B: JobBackend>() -> Router<B> {
             "/embeddings",
             get(|| async { Json(json!({"loaded": {}, "skipped": {}})) }),
         )
-        .route("/upscalers", get(|| async { Json(upscalers_json(false)) }))
+        .route("/upscalers", get(upscalers::<B>))
         .route(
             "/latent-upscale-modes",
-            get(|| async { Json(upscalers_json(true)) }),
+            get(|| async { Json(latent_upscale_modes()) }),
         )
         .route("/sd-vae", empty_list())
         .route("/hypernetworks", empty_list())
@@ -55,17 +55,29 @@ pub fn routes<B: JobBackend>() -> Router<B> {
         .route("/prompt-styles", empty_list())
 }
 
-/// `GET upscalers` (the pixel upscalers, as A1111 lists its built-in ones) or `GET
-/// latent-upscale-modes` (`latent`): what a hires pass's `hr_upscaler` may name.
-fn upscalers_json(latent: bool) -> Value {
+/// `GET latent-upscale-modes`: the latent upscalers a hires pass's `hr_upscaler` may name.
+fn latent_upscale_modes() -> Value {
     let listed = HiresUpscaler::all()
-        .filter(|u| matches!(u.method(), Method::Latent(_)) == latent)
-        .map(|u| match latent {
-            true => json!({"name": u.a1111_name()}),
-            false => json!({"name": u.a1111_name(), "model_name": null, "model_path": null,
-                            "model_url": null, "scale": 4}),
-        });
+        .filter(|u| matches!(u.method(), Method::Latent(_)))
+        .map(|u| json!({"name": u.a1111_name()}));
     Value::Array(listed.collect())
+}
+
+/// `GET upscalers`: the pixel upscalers as A1111 lists its built-in ones, then the model
+/// upscalers by file stem, as A1111 lists its ESRGAN folder (scale 4 for every model, as A1111
+/// writes it without reading the file).
+async fn upscalers<B: JobBackend>(State(backend): State<B>) -> Result<Json<Value>, ApiError> {
+    let builtin = HiresUpscaler::all()
+        .filter(|u| !matches!(u.method(), Method::Latent(_)))
+        .map(|u| {
+            json!({"name": u.a1111_name(), "model_name": null, "model_path": null,
+                   "model_url": null, "scale": 4})
+        });
+    let models = backend.upscaler_models().await?.into_iter().map(|e| {
+        json!({"name": e.name, "model_name": "ESRGAN", "model_path": e.path.display().to_string(),
+               "model_url": null, "scale": 4})
+    });
+    Ok(Json(Value::Array(builtin.chain(models).collect())))
 }
 
 /// The routes only `serve` has: its checkpoints and LoRA folder on this machine, its flags.

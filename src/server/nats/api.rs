@@ -24,6 +24,7 @@ use super::listings::{
 };
 use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
+use crate::intake::UpscalerEntry;
 use crate::model_hash::hex;
 use crate::server::a1111::precheck_body;
 use crate::server::backend::{
@@ -405,6 +406,11 @@ impl JobBackend for Arc<Node> {
 
     async fn loras(&self) -> Result<Value, ApiError> {
         loras(self).await
+    }
+
+    /// Workers do not announce their upscaler folders: the built-in ones only.
+    async fn upscaler_models(&self) -> Result<Vec<UpscalerEntry>, ApiError> {
+        Ok(Vec::new())
     }
 
     async fn device_memory(&self) -> Result<(&'static str, Value), ApiError> {
