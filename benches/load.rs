@@ -11,9 +11,7 @@
 //! figure then includes the weights themselves.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::device;
@@ -41,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     // Warm the device up so its start-up is not counted as loading.
     gpu.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
 
-    let sampler = RssSampler::start();
+    let sampler = common::RssSampler::start();
     let start = Instant::now();
     let models = checkpoint.load(&gpu, WeightDtype::AsStored)?;
     gpu.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -80,45 +78,4 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Samples this process's anonymous resident memory every few milliseconds.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl RssSampler {
-    fn start() -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(0));
-        let (s, p) = (stop.clone(), peak.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(rss_anon(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        RssSampler { stop, peak, thread }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        self.peak.load(Ordering::Relaxed).max(rss_anon())
-    }
-}
-
-/// `RssAnon` from /proc/self/status, in bytes (0 where unavailable).
-fn rss_anon() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }

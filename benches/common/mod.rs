@@ -5,6 +5,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use sdxl_wgpu::device::{self, Backend, Gpu, Precision};
 use sdxl_wgpu::weights::WeightDtype;
@@ -94,4 +97,45 @@ pub fn synthetic_checkpoint() -> anyhow::Result<PathBuf> {
     out.write_all(&data)?;
     out.flush()?;
     Ok(path)
+}
+
+/// Samples this process's anonymous resident memory every few milliseconds.
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_anon(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        RssSampler { stop, peak, thread }
+    }
+
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.peak.load(Ordering::Relaxed).max(rss_anon())
+    }
+}
+
+/// `RssAnon` from /proc/self/status, in bytes (0 where unavailable).
+fn rss_anon() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
