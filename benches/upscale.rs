@@ -25,7 +25,10 @@ fn main() -> anyhow::Result<()> {
         "SDXL_BENCH_SIZE",
         if gpu.adapter.is_software() { 128 } else { 1024 },
     );
-    println!("adapter: {} ({}), weights {dtype:?}", gpu.adapter.name, gpu.adapter.api);
+    println!(
+        "adapter: {} ({}), weights {dtype:?}",
+        gpu.adapter.name, gpu.adapter.api
+    );
     let path = synthetic_rrdb()?;
     let start = Instant::now();
     let model = Upscaler::load(&path, &gpu, dtype)?;
@@ -93,7 +96,11 @@ fn synthetic_rrdb() -> anyhow::Result<PathBuf> {
     let mut data: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (name, shape) in shapes {
         let fan_in: usize = shape[1..].iter().product::<usize>().max(1);
-        let scale = if shape.len() == 1 { 0.01 } else { (1.0 / fan_in as f32).sqrt() };
+        let scale = if shape.len() == 1 {
+            0.01
+        } else {
+            (1.0 / fan_in as f32).sqrt()
+        };
         let n: usize = shape.iter().product();
         let bytes = (0..n)
             .flat_map(|_| {

@@ -87,7 +87,11 @@ fn hires_passes_equal_diffusers() {
         // a pixel upscaler makes 8-bit images between the passes: a decode 1e-6 away from
         // diffusers' truncates a few pixels to the next whole value, which the second pass
         // carries (measured on lavapipe, run to run: latents 8.7e-5 to 3.7e-4)
-        let pixels = !case.hires_upscaler.as_deref().unwrap_or("").starts_with("latent");
+        let pixels = !case
+            .hires_upscaler
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("latent");
         let tolerance = if pixels { 2e-3 } else { TOLERANCE };
         for (got, key) in [
             (values(out.final_latents), "final_latents"),

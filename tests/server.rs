@@ -256,8 +256,12 @@ fn txt2img_hires_fix_matches_the_engine() {
         .iter()
         .map(|u| u["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names[..3], ["Lanczos", "Nearest", "compact_x4"], "{upscalers}");
-    assert_eq!(upscalers[2]["model_name"], "ESRGAN", "{upscalers}");
+    assert_eq!(
+        names[..4],
+        ["None", "Lanczos", "Nearest", "compact_x4"],
+        "{upscalers}"
+    );
+    assert_eq!(upscalers[3]["model_name"], "ESRGAN", "{upscalers}");
     // what this server cannot do yet is refused naming the field
     for (k, v, needle) in [
         ("hr_upscaler", json!("R-ESRGAN 4x+ Anime6B"), "hr_upscaler"),

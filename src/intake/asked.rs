@@ -399,7 +399,8 @@ impl Asked {
             refuse,
             |settings, loras| {
                 let init = init_image(&settings)?;
-                let mut request = self.request([prompt, negative], settings, init, init_noise, loras);
+                let mut request =
+                    self.request([prompt, negative], settings, init, init_noise, loras);
                 if let (Some(hires), Some(upscaler)) = (&mut request.hires, hires_upscaler) {
                     hires.upscaler = upscaler;
                 }

@@ -6,16 +6,16 @@
 
 mod asked;
 mod lora_folder;
-mod upscaler_folder;
 mod plan;
+mod upscaler_folder;
 
 pub use asked::{
     parse_prompt, random_seed, Asked, AskedField, Inputs, ValueKind, ASKED_FIELDS,
     DEFAULT_HIRES_SCALE,
 };
 pub use lora_folder::{LoraEntry, LoraFolder};
-pub use upscaler_folder::{UpscalerEntry, UpscalerFolder};
 pub use plan::{plan, Planned};
+pub use upscaler_folder::{UpscalerEntry, UpscalerFolder};
 
 use crate::field::{Described, Field, FieldNames, Quantities};
 use crate::lora::LoraError;

@@ -41,9 +41,8 @@ impl UpscalerFolder {
             let Some(Ok(items)) = self.dir.as_ref().map(std::fs::read_dir) else {
                 return Vec::new();
             };
-            let mut entries: Vec<UpscalerEntry> = items
-                .filter_map(|item| entry(&item.ok()?.path()))
-                .collect();
+            let mut entries: Vec<UpscalerEntry> =
+                items.filter_map(|item| entry(&item.ok()?.path())).collect();
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             entries
         })
@@ -97,17 +96,38 @@ mod tests {
     fn names_resolve_to_builtins_then_the_folders_models_then_paths() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upscalers");
         let folder = UpscalerFolder::new(Some(Path::new(dir)));
-        let builtin = |u: HiresUpscaler| Ok(u.into());
-        assert_eq!(folder.resolve("latent-bicubic", false), builtin(HiresUpscaler::LatentBicubic));
-        assert_eq!(folder.resolve("Latent (bicubic)", false), builtin(HiresUpscaler::LatentBicubic));
-        assert_eq!(folder.resolve("Lanczos", false), builtin(HiresUpscaler::Lanczos));
+        let builtin = |u: HiresUpscaler| Some(UpscalerChoice::from(u));
+        assert_eq!(
+            folder.resolve("latent-bicubic", false).ok(),
+            builtin(HiresUpscaler::LatentBicubic)
+        );
+        assert_eq!(
+            folder.resolve("Latent (bicubic)", false).ok(),
+            builtin(HiresUpscaler::LatentBicubic)
+        );
+        assert_eq!(
+            folder.resolve("Lanczos", false).ok(),
+            builtin(HiresUpscaler::Lanczos)
+        );
         let model = folder.resolve("compact_x4", false).expect("a model");
-        assert_eq!(model.model().map(|m| m.path.ends_with("compact_x4.pth")), Some(true));
+        assert_eq!(
+            model.model().map(|m| m.path.ends_with("compact_x4.pth")),
+            Some(true)
+        );
         let path = format!("{dir}/rrdb_new_x4.pth");
         assert!(UpscalerFolder::new(None).resolve(&path, true).is_ok());
-        let err = UpscalerFolder::new(None).resolve(&path, false).unwrap_err().to_string();
+        let err = UpscalerFolder::new(None)
+            .resolve(&path, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no built-in upscaler"), "{err}");
-        let err = folder.resolve("4x-UltraSharp", false).unwrap_err().to_string();
-        assert!(err.contains("latent-bicubic") && err.contains("rrdb_old_x4"), "{err}");
+        let err = folder
+            .resolve("4x-UltraSharp", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("latent-bicubic") && err.contains("rrdb_old_x4"),
+            "{err}"
+        );
     }
 }

@@ -32,6 +32,9 @@ pub enum HiresUpscaler {
     LatentBicubicAntialiased,
     LatentNearest,
     LatentNearestExact,
+    /// A1111's `None`: Pillow's Lanczos straight to the target (`images.resize_image` without
+    /// an upscaler), written `None` in the infotext.
+    None,
     Lanczos,
     Nearest,
 }
@@ -44,6 +47,7 @@ crate::spelled! {
     (HiresUpscaler::LatentBicubicAntialiased, "latent-bicubic-antialiased", "Bicubic, antialiased"),
     (HiresUpscaler::LatentNearest, "latent-nearest", "Nearest"),
     (HiresUpscaler::LatentNearestExact, "latent-nearest-exact", "Nearest, exact (pixel centres)"),
+    (HiresUpscaler::None, "none", "The decoded image resized by Pillow's Lanczos (A1111's \"None\")"),
     (HiresUpscaler::Lanczos, "lanczos", "The decoded image resized by Pillow's Lanczos, encoded again"),
     (HiresUpscaler::Nearest, "nearest", "The decoded image resized by Pillow's nearest neighbour"),
 }
@@ -138,6 +142,7 @@ impl HiresUpscaler {
             Self::LatentNearestExact => ("Latent (nearest-exact)", Latent(NearestExact)),
             Self::Lanczos => ("Lanczos", Pixel(PilFilter::Lanczos)),
             Self::Nearest => ("Nearest", Pixel(PilFilter::Nearest)),
+            Self::None => ("None", Pixel(PilFilter::Lanczos)),
         }
     }
 

@@ -12,8 +12,8 @@ use futures_lite::Stream;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::intake::UpscalerEntry;
 use super::jobs::{IdempotencyKey, Kind, Progress, Status};
+use crate::intake::UpscalerEntry;
 
 /// A PNG file's bytes, shared without copying.
 pub type Png = Arc<Vec<u8>>;

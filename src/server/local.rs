@@ -16,12 +16,12 @@ use super::a1111::{
 };
 use super::backend::{Generated, JobBackend, Png, Running, Stop, Submitted, Update, Updates};
 use super::error::ApiError;
-use crate::intake::UpscalerEntry;
 use super::job_view::{ErrorView, JobView, ProgressView};
 use super::jobs::{Failure, IdempotencyKey, Job, JobId, Kind, Snapshot, Status, Task};
 use super::queue::JobQueue;
 use super::state::{lock, Shared};
 use super::submit::{finished, submit};
+use crate::intake::UpscalerEntry;
 
 impl JobBackend for Arc<Shared> {
     async fn submit(

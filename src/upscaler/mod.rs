@@ -54,7 +54,7 @@ pub fn inspect(path: &Path) -> Result<UpscalerInfo, UpscalerError> {
 }
 
 enum Net {
-    Rrdb(RrdbNet),
+    Rrdb(Box<RrdbNet>),
     Compact(CompactNet),
 }
 
@@ -86,7 +86,7 @@ impl Upscaler {
                     stages,
                     unshuffle,
                     ..
-                } => Net::Rrdb(RrdbNet::load(w, blocks, stages, unshuffle)?),
+                } => Net::Rrdb(Box::new(RrdbNet::load(w, blocks, stages, unshuffle)?)),
                 Arch::Compact { convs, .. } => {
                     Net::Compact(CompactNet::load(w, convs, info.scale)?)
                 }

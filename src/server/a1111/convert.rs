@@ -607,6 +607,7 @@ mod tests {
             loras: Mutex::new(Arc::new(crate::intake::LoraFolder::scan(
                 config.lora_dir.as_deref(),
             ))),
+            upscalers: crate::intake::UpscalerFolder::new(config.upscalers_dir.as_deref()),
             options: Mutex::new(Map::new()),
             metrics: Default::default(),
             memory: Default::default(),
