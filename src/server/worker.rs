@@ -21,7 +21,7 @@ use crate::infotext::{self, ModelInfo};
 use crate::lora::LoraSpec;
 use crate::pipeline::{Cancel, Controls, Engine, Error, Event, PipelineError, Preview, Request};
 use crate::upscaler::UpscalerError;
-use crate::weights::WeightDtype;
+use crate::weights::{WeightDtype, WeightError};
 
 /// The engine and the checkpoint it holds.
 struct Loaded {
@@ -379,8 +379,9 @@ fn cannot_load(path: &Path, e: Error) -> Failure {
 fn classify(e: Error) -> Failure {
     let status = match &e {
         Error::Device(_) | Error::Checkpoint(_) => 500,
+        // a broken file is the request's (as a checkpoint named in options is not): 422
         Error::Upscaler(u) => match u {
-            UpscalerError::Device(_) | UpscalerError::Weights(_) => 500,
+            UpscalerError::Device(_) | UpscalerError::Weights(WeightError::Model { .. }) => 500,
             _ => 422,
         },
         Error::Text(_)
