@@ -14,7 +14,7 @@ use super::{gpu, say};
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::image_io::{self, OutputFormat};
 use sdxl_wgpu::pipeline::upscale::upscale_by;
-use sdxl_wgpu::upscaler::{Tiling, Upscaler, OVERLAP};
+use sdxl_wgpu::upscaler::{Tiling, Upscaler, UpscalerFile, OVERLAP};
 
 #[derive(Args, Debug)]
 pub struct UpscaleArgs {
@@ -51,10 +51,12 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     if args.tile.is_some_and(|t| !(16..=2048).contains(&t)) {
         bail!("a tile side must be in 16..=2048 pixels");
     }
-    let info = sdxl_wgpu::upscaler::inspect(&args.model)?; // before the device comes up
+    let file = UpscalerFile::open(&args.model)?; // before the device comes up
+    let info = file.info;
     let gpu = gpu::open(args.backend)?;
     let dtype = gpu::weight_dtype(&gpu, args.precision);
-    let model = Upscaler::load(&args.model, &gpu, dtype)?;
+    let model = Upscaler::build(&file, &gpu, dtype)?;
+    drop(file);
     let scale = args.scale.unwrap_or(info.scale as f64);
     let tiling = match args.tile {
         Some(tile) => Tiling {

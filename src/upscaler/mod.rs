@@ -12,7 +12,7 @@ pub mod layout;
 mod rrdb;
 mod tiles;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Tensor, TensorData};
 use image::RgbImage;
@@ -33,24 +33,30 @@ pub const MAX_OUTPUT_SIDE: u64 = 8192;
 /// The smallest input side: a pixel-unshuffle by 4 reflects up to 3 rows, which needs 4.
 pub const MIN_INPUT_SIDE: u32 = 4;
 
-/// An upscaler file opened and read (a `.pth` into memory, a `.safetensors` mapped).
-pub fn open(path: &Path) -> Result<SafetensorsFile, UpscalerError> {
-    let mut magic = [0u8; 4];
-    let is_zip = crate::files::open_regular(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
-        .map(|n| weights::is_zip(&magic[..n]) || magic[..n].starts_with(b"\x80\x02"))
-        .unwrap_or(false);
-    Ok(if is_zip {
-        weights::read_pth(path)?
-    } else {
-        SafetensorsFile::open(path)?
-    })
+/// An upscaler file opened once (a `.pth` read into memory, a `.safetensors` mapped) and
+/// recognised: what it holds is known before a device is touched.
+pub struct UpscalerFile {
+    path: PathBuf,
+    file: SafetensorsFile,
+    pub info: UpscalerInfo,
+}
+
+impl UpscalerFile {
+    /// Opens the upscaler file at `path` and tells what network it holds.
+    pub fn open(path: &Path) -> Result<Self, UpscalerError> {
+        let file = weights::open_any(path)?;
+        let info = layout::detect(&file)?.info;
+        Ok(UpscalerFile {
+            path: path.to_path_buf(),
+            file,
+            info,
+        })
+    }
 }
 
 /// What the upscaler file at `path` holds, without loading it.
 pub fn inspect(path: &Path) -> Result<UpscalerInfo, UpscalerError> {
-    let file = open(path)?;
-    Ok(layout::detect(&file)?.info)
+    Ok(UpscalerFile::open(path)?.info)
 }
 
 enum Net {
@@ -68,12 +74,20 @@ pub struct Upscaler {
 impl Upscaler {
     /// Loads the upscaler at `path` on `gpu` with weights in `dtype` (compute follows).
     pub fn load(path: &Path, gpu: &Gpu, dtype: WeightDtype) -> Result<Self, UpscalerError> {
-        let file = open(path)?;
-        let layout = layout::detect(&file)?;
+        Self::build(&UpscalerFile::open(path)?, gpu, dtype)
+    }
+
+    /// Builds the network an opened upscaler file holds on `gpu` with weights in `dtype`.
+    pub fn build(
+        opened: &UpscalerFile,
+        gpu: &Gpu,
+        dtype: WeightDtype,
+    ) -> Result<Self, UpscalerError> {
+        let layout = layout::detect(&opened.file)?;
         let info = layout.info;
         if info.in_channels != 3 || info.out_channels != 3 {
             return Err(UpscalerError::Channels {
-                path: path.to_path_buf(),
+                path: opened.path.clone(),
                 inputs: info.in_channels,
                 outputs: info.out_channels,
             });

@@ -17,7 +17,7 @@ pub use dtype::Dtype;
 pub use error::WeightError;
 pub use load::{build, check_fits, Observer, WeightDtype, Weights};
 pub use pickle::PickleError;
-pub use pth::{is_zip, read_pth};
+pub use pth::open_any;
 pub use safetensors_file::{Header, SafetensorsFile, TensorInfo};
 pub use source::{StoredParam, WeightSource};
 pub use transform::Transform;

@@ -17,7 +17,7 @@ use super::{Header, SafetensorsFile, TensorInfo, WeightError};
 use crate::files;
 
 /// Whether `bytes` (a file's start) look like a zip archive: `torch.save`'s format.
-pub fn is_zip(bytes: &[u8]) -> bool {
+fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04")
 }
 
@@ -26,15 +26,12 @@ fn is_legacy(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x80\x02\x8a\x0a")
 }
 
-/// Reads the `.pth` at `path` into memory as a safetensors file of its tensors.
-pub fn read_pth(path: &Path) -> Result<SafetensorsFile, WeightError> {
+/// Opens a weight file in either format users have: torch.save's zip archive (a `.pth`, read
+/// into memory) or safetensors (mapped), told apart by the file's first bytes, not its name.
+pub fn open_any(path: &Path) -> Result<SafetensorsFile, WeightError> {
     let io = |source| WeightError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let bad = |reason: String| WeightError::Pth {
-        path: path.to_path_buf(),
-        reason,
     };
     let mut file = files::open_regular(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => WeightError::NotFound {
@@ -45,17 +42,33 @@ pub fn read_pth(path: &Path) -> Result<SafetensorsFile, WeightError> {
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io)?;
     if is_legacy(&magic[..n]) {
-        return Err(bad(
-            "it is in PyTorch's legacy (pre-1.6) format, which is not read: \
-             save it again with a current torch, or convert it to .safetensors"
+        return Err(WeightError::Pth {
+            path: path.to_path_buf(),
+            reason: "it is in PyTorch's legacy (pre-1.6) format, which is not read: \
+                     save it again with a current torch, or convert it to .safetensors"
                 .into(),
-        ));
+        });
     }
-    if !is_zip(&magic[..n]) {
-        return Err(bad(
-            "it is not a zip archive, which torch.save writes".into()
-        ));
+    if magic[..n].starts_with(b"\x80") {
+        return Err(WeightError::Pth {
+            path: path.to_path_buf(),
+            reason: "it is a bare pickle, not the zip archive torch.save writes".into(),
+        });
     }
+    if is_zip(&magic[..n]) {
+        read_pth(path, file)
+    } else {
+        SafetensorsFile::open(path)
+    }
+}
+
+/// Reads the `.pth` archive open as `file` (from `path`) into memory as a safetensors file of
+/// its tensors.
+fn read_pth(path: &Path, file: std::fs::File) -> Result<SafetensorsFile, WeightError> {
+    let bad = |reason: String| WeightError::Pth {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(format!("zip: {e}")))?;
     let pkl = archive
         .file_names()
