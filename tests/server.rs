@@ -276,6 +276,93 @@ fn txt2img_hires_fix_matches_the_engine() {
     }
 }
 
+/// A1111's Extras endpoints: the single image equals what `sdxl-wgpu upscale` writes (the same
+/// `upscale_by` on this device), keeps its input's PNG text and adds `postprocessing`; a batch
+/// scaled to a size with a second upscaler blended; upscaler 1 `None` returns the image; what
+/// the engine does not do is a 422.
+#[test]
+fn extras_upscale_as_the_upscale_command() {
+    use sdxl_wgpu::pipeline::upscale::upscale_by;
+    use sdxl_wgpu::upscaler::Upscaler;
+    let (url, _turn) = server();
+    let input = image::RgbImage::from_fn(24, 16, |x, y| {
+        image::Rgb([(x * 10) as u8, (y * 15) as u8, ((x * y) % 256) as u8])
+    });
+    let mut png = Vec::new();
+    image_io::metadata::write_png_with_text(&input, &mut png, &[("parameters", "a cat\nSteps: 2")])
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let single = format!("{url}/sdapi/v1/extra-single-image");
+    let body = json!({"image": b64, "upscaler_1": "compact_x4", "upscaling_resize": 2});
+    let (status, r) = post(&single, &body);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(r["image"].as_str().unwrap())
+        .unwrap();
+    let got = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let model = Upscaler::load(
+        format!("{UPSCALERS}/compact_x4.pth").as_ref(),
+        gpu(),
+        WeightDtype::F32,
+    )
+    .unwrap();
+    let want = upscale_by(&model, &input, 2.0, None, gpu()).unwrap();
+    assert_eq!(got.dimensions(), (48, 32));
+    assert!(max_diff(&got, &want) <= 1);
+    let text = image_io::metadata::png_text(&bytes).unwrap();
+    let infotext = "Postprocess upscale by: 2.0, Postprocess upscaler: compact_x4";
+    assert_eq!(text["postprocessing"], infotext, "{text:?}");
+    assert_eq!(
+        text["parameters"], "a cat\nSteps: 2",
+        "the input's text stays"
+    );
+    assert_eq!(r["html_info"], format!("<p>{infotext}</p>"));
+
+    let list = json!([{"data": b64, "name": "a.png"}, {"data": b64, "name": "b.png"}]);
+    let body = json!({"imageList": list, "resize_mode": 1, "upscaling_resize_w": 40,
+        "upscaling_resize_h": 40, "upscaler_1": "Lanczos", "upscaler_2": "compact_x4",
+        "extras_upscaler_2_visibility": 0.5});
+    let (status, r) = post(&format!("{url}/sdapi/v1/extra-batch-images"), &body);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let images = r["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    let (a, b) = (decode_plain(&images[0]), decode_plain(&images[1]));
+    assert_eq!((a.dimensions(), &a), ((40, 40), &b));
+    assert_eq!(
+        r["html_info"],
+        "<p>Postprocess upscale to: 40x40, Postprocess crop to: 40x40, \
+         Postprocess upscaler: Lanczos, Postprocess upscaler 2: compact_x4</p>"
+    );
+
+    let (status, r) = post(&single, &json!({"image": b64}));
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        decode_plain(&r["image"]),
+        input,
+        "upscaler 1 None: the image as it came"
+    );
+    for (k, v, needle) in [
+        ("gfpgan_visibility", json!(0.5), "face restoration"),
+        ("upscaler_1", json!("Latent"), "upscales latents"),
+        ("upscaler_1", json!("4x-Missing"), "upscalers"),
+        ("upscaling_resize", json!(8.5), "upscaling_resize"),
+    ] {
+        let mut bad = json!({"image": b64, "upscaler_1": "Lanczos"});
+        bad[k] = v;
+        let (status, r) = post(&single, &bad);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+        assert!(r["detail"].as_str().unwrap().contains(needle), "{r}");
+    }
+}
+
+/// A base64 PNG with no metadata checks.
+fn decode_plain(b64: &Value) -> image::RgbImage {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_str().unwrap())
+        .unwrap();
+    image::load_from_memory(&bytes).unwrap().to_rgb8()
+}
+
 #[test]
 fn img2img_takes_data_urls_and_raw_base64() {
     let (url, _turn) = server();

@@ -40,14 +40,22 @@ pub fn parameters(info: &Infotext) -> String {
         text.push_str("\nNegative prompt: ");
         text.push_str(&info.negative);
     }
-    let fields: Vec<String> = info
-        .fields
-        .iter()
-        .map(|(k, v)| format!("{k}: {}", quote(v)))
-        .collect();
     text.push('\n');
-    text.push_str(&fields.join(", "));
+    text.push_str(&fields_line(&info.fields));
     text
+}
+
+/// A1111's line of fields: `key: value` joined by `, ` (a value equal to its key stands alone),
+/// each value quoted by [`quote`] (`create_infotext`, `run_postprocessing`).
+pub fn fields_line(fields: &[(String, String)]) -> String {
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| match k == v {
+            true => k.clone(),
+            false => format!("{k}: {}", quote(v)),
+        })
+        .collect();
+    fields.join(", ")
 }
 
 /// A1111's `quote`: JSON-quoted when the value would break the `k: v, k: v` line.
@@ -70,17 +78,32 @@ pub fn write_png(
     out: impl Write,
     metadata: Option<&ImageMetadata>,
 ) -> Result<(), png::EncodingError> {
+    let chunks = match metadata {
+        Some(m) => vec![
+            ("parameters", m.parameters.as_str()),
+            (JSON_KEYWORD, &m.json),
+        ],
+        None => Vec::new(),
+    };
+    write_png_with_text(image, out, &chunks)
+}
+
+/// [`write_png`] with any text chunks, `(keyword, text)` in order (what Pillow writes for an
+/// image's `info`).
+pub fn write_png_with_text(
+    image: &RgbImage,
+    out: impl Write,
+    chunks: &[(&str, &str)],
+) -> Result<(), png::EncodingError> {
     let mut encoder = png::Encoder::new(out, image.width(), image.height());
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
-    if let Some(m) = metadata {
-        for (keyword, text) in [("parameters", &m.parameters), (JSON_KEYWORD, &m.json)] {
-            if text.chars().all(|c| u32::from(c) <= 0xff) {
-                encoder.add_text_chunk(keyword.to_string(), text.clone())?;
-            } else {
-                encoder.add_itxt_chunk(keyword.to_string(), text.clone())?;
-            }
+    for (keyword, text) in chunks {
+        if text.chars().all(|c| u32::from(c) <= 0xff) {
+            encoder.add_text_chunk(keyword.to_string(), text.to_string())?;
+        } else {
+            encoder.add_itxt_chunk(keyword.to_string(), text.to_string())?;
         }
     }
     let mut writer = encoder.write_header()?;

@@ -60,24 +60,33 @@ pub fn decode_upload(bytes: &[u8]) -> Result<RgbImage, String> {
     decode_limited(MAX_UPLOAD_PIXELS, || Ok(std::io::Cursor::new(bytes)))
 }
 
+/// The size an uploaded image's header gives, checked as [`decode_upload`] checks it, without
+/// decoding its pixels.
+pub fn upload_size(bytes: &[u8]) -> Result<(u32, u32), String> {
+    checked_size(MAX_UPLOAD_PIXELS, &|| Ok(std::io::Cursor::new(bytes)))
+}
+
 /// Decodes what `open` gives (opened twice: once for the header's size, once for the pixels)
 /// when the header says at most `max_pixels`, with the decoder's allocations bounded to match.
 fn decode_limited<R: std::io::BufRead + std::io::Seek>(
     max_pixels: u64,
     open: impl Fn() -> Result<R, String>,
 ) -> Result<RgbImage, String> {
-    let reader = || -> Result<image::ImageReader<R>, String> {
-        let mut reader = image::ImageReader::new(open()?)
-            .with_guessed_format()
-            .map_err(|e| e.to_string())?;
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_INIT_SIDE);
-        limits.max_image_height = Some(MAX_INIT_SIDE);
-        limits.max_alloc = Some(max_pixels * 8);
-        reader.limits(limits);
-        Ok(reader)
-    };
-    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+    checked_size(max_pixels, &open)?;
+    let image = limited_reader(max_pixels, &open)?
+        .decode()
+        .map_err(|e| e.to_string())?;
+    Ok(image.into_rgb8()) // no copy when the file is RGB already
+}
+
+/// The header's size of what `open` gives, refused past `max_pixels` or [`MAX_INIT_SIDE`].
+fn checked_size<R: std::io::BufRead + std::io::Seek>(
+    max_pixels: u64,
+    open: &dyn Fn() -> Result<R, String>,
+) -> Result<(u32, u32), String> {
+    let (w, h) = limited_reader(max_pixels, open)?
+        .into_dimensions()
+        .map_err(|e| e.to_string())?;
     if u64::from(w) * u64::from(h) > max_pixels {
         return Err(format!(
             "{w}x{h} is {} pixels, more than the {max_pixels} an init image may have; \
@@ -85,8 +94,23 @@ fn decode_limited<R: std::io::BufRead + std::io::Seek>(
             u64::from(w) * u64::from(h)
         ));
     }
-    let image = reader()?.decode().map_err(|e| e.to_string())?;
-    Ok(image.into_rgb8()) // no copy when the file is RGB already
+    Ok((w, h))
+}
+
+/// A reader of what `open` gives, its format guessed from the bytes, under the limits.
+fn limited_reader<R: std::io::BufRead + std::io::Seek>(
+    max_pixels: u64,
+    open: &dyn Fn() -> Result<R, String>,
+) -> Result<image::ImageReader<R>, String> {
+    let mut reader = image::ImageReader::new(open()?)
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_INIT_SIDE);
+    limits.max_image_height = Some(MAX_INIT_SIDE);
+    limits.max_alloc = Some(max_pixels * 8);
+    reader.limits(limits);
+    Ok(reader)
 }
 
 /// `image` at exactly `width x height`: unchanged when it already is; otherwise the centred part

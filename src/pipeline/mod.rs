@@ -7,6 +7,7 @@
 mod controls;
 mod error;
 mod events;
+pub mod extras;
 mod generate;
 pub mod hires;
 mod request;

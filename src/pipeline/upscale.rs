@@ -21,13 +21,48 @@ pub fn target_size(width: u32, height: u32, scale: f64) -> (u32, u32) {
 }
 
 /// `image` scaled by `scale` as A1111's `Upscaler.upscale` does with a model: to
-/// [`target_size`]; at scales at or below 1, Lanczos alone.
+/// [`target_size`] (see [`a1111_upscale`]).
 pub fn upscale_by(
     model: &Upscaler,
     image: &RgbImage,
     scale: f64,
     tiling: Option<Tiling>,
     gpu: &Gpu,
+) -> Result<RgbImage, UpscalerError> {
+    let tiling = match tiling {
+        Some(t) => t,
+        None => Tiling::for_buffer(model, gpu.adapter.max_tensor_bytes())?,
+    };
+    a1111_upscale(image, scale, |img| model.upscale(img, tiling, gpu))
+}
+
+/// `image` scaled by `scale` with one of A1111's built-in pixel upscalers (`None`: no pass;
+/// `Lanczos`, `Nearest`: Pillow's resize by `scale`, sides truncated), as its
+/// `Upscaler.upscale` runs them: the pass, then Lanczos to [`target_size`].
+/// <https://github.com/AUTOMATIC1111/stable-diffusion-webui/blob/v1.10.1/modules/upscaler.py>
+pub fn builtin_upscale_by(
+    filter: Option<PilFilter>,
+    image: &RgbImage,
+    scale: f64,
+) -> Result<RgbImage, UpscalerError> {
+    a1111_upscale(image, scale, |img| {
+        Ok(match filter {
+            Some(filter) => {
+                let side = |s: u32| (f64::from(s) * scale) as u32;
+                pil_resize(img, side(img.width()), side(img.height()), filter)
+            }
+            None => img.clone(),
+        })
+    })
+}
+
+/// A1111's `Upscaler.upscale` around one upscaler `pass`: passes (at most 3) until the image
+/// covers [`target_size`] (at scale 1, one pass all the same), stopping when a pass changes
+/// nothing; then Lanczos to the target.
+fn a1111_upscale(
+    image: &RgbImage,
+    scale: f64,
+    mut pass: impl FnMut(&RgbImage) -> Result<RgbImage, UpscalerError>,
 ) -> Result<RgbImage, UpscalerError> {
     let (w, h) = image.dimensions();
     let (dest_w, dest_h) = target_size(w, h, scale);
@@ -38,18 +73,16 @@ pub fn upscale_by(
             min: (8.0 / scale).ceil() as u32,
         });
     }
-    let tiling = match tiling {
-        Some(t) => t,
-        None => Tiling::for_buffer(model, gpu.adapter.max_tensor_bytes())?,
-    };
     let mut out = image.clone();
-    if scale > 1.0 {
-        for _ in 0..MAX_PASSES {
-            let before = out.dimensions();
-            out = model.upscale(&out, tiling, gpu)?;
-            if out.dimensions() == before || (out.width() >= dest_w && out.height() >= dest_h) {
-                break;
-            }
+    for i in 0..MAX_PASSES {
+        let covers = out.width() >= dest_w && out.height() >= dest_h;
+        if covers && (i > 0 || scale != 1.0) {
+            break;
+        }
+        let before = out.dimensions();
+        out = pass(&out)?;
+        if out.dimensions() == before {
+            break;
         }
     }
     Ok(pil_resize(&out, dest_w, dest_h, PilFilter::Lanczos))

@@ -11,8 +11,9 @@ use axum::http::StatusCode;
 use futures_lite::Stream;
 use serde_json::{Map, Value};
 
+use super::a1111::ExtrasAsk;
 use super::error::ApiError;
-use super::jobs::{IdempotencyKey, Kind, Progress, Status};
+use super::jobs::{IdempotencyKey, Kind, Progress, Status, Upscaled};
 use crate::intake::UpscalerEntry;
 
 /// A PNG file's bytes, shared without copying.
@@ -85,6 +86,9 @@ pub trait JobBackend: Clone + Send + Sync + 'static {
         kind: Kind,
         body: Map<String, Value>,
     ) -> impl Future<Output = Result<Generated, ApiError>> + Send;
+
+    /// A1111's Extras upscale of `ask`'s images, waited for.
+    fn extras(&self, ask: ExtrasAsk) -> impl Future<Output = Result<Upscaled, ApiError>> + Send;
 
     /// The job `id` in the jobs API's shape (404: no such job).
     fn describe(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;

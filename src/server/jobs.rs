@@ -15,6 +15,7 @@ use super::queue::Refused;
 use super::state::lock;
 use crate::device::MadeOn;
 use crate::infotext::ModelInfo;
+use crate::pipeline::extras::ExtrasUpscale;
 use crate::pipeline::{Cancel, Request};
 use crate::policy::Correction;
 
@@ -35,13 +36,15 @@ impl std::str::FromStr for JobId {
     }
 }
 
-/// txt2img or img2img (A1111's two endpoints; the native API's `kind`), or a model change.
+/// txt2img or img2img (A1111's two endpoints; the native API's `kind`), a model change, or an
+/// Extras upscale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Txt2img,
     Img2img,
     Model,
+    Extras,
 }
 
 /// What a job asks of the worker.
@@ -52,6 +55,8 @@ pub enum Task {
     LoadModel(PathBuf),
     /// Release the checkpoint on the device.
     UnloadModel,
+    /// A1111's Extras upscale of some images.
+    Extras(Box<ExtrasWork>),
 }
 
 impl Task {
@@ -59,12 +64,14 @@ impl Task {
         match self {
             Task::Generate(work) => work.kind,
             Task::LoadModel(_) | Task::UnloadModel => Kind::Model,
+            Task::Extras(_) => Kind::Extras,
         }
     }
 
     fn iterations(&self) -> usize {
         match self {
             Task::Generate(work) => work.n_iter,
+            Task::Extras(work) => work.images.len(),
             _ => 1,
         }
     }
@@ -83,6 +90,30 @@ pub struct Work {
     pub save_to: Option<PathBuf>,
     /// The body's fields with defaults filled, images left out: the images' JSON record.
     pub record: Map<String, Value>,
+}
+
+/// An Extras job: the upscale, and the images as uploaded (PNG, JPEG or WebP bytes whose
+/// headers were checked; each is decoded when its turn comes, so a batch holds one decoded
+/// image at a time).
+#[derive(Clone, Debug)]
+pub struct ExtrasWork {
+    pub upscale: ExtrasUpscale,
+    pub images: Vec<Arc<Vec<u8>>>,
+}
+
+/// A finished Extras job: the upscaled PNGs (carrying their input's PNG text and the
+/// `postprocessing` infotext) and the last image's infotext (A1111's `html_info`).
+#[derive(Clone, Debug)]
+pub struct Upscaled {
+    pub images: Vec<Arc<Vec<u8>>>,
+    pub infotext: String,
+}
+
+/// What a successful job leaves.
+#[derive(Clone, Debug)]
+pub enum Done {
+    Generated(Box<Outcome>),
+    Upscaled(Upscaled),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -179,6 +210,7 @@ pub struct Snapshot {
     pub progress: Progress,
     pub times: Times,
     pub outcome: Option<Arc<Outcome>>,
+    pub upscaled: Option<Arc<Upscaled>>,
     pub failure: Option<Failure>,
 }
 
@@ -228,7 +260,7 @@ impl Job {
 
     /// Records the end: cancelled once stopped (an interrupted job keeps the images it made),
     /// else succeeded or failed. Returns the final status.
-    pub fn finish(&self, result: Result<Option<Outcome>, Failure>) -> Status {
+    pub fn finish(&self, result: Result<Option<Done>, Failure>) -> Status {
         let status = match (self.cancel.is_cancelled(), &result) {
             (true, _) => Status::Cancelled,
             (false, Ok(_)) => Status::Succeeded,
@@ -237,7 +269,9 @@ impl Job {
         self.update(|s| {
             s.status = status;
             match result {
-                Ok(outcome) => s.outcome = outcome.map(Arc::new),
+                Ok(Some(Done::Generated(outcome))) => s.outcome = Some(Arc::new(*outcome)),
+                Ok(Some(Done::Upscaled(upscaled))) => s.upscaled = Some(Arc::new(upscaled)),
+                Ok(None) => {}
                 Err(failure) => s.failure = Some(failure),
             }
             s.progress.preview = None;
@@ -344,6 +378,7 @@ impl Jobs {
                 finished: None,
             },
             outcome: None,
+            upscaled: None,
             failure: None,
         });
         let job = Arc::new(Job {

@@ -12,12 +12,14 @@ use serde_json::{json, Map, Value};
 
 use super::a1111::{
     all_seeds, checkpoint, convert_body, device_memory_json, info_json, loras_json, merge_options,
-    options_json, sd_model,
+    options_json, sd_model, ExtrasAsk, Resolver,
 };
 use super::backend::{Generated, JobBackend, Png, Running, Stop, Submitted, Update, Updates};
 use super::error::ApiError;
 use super::job_view::{ErrorView, JobView, ProgressView};
-use super::jobs::{Failure, IdempotencyKey, Job, JobId, Kind, Snapshot, Status, Task};
+use super::jobs::{
+    ExtrasWork, Failure, IdempotencyKey, Job, JobId, Kind, Snapshot, Status, Task, Upscaled,
+};
 use super::queue::JobQueue;
 use super::state::{lock, Shared};
 use super::submit::{finished, submit};
@@ -60,6 +62,25 @@ impl JobBackend for Arc<Shared> {
             parameters,
             info: info_json(&outcome, &seeds, subseed).into(),
         })
+    }
+
+    async fn extras(&self, ask: ExtrasAsk) -> Result<Upscaled, ApiError> {
+        let upscale = ask.upscale(|name| Resolver::upscaler(&**self, name))?;
+        if ask.images.is_empty() {
+            return Ok(Upscaled {
+                images: Vec::new(),
+                infotext: String::new(),
+            });
+        }
+        let images = ask.images.into_iter().map(|(bytes, _)| bytes).collect();
+        let work = ExtrasWork { upscale, images };
+        let job = submit(self, Task::Extras(Box::new(work)), None)?;
+        let end = finished(&job).await;
+        match (&end.upscaled, &end.failure) {
+            (Some(done), _) => Ok((**done).clone()),
+            (None, Some(failure)) => Err(failure.into()),
+            (None, None) => Err(ApiError::internal("the job ended without a result")),
+        }
     }
 
     async fn describe(&self, id: &str) -> Result<Value, ApiError> {

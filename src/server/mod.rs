@@ -20,6 +20,7 @@ mod preview;
 mod queue;
 mod state;
 mod submit;
+mod upscaling;
 mod worker;
 
 pub use auth::parse_credentials;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::a1111::A1111Names;
-use super::jobs::{Failure, Job, Outcome, Status, Task, Work};
+use super::jobs::{Done, Failure, Job, Outcome, Status, Task, Work};
 use super::preview::preview_png;
 use super::queue::Pop;
 use super::state::{lock, DeviceMemory, Shared};
+use super::upscaling::{run_extras, WarmUpscaler};
 use crate::checkpoint::Checkpoint;
 use crate::device::{memory_in_use, Gpu};
 use crate::field::Described;
@@ -64,6 +65,8 @@ pub struct Worker {
     /// The shape whose activation memory is still pooled from the last job, kept for a next
     /// job of the same shape until the server has been idle `keep_warm`.
     warm: Option<PoolKey>,
+    /// The model upscaler of the last Extras job, until a generation or the idle timer.
+    extras_upscaler: WarmUpscaler,
 }
 
 impl Worker {
@@ -74,6 +77,7 @@ impl Worker {
             dtype,
             loaded: None,
             warm: None,
+            extras_upscaler: None,
         }
     }
 
@@ -81,7 +85,8 @@ impl Worker {
     /// once no job has come for `keep_warm`.
     pub fn run(mut self) {
         loop {
-            let wait = self.warm.is_some().then_some(self.shared.config.keep_warm);
+            let holding = self.warm.is_some() || self.extras_upscaler.is_some();
+            let wait = holding.then_some(self.shared.config.keep_warm);
             match self.shared.queue.pop(wait) {
                 Pop::Job(id) => {
                     if let Some(job) = self.shared.jobs.get(id) {
@@ -98,9 +103,11 @@ impl Worker {
         self.loaded = None;
     }
 
-    /// Releases the activation memory kept warm (weights and adapters stay).
+    /// Releases the activation memory kept warm and the Extras upscaler (the checkpoint's
+    /// weights and adapters stay).
     fn cool(&mut self) {
-        if self.warm.take().is_some() {
+        let upscaler = self.extras_upscaler.take().is_some();
+        if self.warm.take().is_some() || upscaler {
             self.gpu.device.memory_cleanup();
         }
     }
@@ -135,9 +142,20 @@ impl Worker {
         self.shared.jobs.finished(job.id);
     }
 
-    fn perform(&mut self, job: &Job, task: Task) -> Result<Option<Outcome>, Failure> {
+    fn perform(&mut self, job: &Job, task: Task) -> Result<Option<Done>, Failure> {
         match task {
-            Task::Generate(work) => self.generate(job, &work).map(Some),
+            Task::Generate(work) => self
+                .generate(job, &work)
+                .map(|o| Some(Done::Generated(Box::new(o)))),
+            Task::Extras(work) => {
+                let kept = self.extras_upscaler.take();
+                self.cool(); // a generation's pool would only sit beside the tiles
+                self.extras_upscaler = kept;
+                let (gpu, dtype) = (&self.gpu, self.dtype);
+                let done = run_extras(gpu, dtype, &mut self.extras_upscaler, job, &work);
+                self.gpu.device.memory_cleanup();
+                done.map(|u| Some(Done::Upscaled(u)))
+            }
             Task::LoadModel(path) => {
                 self.ensure_model(&path)?;
                 Ok(None)
@@ -153,6 +171,7 @@ impl Worker {
     fn release(&mut self) {
         self.loaded = None;
         self.warm = None;
+        self.extras_upscaler = None;
         self.gpu.device.memory_cleanup();
         lock(&self.shared.catalogue).loaded = None;
     }
@@ -208,7 +227,7 @@ impl Worker {
     fn generate(&mut self, job: &Job, work: &Work) -> Result<Outcome, Failure> {
         let shared = self.shared.clone();
         let key = PoolKey::of(work);
-        if self.warm.as_ref() != Some(&key) {
+        if self.warm.as_ref() != Some(&key) || self.extras_upscaler.is_some() {
             self.cool(); // another shape: its pages would only sit beside this job's
         }
         self.warm = None; // until this job has succeeded
@@ -376,7 +395,7 @@ fn cannot_load(path: &Path, e: Error) -> Failure {
 }
 
 /// The status an engine error maps to: the request's fault (4xx) or the machine's (500).
-fn classify(e: Error) -> Failure {
+pub(super) fn classify(e: Error) -> Failure {
     let status = match &e {
         Error::Device(_) | Error::Checkpoint(_) => 500,
         // a broken file is the request's (as a checkpoint named in options is not): 422

@@ -24,6 +24,8 @@ pub enum UpscalerError {
     TooLarge { width: u64, height: u64, max: u64 },
     #[error("even a {tile}x{tile} tile needs a {} MiB activation, more than the adapter's {} MiB buffer", need >> 20, max >> 20)]
     TileTooLarge { tile: usize, need: u64, max: u64 },
+    #[error("`{name}` upscales latents; an image needs a pixel or model upscaler")]
+    LatentOnly { name: String },
     #[error("reading an upscaled tile back from the device failed: {0}")]
     Device(String),
 }

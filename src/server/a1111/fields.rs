@@ -120,6 +120,27 @@ fn img2img_fields() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The Extras endpoints' fields (`ExtrasBaseRequest`, then `image` and `imageList`).
+fn extras_fields() -> Vec<(&'static str, Value)> {
+    vec![
+        ("resize_mode", json!(0)),
+        ("show_extras_results", json!(true)),
+        ("gfpgan_visibility", json!(0)),
+        ("codeformer_visibility", json!(0)),
+        ("codeformer_weight", json!(0)),
+        ("upscaling_resize", json!(2)),
+        ("upscaling_resize_w", json!(512)),
+        ("upscaling_resize_h", json!(512)),
+        ("upscaling_crop", json!(true)),
+        ("upscaler_1", json!("None")),
+        ("upscaler_2", json!("None")),
+        ("extras_upscaler_2_visibility", json!(0)),
+        ("upscale_first", json!(false)),
+        ("image", json!("")),
+        ("imageList", json!([])),
+    ]
+}
+
 /// The API's additional fields (after the processing class's).
 fn additional_fields(kind: Kind) -> Vec<(&'static str, Value)> {
     let mut fields = vec![
@@ -148,12 +169,18 @@ impl Fields {
     /// The body's known fields over the defaults of `kind`'s endpoint (a body field given
     /// as `null` takes the default).
     pub fn of(kind: Kind, body: &Map<String, Value>) -> Self {
-        let mut table = shared_fields();
-        table.extend(match kind {
-            Kind::Img2img => img2img_fields(),
-            _ => txt2img_fields(),
-        });
-        table.extend(additional_fields(kind));
+        let table = match kind {
+            Kind::Extras => extras_fields(),
+            _ => {
+                let mut table = shared_fields();
+                table.extend(match kind {
+                    Kind::Img2img => img2img_fields(),
+                    _ => txt2img_fields(),
+                });
+                table.extend(additional_fields(kind));
+                table
+            }
+        };
         let mut values = Map::new();
         for (name, default) in table {
             let given = body.get(name).filter(|v| !v.is_null()).cloned();

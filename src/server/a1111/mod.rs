@@ -3,12 +3,14 @@
 //! in A1111's shapes (A1111 v1.10 `modules/api/api.py`, `models.py`).
 
 mod convert;
+mod extras;
 mod fields;
 mod info;
 mod listings;
 mod samplers;
 
-pub use convert::{checkpoint, decode_image_bytes};
+pub use convert::{checkpoint, decode_image_bytes, Resolver};
+pub use extras::ExtrasAsk;
 pub use fields::A1111Names;
 pub use info::info_json;
 pub use listings::{
@@ -71,6 +73,7 @@ pub fn routes<B: JobBackend>() -> Router<B> {
         .route("/progress", get(progress::<B>))
         .route("/interrupt", post(interrupt::<B>))
         .route("/skip", post(skip::<B>))
+        .merge(extras::routes())
         .merge(listings::routes())
 }
 
@@ -201,6 +204,7 @@ fn job_name(kind: Kind) -> &'static str {
         Kind::Txt2img => "scripts_txt2img",
         Kind::Img2img => "scripts_img2img",
         Kind::Model => "load_model",
+        Kind::Extras => "extras",
     }
 }
 

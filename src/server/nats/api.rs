@@ -26,13 +26,13 @@ use super::record::{image_object, now, request_object, JobRecord};
 use super::NatsSettings;
 use crate::intake::UpscalerEntry;
 use crate::model_hash::hex;
-use crate::server::a1111::precheck_body;
+use crate::server::a1111::{precheck_body, ExtrasAsk};
 use crate::server::backend::{
     Generated, JobBackend, Png, Running, Stop, Submitted, Update, Updates,
 };
 use crate::server::error::ApiError;
 use crate::server::job_view::{ErrorView, JobView, Placement, ProgressView};
-use crate::server::jobs::{IdempotencyKey, Kind, Progress, Status};
+use crate::server::jobs::{IdempotencyKey, Kind, Progress, Status, Upscaled};
 use crate::server::submit::key_reused;
 use crate::server::{api_routes, bind, guarded, ServerConfig, ServerError};
 
@@ -406,6 +406,15 @@ impl JobBackend for Arc<Node> {
 
     async fn loras(&self) -> Result<Value, ApiError> {
         loras(self).await
+    }
+
+    /// Extras jobs are not sent to workers (their record carries generations only).
+    async fn extras(&self, _: ExtrasAsk) -> Result<Upscaled, ApiError> {
+        Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "Extras upscaling runs on `serve`'s own worker; an API node does not send it to \
+             NATS workers",
+        ))
     }
 
     /// Workers do not announce their upscaler folders: the built-in ones only.
