@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sdxl_wgpu::pipeline::upscale::upscale_by;
-use sdxl_wgpu::upscaler::{Tiling, Upscaler};
+use sdxl_wgpu::upscaler::{TileMode, Tiling, Upscaler};
 
 mod common;
 
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     for run in 0..common::runs(2) {
         let sampler = common::RssSampler::start();
         let start = Instant::now();
-        let out = upscale_by(&model, &image, 4.0, Some(tiling), &gpu)?;
+        let out = upscale_by(&model, &image, 4.0, TileMode::Blended(Some(tiling)), &gpu)?;
         let seconds = start.elapsed().as_secs_f64();
         let peak = sampler.stop();
         println!(

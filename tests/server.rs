@@ -306,7 +306,7 @@ fn extras_upscale_as_the_upscale_command() {
         WeightDtype::F32,
     )
     .unwrap();
-    let want = upscale_by(&model, &input, 2.0, None, gpu()).unwrap();
+    let want = upscale_by(&model, &input, 2.0, Default::default(), gpu()).unwrap();
     assert_eq!(got.dimensions(), (48, 32));
     assert!(max_diff(&got, &want) <= 1);
     let text = image_io::metadata::png_text(&bytes).unwrap();

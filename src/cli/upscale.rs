@@ -14,7 +14,7 @@ use super::{gpu, say};
 use sdxl_wgpu::device::{Backend, Precision};
 use sdxl_wgpu::image_io::{self, OutputFormat};
 use sdxl_wgpu::pipeline::upscale::upscale_by;
-use sdxl_wgpu::upscaler::{Tiling, Upscaler, UpscalerFile, OVERLAP};
+use sdxl_wgpu::upscaler::{TileMode, Tiling, Upscaler, UpscalerFile, A1111_TILE, OVERLAP};
 
 #[derive(Args, Debug)]
 pub struct UpscaleArgs {
@@ -33,8 +33,12 @@ pub struct UpscaleArgs {
     #[arg(long)]
     scale: Option<f64>,
     /// Tile side in input pixels; default: the largest the adapter's buffers hold (at most 512).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "a1111_tiles")]
     tile: Option<usize>,
+    /// Cut tiles as A1111 does (192 pixels, 8 of overlap, BGR, 8 bits per tile, its grid
+    /// paste): its images pixel for pixel, at some cost in seams and speed.
+    #[arg(long)]
+    a1111_tiles: bool,
     #[arg(long, value_parser = spelled::<Precision>(), default_value_t = Precision::Auto)]
     precision: Precision,
     #[arg(long, value_parser = spelled::<Backend>(), default_value_t = Backend::Auto)]
@@ -58,12 +62,20 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let model = Upscaler::build(&file, &gpu, dtype)?;
     drop(file);
     let scale = args.scale.unwrap_or(info.scale as f64);
-    let tiling = match args.tile {
-        Some(tile) => Tiling {
+    let tiles = match (args.a1111_tiles, args.tile) {
+        (true, _) => TileMode::A1111,
+        (false, Some(tile)) => TileMode::Blended(Some(Tiling {
             tile,
             overlap: OVERLAP.min(tile / 4),
-        },
-        None => Tiling::for_buffer(&model, gpu.adapter.max_tensor_bytes())?,
+        })),
+        (false, None) => TileMode::Blended(Some(Tiling::for_buffer(
+            &model,
+            gpu.adapter.max_tensor_bytes(),
+        )?)),
+    };
+    let tiles_said = match tiles {
+        TileMode::Blended(Some(t)) => format!("{}-pixel tiles", t.tile),
+        _ => format!("A1111's {A1111_TILE}-pixel tiles"),
     };
     say!(
         "{}: {}, x{}",
@@ -74,10 +86,10 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     for (input, output) in pairs {
         let start = Instant::now();
         let image = image_io::read(&input)?;
-        let out = upscale_by(&model, &image, scale, Some(tiling), &gpu)?;
+        let out = upscale_by(&model, &image, scale, tiles, &gpu)?;
         image_io::save(&out, &output, None)?;
         say!(
-            "{} ({}x{}) -> {} ({}x{}) in {:.2} s, {}-pixel tiles",
+            "{} ({}x{}) -> {} ({}x{}) in {:.2} s, {}",
             input.display(),
             image.width(),
             image.height(),
@@ -85,7 +97,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             out.width(),
             out.height(),
             start.elapsed().as_secs_f64(),
-            tiling.tile
+            tiles_said
         )?;
     }
     Ok(())

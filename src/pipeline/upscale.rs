@@ -8,7 +8,7 @@ use image::RgbImage;
 
 use crate::device::Gpu;
 use crate::image_io::resample::{pil_resize, PilFilter};
-use crate::upscaler::{Tiling, Upscaler, UpscalerError};
+use crate::upscaler::{TileMode, Tiling, Upscaler, UpscalerError};
 
 /// The most passes of the model (A1111's loop).
 const MAX_PASSES: usize = 3;
@@ -26,14 +26,17 @@ pub fn upscale_by(
     model: &Upscaler,
     image: &RgbImage,
     scale: f64,
-    tiling: Option<Tiling>,
+    tiles: TileMode,
     gpu: &Gpu,
 ) -> Result<RgbImage, UpscalerError> {
-    let tiling = match tiling {
-        Some(t) => t,
-        None => Tiling::for_buffer(model, gpu.adapter.max_tensor_bytes())?,
+    let tiles = match tiles {
+        TileMode::Blended(None) => {
+            let tiling = Tiling::for_buffer(model, gpu.adapter.max_tensor_bytes())?;
+            TileMode::Blended(Some(tiling)) // sized once for every pass
+        }
+        other => other,
     };
-    a1111_upscale(image, scale, |img| model.upscale(img, tiling, gpu))
+    a1111_upscale(image, scale, |img| model.upscale_in(img, tiles, gpu))
 }
 
 /// `image` scaled by `scale` with one of A1111's built-in pixel upscalers (`None`: no pass;
@@ -100,7 +103,7 @@ pub fn upscale_to(
     let (w, h) = image.dimensions();
     let scale = (f64::from(width) / f64::from(w)).max(f64::from(height) / f64::from(h));
     let out = if scale > 1.0 {
-        upscale_by(model, image, scale, None, gpu)?
+        upscale_by(model, image, scale, TileMode::default(), gpu)?
     } else {
         image.clone()
     };

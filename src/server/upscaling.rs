@@ -16,7 +16,7 @@ use crate::pipeline::extras::ExtrasUpscale;
 use crate::pipeline::hires::{Method, ModelUpscaler, UpscalerChoice};
 use crate::pipeline::upscale::{builtin_upscale_by, upscale_by};
 use crate::pipeline::Error;
-use crate::upscaler::{Upscaler, UpscalerError};
+use crate::upscaler::{TileMode, Upscaler, UpscalerError};
 use crate::weights::WeightDtype;
 
 /// The model upscaler the last Extras job used and its file, kept for the next one.
@@ -66,7 +66,13 @@ fn upscale_with(
     scale: f64,
 ) -> Result<RgbImage, UpscalerError> {
     match choice.method() {
-        Method::Model(model) => upscale_by(load(gpu, dtype, warm, model)?, image, scale, None, gpu),
+        Method::Model(model) => upscale_by(
+            load(gpu, dtype, warm, model)?,
+            image,
+            scale,
+            TileMode::default(),
+            gpu,
+        ),
         Method::Pixel(filter) => builtin_upscale_by(Some(filter), image, scale),
         Method::Latent(_) => Err(UpscalerError::LatentOnly {
             name: choice.a1111_name().to_string(),

@@ -6,6 +6,7 @@
 //! RGB images. What A1111 does around one pass (repeated passes, the Lanczos resize to the
 //! target) is [`crate::pipeline::upscale`]'s.
 
+mod a1111_tiles;
 mod compact;
 mod error;
 pub mod layout;
@@ -17,9 +18,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{DType, Tensor, TensorData};
 use image::RgbImage;
 
+pub use a1111_tiles::{A1111_OVERLAP, A1111_TILE};
 pub use error::UpscalerError;
 pub use layout::{Arch, UpscalerInfo};
-pub use tiles::{Tiling, OVERLAP};
+pub use tiles::{TileMode, Tiling, OVERLAP};
 
 use crate::device::Gpu;
 use crate::weights::{self, SafetensorsFile, WeightDtype};
@@ -146,22 +148,8 @@ impl Upscaler {
         tiling: Tiling,
         gpu: &Gpu,
     ) -> Result<RgbImage, UpscalerError> {
+        self.check_size(image, MIN_INPUT_SIDE)?;
         let (w, h) = image.dimensions();
-        if w < MIN_INPUT_SIDE || h < MIN_INPUT_SIDE {
-            return Err(UpscalerError::TooSmall {
-                width: w,
-                height: h,
-                min: MIN_INPUT_SIDE,
-            });
-        }
-        let s = self.info.scale as u64;
-        if u64::from(w) * s > MAX_OUTPUT_SIDE || u64::from(h) * s > MAX_OUTPUT_SIDE {
-            return Err(UpscalerError::TooLarge {
-                width: u64::from(w) * s,
-                height: u64::from(h) * s,
-                max: MAX_OUTPUT_SIDE,
-            });
-        }
         let values: Vec<f32> = image
             .as_raw()
             .iter()
@@ -173,5 +161,50 @@ impl Upscaler {
         );
         let x = hwc.permute([2, 0, 1]).unsqueeze::<4>(); // [1, 3, H, W]
         tiles::run(self, x, tiling)
+    }
+
+    /// `image` upscaled by the network's scale as A1111 runs it (see [`a1111_tiles`]).
+    pub fn upscale_a1111(&self, image: &RgbImage, gpu: &Gpu) -> Result<RgbImage, UpscalerError> {
+        // A1111's grid has no tile at all for a side not past the overlap
+        self.check_size(image, MIN_INPUT_SIDE.max(A1111_OVERLAP + 1))?;
+        a1111_tiles::upscale(self, image, gpu)
+    }
+
+    /// `image` upscaled in `mode`'s tiles.
+    pub fn upscale_in(
+        &self,
+        image: &RgbImage,
+        mode: TileMode,
+        gpu: &Gpu,
+    ) -> Result<RgbImage, UpscalerError> {
+        match mode {
+            TileMode::Blended(Some(tiling)) => self.upscale(image, tiling, gpu),
+            TileMode::Blended(None) => {
+                let tiling = Tiling::for_buffer(self, gpu.adapter.max_tensor_bytes())?;
+                self.upscale(image, tiling, gpu)
+            }
+            TileMode::A1111 => self.upscale_a1111(image, gpu),
+        }
+    }
+
+    /// Refuses an image with a side under `min`, or whose upscale passes the largest side.
+    fn check_size(&self, image: &RgbImage, min: u32) -> Result<(), UpscalerError> {
+        let (w, h) = image.dimensions();
+        if w < min || h < min {
+            return Err(UpscalerError::TooSmall {
+                width: w,
+                height: h,
+                min,
+            });
+        }
+        let s = self.info.scale as u64;
+        if u64::from(w) * s > MAX_OUTPUT_SIDE || u64::from(h) * s > MAX_OUTPUT_SIDE {
+            return Err(UpscalerError::TooLarge {
+                width: u64::from(w) * s,
+                height: u64::from(h) * s,
+                max: MAX_OUTPUT_SIDE,
+            });
+        }
+        Ok(())
     }
 }

@@ -7,12 +7,30 @@
 //! Where A1111 differs: it cuts 192-pixel tiles with 8 pixels of overlap whatever the device
 //! (`ESRGAN_tile`), feeds the network BGR and truncates to 8 bits per tile before blending
 //! (`modules/upscaler_utils.py`); we feed RGB (the channel order ESRGAN and Real-ESRGAN were
-//! trained on, as spandrel and ComfyUI do) and round once, after blending.
+//! trained on, as spandrel and ComfyUI do) and round once, after blending. [`TileMode::A1111`]
+//! runs A1111's way instead (`a1111_tiles`).
 
 use burn::tensor::Tensor;
 use image::RgbImage;
 
 use super::{Upscaler, UpscalerError};
+
+/// How an upscale is cut into tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileMode {
+    /// Ours (the default): these tiles, or (`None`) the largest the adapter's buffers hold;
+    /// RGB, blended across the overlap, rounded once.
+    Blended(Option<Tiling>),
+    /// A1111's: 192-pixel tiles with 8 of overlap, BGR, truncated per tile, pasted by its grid
+    /// (`a1111_tiles`).
+    A1111,
+}
+
+impl Default for TileMode {
+    fn default() -> Self {
+        TileMode::Blended(None)
+    }
+}
 
 /// Tiles of `tile` x `tile` input pixels, neighbours overlapping by `overlap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

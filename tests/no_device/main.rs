@@ -1,11 +1,12 @@
 //! The checks that need no device, in one test binary (one link and one process instead of
-//! six): the layering of `src/` against docs/ARCHITECTURE.md, SDXL base 1.0's tensor manifest,
-//! PyTorch's CPU generator, random and mutated input to every reader, diffusers' schedules, and
-//! CLIP's tokenizer.
+//! eight): the layering of `src/` against docs/ARCHITECTURE.md, SDXL base 1.0's tensor manifest,
+//! PyTorch's CPU generator, random and mutated input to every reader, every way a weight file
+//! can be wrong, diffusers' schedules, CLIP's tokenizer, and upscaler files.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bad_files;
 mod layering;
 mod manifest;
 mod noise;

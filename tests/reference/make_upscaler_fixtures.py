@@ -24,6 +24,9 @@ Writes:
   call, which would clamp to [0, 1]) on `input`; `rrdb_x2_unshuffle_odd` is the x2 model on
   `input_odd` (spandrel reflect-pads to a multiple of 2 before unshuffling, then crops). The
   metadata holds each model's scale as `<stem>.scale`.
+- `a1111_input.png` (200x24 RGB) and `a1111_tiles_compact_x4.png`: `compact_x4` run on it as
+  AUTOMATIC1111 v1.10 runs a model upscaler (`a1111_upscale` below: its 192-pixel tiles with 8 of
+  overlap, BGR in, 8 bits per tile, its grid paste), float32 on the CPU.
 
 Weights are re-randomised so nothing is left at a trivial init: conv weights normal(0,
 1/sqrt(fan_in)) (a flat std of 0.2 drives this net's activations to ~46000, at the edge of float16),
@@ -39,9 +42,11 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import safetensors.torch
 import spandrel
 import torch
+from PIL import Image
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 
@@ -141,6 +146,55 @@ class System:
         return (os.system, ("echo pwned",))
 
 
+def a1111_tile(model, tile: Image.Image) -> Image.Image:
+    """A1111's `upscale_without_tiling`: BGR in [0, 1] (float64, then float32), the network,
+    clamped, times 255 truncated to uint8, back to RGB."""
+    bgr = np.asarray(tile)[:, :, ::-1]
+    x = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)) / 255).float()
+    with torch.no_grad():
+        y = model(x.unsqueeze(0)).squeeze().float().clamp_(0, 1).numpy()
+    out = (255.0 * np.moveaxis(y, 0, 2)).astype(np.uint8)[:, :, ::-1]
+    return Image.fromarray(np.ascontiguousarray(out), "RGB")
+
+
+def a1111_upscale(model, img: Image.Image, tile: int = 192, overlap: int = 8) -> Image.Image:
+    """A1111 v1.10's `upscale_with_model` (`modules/upscaler_utils.py`) with `images.split_grid`
+    and `images.combine_grid` (`modules/images.py`), the same steps written out here, since A1111
+    is not an installable package: tiles cut by Pillow's crop (black past the image) at origins
+    `int(i * (n - tile) / (count - 1))`, the last flush with the end; each tile's first `overlap`
+    output columns pasted through a ramp mask `uint8(arange * 255 / overlap)`, then each row's
+    first rows likewise."""
+    w, h = img.size
+    count = lambda n: math.ceil((n - overlap) / (tile - overlap))
+    cols, rows = count(w), count(h)
+    dx = (w - tile) / (cols - 1) if cols > 1 else 0
+    dy = (h - tile) / (rows - 1) if rows > 1 else 0
+    flush = lambda p, n: n - tile if p + tile >= n else p
+    ys = [flush(int(r * dy), h) for r in range(rows)]
+    xs = [flush(int(c * dx), w) for c in range(cols)]
+    outs = [[a1111_tile(model, img.crop((x, y, x + tile, y + tile))) for x in xs] for y in ys]
+    s = outs[0][0].width // tile
+    ts, ov, W = tile * s, overlap * s, w * s
+    ramp = np.arange(ov, dtype=np.float32) * 255 / ov
+    mask_w = Image.fromarray(ramp.reshape(1, ov).repeat(ts, axis=0).astype(np.uint8), "L")
+    mask_h = Image.fromarray(ramp.reshape(ov, 1).repeat(W, axis=1).astype(np.uint8), "L")
+    combined = Image.new("RGB", (W, h * s))
+    for y, row_tiles in zip(ys, outs):
+        row = Image.new("RGB", (W, ts))
+        for x, t in zip(xs, row_tiles):
+            if x == 0:
+                row.paste(t, (0, 0))
+                continue
+            row.paste(t.crop((0, 0, ov, ts)), (x * s, 0), mask=mask_w)
+            row.paste(t.crop((ov, 0, ts, ts)), (x * s + ov, 0))
+        if y == 0:
+            combined.paste(row, (0, 0))
+            continue
+        combined.paste(row.crop((0, 0, W, ov)), (0, y * s), mask=mask_h)
+        combined.paste(row.crop((0, ov, W, ts)), (0, y * s + ov))
+    return combined
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1)
@@ -212,6 +266,14 @@ def main() -> int:
 
     save_sorted({k: v.float().contiguous() for k, v in tensors.items()},
                 OUT / "reference.safetensors", meta)
+
+    # 7. A1111's tiling: two columns (the second blended over the first), one row reaching
+    # back past the image's top
+    yy, xx = np.mgrid[0:24, 0:200]
+    pattern = np.stack([(xx * 3 + yy) % 256, (yy * 4) % 256, (xx * yy) % 251], axis=-1)
+    a1111_in = Image.fromarray(pattern.astype(np.uint8), "RGB")
+    a1111_in.save(OUT / "a1111_input.png")
+    a1111_upscale(compact, a1111_in).save(OUT / "a1111_tiles_compact_x4.png")
     total = 0
     for f in sorted(OUT.iterdir()):
         total += f.stat().st_size

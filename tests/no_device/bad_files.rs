@@ -9,8 +9,7 @@ use safetensors::Dtype as StDtype;
 use sdxl_wgpu::checkpoint::{Checkpoint, CheckpointError};
 use sdxl_wgpu::weights::WeightError;
 
-mod common;
-use common::{run_cli, TINY, TINY_FOLDER};
+use crate::common::{run_cli, TINY, TINY_FOLDER};
 
 /// A stored tensor: dtype, shape, bytes.
 type Stored = (StDtype, Vec<usize>, Vec<u8>);
