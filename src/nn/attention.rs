@@ -161,3 +161,25 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     let [b, heads, n, d] = x.dims();
     x.swap_dims(1, 2).reshape([b, n, heads * d])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 4,096 tokens and 4 heads in f32: 256 MiB of scores whole, twice the largest buffer every
+    /// adapter binds; sliced, each slice's scores fit the budget, in whole multiples of
+    /// [`SLICE_ROWS`]. (That slices of any size give attention's result is
+    /// `tests/unet_vae.rs`'s, at small sizes: a 4,096-token run takes over 10 minutes on
+    /// lavapipe.)
+    #[test]
+    fn slices_keep_long_sequences_within_a_buffer() {
+        let row_bytes = 4 * 4096 * 4;
+        assert!(4096 * row_bytes > 128 << 20);
+        let rows = slice_rows(SCORE_BUDGET_BYTES, row_bytes);
+        assert!(rows * row_bytes <= SCORE_BUDGET_BYTES && SCORE_BUDGET_BYTES <= 128 << 20);
+        assert_eq!((rows % SLICE_ROWS, rows), (0, 1536));
+        // rows wider than a whole slice's budget go a few (or one) at a time
+        assert_eq!(slice_rows(10_000, 1000), 10);
+        assert_eq!(slice_rows(100, 1000), 1);
+    }
+}
