@@ -88,37 +88,39 @@ async fn single<B: JobBackend>(
     State(backend): State<B>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let map = read_object(body).await?;
-    let ask = converting(move || read(&map, false)).await?;
-    let done = backend.extras(ask).await?;
-    let image = done.images.first().ok_or_else(|| {
+    let (mut images, html_info) = upscaled(&backend, body, false).await?;
+    let image = images.pop().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "interrupted before the image was upscaled",
         )
     })?;
-    Ok(Json(json!({
-        "html_info": html_info(&done.infotext),
-        "image": base64::engine::general_purpose::STANDARD.encode(image.as_slice()),
-    })))
+    Ok(Json(json!({"html_info": html_info, "image": image})))
 }
 
 async fn batch<B: JobBackend>(
     State(backend): State<B>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let (images, html_info) = upscaled(&backend, body, true).await?;
+    Ok(Json(json!({"html_info": html_info, "images": images})))
+}
+
+/// Either endpoint's body run: the PNGs in base64 and `html_info`.
+async fn upscaled<B: JobBackend>(
+    backend: &B,
+    body: Bytes,
+    batch: bool,
+) -> Result<(Vec<String>, String), ApiError> {
     let map = read_object(body).await?;
-    let ask = converting(move || read(&map, true)).await?;
+    let ask = converting(move || read(&map, batch)).await?;
     let done = backend.extras(ask).await?;
-    let images: Vec<String> = done
+    let images = done
         .images
         .iter()
         .map(|png| base64::engine::general_purpose::STANDARD.encode(png.as_slice()))
         .collect();
-    Ok(Json(json!({
-        "html_info": html_info(&done.infotext),
-        "images": images,
-    })))
+    Ok((images, html_info(&done.infotext)))
 }
 
 /// A body of either endpoint (`batch`: `imageList`, else `image`), with pydantic's bounds.
