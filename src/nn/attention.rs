@@ -168,9 +168,7 @@ mod tests {
 
     /// 4,096 tokens and 4 heads in f32: 256 MiB of scores whole, twice the largest buffer every
     /// adapter binds; sliced, each slice's scores fit the budget, in whole multiples of
-    /// [`SLICE_ROWS`]. (That slices of any size give attention's result is
-    /// `tests/unet_vae.rs`'s, at small sizes: a 4,096-token run takes over 10 minutes on
-    /// lavapipe.)
+    /// [`SLICE_ROWS`] (`tests/unet_vae.rs` runs that size on the device).
     #[test]
     fn slices_keep_long_sequences_within_a_buffer() {
         let row_bytes = 4 * 4096 * 4;
