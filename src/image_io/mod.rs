@@ -113,6 +113,19 @@ fn limited_reader<R: std::io::BufRead + std::io::Seek>(
     Ok(reader)
 }
 
+/// Pillow's `image.crop((x, y, x + width, y + height))`: black where it reaches past the image
+/// (also `Image.new("RGB", ...)` with `image` pasted at `(-x, -y)`).
+pub fn pil_crop(image: &RgbImage, x: i64, y: i64, width: u32, height: u32) -> RgbImage {
+    let (w, h) = (i64::from(image.width()), i64::from(image.height()));
+    RgbImage::from_fn(width, height, |i, j| {
+        let (sx, sy) = (x + i64::from(i), y + i64::from(j));
+        match sx >= 0 && sy >= 0 && sx < w && sy < h {
+            true => *image.get_pixel(sx as u32, sy as u32),
+            false => image::Rgb([0, 0, 0]),
+        }
+    })
+}
+
 /// `image` at exactly `width x height`: unchanged when it already is; otherwise the centred part
 /// of it with the target's aspect ratio is cut out (in the image's own pixels) and scaled
 /// (Lanczos3) to the target, so memory stays at the source plus the target whatever their shapes.

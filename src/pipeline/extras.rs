@@ -8,6 +8,7 @@
 use image::RgbImage;
 
 use super::hires::UpscalerChoice;
+use crate::image_io::pil_crop;
 use crate::upscaler::{UpscalerError, MAX_OUTPUT_SIDE};
 
 /// How much larger the image gets (A1111's `resize_mode`).
@@ -152,14 +153,7 @@ fn python_float(x: f64) -> String {
 fn centre_paste(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     let left = i64::from(width / 2) - i64::from(image.width() / 2);
     let top = i64::from(height / 2) - i64::from(image.height() / 2);
-    RgbImage::from_fn(width, height, |x, y| {
-        let (sx, sy) = (i64::from(x) - left, i64::from(y) - top);
-        match sx >= 0 && sy >= 0 && sx < i64::from(image.width()) && sy < i64::from(image.height())
-        {
-            true => *image.get_pixel(sx as u32, sy as u32),
-            false => image::Rgb([0, 0, 0]),
-        }
-    })
+    pil_crop(image, -left, -top, width, height)
 }
 
 /// Pillow's `Image.blend(a, b, alpha)` on 8-bit images: `a + alpha * (b - a)` in C `float`,

@@ -89,10 +89,6 @@ fn load<'a>(
 ) -> Result<&'a Upscaler, UpscalerError> {
     if warm.as_ref().is_none_or(|(path, _)| *path != model.path) {
         *warm = None; // the previous one goes before the next loads
-        let dtype = match dtype {
-            WeightDtype::F16 => WeightDtype::F16,
-            _ => WeightDtype::F32,
-        };
         *warm = Some((model.path.clone(), Upscaler::load(&model.path, gpu, dtype)?));
     }
     Ok(&warm.as_ref().expect("just loaded").1)

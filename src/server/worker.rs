@@ -148,9 +148,9 @@ impl Worker {
                 .generate(job, &work)
                 .map(|o| Some(Done::Generated(Box::new(o)))),
             Task::Extras(work) => {
-                let kept = self.extras_upscaler.take();
-                self.cool(); // a generation's pool would only sit beside the tiles
-                self.extras_upscaler = kept;
+                if self.warm.take().is_some() {
+                    self.gpu.device.memory_cleanup(); // a generation's pool beside the tiles
+                }
                 let (gpu, dtype) = (&self.gpu, self.dtype);
                 let done = run_extras(gpu, dtype, &mut self.extras_upscaler, job, &work);
                 self.gpu.device.memory_cleanup();

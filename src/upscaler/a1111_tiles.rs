@@ -12,6 +12,7 @@ use image::RgbImage;
 
 use super::{Upscaler, UpscalerError};
 use crate::device::Gpu;
+use crate::image_io::pil_crop;
 
 /// A1111's defaults for `ESRGAN_tile` and `ESRGAN_tile_overlap`.
 pub const A1111_TILE: u32 = 192;
@@ -54,7 +55,8 @@ pub fn upscale(model: &Upscaler, image: &RgbImage, gpu: &Gpu) -> Result<RgbImage
     for (y, xs) in &grid {
         let mut row = Canvas::black(w * s, ts);
         for &x in xs {
-            let out = Canvas::from(&upscale_tile(model, &crop(image, x, *y, tile), gpu)?);
+            let tile_in = pil_crop(image, x, *y, tile as u32, tile as u32);
+            let out = Canvas::from(upscale_tile(model, &tile_in, gpu)?);
             let (x, ramp) = (x * s, Ramp::Columns(ov));
             if x == 0 {
                 row.paste(&out, 0, 0, (0, 0, ts, ts), None);
@@ -72,20 +74,6 @@ pub fn upscale(model: &Upscaler, image: &RgbImage, gpu: &Gpu) -> Result<RgbImage
         combined.paste(&row, 0, y + ov, (0, ov, w * s, ts), None);
     }
     Ok(combined.into_image())
-}
-
-/// `image.crop((x, y, x + tile, y + tile))`: black where it reaches past the image.
-fn crop(image: &RgbImage, x: i64, y: i64, tile: i64) -> RgbImage {
-    let side = tile as u32;
-    RgbImage::from_fn(side, side, |i, j| {
-        let (sx, sy) = (x + i64::from(i), y + i64::from(j));
-        let inside =
-            sx >= 0 && sy >= 0 && sx < i64::from(image.width()) && sy < i64::from(image.height());
-        match inside {
-            true => *image.get_pixel(sx as u32, sy as u32),
-            false => image::Rgb([0, 0, 0]),
-        }
-    })
 }
 
 /// `upscale_without_tiling`: the tile as BGR in [0, 1], the network, clamped, times 255
@@ -152,11 +140,11 @@ impl Canvas {
         }
     }
 
-    fn from(image: &RgbImage) -> Self {
+    fn from(image: RgbImage) -> Self {
         Canvas {
             w: i64::from(image.width()),
             h: i64::from(image.height()),
-            pixels: image.clone(),
+            pixels: image,
         }
     }
 
@@ -217,7 +205,7 @@ mod tests {
     #[test]
     fn masked_paste_blends_as_pillow() {
         let mut dst = Canvas::black(4, 1);
-        let src = Canvas::from(&RgbImage::from_pixel(4, 1, image::Rgb([255, 100, 7])));
+        let src = Canvas::from(RgbImage::from_pixel(4, 1, image::Rgb([255, 100, 7])));
         dst.paste(&src, 0, 0, (0, 0, 4, 1), Some(Ramp::Columns(4)));
         // masks 0, 63, 127, 191 over black
         let got: Vec<u8> = dst.into_image().pixels().map(|p| p[0]).collect();

@@ -79,12 +79,17 @@ impl Upscaler {
         Self::build(&UpscalerFile::open(path)?, gpu, dtype)
     }
 
-    /// Builds the network an opened upscaler file holds on `gpu` with weights in `dtype`.
+    /// Builds the network an opened upscaler file holds on `gpu` with weights in `dtype` (f16,
+    /// else f32: the networks compute in their weights' dtype).
     pub fn build(
         opened: &UpscalerFile,
         gpu: &Gpu,
         dtype: WeightDtype,
     ) -> Result<Self, UpscalerError> {
+        let dtype = match dtype {
+            WeightDtype::F16 => WeightDtype::F16,
+            _ => WeightDtype::F32,
+        };
         let layout = layout::detect(&opened.file)?;
         let info = layout.info;
         if info.in_channels != 3 || info.out_channels != 3 {
