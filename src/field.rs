@@ -24,6 +24,8 @@ pub enum Field {
     Backend,
     LoraFolder,
     UpscalerFolder,
+    Mask,
+    MaskBlur,
 }
 
 /// One front-end's spelling of every field.
@@ -54,6 +56,8 @@ impl FieldNames for Quantities {
             Field::Backend => "graphics API",
             Field::LoraFolder => "the LoRA folder",
             Field::UpscalerFolder => "the upscaler folder",
+            Field::Mask => "inpainting mask",
+            Field::MaskBlur => "mask blur",
         }
     }
 }

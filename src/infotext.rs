@@ -120,6 +120,18 @@ pub fn infotext(
     if let Some(hires) = &r.hires {
         fields.extend(hires_fields(hires));
     }
+    if let Some(mask) = r.init.as_ref().and_then(|i| i.mask.as_ref()) {
+        // A1111's `init` adds these to its extra parameters, in this order
+        if mask.invert {
+            fields.push(("Mask mode".into(), "Inpaint not masked".into()));
+        }
+        let [x, y] = mask.blur;
+        if x > 0 || y > 0 {
+            // A1111's `mask_blur` is None when the sides differ
+            let blur = if x == y { x.to_string() } else { "None".into() };
+            fields.push(("Mask blur".into(), blur));
+        }
+    }
     if let Some(phi) = r.cfg_rescale.filter(|&phi| phi > 0.0) {
         // an extension's field, after A1111's own: the name its CFG Rescale extension writes
         fields.push(("CFG Rescale phi".into(), phi.to_string()));

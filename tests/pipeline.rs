@@ -11,13 +11,16 @@
 use std::sync::OnceLock;
 
 use sdxl_wgpu::checkpoint::Checkpoint;
-use sdxl_wgpu::pipeline::{Engine, Event, Generated, InitImage, Noise, PipelineError, Request};
+use sdxl_wgpu::image_io;
+use sdxl_wgpu::pipeline::{
+    Engine, Event, Generated, InitImage, Mask, Noise, PipelineError, Request,
+};
 use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
 use sdxl_wgpu::weights::WeightDtype;
 use sdxl_wgpu::Error;
 
 mod common;
-use common::pipeline_cases::{hires_reference, reference, request, request_in};
+use common::pipeline_cases::{hires_reference, inpaint_reference, reference, request, request_in};
 use common::{gpu, relative_error, values, TINY};
 
 fn engine() -> &'static Engine {
@@ -102,6 +105,83 @@ fn hires_passes_equal_diffusers() {
             assert!(err <= tolerance, "{name}.{key}: {err:.2e}");
         }
     }
+}
+
+/// `tests/fixtures/mask_64.png` (a soft-edged disc and a bar off the 8-pixel grid) as an
+/// inpainting mask.
+fn mask_64(blur: u32, invert: bool) -> Mask {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mask_64.png");
+    Mask {
+        image: image_io::read_mask(path.as_ref()).expect("mask"),
+        blur: [blur; 2],
+        invert,
+    }
+}
+
+/// diffusers' `StableDiffusionXLInpaintPipeline` on the tiny (4-channel) model with
+/// `mask_64.png`: Euler, DPM++ 2M, DDIM, and Euler a at strength 1 (pure noise at the start);
+/// then A1111's overlay: with a blurred mask, every pixel the overlay keeps is the init image's,
+/// and every pixel it gives up is the decoded one's.
+#[test]
+fn inpainting_equals_diffusers() {
+    let reference = inpaint_reference();
+    let (cases, f) = reference;
+    assert_eq!(cases.len(), 4);
+    for name in cases.keys() {
+        let mut request = request_in(reference, name);
+        request.init.as_mut().expect("img2img").mask = Some(mask_64(0, false));
+        let out = generate(&request).expect("generates");
+        for (got, key) in [
+            (values(out.final_latents), "final_latents"),
+            (values(out.images), "image"),
+        ] {
+            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
+            eprintln!("{name}.{key}: relative max error {err:.2e}");
+            assert!(err <= TOLERANCE, "{name}.{key}: {err:.2e}");
+        }
+    }
+    let mut request = request_in(reference, "inpaint_euler");
+    let init = request.init.as_mut().expect("img2img");
+    init.mask = Some(mask_64(4, false));
+    let original = init.image.clone();
+    let out = generate(&request).expect("generates");
+    let overlay = out.overlay.as_ref().expect("an inpainting run's overlay");
+    let (picture, decoded) = (
+        &out.pictures().expect("pictures")[0],
+        &image_io::to_rgb(out.images.clone()).expect("pixels")[0],
+    );
+    let (mut kept, mut given) = (0, 0);
+    for (x, y, m) in overlay.mask.enumerate_pixels() {
+        if m[0] == 0 {
+            assert_eq!(
+                picture.get_pixel(x, y),
+                original.get_pixel(x, y),
+                "({x}, {y})"
+            );
+            kept += 1;
+        } else if m[0] == 255 {
+            assert_eq!(
+                picture.get_pixel(x, y),
+                decoded.get_pixel(x, y),
+                "({x}, {y})"
+            );
+            given += 1;
+        }
+    }
+    assert!(kept > 500 && given > 500, "kept {kept}, repainted {given}");
+    // a mask that repaints nothing is refused before the run
+    let mut request = request_in(reference, "inpaint_euler");
+    let init = request.init.as_mut().expect("img2img");
+    init.mask = Some(Mask {
+        image: image::GrayImage::new(64, 64),
+        blur: [4, 4],
+        invert: false,
+    });
+    let err = generate(&request).err().expect("refused");
+    assert!(
+        matches!(err, Error::Pipeline(PipelineError::MaskEmpty)),
+        "{err}"
+    );
 }
 
 #[test]

@@ -278,7 +278,7 @@ fn write_outputs(
     model: &ModelInfo,
     made_on: &MadeOn,
 ) -> anyhow::Result<()> {
-    let images = image_io::to_rgb(out.images.clone())?;
+    let images = out.pictures()?;
     for (i, image) in images.iter().enumerate() {
         let path = image_io::numbered(&job.output, i);
         let metadata = metadata(job, model, made_on, job.request.seed.wrapping_add(i as u64))?;

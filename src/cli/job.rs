@@ -19,7 +19,7 @@ use super::tensor_file;
 use sdxl_wgpu::field::Described;
 use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder, UpscalerFolder};
+use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder, Pictures, UpscalerFolder};
 use sdxl_wgpu::lora::{self, LoraSpec};
 use sdxl_wgpu::pipeline::{Noise, Request};
 use sdxl_wgpu::policy::{Correction, PolicyName};
@@ -42,6 +42,12 @@ pub struct JobArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_image: Option<PathBuf>,
+    /// Inpainting: which part of --init-image to repaint (white repaints, black keeps; an
+    /// image with transparency: its opaque part repaints), fitted to the size as the init
+    /// image is. PNG, JPEG or WebP.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<PathBuf>,
     /// A safetensors file whose tensor `noise` ([batch, 4, height/8, width/8], f32) replaces
     /// the drawn initial noise.
     #[arg(long)]
@@ -115,6 +121,7 @@ impl JobArgs {
             request: RequestFlags(self.asked().over(base.asked())),
             output: or(&self.output, &base.output),
             init_image: or(&self.init_image, &base.init_image),
+            mask: or(&self.mask, &base.mask),
             init_noise: or(&self.init_noise, &base.init_noise),
             dump: or(&self.dump, &base.dump),
             lora: self.lora.clone().or_else(|| base.lora.clone()),
@@ -136,6 +143,14 @@ impl JobArgs {
         if self.asked().strength.is_some() && init_image.is_none() {
             bail!("--strength is for img2img: give --init-image too");
         }
+        let masking = self.asked().mask_blur.is_some() || self.asked().invert_mask.is_some();
+        if (self.mask.is_some() || masking) && init_image.is_none() {
+            bail!("--mask, --mask-blur and --invert-mask are for inpainting: give --init-image and --mask");
+        }
+        if masking && self.mask.is_none() {
+            bail!("--mask-blur and --invert-mask shape a mask: give --mask too");
+        }
+        let mask = self.mask.as_deref().map(image_io::read_mask).transpose()?;
         let prompt = parse_prompt(prompt, "prompt")?;
         let upscalers = UpscalerFolder::new(self.upscalers_dir.as_deref());
         let inputs = Inputs {
@@ -154,7 +169,8 @@ impl JobArgs {
             asked.width = asked.width.or(Some(side(image.width())));
             asked.height = asked.height.or(Some(side(image.height())));
         }
-        let planned = asked.plan(policy, inputs, anyhow::Error::from, |_| Ok(init_image))?;
+        let pictures = init_image.map(|image| Pictures { image, mask });
+        let planned = asked.plan(policy, inputs, anyhow::Error::from, |_| Ok(pictures))?;
         let request = planned.request;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
         image_io::OutputFormat::of(&output)?;

@@ -31,6 +31,8 @@ impl FieldNames for FlagNames {
             Field::Backend => "--backend",
             Field::LoraFolder => "--lora-dir",
             Field::UpscalerFolder => "--upscalers-dir",
+            Field::Mask => "--mask",
+            Field::MaskBlur => "--mask-blur",
         }
     }
 }

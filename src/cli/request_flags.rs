@@ -56,6 +56,7 @@ fn flag(field: &AskedField) -> Arg {
         .help(field.help)
         .action(ArgAction::Set);
     match field.kind {
+        ValueKind::Switch => arg.action(ArgAction::SetTrue).value_name(None::<&str>),
         ValueKind::Text => arg,
         ValueKind::Count => arg.value_parser(clap::value_parser!(u64)),
         ValueKind::Number => arg.allow_negative_numbers(true).value_parser(finite),
@@ -96,6 +97,11 @@ fn value(matches: &ArgMatches, field: &AskedField) -> Result<Option<Value>, clap
             .try_get_one::<f64>(field.name)
             .map_err(wrong)?
             .map(|&x| x.into()),
+        // a switch not given is unset, so a jobs line's value stays
+        ValueKind::Switch => matches
+            .try_get_one::<bool>(field.name)
+            .map_err(wrong)?
+            .and_then(|&on| on.then_some(true.into())),
         _ => matches
             .try_get_one::<String>(field.name)
             .map_err(wrong)?
@@ -127,6 +133,7 @@ mod tests {
             "DPM++ 2M Karras",
             "--vae-tiling",
             "on",
+            "--invert-mask",
         ])
         .expect("parses");
         let asked = cli.request.0;
@@ -137,6 +144,12 @@ mod tests {
             Some("DPM++ 2M Karras".parse().expect("a sampler"))
         );
         assert_eq!(asked.vae_tiling, Some(sdxl_wgpu::vae::VaeTiling::On));
+        assert_eq!(asked.invert_mask, Some(true));
+        let plain = Cli::try_parse_from(["x"]).expect("parses");
+        assert_eq!(
+            plain.request.0.invert_mask, None,
+            "a switch not given is unset"
+        );
         for bad in [
             ["--steps", "-1"],
             ["--cfg", "inf"],

@@ -3,6 +3,7 @@
 //! (PNG text chunks, see [`metadata`]; EXIF in JPEG and WebP, see [`exif`]).
 
 pub mod exif;
+pub mod mask;
 pub mod metadata;
 pub mod resample;
 
@@ -13,7 +14,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::imageops::{self, FilterType};
-use image::{ExtendedColorType, ImageEncoder, RgbImage};
+use image::{
+    DynamicImage, ExtendedColorType, GrayImage, ImageBuffer, ImageEncoder, Pixel, RgbImage,
+};
 
 pub use metadata::{parameters, ImageMetadata};
 
@@ -44,6 +47,17 @@ pub const MAX_INIT_SIDE: u32 = 32768;
 /// is within [`MAX_INIT_PIXELS`] and [`MAX_INIT_SIDE`]: the size is read from the header, and
 /// the decoder runs under those limits, so a huge or lying file costs a message, not memory.
 pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
+    read_any(path).map(DynamicImage::into_rgb8) // no copy when the file is RGB already
+}
+
+/// An inpainting mask file, read as [`read`] reads an init image, as A1111 reads a mask
+/// ([`mask::binary_mask`]: the alpha where it has some, else the luminance; white repaints).
+pub fn read_mask(path: &Path) -> Result<GrayImage, ImageError> {
+    read_any(path).map(mask::binary_mask)
+}
+
+/// [`read`] before the conversion to RGB.
+fn read_any(path: &Path) -> Result<DynamicImage, ImageError> {
     decode_limited(MAX_INIT_PIXELS, || {
         let file = files::open_regular(path).map_err(|e| e.to_string())?;
         Ok(BufReader::new(file))
@@ -57,7 +71,12 @@ pub fn read(path: &Path) -> Result<RgbImage, ImageError> {
 /// [`read`] for an image a client uploads, under [`MAX_UPLOAD_PIXELS`]; the error is the
 /// reason alone.
 pub fn decode_upload(bytes: &[u8]) -> Result<RgbImage, String> {
-    decode_limited(MAX_UPLOAD_PIXELS, || Ok(std::io::Cursor::new(bytes)))
+    decode_limited(MAX_UPLOAD_PIXELS, || Ok(std::io::Cursor::new(bytes))).map(|i| i.into_rgb8())
+}
+
+/// [`read_mask`] for a mask a client uploads, under [`MAX_UPLOAD_PIXELS`].
+pub fn decode_upload_mask(bytes: &[u8]) -> Result<GrayImage, String> {
+    decode_limited(MAX_UPLOAD_PIXELS, || Ok(std::io::Cursor::new(bytes))).map(mask::binary_mask)
 }
 
 /// The size an uploaded image's header gives, checked as [`decode_upload`] checks it, without
@@ -71,12 +90,11 @@ pub fn upload_size(bytes: &[u8]) -> Result<(u32, u32), String> {
 fn decode_limited<R: std::io::BufRead + std::io::Seek>(
     max_pixels: u64,
     open: impl Fn() -> Result<R, String>,
-) -> Result<RgbImage, String> {
+) -> Result<DynamicImage, String> {
     checked_size(max_pixels, &open)?;
-    let image = limited_reader(max_pixels, &open)?
+    limited_reader(max_pixels, &open)?
         .decode()
-        .map_err(|e| e.to_string())?;
-    Ok(image.into_rgb8()) // no copy when the file is RGB already
+        .map_err(|e| e.to_string())
 }
 
 /// The header's size of what `open` gives, refused past `max_pixels` or [`MAX_INIT_SIDE`].
@@ -129,7 +147,11 @@ pub fn pil_crop(image: &RgbImage, x: i64, y: i64, width: u32, height: u32) -> Rg
 /// `image` at exactly `width x height`: unchanged when it already is; otherwise the centred part
 /// of it with the target's aspect ratio is cut out (in the image's own pixels) and scaled
 /// (Lanczos3) to the target, so memory stays at the source plus the target whatever their shapes.
-pub fn fit(image: &RgbImage, width: usize, height: usize) -> RgbImage {
+pub fn fit<P: Pixel<Subpixel = u8> + 'static>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    width: usize,
+    height: usize,
+) -> ImageBuffer<P, Vec<u8>> {
     let (w, h) = (width as u32, height as u32);
     if image.dimensions() == (w, h) {
         return image.clone();

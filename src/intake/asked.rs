@@ -7,13 +7,14 @@
 //! default. [`Asked::plan`] turns it, with what the front-end read from files or a body, into
 //! the checked request; [`Asked::resolved`] is what ran, for the image's JSON record.
 
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use super::{plan, Planned};
 use crate::lora::LoraSpec;
+use crate::pipeline::inpaint::DEFAULT_MASK_BLUR;
 use crate::pipeline::{
-    Error, Hires, HiresSize, InitImage, Noise, Request, SizeConditioning, UpscalerChoice,
+    Error, Hires, HiresSize, InitImage, Mask, Noise, Request, SizeConditioning, UpscalerChoice,
 };
 use crate::policy::{PolicyName, Preset, Settings};
 use crate::sampling::{Sampler, SamplerChoice, ScheduleKind};
@@ -80,6 +81,10 @@ pub struct Asked {
     pub hires_steps: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hires_denoise: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_blur: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invert_mask: Option<bool>,
 }
 
 /// How a field's value is written (as a flag's value, or as the text of a JSON value).
@@ -94,6 +99,8 @@ pub enum ValueKind {
     Sampler,
     /// One of a closed set's spellings, with their descriptions ([`Spelled`]).
     Spelled(fn() -> Vec<(&'static str, &'static str)>),
+    /// On when present (a flag without a value; `true` in JSON).
+    Switch,
 }
 
 /// One field of [`Asked`]: its name (the JSON key; the flag is `--` and the name with `-` for
@@ -114,7 +121,7 @@ const fn field(name: &'static str, kind: ValueKind, help: &'static str) -> Asked
 }
 
 /// Every field of [`Asked`], in the order help lists them.
-pub const ASKED_FIELDS: [AskedField; 27] = [
+pub const ASKED_FIELDS: [AskedField; 29] = [
     field(
         "prompt",
         ValueKind::Text,
@@ -262,6 +269,17 @@ pub const ASKED_FIELDS: [AskedField; 27] = [
         ValueKind::Number,
         "How much the hires pass changes the upscaled image, in (0, 1] [default: 0.75]",
     ),
+    field(
+        "mask_blur",
+        ValueKind::Count,
+        "Inpainting: the Gaussian blur of the mask's edge, in the mask's pixels, at most 64 \
+         (A1111's mask_blur) [default: 4]",
+    ),
+    field(
+        "invert_mask",
+        ValueKind::Switch,
+        "Inpainting: repaint the mask's black part instead of its white part",
+    ),
 ];
 
 /// img2img's strength when none is given (A1111's default denoising strength), also the hires
@@ -292,6 +310,13 @@ fn resolved_hires(r: &Request) -> Asked {
         hires_denoise: Some(hires.strength),
         ..Asked::default()
     }
+}
+
+/// The pictures an img2img request starts from, as a front-end read them: the init image and,
+/// for inpainting, the mask ([`crate::image_io::read_mask`]).
+pub struct Pictures {
+    pub image: RgbImage,
+    pub mask: Option<GrayImage>,
 }
 
 /// What a front-end read for the request beyond its fields: the prompt parsed once (its LoRA
@@ -342,7 +367,9 @@ impl Asked {
             hires_height,
             hires_upscaler,
             hires_steps,
-            hires_denoise
+            hires_denoise,
+            mask_blur,
+            invert_mask
         )
     }
 
@@ -371,7 +398,7 @@ impl Asked {
         }
     }
 
-    /// The checked request, through [`plan`] under `policy`: `init_image` is called last, after
+    /// The checked request, through [`plan`] under `policy`: `pictures` is called last, after
     /// every cheap check, with the settings the policy left (an image decoded and fitted then);
     /// `refuse` turns a failed check into the front-end's error.
     pub fn plan<E>(
@@ -379,7 +406,7 @@ impl Asked {
         policy: PolicyName,
         inputs: Inputs,
         refuse: impl Fn(Error) -> E,
-        init_image: impl FnOnce(&Settings) -> Result<Option<RgbImage>, E>,
+        pictures: impl FnOnce(&Settings) -> Result<Option<Pictures>, E>,
     ) -> Result<Planned, E> {
         let Inputs {
             prompt,
@@ -398,7 +425,7 @@ impl Asked {
             policy.profile(),
             refuse,
             |settings, loras| {
-                let init = init_image(&settings)?;
+                let init = pictures(&settings)?;
                 let mut request =
                     self.request([prompt, negative], settings, init, init_noise, loras);
                 if let (Some(hires), Some(upscaler)) = (&mut request.hires, hires_upscaler) {
@@ -414,7 +441,7 @@ impl Asked {
         &self,
         [prompt, negative]: [Prompt; 2],
         settings: Settings,
-        init_image: Option<RgbImage>,
+        pictures: Option<Pictures>,
         init_noise: Option<Noise>,
         loras: Vec<LoraSpec>,
     ) -> Request {
@@ -442,7 +469,11 @@ impl Asked {
                 crop_top: self.crop_top.unwrap_or(0),
                 crop_left: self.crop_left.unwrap_or(0),
             },
-            init: init_image.map(|image| InitImage { image, strength }),
+            init: pictures.map(|p| InitImage {
+                image: p.image,
+                strength,
+                mask: p.mask.map(|image| self.mask(image)),
+            }),
             init_noise,
             hires: self
                 .hires()
@@ -450,6 +481,16 @@ impl Asked {
             vae_tiling: self.vae_tiling.unwrap_or_default(),
             vae_precision: self.vae_precision.unwrap_or_default(),
             loras,
+        }
+    }
+
+    /// The inpainting mask `image` as the fields ask it used.
+    fn mask(&self, image: GrayImage) -> Mask {
+        let blur = self.mask_blur.unwrap_or(DEFAULT_MASK_BLUR);
+        Mask {
+            image,
+            blur: [blur; 2],
+            invert: self.invert_mask.unwrap_or(false),
         }
     }
 
@@ -481,6 +522,7 @@ impl Asked {
     /// What `r` ran, every field set (`policy` the one it ran under; `preset` as asked).
     pub fn resolved(&self, r: &Request, policy: PolicyName) -> Asked {
         let size = &r.size_conditioning;
+        let mask = r.init.as_ref().and_then(|i| i.mask.as_ref());
         Asked {
             prompt: Some(r.prompt.text().to_string()),
             negative: Some(r.negative.text().to_string()),
@@ -506,6 +548,8 @@ impl Asked {
             policy: Some(policy),
             vae_tiling: Some(r.vae_tiling),
             vae_precision: Some(r.vae_precision),
+            mask_blur: mask.map(|m| m.blur[0]),
+            invert_mask: mask.map(|m| m.invert),
             ..resolved_hires(r)
         }
     }
@@ -565,6 +609,8 @@ mod tests {
             hires_upscaler: Some("latent-nearest-exact".into()),
             hires_steps: Some(1),
             hires_denoise: Some(0.5),
+            mask_blur: Some(4),
+            invert_mask: Some(true),
         };
         let json = serde_json::to_value(&every).expect("serialises");
         let keys: Vec<&str> = json

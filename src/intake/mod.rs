@@ -10,7 +10,7 @@ mod plan;
 mod upscaler_folder;
 
 pub use asked::{
-    parse_prompt, random_seed, Asked, AskedField, Inputs, ValueKind, ASKED_FIELDS,
+    parse_prompt, random_seed, Asked, AskedField, Inputs, Pictures, ValueKind, ASKED_FIELDS,
     DEFAULT_HIRES_SCALE,
 };
 pub use lora_folder::{LoraEntry, LoraFolder};

@@ -7,6 +7,7 @@ use super::{MAX_BATCH, MAX_SIDE};
 use crate::checkpoint::CheckpointError;
 use crate::device::DeviceError;
 use crate::field::{Described, Field, FieldNames, Quantities};
+use crate::image_io::mask::MAX_MASK_BLUR;
 use crate::image_io::ImageError;
 use crate::lora::LoraError;
 use crate::sampling::ScheduleError;
@@ -43,6 +44,8 @@ pub enum PipelineError {
         strength: f64,
     },
     EmptyImage,
+    MaskBlur(u32),
+    MaskEmpty,
     NoiseShape {
         got: Vec<usize>,
         want: [usize; 4],
@@ -114,6 +117,15 @@ impl Described for PipelineError {
                 n(Field::HiresDenoise)
             ),
             Self::EmptyImage => "the init image is empty (0 pixels)".into(),
+            Self::MaskBlur(blur) => format!(
+                "{} {blur}: at most {MAX_MASK_BLUR} pixels",
+                n(Field::MaskBlur)
+            ),
+            Self::MaskEmpty => format!(
+                "the {} marks nothing to repaint at this size (white repaints, black keeps; \
+                 is it inverted?)",
+                n(Field::Mask)
+            ),
             Self::NoiseShape { got, want } => format!(
                 "{} has shape {got:?}; this request needs {want:?} ([batch, 4, height/8, \
                  width/8])",

@@ -5,6 +5,7 @@
 //! generator per image
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.py>),
 //! except that img2img starts from the posterior mean, not a sample of it (as ComfyUI does).
+//! Inpainting blends the original back after every call ([`super::inpaint`]).
 
 use std::time::Instant;
 
@@ -12,12 +13,13 @@ use burn::tensor::{FloatDType, Tensor, TensorData};
 use image::RgbImage;
 
 use super::hires::{crop, upscale_latents, Hires, HiresTarget, Method};
+use super::inpaint::{Blend, Overlay};
 use super::upscale::upscale_to;
 use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
 use crate::device::DeviceError;
-use crate::image_io;
 use crate::image_io::resample::pil_resize;
+use crate::image_io::{self, mask, ImageError};
 use crate::lora::AdapterSet;
 use crate::phase;
 use crate::sampling::{noise, SamplingRun, TorchRng};
@@ -43,7 +45,21 @@ pub struct Generated {
     pub images: Tensor<4>,
     /// How the VAE decode was tiled (`None`: untiled).
     pub vae_plan: Option<TilePlan>,
+    /// Inpainting: the init image's pixels that [`Generated::pictures`] pastes back.
+    pub overlay: Option<Overlay>,
     pub stats: RunStats,
+}
+
+impl Generated {
+    /// The images as 8-bit pictures (rounded), an inpainting run's with the init image's
+    /// pixels pasted back where the mask keeps them (A1111's overlay).
+    pub fn pictures(&self) -> Result<Vec<RgbImage>, ImageError> {
+        let pictures = image_io::to_rgb(self.images.clone())?;
+        Ok(match &self.overlay {
+            Some(overlay) => pictures.iter().map(|p| overlay.apply(p)).collect(),
+            None => pictures,
+        })
+    }
 }
 
 impl Engine {
@@ -111,6 +127,8 @@ impl Engine {
             sampling,
             stats: RunStats::default(),
             controls,
+            blend: None,
+            overlay: None,
         };
         let total = match &request.init {
             Some(init) => SamplingRun::img2img_steps(request.steps, init.strength),
@@ -143,6 +161,7 @@ impl Engine {
             final_latents: x.cast(FloatDType::F32),
             images,
             vae_plan,
+            overlay: run.overlay,
             stats: run.stats,
         })
     }
@@ -159,6 +178,9 @@ struct Run<'a, 'c> {
     rngs: Vec<TorchRng>,
     stats: RunStats,
     controls: Controls<'c>,
+    /// Inpainting: the blend after each call, and the pixels pasted back after the decode.
+    blend: Option<Blend>,
+    overlay: Option<Overlay>,
 }
 
 impl<'a> Run<'a, '_> {
@@ -253,14 +275,30 @@ impl<'a> Run<'a, '_> {
     }
 
     /// img2img's start: the image fitted to the size, encoded to its posterior mean, scaled, and
-    /// noised to the step `strength` leaves.
+    /// noised to the step `strength` leaves. Inpainting keeps what it blends and pastes back,
+    /// and at strength 1 starts from pure noise, as diffusers' inpainting does.
     fn noised_image(&mut self, init: &InitImage, noise: Tensor<4>) -> Result<Tensor<4>, Error> {
         let phase = phase::start("VAE encode (init image)");
         let clock = Instant::now();
         let request = self.request;
         let image = image_io::fit(&init.image, request.width, request.height);
         let x0 = self.encode_image(&image)?.repeat_dim(0, request.batch);
-        let noised = self.noised(x0, noise, init.strength);
+        let noised = match &init.mask {
+            None => self.noised(x0, noise, init.strength),
+            Some(m) => {
+                let prepared = m.prepared(request.width, request.height);
+                let device = &self.engine.gpu.device;
+                self.blend = Some(Blend::new(x0.clone(), noise.clone(), &prepared, device));
+                self.overlay = Some(Overlay {
+                    original: image,
+                    mask: mask::overlay_mask(&prepared),
+                });
+                match init.strength >= 1.0 {
+                    true => self.sampling.initial_latents(noise),
+                    false => self.noised(x0, noise, init.strength),
+                }
+            }
+        };
         self.boundary()?;
         self.stats.image_encode = clock.elapsed();
         phase.done("");
@@ -419,6 +457,9 @@ impl<'a> Run<'a, '_> {
                 .previews(done, total)
                 .then(|| self.sampling.predicted_x0(&prediction, &x));
             x = self.sampling.step(prediction, x, &mut self.rngs);
+            if let Some(blend) = &self.blend {
+                x = blend.apply(x, &self.sampling);
+            }
             // submitted, not waited for: the CPU records the next step while the device runs
             // this one (the one wait is at the loop's end)
             self.engine.gpu.flush()?;

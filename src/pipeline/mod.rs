@@ -1,5 +1,5 @@
 //! The engine: one device, one loaded checkpoint, and the pipelines that run on them (txt2img
-//! and img2img through one [`Engine::generate`]), so every request sees the same state.
+//! and img2img, with inpainting, through one [`Engine::generate`]), so every request sees the same state.
 //! txt2img reproduces diffusers' `StableDiffusionXLPipeline`
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py>)
 //! with the noise of seeded CPU generators.
@@ -10,6 +10,7 @@ mod events;
 pub mod extras;
 mod generate;
 pub mod hires;
+pub mod inpaint;
 mod request;
 pub mod upscale;
 
@@ -18,6 +19,7 @@ pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
 pub use hires::{Hires, HiresSize, HiresUpscaler, ModelUpscaler, UpscalerChoice};
+pub use inpaint::{Mask, Overlay};
 pub use request::{
     check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
     MAX_LATENT_SHAPE, MAX_SIDE,

@@ -4,7 +4,9 @@
 use image::RgbImage;
 
 use super::hires::{Hires, HiresSize, MAX_HIRES_SCALE};
+use super::inpaint::{repaints_anything, Mask};
 use super::{Error, PipelineError};
+use crate::image_io::mask::MAX_MASK_BLUR;
 use crate::lora::{check_weights, LoraSpec};
 use crate::policy::Settings;
 use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleError, ScheduleKind, TrainSchedule};
@@ -72,11 +74,13 @@ pub struct SizeConditioning {
 }
 
 /// img2img's start: an RGB image of any size (fitted to the target size, see
-/// [`crate::image_io::fit`]) and how much of the schedule to run on it, in (0, 1].
+/// [`crate::image_io::fit`]), how much of the schedule to run on it, in (0, 1], and for
+/// inpainting the part to repaint.
 #[derive(Clone, Debug)]
 pub struct InitImage {
     pub image: RgbImage,
     pub strength: f64,
+    pub mask: Option<Mask>,
 }
 
 /// A noise tensor given by the user, `[B, C, h, w]` f32.
@@ -249,6 +253,21 @@ impl Request {
         Ok(())
     }
 
+    /// A mask with pixels, a blur within [`MAX_MASK_BLUR`], and something to repaint once it
+    /// is prepared at the request's size (an all-black mask would return the init image).
+    fn check_mask(&self, mask: &Mask) -> Result<(), PipelineError> {
+        if mask.image.width() == 0 || mask.image.height() == 0 {
+            return Err(PipelineError::EmptyImage);
+        }
+        if let Some(&blur) = mask.blur.iter().find(|&&b| b > MAX_MASK_BLUR) {
+            return Err(PipelineError::MaskBlur(blur));
+        }
+        if !repaints_anything(&mask.prepared(self.width, self.height)) {
+            return Err(PipelineError::MaskEmpty);
+        }
+        Ok(())
+    }
+
     fn check_request(&self) -> Result<(), PipelineError> {
         check_size_and_guidance(self.width, self.height, self.cfg)?;
         if let Some(phi) = self.cfg_rescale {
@@ -271,6 +290,9 @@ impl Request {
             }
             if init.image.width() == 0 || init.image.height() == 0 {
                 return Err(PipelineError::EmptyImage);
+            }
+            if let Some(mask) = &init.mask {
+                self.check_mask(mask)?;
             }
         }
         if let Some(noise) = &self.init_noise {

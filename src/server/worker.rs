@@ -331,7 +331,7 @@ fn run_once(
     let generated = loaded.engine.generate_with(request, controls)?;
     let stats = generated.stats;
     shared.metrics.steps(stats.steps, stats.denoise);
-    Ok(image_io::to_rgb(generated.images)?)
+    Ok(generated.pictures()?)
 }
 
 /// The run's images as PNGs with their infotext, appended to `outcome`.

@@ -1,6 +1,7 @@
 //! The whole-run cases of `tests/fixtures/pipeline_reference.safetensors` (made by
 //! `tests/reference/make_pipeline_fixtures.py`) and of `tests/fixtures/hires_reference.safetensors`
-//! (`tests/reference/make_hires_fixtures.py`) as engine requests: the pipeline's f32 parity
+//! (`tests/reference/make_hires_fixtures.py`) and of `tests/fixtures/inpaint_reference.safetensors`
+//! (`tests/reference/make_inpaint_fixtures.py`) as engine requests: the pipeline's f32 parity
 //! tests and the f16 spread test share them.
 
 use std::collections::BTreeMap;
@@ -62,6 +63,12 @@ pub fn hires_reference() -> &'static Reference {
     REF.get_or_init(|| read("hires_reference.safetensors"))
 }
 
+/// diffusers' inpainting runs (`make_inpaint_fixtures.py`), all on `mask_64.png`.
+pub fn inpaint_reference() -> &'static Reference {
+    static REF: OnceLock<Reference> = OnceLock::new();
+    REF.get_or_init(|| read("inpaint_reference.safetensors"))
+}
+
 pub fn request(name: &str) -> Request {
     request_in(reference(), name)
 }
@@ -96,6 +103,7 @@ pub fn request_in((cases, f): &Reference, name: &str) -> Request {
         init: c.strength.map(|strength| InitImage {
             image: init_image(),
             strength,
+            mask: None,
         }),
         init_noise: c.noise_seed.map(|_| {
             let (shape, values) = f.tensors[&format!("{name}.noise")].clone();

@@ -14,7 +14,9 @@ use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
-use crate::intake::{parse_prompt, random_seed, Asked, Inputs, IntakeError, DEFAULT_HIRES_SCALE};
+use crate::intake::{
+    parse_prompt, random_seed, Asked, Inputs, IntakeError, Pictures, DEFAULT_HIRES_SCALE,
+};
 use crate::lora::{LoraSpec, LoraTag};
 use crate::pipeline::{Error, HiresUpscaler, UpscalerChoice};
 use crate::policy::PolicyName;
@@ -210,7 +212,8 @@ pub fn convert(
             Kind::Img2img => {
                 let crop = crop_to_fit(&f)?;
                 let image = init_image(&f)?;
-                Ok(Some(fitted(crop, image, settings.width, settings.height)))
+                let image = fitted(crop, image, settings.width, settings.height);
+                Ok(Some(Pictures { image, mask: None }))
             }
             _ => Ok(None),
         }

@@ -37,6 +37,8 @@ impl FieldNames for A1111Names {
             Field::Backend => "backend",
             Field::LoraFolder => "the server's LoRA folder",
             Field::UpscalerFolder => "the server's upscaler folder",
+            Field::Mask => "mask",
+            Field::MaskBlur => "mask_blur",
         }
     }
 }
