@@ -125,11 +125,10 @@ pub fn infotext(
         if mask.invert {
             fields.push(("Mask mode".into(), "Inpaint not masked".into()));
         }
+        // A1111's `mask_blur` is None when the sides differ, and a None field is not written
         let [x, y] = mask.blur;
-        if x > 0 || y > 0 {
-            // A1111's `mask_blur` is None when the sides differ
-            let blur = if x == y { x.to_string() } else { "None".into() };
-            fields.push(("Mask blur".into(), blur));
+        if x > 0 && x == y {
+            fields.push(("Mask blur".into(), x.to_string()));
         }
     }
     if let Some(phi) = r.cfg_rescale.filter(|&phi| phi > 0.0) {

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::pipeline::{
-    Engine, Event, Generated, InitImage, Mask, Noise, PipelineError, Request,
+    Engine, Event, Generated, InitImage, Mask, MaskedContent, Noise, PipelineError, Request,
 };
 use sdxl_wgpu::sampling::{Sampler, ScheduleKind};
 use sdxl_wgpu::weights::WeightDtype;
@@ -115,6 +115,7 @@ fn mask_64(blur: u32, invert: bool) -> Mask {
         image: image_io::read_mask(path.as_ref()).expect("mask"),
         blur: [blur; 2],
         invert,
+        content: MaskedContent::Original,
     }
 }
 
@@ -176,6 +177,7 @@ fn inpainting_equals_diffusers() {
         image: image::GrayImage::new(64, 64),
         blur: [4, 4],
         invert: false,
+        content: MaskedContent::Original,
     });
     let err = generate(&request).err().expect("refused");
     assert!(

@@ -13,7 +13,10 @@ use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use sdxl_wgpu::checkpoint::Checkpoint;
 use sdxl_wgpu::image_io;
-use sdxl_wgpu::pipeline::{Engine, Hires, HiresSize, ModelUpscaler, Request, UpscalerChoice};
+use sdxl_wgpu::pipeline::{
+    Engine, Fit, Hires, HiresSize, InitImage, Mask, MaskedContent, ModelUpscaler, Request,
+    UpscalerChoice,
+};
 use sdxl_wgpu::policy::PolicyName;
 use sdxl_wgpu::sampling::Sampler;
 use sdxl_wgpu::server::{Server, ServerConfig};
@@ -136,7 +139,7 @@ fn engine_images(request: &Request) -> Vec<image::RgbImage> {
         .unwrap()
     });
     let out = engine.generate(request, &mut |_| {}).expect("runs");
-    image_io::to_rgb(out.images).expect("images")
+    out.pictures().expect("images")
 }
 
 fn max_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
@@ -390,6 +393,105 @@ fn img2img_takes_data_urls_and_raw_base64() {
         results.push(r["images"][0].as_str().unwrap().to_string());
     }
     assert_eq!(decode_png(&results[0]).0, decode_png(&results[1]).0);
+}
+
+/// A fixture image as base64.
+fn fixture_b64(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+}
+
+/// img2img with a `mask` (whole picture): the image equals the engine's for the same
+/// inpainting request (what `generate --mask` writes), for the original content with a blur
+/// and for A1111's fill under an inverted mask blurred by side; the infotext carries A1111's
+/// mask fields; only-masked inpainting (A1111's API default) and bad values are 422s.
+#[test]
+fn img2img_inpaints_as_the_engine() {
+    let (url, _turn) = server();
+    let init = image_io::read(
+        format!("{}/tests/fixtures/init_64.png", env!("CARGO_MANIFEST_DIR")).as_ref(),
+    )
+    .unwrap();
+    let mask = image_io::read_mask(
+        format!("{}/tests/fixtures/mask_64.png", env!("CARGO_MANIFEST_DIR")).as_ref(),
+    )
+    .unwrap();
+    let endpoint = format!("{url}/sdapi/v1/img2img");
+    let body = |fields: Value| {
+        let mut body = small("a cat on a wall", 5);
+        body["init_images"] = json!([fixture_b64("init_64.png")]);
+        body["mask"] = json!(fixture_b64("mask_64.png"));
+        body["denoising_strength"] = json!(0.75);
+        body["steps"] = json!(4);
+        body["inpaint_full_res"] = json!(false);
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (fields, content, blur, invert, infotext) in [
+        (
+            json!({"inpainting_fill": 1}),
+            MaskedContent::Original,
+            [4, 4],
+            false,
+            "Mask blur: 4",
+        ),
+        (
+            json!({"inpainting_fill": 0, "inpainting_mask_invert": 1, "mask_blur_x": 2, "mask_blur_y": 6}),
+            MaskedContent::Fill,
+            [2, 6],
+            true,
+            "Mask mode: Inpaint not masked",
+        ),
+    ] {
+        let (status, r) = post(&endpoint, &body(fields));
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let (image, text) = decode_png(r["images"][0].as_str().unwrap());
+        assert!(text.contains(infotext), "{text}");
+        assert_eq!(text.contains("Mask blur"), blur[0] == blur[1], "{text}");
+        let want = engine_images(&Request {
+            prompt: "a cat on a wall".into(),
+            width: 64,
+            height: 64,
+            steps: 4,
+            cfg: 5.0,
+            seed: 5,
+            init: Some(InitImage {
+                image: init.clone(),
+                strength: 0.75,
+                mask: Some(Mask {
+                    image: mask.clone(),
+                    blur,
+                    invert,
+                    content,
+                }),
+                fit: Fit::Stretch,
+            }),
+            ..Request::default()
+        });
+        assert!(max_diff(&image, &want[0]) <= 1, "{content:?}");
+    }
+    let mut png = Vec::new();
+    let cursor = &mut std::io::Cursor::new(&mut png);
+    image::GrayImage::new(64, 64)
+        .write_to(cursor, image::ImageFormat::Png)
+        .unwrap();
+    let black = base64::engine::general_purpose::STANDARD.encode(&png);
+    for (fields, needle) in [
+        (json!({"inpaint_full_res": true}), "inpaint_full_res"),
+        (json!({"inpainting_fill": 7}), "inpainting_fill"),
+        (json!({"mask_blur": 65}), "mask_blur"),
+        (json!({"mask": "%%%"}), "mask"),
+        (json!({"mask": black}), "nothing to repaint"),
+    ] {
+        let (status, r) = post(&endpoint, &body(fields));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+        assert!(
+            r["detail"].as_str().unwrap().contains(needle),
+            "{needle}: {r}"
+        );
+    }
 }
 
 #[test]

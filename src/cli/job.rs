@@ -21,7 +21,7 @@ use sdxl_wgpu::files;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::intake::{parse_prompt, Asked, Inputs, LoraFolder, Pictures, UpscalerFolder};
 use sdxl_wgpu::lora::{self, LoraSpec};
-use sdxl_wgpu::pipeline::{Noise, Request};
+use sdxl_wgpu::pipeline::{Fit, Noise, Request};
 use sdxl_wgpu::policy::{Correction, PolicyName};
 use sdxl_wgpu::tokenizer::Prompt;
 
@@ -143,12 +143,16 @@ impl JobArgs {
         if self.asked().strength.is_some() && init_image.is_none() {
             bail!("--strength is for img2img: give --init-image too");
         }
-        let masking = self.asked().mask_blur.is_some() || self.asked().invert_mask.is_some();
+        let asked = self.asked();
+        let masking = asked.mask_blur.is_some()
+            || asked.mask_blur_y.is_some()
+            || asked.invert_mask.is_some()
+            || asked.inpaint_fill.is_some();
         if (self.mask.is_some() || masking) && init_image.is_none() {
-            bail!("--mask, --mask-blur and --invert-mask are for inpainting: give --init-image and --mask");
+            bail!("--mask and the flags that shape it are for inpainting: give --init-image too");
         }
         if masking && self.mask.is_none() {
-            bail!("--mask-blur and --invert-mask shape a mask: give --mask too");
+            bail!("--mask-blur, --invert-mask and --inpaint-fill shape a mask: give --mask too");
         }
         let mask = self.mask.as_deref().map(image_io::read_mask).transpose()?;
         let prompt = parse_prompt(prompt, "prompt")?;
@@ -169,8 +173,12 @@ impl JobArgs {
             asked.width = asked.width.or(Some(side(image.width())));
             asked.height = asked.height.or(Some(side(image.height())));
         }
-        let pictures = init_image.map(|image| Pictures { image, mask });
-        let planned = asked.plan(policy, inputs, anyhow::Error::from, |_| Ok(pictures))?;
+        let pictures = init_image.map(|image| Pictures {
+            image,
+            mask,
+            fit: Fit::Cover,
+        });
+        let planned = asked.plan(policy, inputs, anyhow::Error::from, || Ok(pictures))?;
         let request = planned.request;
         let output = self.output.clone().unwrap_or_else(|| output.to_path_buf());
         image_io::OutputFormat::of(&output)?;

@@ -3,6 +3,7 @@
 //! (PNG text chunks, see [`metadata`]; EXIF in JPEG and WebP, see [`exif`]).
 
 pub mod exif;
+pub mod fill;
 pub mod mask;
 pub mod metadata;
 pub mod resample;
@@ -163,6 +164,20 @@ pub fn fit<P: Pixel<Subpixel = u8> + 'static>(
     let ch = ((f64::from(h) / scale).round() as u32).clamp(1, ih);
     let crop = imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch);
     imageops::resize(&*crop, w, h, FilterType::Lanczos3) // from the view: no copy of the crop
+}
+
+/// `image` scaled to exactly `width x height` (Lanczos3), its aspect ratio not kept; unchanged
+/// when it already is that size.
+pub fn stretch<P: Pixel<Subpixel = u8> + 'static>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    width: usize,
+    height: usize,
+) -> ImageBuffer<P, Vec<u8>> {
+    let (w, h) = (width as u32, height as u32);
+    if image.dimensions() == (w, h) {
+        return image.clone();
+    }
+    imageops::resize(image, w, h, FilterType::Lanczos3)
 }
 
 /// `[1, 3, H, W]` f32 in [-1, 1], as diffusers' image processor normalises (`x / 255 * 2 - 1`).

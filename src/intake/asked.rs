@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{plan, Planned};
 use crate::lora::LoraSpec;
-use crate::pipeline::inpaint::DEFAULT_MASK_BLUR;
+use crate::pipeline::inpaint::{MaskedContent, DEFAULT_MASK_BLUR};
 use crate::pipeline::{
-    Error, Hires, HiresSize, InitImage, Mask, Noise, Request, SizeConditioning, UpscalerChoice,
+    Error, Fit, Hires, HiresSize, InitImage, Mask, Noise, Request, SizeConditioning, UpscalerChoice,
 };
 use crate::policy::{PolicyName, Preset, Settings};
 use crate::sampling::{Sampler, SamplerChoice, ScheduleKind};
@@ -84,7 +84,11 @@ pub struct Asked {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask_blur: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_blur_y: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub invert_mask: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inpaint_fill: Option<MaskedContent>,
 }
 
 /// How a field's value is written (as a flag's value, or as the text of a JSON value).
@@ -121,7 +125,7 @@ const fn field(name: &'static str, kind: ValueKind, help: &'static str) -> Asked
 }
 
 /// Every field of [`Asked`], in the order help lists them.
-pub const ASKED_FIELDS: [AskedField; 29] = [
+pub const ASKED_FIELDS: [AskedField; 31] = [
     field(
         "prompt",
         ValueKind::Text,
@@ -276,9 +280,21 @@ pub const ASKED_FIELDS: [AskedField; 29] = [
          (A1111's mask_blur) [default: 4]",
     ),
     field(
+        "mask_blur_y",
+        ValueKind::Count,
+        "Inpainting: the vertical blur when it differs from the horizontal one (A1111's \
+         mask_blur_y) [default: mask_blur]",
+    ),
+    field(
         "invert_mask",
         ValueKind::Switch,
         "Inpainting: repaint the mask's black part instead of its white part",
+    ),
+    field(
+        "inpaint_fill",
+        ValueKind::Spelled(spellings::<MaskedContent>),
+        "Inpainting: what the masked part starts from (A1111's inpainting_fill) \
+         [default: original]",
     ),
 ];
 
@@ -317,6 +333,8 @@ fn resolved_hires(r: &Request) -> Asked {
 pub struct Pictures {
     pub image: RgbImage,
     pub mask: Option<GrayImage>,
+    /// How both reach the request's size (A1111's `resize_mode` 0 or 1).
+    pub fit: Fit,
 }
 
 /// What a front-end read for the request beyond its fields: the prompt parsed once (its LoRA
@@ -369,7 +387,9 @@ impl Asked {
             hires_steps,
             hires_denoise,
             mask_blur,
-            invert_mask
+            mask_blur_y,
+            invert_mask,
+            inpaint_fill
         )
     }
 
@@ -399,14 +419,14 @@ impl Asked {
     }
 
     /// The checked request, through [`plan`] under `policy`: `pictures` is called last, after
-    /// every cheap check, with the settings the policy left (an image decoded and fitted then);
+    /// every cheap check (the init image and mask decoded then);
     /// `refuse` turns a failed check into the front-end's error.
     pub fn plan<E>(
         &self,
         policy: PolicyName,
         inputs: Inputs,
         refuse: impl Fn(Error) -> E,
-        pictures: impl FnOnce(&Settings) -> Result<Option<Pictures>, E>,
+        pictures: impl FnOnce() -> Result<Option<Pictures>, E>,
     ) -> Result<Planned, E> {
         let Inputs {
             prompt,
@@ -425,7 +445,7 @@ impl Asked {
             policy.profile(),
             refuse,
             |settings, loras| {
-                let init = pictures(&settings)?;
+                let init = pictures()?;
                 let mut request =
                     self.request([prompt, negative], settings, init, init_noise, loras);
                 if let (Some(hires), Some(upscaler)) = (&mut request.hires, hires_upscaler) {
@@ -473,6 +493,7 @@ impl Asked {
                 image: p.image,
                 strength,
                 mask: p.mask.map(|image| self.mask(image)),
+                fit: p.fit,
             }),
             init_noise,
             hires: self
@@ -489,8 +510,9 @@ impl Asked {
         let blur = self.mask_blur.unwrap_or(DEFAULT_MASK_BLUR);
         Mask {
             image,
-            blur: [blur; 2],
+            blur: [blur, self.mask_blur_y.unwrap_or(blur)],
             invert: self.invert_mask.unwrap_or(false),
+            content: self.inpaint_fill.unwrap_or_default(),
         }
     }
 
@@ -549,7 +571,11 @@ impl Asked {
             vae_tiling: Some(r.vae_tiling),
             vae_precision: Some(r.vae_precision),
             mask_blur: mask.map(|m| m.blur[0]),
+            mask_blur_y: mask
+                .map(|m| m.blur[1])
+                .filter(|&y| Some(y) != mask.map(|m| m.blur[0])),
             invert_mask: mask.map(|m| m.invert),
+            inpaint_fill: mask.map(|m| m.content),
             ..resolved_hires(r)
         }
     }
@@ -610,7 +636,9 @@ mod tests {
             hires_steps: Some(1),
             hires_denoise: Some(0.5),
             mask_blur: Some(4),
+            mask_blur_y: Some(2),
             invert_mask: Some(true),
+            inpaint_fill: Some(MaskedContent::Fill),
         };
         let json = serde_json::to_value(&every).expect("serialises");
         let keys: Vec<&str> = json

@@ -13,7 +13,7 @@ use burn::tensor::{FloatDType, Tensor, TensorData};
 use image::RgbImage;
 
 use super::hires::{crop, upscale_latents, Hires, HiresTarget, Method};
-use super::inpaint::{Blend, Overlay};
+use super::inpaint::{start_image, Blend, Overlay};
 use super::upscale::upscale_to;
 use super::{Controls, Engine, Error, Event, InitImage, PipelineError, Request, RunStats};
 use crate::checkpoint::Component;
@@ -281,14 +281,20 @@ impl<'a> Run<'a, '_> {
         let phase = phase::start("VAE encode (init image)");
         let clock = Instant::now();
         let request = self.request;
-        let image = image_io::fit(&init.image, request.width, request.height);
-        let x0 = self.encode_image(&image)?.repeat_dim(0, request.batch);
+        let image = init.fit.apply(&init.image, request.width, request.height);
         let noised = match &init.mask {
-            None => self.noised(x0, noise, init.strength),
+            None => {
+                let x0 = self.encode_image(&image)?.repeat_dim(0, request.batch);
+                self.noised(x0, noise, init.strength)
+            }
             Some(m) => {
-                let prepared = m.prepared(request.width, request.height);
+                let prepared = m.prepared(request.width, request.height, init.fit);
+                let start = start_image(image.clone(), &prepared, m.content);
+                let x0 = self.encode_image(&start)?.repeat_dim(0, request.batch);
                 let device = &self.engine.gpu.device;
-                self.blend = Some(Blend::new(x0.clone(), noise.clone(), &prepared, device));
+                let blend = Blend::new(x0, noise.clone(), &prepared, device);
+                let x0 = blend.start(m.content);
+                self.blend = Some(blend);
                 self.overlay = Some(Overlay {
                     original: image,
                     mask: mask::overlay_mask(&prepared),

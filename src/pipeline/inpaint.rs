@@ -5,14 +5,68 @@
 //! (<https://github.com/huggingface/diffusers/blob/v0.35.2/src/diffusers/pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_inpaint.py>).
 //! The mask reaches the latents by diffusers' rule (cut at half, each 8x8 block taking its
 //! top-left pixel); A1111's preparation comes before it (inverting, blurring the edge, fitting
-//! to the size as the init image) and its overlay after the decode, so the pixels the mask
-//! leaves are the init image's.
+//! to the size as the init image), and its masked content (fill, latent noise, latent nothing)
+//! and overlay after the decode, so the pixels the mask leaves are the init image's.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbImage};
 
-use crate::image_io::{self, mask};
+use super::request::Fit;
+use crate::image_io::mask;
 use crate::sampling::SamplingRun;
+
+/// What the masked part starts from (A1111's `inpainting_fill`, "Masked content").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskedContent {
+    /// The init image as it is (A1111's 1, `original`).
+    #[default]
+    Original,
+    /// The masked part painted over with blurred surroundings before encoding (0, `fill`).
+    Fill,
+    /// The masked latents replaced by the start noise (2, `latent noise`).
+    Noise,
+    /// The masked latents zeroed (3, `latent nothing`).
+    Nothing,
+}
+
+crate::spelled! {
+    MaskedContent, "masked content",
+    (MaskedContent::Original, "original", "The init image as it is"),
+    (MaskedContent::Fill, "fill",
+        "The masked part painted over with blurred surroundings first (A1111's `fill`)"),
+    (MaskedContent::Noise, "noise", "The masked latents replaced by the start noise"),
+    (MaskedContent::Nothing, "nothing", "The masked latents zeroed"),
+}
+
+impl MaskedContent {
+    /// A1111's `inpainting_fill` number.
+    pub fn a1111(self) -> u8 {
+        match self {
+            MaskedContent::Fill => 0,
+            MaskedContent::Original => 1,
+            MaskedContent::Noise => 2,
+            MaskedContent::Nothing => 3,
+        }
+    }
+
+    /// [`MaskedContent::a1111`]'s inverse.
+    pub fn from_a1111(n: i64) -> Option<Self> {
+        [Self::Fill, Self::Original, Self::Noise, Self::Nothing]
+            .into_iter()
+            .find(|m| i64::from(m.a1111()) == n)
+    }
+
+    /// A1111's infotext value (`Masked content`, its UI's radio labels).
+    pub fn a1111_name(self) -> &'static str {
+        match self {
+            MaskedContent::Fill => "fill",
+            MaskedContent::Original => "original",
+            MaskedContent::Noise => "latent noise",
+            MaskedContent::Nothing => "latent nothing",
+        }
+    }
+}
 
 /// What an inpainting request repaints of its init image.
 #[derive(Clone, Debug)]
@@ -25,6 +79,7 @@ pub struct Mask {
     pub blur: [u32; 2],
     /// Repaint what is black instead (A1111's `inpainting_mask_invert`).
     pub invert: bool,
+    pub content: MaskedContent,
 }
 
 /// A1111's default `mask_blur`.
@@ -32,14 +87,14 @@ pub const DEFAULT_MASK_BLUR: u32 = 4;
 
 impl Mask {
     /// The mask at `width x height`, as A1111 prepares it: inverted if asked, blurred at its
-    /// own size, then fitted like the init image.
-    pub fn prepared(&self, width: usize, height: usize) -> GrayImage {
+    /// own size, then fitted like the init image (`fit`).
+    pub fn prepared(&self, width: usize, height: usize, fit: Fit) -> GrayImage {
         let mut m = self.image.clone();
         if self.invert {
             mask::invert(&mut m);
         }
         let [bx, by] = self.blur;
-        image_io::fit(&mask::gaussian_blur(&m, bx, by), width, height)
+        fit.apply(&mask::gaussian_blur(&m, bx, by), width, height)
     }
 }
 
@@ -56,6 +111,15 @@ impl Overlay {
     /// `apply_overlay`).
     pub fn apply(&self, generated: &RgbImage) -> RgbImage {
         mask::apply_overlay(generated, &self.original, &self.mask)
+    }
+}
+
+/// `image` (at the request's size) as the masked content starts it: A1111's fill applied under
+/// the prepared mask, else as it is.
+pub(super) fn start_image(image: RgbImage, mask: &GrayImage, content: MaskedContent) -> RgbImage {
+    match content {
+        MaskedContent::Fill => crate::image_io::fill::a1111_fill(&image, mask),
+        _ => image,
     }
 }
 
@@ -81,6 +145,18 @@ impl Blend {
             x0,
             noise,
             repaint,
+        }
+    }
+
+    /// The clean latents the run starts from under `content`: the original's, with the masked
+    /// part replaced by the start noise or zeroed (A1111's latent noise / latent nothing).
+    pub(super) fn start(&self, content: MaskedContent) -> Tensor<4> {
+        match content {
+            MaskedContent::Noise => {
+                self.x0.clone() * self.keep.clone() + self.noise.clone() * self.repaint.clone()
+            }
+            MaskedContent::Nothing => self.x0.clone() * self.keep.clone(),
+            MaskedContent::Original | MaskedContent::Fill => self.x0.clone(),
         }
     }
 
@@ -129,14 +205,25 @@ mod tests {
     }
 
     #[test]
+    fn masked_content_numbers_are_a1111s() {
+        for n in 0..4 {
+            let content = MaskedContent::from_a1111(n).expect("0 to 3");
+            assert_eq!(i64::from(content.a1111()), n);
+        }
+        assert_eq!(MaskedContent::from_a1111(4), None);
+        assert_eq!("noise".parse(), Ok(MaskedContent::Noise));
+    }
+
+    #[test]
     fn preparation_inverts_before_fitting() {
         let white = GrayImage::from_pixel(32, 16, Luma([255]));
         let mask = Mask {
             image: white,
             blur: [0, 0],
             invert: true,
+            content: MaskedContent::Original,
         };
-        let prepared = mask.prepared(16, 16);
+        let prepared = mask.prepared(16, 16, Fit::Cover);
         assert_eq!(prepared.dimensions(), (16, 16));
         assert!(prepared.pixels().all(|p| p[0] == 0));
     }

@@ -19,9 +19,9 @@ pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
 pub use generate::Generated;
 pub use hires::{Hires, HiresSize, HiresUpscaler, ModelUpscaler, UpscalerChoice};
-pub use inpaint::{Mask, Overlay};
+pub use inpaint::{Mask, MaskedContent, Overlay};
 pub use request::{
-    check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
+    check_settings, Fit, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
     MAX_LATENT_SHAPE, MAX_SIDE,
 };
 

@@ -73,14 +73,42 @@ pub struct SizeConditioning {
     pub crop_left: usize,
 }
 
-/// img2img's start: an RGB image of any size (fitted to the target size, see
-/// [`crate::image_io::fit`]), how much of the schedule to run on it, in (0, 1], and for
-/// inpainting the part to repaint.
+/// img2img's start: an RGB image of any size (brought to the target size as `fit` says), how
+/// much of the schedule to run on it, in (0, 1], and for inpainting the part to repaint (fitted
+/// the same way).
 #[derive(Clone, Debug)]
 pub struct InitImage {
     pub image: RgbImage,
     pub strength: f64,
     pub mask: Option<Mask>,
+    pub fit: Fit,
+}
+
+/// How an init image (and its mask) of another size is brought to the request's size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fit {
+    /// Scaled to cover it, the centre cut out ([`crate::image_io::fit`]; A1111's resize mode 1,
+    /// "crop and resize").
+    #[default]
+    Cover,
+    /// Scaled to it, the aspect ratio not kept ([`crate::image_io::stretch`]; A1111's resize
+    /// mode 0, "just resize").
+    Stretch,
+}
+
+impl Fit {
+    /// `image` at `width x height` this way.
+    pub fn apply<P: image::Pixel<Subpixel = u8> + 'static>(
+        self,
+        image: &image::ImageBuffer<P, Vec<u8>>,
+        width: usize,
+        height: usize,
+    ) -> image::ImageBuffer<P, Vec<u8>> {
+        match self {
+            Fit::Cover => crate::image_io::fit(image, width, height),
+            Fit::Stretch => crate::image_io::stretch(image, width, height),
+        }
+    }
 }
 
 /// A noise tensor given by the user, `[B, C, h, w]` f32.
@@ -262,7 +290,8 @@ impl Request {
         if let Some(&blur) = mask.blur.iter().find(|&&b| b > MAX_MASK_BLUR) {
             return Err(PipelineError::MaskBlur(blur));
         }
-        if !repaints_anything(&mask.prepared(self.width, self.height)) {
+        let fit = self.init.as_ref().map_or(Fit::Cover, |i| i.fit);
+        if !repaints_anything(&mask.prepared(self.width, self.height, fit)) {
             return Err(PipelineError::MaskEmpty);
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use sdxl_wgpu::image_io;
 use sdxl_wgpu::intake::UpscalerFolder;
 use sdxl_wgpu::pipeline::{
-    Hires, HiresSize, InitImage, Noise, Request, SizeConditioning, UpscalerChoice,
+    Fit, Hires, HiresSize, InitImage, Noise, Request, SizeConditioning, UpscalerChoice,
 };
 use sdxl_wgpu::sampling::{SamplerChoice, ScheduleKind};
 use sdxl_wgpu::vae::{VaePrecision, VaeTiling};
@@ -104,6 +104,7 @@ pub fn request_in((cases, f): &Reference, name: &str) -> Request {
             image: init_image(),
             strength,
             mask: None,
+            fit: Fit::Cover,
         }),
         init_noise: c.noise_seed.map(|_| {
             let (shape, values) = f.tensors[&format!("{name}.noise")].clone();

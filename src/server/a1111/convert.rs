@@ -7,18 +7,20 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use serde_json::{Map, Value};
 
 use super::fields::{A1111Names, Fields};
 use super::samplers::resolve_sampler;
 use crate::field::Described;
 use crate::image_io;
+use crate::image_io::mask::MAX_MASK_BLUR;
 use crate::intake::{
     parse_prompt, random_seed, Asked, Inputs, IntakeError, Pictures, DEFAULT_HIRES_SCALE,
 };
 use crate::lora::{LoraSpec, LoraTag};
-use crate::pipeline::{Error, HiresUpscaler, UpscalerChoice};
+use crate::pipeline::inpaint::DEFAULT_MASK_BLUR;
+use crate::pipeline::{Error, Fit, HiresUpscaler, MaskedContent, UpscalerChoice};
 use crate::policy::PolicyName;
 use crate::sampling::SamplerChoice;
 use crate::server::error::ApiError;
@@ -167,6 +169,7 @@ pub fn convert(
     let overrides = Overrides::read(server, f.raw("override_settings"))?;
     let loras = server.loras(&prompt.parsed().loras)?;
     let hires = hires(&f, prompt.text())?;
+    let masking = inpainting(&f, kind)?;
     // A1111's fields in the intake's form (A1111's defaults are filled in `f`)
     let asked = Asked {
         prompt: Some(prompt.text().to_string()),
@@ -184,6 +187,10 @@ pub fn convert(
         batch: Some(positive(&f, "batch_size")?),
         clip_skip: Some(overrides.clip_skip.unwrap_or_else(|| server.clip_skip())),
         strength: f.float("denoising_strength")?,
+        mask_blur: masking.mask_blur,
+        mask_blur_y: masking.mask_blur_y,
+        invert_mask: masking.invert_mask,
+        inpaint_fill: masking.inpaint_fill,
         ..hires
     };
     let n_iter = n_iter(&f)?;
@@ -206,14 +213,17 @@ pub fn convert(
         init_noise: None,
         hires_upscaler,
     };
-    let planned = asked.plan(server.policy(&model), inputs, refuse, |settings| {
+    let planned = asked.plan(server.policy(&model), inputs, refuse, || {
         // the image is decoded last, after every cheap check
         match kind {
             Kind::Img2img => {
-                let crop = crop_to_fit(&f)?;
+                let fit = fit(&f)?;
                 let image = init_image(&f)?;
-                let image = fitted(crop, image, settings.width, settings.height);
-                Ok(Some(Pictures { image, mask: None }))
+                let mask = match masking.inpaint_fill {
+                    Some(_) => Some(mask_image(&f)?),
+                    None => None,
+                };
+                Ok(Some(Pictures { image, mask, fit }))
             }
             _ => Ok(None),
         }
@@ -396,10 +406,8 @@ fn refuse_unsupported(f: &Fields, kind: Kind) -> Result<(), ApiError> {
         }
     }
     if kind == Kind::Img2img {
-        for (name, what) in [("mask", "inpainting"), ("latent_mask", "a latent mask")] {
-            if f.raw(name).is_some_and(non_empty) {
-                return refuse(name, what);
-            }
+        if f.raw("latent_mask").is_some_and(non_empty) {
+            return refuse("latent_mask", "a latent mask");
         }
         if f.float("initial_noise_multiplier")?.unwrap_or(1.0) != 1.0 {
             return refuse("initial_noise_multiplier", "a noise multiplier");
@@ -554,30 +562,78 @@ fn decode_image(text: &str) -> Result<RgbImage, String> {
     image_io::decode_upload(&bytes).map_err(|e| format!("Invalid encoded image ({e})"))
 }
 
-/// img2img's `resize_mode`: 0 (just resize: stretched to the size, false) or 1 (crop and
-/// resize: the engine's fit, true); others refused.
-fn crop_to_fit(f: &Fields) -> Result<bool, ApiError> {
+/// img2img's `resize_mode` as the pipeline's [`Fit`]: 0 (just resize: stretched) or 1 (crop
+/// and resize: covered, the centre cut); others refused.
+fn fit(f: &Fields) -> Result<Fit, ApiError> {
     match f.int("resize_mode")?.unwrap_or(0) {
-        0 => Ok(false),
-        1 => Ok(true),
+        0 => Ok(Fit::Stretch),
+        1 => Ok(Fit::Cover),
         mode => Err(ApiError::invalid(format!(
             "resize_mode: {mode} is not supported (0 just resize, 1 crop and resize)"
         ))),
     }
 }
 
-/// img2img's start at `width x height`: cropped to fit by the pipeline when `crop`, otherwise
-/// stretched here.
-fn fitted(crop: bool, image: RgbImage, width: usize, height: usize) -> RgbImage {
-    if crop {
-        return image;
+/// img2img's inpainting fields in the intake's form (none without a `mask`): `mask_blur`
+/// (both sides) else `mask_blur_x` / `mask_blur_y`, `inpainting_mask_invert`,
+/// `inpainting_fill` (0 fill, 1 original, 2 latent noise, 3 latent nothing). Only-masked
+/// inpainting (`inpaint_full_res`, A1111's API default) and unrounded masks (`mask_round`
+/// false) are refused naming the field.
+fn inpainting(f: &Fields, kind: Kind) -> Result<Asked, ApiError> {
+    if kind != Kind::Img2img || !f.raw("mask").is_some_and(non_empty) {
+        return Ok(Asked::default());
     }
-    image::imageops::resize(
-        &image,
-        width as u32,
-        height as u32,
-        image::imageops::FilterType::Lanczos3,
-    )
+    if f.bool("inpaint_full_res")?.unwrap_or(true) {
+        return Err(ApiError::invalid(
+            "inpaint_full_res: inpainting only the masked area is not supported yet; send \
+             false (whole picture)",
+        ));
+    }
+    if !f.bool("mask_round")?.unwrap_or(true) {
+        return Err(ApiError::invalid(
+            "mask_round: unrounded masks are not supported; send true",
+        ));
+    }
+    let blur = |name: &str| -> Result<Option<u32>, ApiError> {
+        match f.int(name)? {
+            None => Ok(None),
+            Some(b) if (0..=i64::from(MAX_MASK_BLUR)).contains(&b) => Ok(Some(b as u32)),
+            Some(b) => Err(ApiError::invalid(format!(
+                "{name}: {b} is outside 0 to {MAX_MASK_BLUR}"
+            ))),
+        }
+    };
+    let (x, y) = match blur("mask_blur")? {
+        Some(both) => (both, both),
+        None => (
+            blur("mask_blur_x")?.unwrap_or(DEFAULT_MASK_BLUR),
+            blur("mask_blur_y")?.unwrap_or(DEFAULT_MASK_BLUR),
+        ),
+    };
+    let fill = f.int("inpainting_fill")?.unwrap_or(0);
+    let content = MaskedContent::from_a1111(fill).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "inpainting_fill: {fill} is not one of 0 (fill), 1 (original), 2 (latent noise), \
+             3 (latent nothing)"
+        ))
+    })?;
+    Ok(Asked {
+        mask_blur: Some(x),
+        mask_blur_y: (y != x).then_some(y),
+        invert_mask: Some(f.int("inpainting_mask_invert")?.unwrap_or(0) != 0),
+        inpaint_fill: Some(content),
+        ..Asked::default()
+    })
+}
+
+/// img2img's `mask`, decoded as A1111 reads a mask.
+fn mask_image(f: &Fields) -> Result<GrayImage, ApiError> {
+    let Some(text) = f.raw("mask").and_then(Value::as_str) else {
+        return Err(ApiError::invalid("mask: must be a base64 string"));
+    };
+    let bytes = decode_image_bytes(text).map_err(|e| ApiError::invalid(format!("mask: {e}")))?;
+    image_io::decode_upload_mask(&bytes)
+        .map_err(|e| ApiError::invalid(format!("mask: Invalid encoded image ({e})")))
 }
 
 #[cfg(test)]
