@@ -85,6 +85,10 @@ cross_check
 
 # Autotune benchmarks every new kernel shape; on a software adapter keep that short.
 export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
+# One test at a time within each test binary: on a software adapter two GPU tests at once contend
+# for the same cores (lavapipe already spreads each dispatch over them) and a binary takes about
+# twice as long (tests/pipeline.rs: 304 s with two threads, 149 s with one, on 2 cores).
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
 # Every test process (and every `sdxl-wgpu` it starts) shares one cache of autotune results and
 # throughput probes, as a user's runs do: a shape tuned by one test binary is not tuned again by
 # the next. Tests of the cache itself use folders of their own.

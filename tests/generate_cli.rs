@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use sdxl_wgpu::image_io::mask;
 use sdxl_wgpu::image_io::metadata::{read_png_text, JSON_KEYWORD};
 use sha2::{Digest, Sha256};
 
@@ -20,6 +21,8 @@ fn reference(name: &str) -> (Vec<usize>, Vec<f32>) {
     let t = file.tensor(name).expect(name);
     (t.shape().to_vec(), floats(t.data()))
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8")
@@ -271,6 +274,7 @@ fn fixture_at(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Ve
 fn jobs_file_runs_the_good_lines_and_reports_the_bad_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let named = dir.path().join("named.png");
+    let inpainted = dir.path().join("inpainted.png");
     let jobs = dir.path().join("jobs.jsonl");
     let lines = [
         "# a comment".to_string(),
@@ -283,6 +287,12 @@ fn jobs_file_runs_the_good_lines_and_reports_the_bad_ones() {
         String::new(),
         r#"{"prompt": "a lighthouse", "seed": 5, "model": "other.safetensors"}"#.to_string(),
         r#"{"prompt": "a lighthouse", "seed": 5, "batch": 2}"#.to_string(),
+        // inpainting, then a mask without an init image
+        format!(
+            r#"{{"prompt": "a cat", "seed": 3, "init_image": "{FIXTURES}/init_64.png", "mask": "{FIXTURES}/mask_64.png", "strength": 0.75, "inpaint_fill": "fill", "output": "{}"}}"#,
+            path(&inpainted)
+        ),
+        format!(r#"{{"prompt": "x", "mask": "{FIXTURES}/mask_64.png"}}"#),
     ];
     std::fs::write(&jobs, lines.join("\n")).expect("jobs file");
     let base = dir.path().join("img.png");
@@ -307,12 +317,13 @@ fn jobs_file_runs_the_good_lines_and_reports_the_bad_ones() {
     ]);
     assert_eq!(code, 2, "{out}\n{err}");
     let jobs_name = jobs.display().to_string();
-    for line in [3, 4, 6] {
+    for line in [3, 4, 6, 9] {
         assert!(err.contains(&format!("{jobs_name} line {line}: ")), "{err}");
     }
     assert!(err.contains("--width 60"), "{err}");
     assert!(err.contains("unknown field `model`"), "{err}");
-    assert!(err.contains("3 of 5 jobs failed"), "{err}");
+    assert!(err.contains("give --init-image too"), "{err}");
+    assert!(err.contains("4 of 7 jobs failed"), "{err}");
     assert_eq!(out.matches("loaded in").count(), 1, "{out}");
     // line 2 is the seeded euler_a case: diffusers' image
     let png = image::open(&named).expect("named output").to_rgb8();
@@ -324,6 +335,31 @@ fn jobs_file_runs_the_good_lines_and_reports_the_bad_ones() {
             .to_rgb8();
         assert_eq!(png.dimensions(), (64, 64));
     }
+    // line 8: where the blurred mask keeps the picture, the init image's pixels come back
+    let init = sdxl_wgpu::image_io::read(format!("{FIXTURES}/init_64.png").as_ref()).expect("init");
+    let mask =
+        sdxl_wgpu::image_io::read_mask(format!("{FIXTURES}/mask_64.png").as_ref()).expect("mask");
+    let kept = mask::overlay_mask(&mask::gaussian_blur(&mask, 4, 4));
+    let png = image::open(&inpainted).expect("inpainted").to_rgb8();
+    let (mut same, mut changed) = (0, 0);
+    for (x, y, m) in kept.enumerate_pixels() {
+        match m[0] {
+            0 => {
+                assert_eq!(png.get_pixel(x, y), init.get_pixel(x, y), "({x}, {y})");
+                same += 1;
+            }
+            255 => changed += usize::from(png.get_pixel(x, y) != init.get_pixel(x, y)),
+            _ => {}
+        }
+    }
+    assert!(
+        same > 1000 && changed > 100,
+        "kept {same}, repainted {changed}"
+    );
+    let text = read_png_text(&inpainted).expect("metadata");
+    assert!(text["parameters"].contains("Mask blur: 4"), "{text:?}");
+    let json: serde_json::Value = serde_json::from_str(&text[JSON_KEYWORD]).expect("JSON");
+    assert_eq!(json["inpaint_fill"], "fill", "{json}");
 }
 
 /// The quality policy corrects bad parameters before the model loads, says so, and `off`

@@ -123,15 +123,13 @@ fn box_blur_line(line: &[[u8; 4]], float_radius: f32) -> Vec<[u8; 4]> {
     let edge_a = (radius + 1).min(n);
     let edge_b = (n - radius - 1).max(0);
     let at = |i: i64| line[i as usize];
-    let mut acc = [0u32; 4];
-    for c in 0..4 {
-        acc[c] = u32::from(at(0)[c]).wrapping_mul(radius as u32 + 1);
-        for x in 0..edge_a - 1 {
-            acc[c] = acc[c].wrapping_add(u32::from(at(x)[c]));
-        }
-        let rest = (radius - edge_a + 1) as u32;
-        acc[c] = acc[c].wrapping_add(u32::from(at(last)[c]).wrapping_mul(rest));
-    }
+    // the window's sum for pixel -1: the first pixel radius + 1 times, then up to radius - 1
+    let rest = (radius - edge_a + 1) as u32;
+    let mut acc: [u32; 4] = std::array::from_fn(|c| {
+        let first = u32::from(at(0)[c]).wrapping_mul(radius as u32 + 1);
+        let inner = (0..edge_a - 1).fold(first, |a, x| a.wrapping_add(u32::from(at(x)[c])));
+        inner.wrapping_add(u32::from(at(last)[c]).wrapping_mul(rest))
+    });
     let mut out = vec![[0u8; 4]; line.len()];
     // per x: the pixel leaving the window, the one entering it, and the far pixels' indices
     let mut step = |x: i64, sub: i64, add: i64, left: i64, right: i64| {
