@@ -16,7 +16,7 @@ use sdxl_wgpu::sampling::Sampler;
 use sdxl_wgpu::weights::WeightDtype;
 
 mod common;
-use common::{fixture, gpu, relative_error, run_cli, values, TINY};
+use common::{assert_close, fixture, gpu, run_cli, values, TINY};
 
 fn lora(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/lora/{name}.safetensors"))
@@ -486,13 +486,14 @@ fn generation_with_loras_equals_diffusers() {
             ..request.clone()
         };
         let out = engine.generate(&request, &mut |_| {}).expect("generates");
-        for (got, key) in [
-            (values(out.final_latents), "final_latents"),
-            (values(out.images), "image"),
-        ] {
-            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
-            eprintln!("{name}.{key}: relative max error {err:.2e}");
-            assert!(err <= TOLERANCE, "{name}.{key}: {err:.2e}");
-        }
+        assert_close(
+            &f,
+            name,
+            vec![
+                (values(out.final_latents), "final_latents"),
+                (values(out.images), "image"),
+            ],
+            TOLERANCE,
+        )
     }
 }

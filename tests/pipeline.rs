@@ -21,7 +21,7 @@ use sdxl_wgpu::Error;
 
 mod common;
 use common::pipeline_cases::{hires_reference, inpaint_reference, reference, request, request_in};
-use common::{gpu, relative_error, values, TINY};
+use common::{assert_close, gpu, relative_error, values, TINY};
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -63,15 +63,16 @@ fn runs_equal_diffusers() {
         let out = engine
             .generate(&request(name), &mut |_| {})
             .expect("generates");
-        for (got, key) in [
-            (values(out.final_latents), "final_latents"),
-            (values(out.noise_pred_step0), "noise_pred_step0"),
-            (values(out.images), "image"),
-        ] {
-            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
-            eprintln!("{name}.{key}: relative max error {err:.2e}");
-            assert!(err <= TOLERANCE, "{name}.{key}: {err:.2e}");
-        }
+        assert_close(
+            f,
+            name,
+            vec![
+                (values(out.final_latents), "final_latents"),
+                (values(out.noise_pred_step0), "noise_pred_step0"),
+                (values(out.images), "image"),
+            ],
+            TOLERANCE,
+        )
     }
 }
 
@@ -96,14 +97,15 @@ fn hires_passes_equal_diffusers() {
             .unwrap_or("")
             .starts_with("latent");
         let tolerance = if pixels { 2e-3 } else { TOLERANCE };
-        for (got, key) in [
-            (values(out.final_latents), "final_latents"),
-            (values(out.images), "image"),
-        ] {
-            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
-            eprintln!("{name}.{key}: relative max error {err:.2e}");
-            assert!(err <= tolerance, "{name}.{key}: {err:.2e}");
-        }
+        assert_close(
+            f,
+            name,
+            vec![
+                (values(out.final_latents), "final_latents"),
+                (values(out.images), "image"),
+            ],
+            tolerance,
+        )
     }
 }
 
@@ -132,14 +134,15 @@ fn inpainting_equals_diffusers() {
         let mut request = request_in(reference, name);
         request.init.as_mut().expect("img2img").mask = Some(mask_64(0, false));
         let out = generate(&request).expect("generates");
-        for (got, key) in [
-            (values(out.final_latents), "final_latents"),
-            (values(out.images), "image"),
-        ] {
-            let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
-            eprintln!("{name}.{key}: relative max error {err:.2e}");
-            assert!(err <= TOLERANCE, "{name}.{key}: {err:.2e}");
-        }
+        assert_close(
+            f,
+            name,
+            vec![
+                (values(out.final_latents), "final_latents"),
+                (values(out.images), "image"),
+            ],
+            TOLERANCE,
+        )
     }
     let mut request = request_in(reference, "inpaint_euler");
     let init = request.init.as_mut().expect("img2img");

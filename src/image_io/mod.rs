@@ -145,39 +145,41 @@ pub fn pil_crop(image: &RgbImage, x: i64, y: i64, width: u32, height: u32) -> Rg
     })
 }
 
-/// `image` at exactly `width x height`: unchanged when it already is; otherwise the centred part
-/// of it with the target's aspect ratio is cut out (in the image's own pixels) and scaled
-/// (Lanczos3) to the target, so memory stays at the source plus the target whatever their shapes.
-pub fn fit<P: Pixel<Subpixel = u8> + 'static>(
-    image: &ImageBuffer<P, Vec<u8>>,
-    width: usize,
-    height: usize,
-) -> ImageBuffer<P, Vec<u8>> {
-    let (w, h) = (width as u32, height as u32);
-    if image.dimensions() == (w, h) {
-        return image.clone();
-    }
-    let (iw, ih) = image.dimensions();
-    // the scale that makes the image cover the target, source pixels -> target pixels
-    let scale = (f64::from(w) / f64::from(iw)).max(f64::from(h) / f64::from(ih));
-    let cw = ((f64::from(w) / scale).round() as u32).clamp(1, iw);
-    let ch = ((f64::from(h) / scale).round() as u32).clamp(1, ih);
-    let crop = imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch);
-    imageops::resize(&*crop, w, h, FilterType::Lanczos3) // from the view: no copy of the crop
+/// How an image (an init image, its mask) of another size is brought to a target size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fit {
+    /// Scaled to cover it, the centre cut out (A1111's resize mode 1, "crop and resize").
+    #[default]
+    Cover,
+    /// Scaled to it, the aspect ratio not kept (A1111's resize mode 0, "just resize").
+    Stretch,
 }
 
-/// `image` scaled to exactly `width x height` (Lanczos3), its aspect ratio not kept; unchanged
-/// when it already is that size.
-pub fn stretch<P: Pixel<Subpixel = u8> + 'static>(
-    image: &ImageBuffer<P, Vec<u8>>,
-    width: usize,
-    height: usize,
-) -> ImageBuffer<P, Vec<u8>> {
-    let (w, h) = (width as u32, height as u32);
-    if image.dimensions() == (w, h) {
-        return image.clone();
+impl Fit {
+    /// `image` at exactly `width x height` (Lanczos3), unchanged when it already is. `Cover`
+    /// cuts the centred part with the target's aspect ratio out first (in the image's own
+    /// pixels), so memory stays at the source plus the target whatever their shapes.
+    pub fn apply<P: Pixel<Subpixel = u8> + 'static>(
+        self,
+        image: &ImageBuffer<P, Vec<u8>>,
+        width: usize,
+        height: usize,
+    ) -> ImageBuffer<P, Vec<u8>> {
+        let (w, h) = (width as u32, height as u32);
+        if image.dimensions() == (w, h) {
+            return image.clone();
+        }
+        if self == Fit::Stretch {
+            return imageops::resize(image, w, h, FilterType::Lanczos3);
+        }
+        let (iw, ih) = image.dimensions();
+        // the scale that makes the image cover the target, source pixels -> target pixels
+        let scale = (f64::from(w) / f64::from(iw)).max(f64::from(h) / f64::from(ih));
+        let cw = ((f64::from(w) / scale).round() as u32).clamp(1, iw);
+        let ch = ((f64::from(h) / scale).round() as u32).clamp(1, ih);
+        let crop = imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch);
+        imageops::resize(&*crop, w, h, FilterType::Lanczos3) // from the view: no copy of the crop
     }
-    imageops::resize(image, w, h, FilterType::Lanczos3)
 }
 
 /// `[1, 3, H, W]` f32 in [-1, 1], as diffusers' image processor normalises (`x / 255 * 2 - 1`).
@@ -414,7 +416,7 @@ mod tests {
     #[test]
     fn fit_crops_in_source_pixels_before_scaling() {
         let strip = RgbImage::from_fn(1, 8000, |_, y| image::Rgb([(y / 32) as u8, 0, 0]));
-        let fitted = fit(&strip, 1024, 1024);
+        let fitted = Fit::Cover.apply(&strip, 1024, 1024);
         assert_eq!(fitted.dimensions(), (1024, 1024));
         assert!(
             fitted.pixels().all(|p| p[0] == 124 || p[0] == 125),
@@ -426,9 +428,13 @@ mod tests {
             1 => image::Rgb([0, 255, 0]),
             _ => image::Rgb([0, 0, 255]),
         });
-        let square = fit(&wide, 64, 64);
+        let square = Fit::Cover.apply(&wide, 64, 64);
         assert_eq!(square.get_pixel(32, 32).0, [0, 255, 0]);
-        assert_eq!(fit(&wide, 300, 100), wide, "same size: unchanged");
+        assert_eq!(
+            Fit::Cover.apply(&wide, 300, 100),
+            wide,
+            "same size: unchanged"
+        );
     }
 
     /// Only regular files are read, and an image claiming more pixels than the budget is refused

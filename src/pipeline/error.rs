@@ -122,8 +122,8 @@ impl Described for PipelineError {
                 n(Field::MaskBlur)
             ),
             Self::MaskEmpty => format!(
-                "the {} marks nothing to repaint at this size (white repaints, black keeps; \
-                 is it inverted?)",
+                "the {} marks nothing to repaint (white repaints, black keeps; is it \
+                 inverted?)",
                 n(Field::Mask)
             ),
             Self::NoiseShape { got, want } => format!(

@@ -11,8 +11,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbImage};
 
-use super::request::Fit;
-use crate::image_io::mask;
+use crate::image_io::{mask, Fit};
 use crate::sampling::SamplingRun;
 
 /// What the masked part starts from (A1111's `inpainting_fill`, "Masked content").
@@ -86,6 +85,13 @@ pub struct Mask {
 pub const DEFAULT_MASK_BLUR: u32 = 4;
 
 impl Mask {
+    /// Whether any pixel repaints (white, or black when inverted): a run that would return its
+    /// init image is refused instead.
+    pub fn repaints_anything(&self) -> bool {
+        let keep = if self.invert { 255 } else { 0 };
+        self.image.pixels().any(|p| p[0] != keep)
+    }
+
     /// The mask at `width x height`, as A1111 prepares it: inverted if asked, blurred at its
     /// own size, then fitted like the init image (`fit`).
     pub fn prepared(&self, width: usize, height: usize, fit: Fit) -> GrayImage {
@@ -182,12 +188,6 @@ fn latent_mask(mask: &GrayImage) -> Vec<f32> {
         .collect()
 }
 
-/// Whether a prepared mask repaints anything: a run that would return its init image is
-/// refused instead.
-pub(super) fn repaints_anything(mask: &GrayImage) -> bool {
-    !latent_mask(mask).iter().all(|&v| v == 0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +201,6 @@ mod tests {
         assert_eq!(latent_mask(&m), [0.0, 1.0]);
         m.put_pixel(8, 0, Luma([127]));
         assert_eq!(latent_mask(&m), [0.0, 0.0]);
-        assert!(!repaints_anything(&m));
     }
 
     #[test]
@@ -226,5 +225,6 @@ mod tests {
         let prepared = mask.prepared(16, 16, Fit::Cover);
         assert_eq!(prepared.dimensions(), (16, 16));
         assert!(prepared.pixels().all(|p| p[0] == 0));
+        assert!(!mask.repaints_anything());
     }
 }

@@ -14,6 +14,7 @@ pub mod inpaint;
 mod request;
 pub mod upscale;
 
+pub use crate::image_io::Fit;
 pub use controls::{Cancel, Controls, Preview};
 pub use error::{Error, PipelineError};
 pub use events::{Event, RunStats};
@@ -21,7 +22,7 @@ pub use generate::Generated;
 pub use hires::{Hires, HiresSize, HiresUpscaler, ModelUpscaler, UpscalerChoice};
 pub use inpaint::{Mask, MaskedContent, Overlay};
 pub use request::{
-    check_settings, Fit, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
+    check_settings, InitImage, Noise, Request, SizeConditioning, LATENT_CHANNELS, MAX_BATCH,
     MAX_LATENT_SHAPE, MAX_SIDE,
 };
 

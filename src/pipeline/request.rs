@@ -4,9 +4,10 @@
 use image::RgbImage;
 
 use super::hires::{Hires, HiresSize, MAX_HIRES_SCALE};
-use super::inpaint::{repaints_anything, Mask};
+use super::inpaint::Mask;
 use super::{Error, PipelineError};
 use crate::image_io::mask::MAX_MASK_BLUR;
+use crate::image_io::Fit;
 use crate::lora::{check_weights, LoraSpec};
 use crate::policy::Settings;
 use crate::sampling::{schedule, Sampler, SamplingRun, ScheduleError, ScheduleKind, TrainSchedule};
@@ -82,33 +83,6 @@ pub struct InitImage {
     pub strength: f64,
     pub mask: Option<Mask>,
     pub fit: Fit,
-}
-
-/// How an init image (and its mask) of another size is brought to the request's size.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Fit {
-    /// Scaled to cover it, the centre cut out ([`crate::image_io::fit`]; A1111's resize mode 1,
-    /// "crop and resize").
-    #[default]
-    Cover,
-    /// Scaled to it, the aspect ratio not kept ([`crate::image_io::stretch`]; A1111's resize
-    /// mode 0, "just resize").
-    Stretch,
-}
-
-impl Fit {
-    /// `image` at `width x height` this way.
-    pub fn apply<P: image::Pixel<Subpixel = u8> + 'static>(
-        self,
-        image: &image::ImageBuffer<P, Vec<u8>>,
-        width: usize,
-        height: usize,
-    ) -> image::ImageBuffer<P, Vec<u8>> {
-        match self {
-            Fit::Cover => crate::image_io::fit(image, width, height),
-            Fit::Stretch => crate::image_io::stretch(image, width, height),
-        }
-    }
 }
 
 /// A noise tensor given by the user, `[B, C, h, w]` f32.
@@ -281,8 +255,9 @@ impl Request {
         Ok(())
     }
 
-    /// A mask with pixels, a blur within [`MAX_MASK_BLUR`], and something to repaint once it
-    /// is prepared at the request's size (an all-black mask would return the init image).
+    /// A mask with pixels, a blur within [`MAX_MASK_BLUR`], and something to repaint (an
+    /// all-black mask, after inverting, would return the init image). A look at the pixels, not
+    /// the blur and fit, which the run does once.
     fn check_mask(&self, mask: &Mask) -> Result<(), PipelineError> {
         if mask.image.width() == 0 || mask.image.height() == 0 {
             return Err(PipelineError::EmptyImage);
@@ -290,8 +265,7 @@ impl Request {
         if let Some(&blur) = mask.blur.iter().find(|&&b| b > MAX_MASK_BLUR) {
             return Err(PipelineError::MaskBlur(blur));
         }
-        let fit = self.init.as_ref().map_or(Fit::Cover, |i| i.fit);
-        if !repaints_anything(&mask.prepared(self.width, self.height, fit)) {
+        if !mask.repaints_anything() {
             return Err(PipelineError::MaskEmpty);
         }
         Ok(())

@@ -84,6 +84,19 @@ pub fn relative_error(
     }
 }
 
+/// A tensor's shape and values, as [`values`] reads them.
+pub type Values = (Vec<usize>, Vec<f32>);
+
+/// Each output `(values, key)` of case `name` within `tolerance` of the fixture's tensor
+/// `{name}.{key}` ([`relative_error`], printed).
+pub fn assert_close(f: &Fixture, name: &str, outputs: Vec<(Values, &str)>, tolerance: f32) {
+    for (got, key) in outputs {
+        let err = relative_error(&got, &f.tensors[&format!("{name}.{key}")], key);
+        eprintln!("{name}.{key}: relative max error {err:.2e}");
+        assert!(err <= tolerance, "{name}.{key}: {err:.2e}");
+    }
+}
+
 /// The smallest `generate` of the tiny model (64x64, 2 steps, no quality policy); add
 /// `--output` and what the test varies.
 pub const TINY_GENERATE: [&str; 14] = [
