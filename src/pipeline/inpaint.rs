@@ -55,16 +55,6 @@ impl MaskedContent {
             .into_iter()
             .find(|m| i64::from(m.a1111()) == n)
     }
-
-    /// A1111's infotext value (`Masked content`, its UI's radio labels).
-    pub fn a1111_name(self) -> &'static str {
-        match self {
-            MaskedContent::Fill => "fill",
-            MaskedContent::Original => "original",
-            MaskedContent::Noise => "latent noise",
-            MaskedContent::Nothing => "latent nothing",
-        }
-    }
 }
 
 /// What an inpainting request repaints of its init image.
