@@ -154,7 +154,7 @@ pub fn apply_overlay(generated: &RgbImage, original: &RgbImage, overlay: &GrayIm
 }
 
 /// Pillow's `DIV255`: `a / 255` rounded, in integers.
-pub(super) fn div255(a: u32) -> u32 {
+pub fn div255(a: u32) -> u32 {
     let tmp = a + 128;
     ((tmp >> 8) + tmp) >> 8
 }

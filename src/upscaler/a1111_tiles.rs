@@ -12,6 +12,7 @@ use image::RgbImage;
 
 use super::{Upscaler, UpscalerError};
 use crate::device::Gpu;
+use crate::image_io::mask::div255;
 use crate::image_io::pil_crop;
 
 /// A1111's defaults for `ESRGAN_tile` and `ESRGAN_tile_overlap`.
@@ -173,8 +174,7 @@ impl Canvas {
                     Some(ramp) => {
                         let a = ramp.at(i, j);
                         image::Rgb(std::array::from_fn(|c| {
-                            let t = u32::from(to[c]) * (255 - a) + u32::from(from[c]) * a + 128;
-                            (((t >> 8) + t) >> 8) as u8
+                            div255(u32::from(to[c]) * (255 - a) + u32::from(from[c]) * a) as u8
                         }))
                     }
                 };
